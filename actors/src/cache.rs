@@ -1,0 +1,94 @@
+//! The provider actor's in-memory idempotency cache: which callbacks this process has already stored.
+//!
+//! Bounded by capacity (least recently used entries leave first) and by age. It is only a fast path: the
+//! store's unique index decides across pool members and instances, so a miss or an eviction is harmless.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use crate::callback::CallbackKey;
+
+pub struct IdempotencyCache {
+    entries: LruCache<CallbackKey, Instant>,
+    ttl: Duration,
+}
+
+impl IdempotencyCache {
+    pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
+        Self { entries: LruCache::new(capacity), ttl }
+    }
+
+    /// Whether `key` was stored within the TTL. Expired entries are dropped on the way.
+    pub fn contains(&mut self, key: &CallbackKey) -> bool {
+        match self.entries.get(key) {
+            Some(stored_at) if stored_at.elapsed() < self.ttl => true,
+            Some(_) => {
+                self.entries.pop(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Marks `key` as stored. Call only after the store confirmed the write.
+    pub fn insert(&mut self, key: CallbackKey) {
+        self.entries.put(key, Instant::now());
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callback::{CallbackType, Status};
+
+    fn key(id: &str) -> CallbackKey {
+        CallbackKey {
+            provider: "mpesa",
+            callback_type: CallbackType::StkPush,
+            provider_transaction_id: id.to_owned(),
+            status: Status::Successful,
+        }
+    }
+
+    #[test]
+    fn remembers_keys_up_to_its_capacity() {
+        let mut cache = IdempotencyCache::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60));
+        cache.insert(key("a"));
+        cache.insert(key("b"));
+        assert!(cache.contains(&key("a")));
+        cache.insert(key("c"));
+        assert!(!cache.contains(&key("b")), "least recently used entry is evicted");
+        assert!(cache.contains(&key("a")));
+        assert!(cache.contains(&key("c")));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn forgets_keys_older_than_the_ttl() {
+        let mut cache = IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_millis(20));
+        cache.insert(key("a"));
+        assert!(cache.contains(&key("a")));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!cache.contains(&key("a")));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_new_status_is_a_different_key() {
+        let mut cache = IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
+        cache.insert(key("a"));
+        let mut pending = key("a");
+        pending.status = Status::Pending;
+        assert!(!cache.contains(&pending));
+    }
+}

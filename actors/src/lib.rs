@@ -1,0 +1,27 @@
+//! The actor system of mmo-webhooks, free of any HTTP dependency so that it can be tested alone.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! HTTP handler ──RouteCallback──▶ Supervisor ──HandleCallback──▶ ProviderActor (pool per provider,
+//!                                                                 in-memory idempotency cache)
+//!                                                  ──PersistCallback──▶ PersistenceActor (pool)
+//!                                                                          ──▶ CallbackStore (MongoDB)
+//! ```
+//!
+//! Parsing and normalization are plain functions in [`providers`]; actors only route, cache and delegate.
+//! Restarting failed actors is the job of [`pool::Pool`], owned by the [`supervisor::Supervisor`].
+
+pub mod cache;
+pub mod callback;
+pub mod persistence;
+pub mod pool;
+pub mod provider_actor;
+pub mod providers;
+pub mod store;
+pub mod supervisor;
+
+pub use callback::{Callback, CallbackType, Status};
+pub use providers::{Endpoint, Provider, PROVIDERS};
+pub use store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+pub use supervisor::{PipelineError, RouteCallback, Supervisor, SupervisorSettings};

@@ -1,0 +1,74 @@
+//! The persistence actor: the only actor that talks to the [`CallbackStore`].
+//!
+//! Messages: [`PersistCallback`], [`CountDelivery`], [`QuarantineCallback`]. It owns nothing but a handle to
+//! the store, so a fresh actor started after a failure (see [`crate::pool`]) is as good as the old one.
+//! Store operations run concurrently; each is bounded in time by the store itself.
+
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use chrono::{DateTime, Utc};
+
+use crate::callback::{Callback, CallbackKey};
+use crate::store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+
+pub struct PersistenceActor {
+    store: Arc<dyn CallbackStore>,
+}
+
+impl PersistenceActor {
+    pub fn new(store: Arc<dyn CallbackStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl Actor for PersistenceActor {
+    type Context = Context<Self>;
+}
+
+/// Store a callback durably (once per key; a repeat counts a delivery).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<RecordOutcome, StoreError>")]
+pub struct PersistCallback {
+    pub callback: Arc<Callback>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Count one more delivery of a callback known to be stored.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct CountDelivery {
+    pub key: CallbackKey,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Keep a rejected body for audit.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct QuarantineCallback {
+    pub rejected: Arc<RejectedCallback>,
+}
+
+impl Handler<PersistCallback> for PersistenceActor {
+    type Result = ResponseFuture<Result<RecordOutcome, StoreError>>;
+
+    fn handle(&mut self, message: PersistCallback, _ctx: &mut Context<Self>) -> Self::Result {
+        self.store.record(message.callback, message.received_at)
+    }
+}
+
+impl Handler<CountDelivery> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, message: CountDelivery, _ctx: &mut Context<Self>) -> Self::Result {
+        self.store.count_delivery(message.key, message.received_at)
+    }
+}
+
+impl Handler<QuarantineCallback> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, message: QuarantineCallback, _ctx: &mut Context<Self>) -> Self::Result {
+        self.store.quarantine(message.rejected)
+    }
+}

@@ -1,0 +1,153 @@
+//! Named M-Pesa payloads for tests and local experiments: the API document's examples and real variants.
+
+use serde_json::{json, Value};
+
+/// M-Pesa callback payloads, one constructor per scenario.
+pub struct MpesaCallbackFixtures;
+
+impl MpesaCallbackFixtures {
+    /// The API document's STK Push success.
+    pub fn stk_push_success() -> Value {
+        Self::stk_push_success_for("ws_CO_191220191020363925", "NLJ7RT61SV")
+    }
+
+    pub fn stk_push_success_for(checkout_request_id: &str, receipt: &str) -> Value {
+        json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "29115-34620561-1",
+            "CheckoutRequestID": checkout_request_id,
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "CallbackMetadata": {"Item": [
+                {"Name": "Amount", "Value": 1000.00},
+                {"Name": "MpesaReceiptNumber", "Value": receipt},
+                {"Name": "TransactionDate", "Value": 20191219102115_u64},
+                {"Name": "PhoneNumber", "Value": 254708374149_u64}
+            ]}
+        }}})
+    }
+
+    /// A real failed STK result: no `CallbackMetadata` at all.
+    pub fn stk_push_failed(checkout_request_id: &str, code: u32, description: &str) -> Value {
+        json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "29115-34620561-1",
+            "CheckoutRequestID": checkout_request_id,
+            "ResultCode": code,
+            "ResultDesc": description
+        }}})
+    }
+
+    pub fn stk_push_cancelled() -> Value {
+        Self::stk_push_failed("ws_CO_cancelled_1", 1032, "Request cancelled by user")
+    }
+
+    pub fn stk_push_insufficient_funds() -> Value {
+        Self::stk_push_failed("ws_CO_funds_1", 1, "The balance is insufficient for the transaction")
+    }
+
+    pub fn stk_push_timeout() -> Value {
+        Self::stk_push_failed("ws_CO_timeout_1", 1037, "DS timeout user cannot be reached")
+    }
+
+    /// Observed variant: values as strings, `ResultCode` as a string, a `Balance` item with no `Value`.
+    pub fn stk_push_success_string_values() -> Value {
+        json!({"Body": {"stkCallback": {
+            "MerchantRequestID": "1234-5678-1",
+            "CheckoutRequestID": "ws_CO_strings_1",
+            "ResultCode": "0",
+            "ResultDesc": "The service request is processed successfully.",
+            "CallbackMetadata": {"Item": [
+                {"Name": "Amount", "Value": "1.00"},
+                {"Name": "MpesaReceiptNumber", "Value": "QKA1B2C3D4"},
+                {"Name": "Balance"},
+                {"Name": "TransactionDate", "Value": "20240101120000"},
+                {"Name": "PhoneNumber", "Value": "254708374149"}
+            ]}
+        }}})
+    }
+
+    /// Variant: `Item` as a single object instead of an array.
+    pub fn stk_push_single_item() -> Value {
+        json!({"Body": {"stkCallback": {
+            "CheckoutRequestID": "ws_CO_single_1",
+            "ResultCode": 0,
+            "ResultDesc": "Success",
+            "CallbackMetadata": {"Item": {"Name": "Amount", "Value": 50}}
+        }}})
+    }
+
+    /// The API document's B2C result.
+    pub fn b2c_result_success() -> Value {
+        Self::b2c_result_success_for("AG_20191219_00004e48cf7e3533f581", "NLJ41HAY6Q")
+    }
+
+    pub fn b2c_result_success_for(conversation_id: &str, receipt: &str) -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "OriginatorConversationID": "10571-7910404-1",
+            "ConversationID": conversation_id,
+            "TransactionID": receipt,
+            "ResultParameters": {"ResultParameter": [
+                {"Key": "TransactionAmount", "Value": "5000.00"},
+                {"Key": "TransactionReceipt", "Value": receipt},
+                {"Key": "ReceiverPartyPublicName", "Value": "254708374149 - John Doe"},
+                {"Key": "TransactionCompletedDateTime", "Value": "19.12.2019 11:45:50"},
+                {"Key": "B2CUtilityAccountAvailableFunds", "Value": "10000.00"}
+            ]},
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "https://example.test/timeout"}}
+        }})
+    }
+
+    /// Real failed B2C: a single `ResultParameter` object, a placeholder `TransactionID`, an item without `Value`.
+    pub fn b2c_result_failed_single_parameter() -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": 2001,
+            "ResultDesc": "The initiator information is invalid.",
+            "OriginatorConversationID": "29112-34801843-1",
+            "ConversationID": "AG_20191219_000041b09c22e1b1ef54",
+            "TransactionID": "0000000000000000",
+            "ResultParameters": {"ResultParameter": {"Key": "BOCompletedTime", "Value": 20191219113350_u64}},
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL"}}
+        }})
+    }
+
+    /// The API document's C2B confirmation.
+    pub fn c2b_confirmation() -> Value {
+        Self::c2b_confirmation_for("NLJ41HAY6Q")
+    }
+
+    pub fn c2b_confirmation_for(trans_id: &str) -> Value {
+        json!({
+            "TransactionType": "Pay Bill",
+            "TransID": trans_id,
+            "TransTime": "20191219104905",
+            "TransAmount": "1500.00",
+            "BusinessShortCode": "600000",
+            "BillRefNumber": "account123",
+            "MSISDN": "254708374149",
+            "FirstName": "John",
+            "LastName": "Doe"
+        })
+    }
+
+    /// Today's C2B: `MSISDN` is a SHA-256 hex digest, `TransAmount` a number, extra fields present.
+    pub fn c2b_confirmation_hashed_msisdn() -> Value {
+        json!({
+            "TransactionType": "Pay Bill",
+            "TransID": "RKTQDM7W6S",
+            "TransTime": "20231120153012",
+            "TransAmount": 10,
+            "BusinessShortCode": "600638",
+            "BillRefNumber": "invoice-008",
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "49197.00",
+            "ThirdPartyTransID": "",
+            "MSISDN": "2dc5f3cd6a1d3ce3a5b0a0c3d3f3bd1c3b8f5d3e0d3c6b0e1f2a3b4c5d6e7f80",
+            "FirstName": "JOHN",
+            "MiddleName": "",
+            "LastName": ""
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! The MongoDB store: one document per distinct callback in `callbacks`, rejected bodies in
+//! `rejected_callbacks`.
+//!
+//! Idempotency across pool members and service instances comes from the unique index on
+//! (`provider`, `callback_type`, `provider_transaction_id`, `status`): the first delivery inserts, a repeat
+//! hits duplicate-key error 11000 and only counts a delivery. Writes use `w: majority, j: true`, so a
+//! resolved `record` means durable on a majority of the replica set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, Collection, IndexModel};
+use tokio::sync::OnceCell;
+
+use super::document::{bson_time, callback_document, key_filter};
+use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+use crate::callback::{Callback, CallbackKey};
+
+const DUPLICATE_KEY: i32 = 11000;
+const UNIQUE_INDEX: &str = "callback_identity";
+
+/// Connection settings, from the service's configuration.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    pub uri: String,
+    pub database: String,
+    /// How long to wait for a usable server before failing an operation.
+    pub server_selection_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Upper bound on one whole store operation, so that a caller gets an answer in seconds.
+    pub operation_timeout: Duration,
+}
+
+/// MongoDB-backed [`CallbackStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct MongoStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    callbacks: Collection<Document>,
+    rejected: Collection<Document>,
+    operation_timeout: Duration,
+    /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
+    indexes: OnceCell<()>,
+}
+
+impl MongoStore {
+    /// Builds a client without contacting the server: the service starts even while MongoDB is down and
+    /// answers 503 until it is back.
+    pub async fn connect(settings: &MongoSettings) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(&settings.uri)
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("invalid MongoDB URI: {error}")))?;
+        options.app_name = Some("mmo-webhooks".to_owned());
+        options.server_selection_timeout = Some(settings.server_selection_timeout);
+        options.connect_timeout = Some(settings.connect_timeout);
+        options.write_concern = Some(
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .w_timeout(settings.operation_timeout)
+                .build(),
+        );
+        let client = Client::with_options(options)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let database = client.database(&settings.database);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                callbacks: database.collection("callbacks"),
+                rejected: database.collection("rejected_callbacks"),
+                operation_timeout: settings.operation_timeout,
+                indexes: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Creates the indexes (idempotent). Called at start-up and, until it succeeds, before every write.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        self.inner.ensure_indexes().await
+    }
+
+    /// The `callbacks` collection, for operators' tools and tests.
+    pub fn callbacks(&self) -> &Collection<Document> {
+        &self.inner.callbacks
+    }
+
+    /// The `rejected_callbacks` collection.
+    pub fn rejected(&self) -> &Collection<Document> {
+        &self.inner.rejected
+    }
+}
+
+impl Inner {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        self.indexes
+            .get_or_try_init(|| async {
+                let identity = IndexModel::builder()
+                    .keys(doc! {"provider": 1, "callback_type": 1, "provider_transaction_id": 1, "status": 1})
+                    .options(IndexOptions::builder().unique(true).name(UNIQUE_INDEX.to_owned()).build())
+                    .build();
+                let by_time = IndexModel::builder().keys(doc! {"received_at": 1}).build();
+                self.callbacks
+                    .create_indexes([identity, by_time])
+                    .await
+                    .map_err(unavailable)?;
+                self.rejected
+                    .create_index(IndexModel::builder().keys(doc! {"received_at": 1}).build())
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+            .copied()
+    }
+
+    async fn record(&self, callback: &Callback, received_at: DateTime<Utc>) -> Result<RecordOutcome, StoreError> {
+        self.ensure_indexes().await?;
+        match self.callbacks.insert_one(callback_document(callback, received_at)).await {
+            Ok(_) => Ok(RecordOutcome::Stored),
+            Err(error) if is_duplicate_key(&error) => {
+                self.count_delivery(&callback.key(), received_at).await?;
+                Ok(RecordOutcome::Duplicate)
+            }
+            Err(error) => Err(classify(error)),
+        }
+    }
+
+    async fn count_delivery(&self, key: &CallbackKey, received_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let update = doc! {
+            "$inc": {"deliveries": 1_i64},
+            "$max": {"last_received_at": bson_time(received_at)},
+        };
+        let result = self
+            .callbacks
+            .update_one(key_filter(key), update)
+            .await
+            .map_err(classify)?;
+        if result.matched_count == 0 {
+            return Err(StoreError::Rejected(format!(
+                "no stored callback {} {} to count a delivery on",
+                key.callback_type, key.provider_transaction_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn quarantine(&self, rejected: &RejectedCallback) -> Result<(), StoreError> {
+        let mut document = doc! {
+            "raw": String::from_utf8_lossy(&rejected.raw).into_owned(),
+            "path": &rejected.path,
+            "reason": &rejected.reason,
+            "request_id": &rejected.request_id,
+            "received_at": bson_time(rejected.received_at),
+        };
+        if std::str::from_utf8(&rejected.raw).is_err() {
+            // Not UTF-8: keep the exact bytes beside the readable approximation.
+            document.insert(
+                "raw_bytes",
+                Binary { subtype: BinarySubtype::Generic, bytes: rejected.raw.clone() },
+            );
+        }
+        self.rejected.insert_one(document).await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl CallbackStore for MongoStore {
+    fn record(&self, callback: Arc<Callback>, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+        let inner = Arc::clone(&self.inner);
+        bounded(self.inner.operation_timeout, async move { inner.record(&callback, received_at).await }).boxed()
+    }
+
+    fn count_delivery(&self, key: CallbackKey, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = Arc::clone(&self.inner);
+        bounded(self.inner.operation_timeout, async move { inner.count_delivery(&key, received_at).await }).boxed()
+    }
+
+    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let inner = Arc::clone(&self.inner);
+        bounded(self.inner.operation_timeout, async move { inner.quarantine(&rejected).await }).boxed()
+    }
+}
+
+/// Bounds a store operation: the driver's own defaults can wait 30 s, far beyond a provider's patience.
+async fn bounded<T>(
+    limit: Duration,
+    operation: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, operation)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(limit)))
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Write(WriteFailure::WriteError(write_error)) if write_error.code == DUPLICATE_KEY
+    )
+}
+
+/// A write error about the document itself is a rejection; anything else is the server being unreachable.
+fn classify(error: mongodb::error::Error) -> StoreError {
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write_error)) => {
+            StoreError::Rejected(format!("code {}: {}", write_error.code, write_error.message))
+        }
+        ErrorKind::BsonSerialization(_) | ErrorKind::InvalidArgument { .. } => {
+            StoreError::Rejected(error.to_string())
+        }
+        _ => unavailable(error),
+    }
+}
+
+fn unavailable(error: mongodb::error::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}

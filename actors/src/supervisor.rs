@@ -1,0 +1,226 @@
+//! The supervisor: the single entry point of the actor system.
+//!
+//! Messages: [`RouteCallback`] (to the provider pool of the callback's operator, member by key hash),
+//! [`Quarantine`] (straight to the persistence pool) and [`GetStats`]. It owns every pool; the pools start a
+//! fresh actor in place of one that failed (see [`crate::pool`]). Actors run on a small set of arbiters (threads),
+//! spread round-robin, so that one busy actor never holds the others back.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, Message, MessageResult, ResponseFuture};
+use chrono::{DateTime, Utc};
+
+use crate::callback::Callback;
+use crate::persistence::{PersistenceActor, QuarantineCallback};
+use crate::pool::{Pool, PoolError};
+use crate::provider_actor::{HandleCallback, ProviderActor};
+use crate::providers::PROVIDERS;
+use crate::store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+
+/// Why a callback could not be confirmed as stored. None of these may be acknowledged with a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("a mailbox is full")]
+    Busy,
+    #[error("no answer in time")]
+    Timeout,
+    #[error("an actor failed twice on this callback")]
+    ActorFailed,
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
+    #[error("storage refused the callback: {0}")]
+    StorageRejected(String),
+    #[error("no pool serves provider `{0}`")]
+    UnknownProvider(String),
+}
+
+impl From<PoolError> for PipelineError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Busy => Self::Busy,
+            PoolError::Timeout => Self::Timeout,
+            PoolError::Failed => Self::ActorFailed,
+        }
+    }
+}
+
+impl From<StoreError> for PipelineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => Self::StorageUnavailable(error.to_string()),
+            StoreError::Rejected(reason) => Self::StorageRejected(reason),
+        }
+    }
+}
+
+/// Sizes and limits of the actor system, from the service's configuration.
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    /// Pool size per provider slug (`mpesa`, `mtn`, `airtel`); every registered provider needs one.
+    pub provider_pool_sizes: HashMap<String, NonZeroUsize>,
+    pub persistence_pool_size: NonZeroUsize,
+    pub mailbox_capacity: NonZeroUsize,
+    pub cache_capacity: NonZeroUsize,
+    pub cache_ttl: Duration,
+    /// Longest wait for one actor's answer; above the store's own operation timeout.
+    pub call_timeout: Duration,
+    /// Threads the actors run on.
+    pub arbiters: NonZeroUsize,
+}
+
+pub struct Supervisor {
+    providers: HashMap<&'static str, Arc<Pool<ProviderActor>>>,
+    persistence: Arc<Pool<PersistenceActor>>,
+}
+
+impl Supervisor {
+    /// Starts the arbiters, the persistence pool and one provider pool per registered provider.
+    ///
+    /// Must run inside an actix `System`. Panics if a registered provider has no pool size: configuration
+    /// validation guarantees one.
+    pub fn new(settings: &SupervisorSettings, store: Arc<dyn CallbackStore>) -> Self {
+        let arbiters: Arc<Vec<ArbiterHandle>> =
+            Arc::new((0..settings.arbiters.get()).map(|_| Arbiter::new().handle()).collect());
+        let mailbox = settings.mailbox_capacity;
+
+        let persistence = {
+            let arbiters = Arc::clone(&arbiters);
+            Arc::new(Pool::new(
+                "persistence",
+                settings.persistence_pool_size,
+                mailbox,
+                settings.call_timeout,
+                move |index| {
+                    let store = Arc::clone(&store);
+                    PersistenceActor::start_in_arbiter(&arbiters[index % arbiters.len()], move |ctx| {
+                        ctx.set_mailbox_capacity(mailbox.get());
+                        PersistenceActor::new(store)
+                    })
+                },
+            ))
+        };
+
+        let providers = PROVIDERS
+            .iter()
+            .map(|provider| {
+                let size = settings.provider_pool_sizes[provider.slug()];
+                let arbiters = Arc::clone(&arbiters);
+                let persistence_pool = Arc::clone(&persistence);
+                let (capacity, ttl) = (settings.cache_capacity, settings.cache_ttl);
+                let pool = Pool::new(provider.name(), size, mailbox, settings.call_timeout, move |index| {
+                    let persistence_pool = Arc::clone(&persistence_pool);
+                    // Offset by one so provider actors do not all share the first persistence thread.
+                    ProviderActor::start_in_arbiter(&arbiters[(index + 1) % arbiters.len()], move |ctx| {
+                        ctx.set_mailbox_capacity(mailbox.get());
+                        ProviderActor::new(capacity, ttl, persistence_pool)
+                    })
+                });
+                (provider.name(), Arc::new(pool))
+            })
+            .collect();
+
+        Self { providers, persistence }
+    }
+
+    /// The provider pool for a stored provider name (`mtn_mobile_money`), for tests and diagnostics.
+    pub fn provider_pool(&self, name: &str) -> Option<Arc<Pool<ProviderActor>>> {
+        self.providers.get(name).cloned()
+    }
+
+    pub fn persistence_pool(&self) -> Arc<Pool<PersistenceActor>> {
+        Arc::clone(&self.persistence)
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Handling a message only spawns its future, so the supervisor's own mailbox drains at once.
+        ctx.set_mailbox_capacity(usize::MAX >> 1);
+    }
+}
+
+/// Route a parsed callback to its provider pool; resolves once it is durably stored (or known to be).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RecordOutcome, PipelineError>")]
+pub struct RouteCallback {
+    pub callback: Callback,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Keep a rejected body for audit.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub struct Quarantine {
+    pub rejected: RejectedCallback,
+}
+
+/// Report pool sizes and restart counts.
+#[derive(Debug, Message)]
+#[rtype(result = "SupervisorStats")]
+pub struct GetStats;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    pub name: &'static str,
+    pub size: usize,
+    pub restarts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorStats {
+    pub pools: Vec<PoolStats>,
+}
+
+impl Handler<RouteCallback> for Supervisor {
+    type Result = ResponseFuture<Result<RecordOutcome, PipelineError>>;
+
+    fn handle(&mut self, message: RouteCallback, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(pool) = self.providers.get(message.callback.provider).cloned() else {
+            let provider = message.callback.provider.to_owned();
+            return Box::pin(async move { Err(PipelineError::UnknownProvider(provider)) });
+        };
+        let route = message.callback.key().route();
+        let handle = HandleCallback { callback: Arc::new(message.callback), received_at: message.received_at };
+        Box::pin(async move { pool.call(route, handle).await? })
+    }
+}
+
+impl Handler<Quarantine> for Supervisor {
+    type Result = ResponseFuture<Result<(), PipelineError>>;
+
+    fn handle(&mut self, message: Quarantine, _ctx: &mut Context<Self>) -> Self::Result {
+        let pool = Arc::clone(&self.persistence);
+        let route = message.rejected.received_at.timestamp_subsec_nanos().into();
+        let quarantine = QuarantineCallback { rejected: Arc::new(message.rejected) };
+        Box::pin(async move { Ok(pool.call(route, quarantine).await??) })
+    }
+}
+
+impl Handler<GetStats> for Supervisor {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _message: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut pools: Vec<PoolStats> = self
+            .providers
+            .iter()
+            .map(|(name, pool)| PoolStats { name, size: pool.size(), restarts: pool.restarts() })
+            .collect();
+        pools.sort_by_key(|stats| stats.name);
+        pools.push(PoolStats {
+            name: "persistence",
+            size: self.persistence.size(),
+            restarts: self.persistence.restarts(),
+        });
+        MessageResult(SupervisorStats { pools })
+    }
+}
+
+/// Convenience for the HTTP layer: start the supervisor and return its address.
+pub fn start(settings: &SupervisorSettings, store: Arc<dyn CallbackStore>) -> Addr<Supervisor> {
+    Supervisor::new(settings, store).start()
+}
