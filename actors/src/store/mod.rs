@@ -36,7 +36,7 @@ pub struct RejectedCallback {
 }
 
 /// Storage failures. Every variant means "not stored": the caller must not acknowledge.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -1,0 +1,99 @@
+//! The HTTP error type: every failure maps to a status and the documented JSON body.
+
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use mmo_actors::PipelineError;
+use serde_json::json;
+
+/// Seconds a sender is asked to wait after a 503.
+const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("callback could not be understood")]
+    InvalidFormat,
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("callback not stored: {0}")]
+    Unavailable(PipelineError),
+    #[error("unexpected failure: {message}")]
+    Internal { request_id: String, message: String },
+    #[error("no such endpoint")]
+    NotFound,
+}
+
+impl ApiError {
+    /// Maps a pipeline failure: anything transient asks the sender to retry; nothing is acknowledged.
+    pub fn from_pipeline(error: PipelineError, request_id: &str) -> Self {
+        match error {
+            PipelineError::StorageRejected(_) | PipelineError::UnknownProvider(_) => {
+                Self::Internal { request_id: request_id.to_owned(), message: error.to_string() }
+            }
+            transient => Self::Unavailable(transient),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::InvalidFormat => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            Self::Unauthorized => json!({
+                "error": "Unauthorized",
+                "message": "Invalid or missing authentication token",
+                "code": "AUTH_REQUIRED",
+            }),
+            Self::InvalidFormat => json!({
+                "error": "Bad Request",
+                "message": "Invalid callback data format",
+                "code": "INVALID_FORMAT",
+            }),
+            Self::PayloadTooLarge { limit } => json!({
+                "error": "Payload Too Large",
+                "message": format!("Request body exceeds {limit} bytes"),
+                "code": "PAYLOAD_TOO_LARGE",
+            }),
+            Self::Unavailable(cause) => json!({
+                "error": "Service Unavailable",
+                "message": match cause {
+                    PipelineError::Busy => "Service is at capacity; retry later",
+                    _ => "Callback could not be stored; retry later",
+                },
+                "code": match cause {
+                    PipelineError::Busy => "OVERLOADED",
+                    _ => "STORAGE_UNAVAILABLE",
+                },
+                "retry_after": RETRY_AFTER_SECS,
+            }),
+            Self::Internal { request_id, .. } => json!({
+                "error": "Internal Server Error",
+                "message": "An unexpected error occurred",
+                "code": "INTERNAL_ERROR",
+                "request_id": request_id,
+            }),
+            Self::NotFound => json!({
+                "error": "Not Found",
+                "message": "No such endpoint",
+                "code": "NOT_FOUND",
+            }),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unavailable(_)) {
+            response.insert_header((RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+        }
+        response.json(body)
+    }
+}

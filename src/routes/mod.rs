@@ -1,0 +1,53 @@
+//! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
+
+mod health;
+mod webhooks;
+
+use actix_web::web::{self, ServiceConfig};
+use mmo_actors::providers::Method;
+use mmo_actors::{Endpoint, Provider, PROVIDERS};
+
+use crate::error::ApiError;
+
+pub use health::health;
+pub use webhooks::{receive_callback, AppState};
+
+/// The provider and endpoint a webhook route serves (resource-level app data).
+pub struct EndpointRoute {
+    pub provider: &'static dyn Provider,
+    pub endpoint: &'static Endpoint,
+}
+
+/// The provider a health route reports on.
+pub struct HealthRoute {
+    pub provider: &'static dyn Provider,
+}
+
+/// Registers `/v1/webhooks/<provider>/<endpoint>` for every provider endpoint, and `/v1/webhooks/<provider>/health`.
+pub fn configure(config: &mut ServiceConfig) {
+    let mut scope = web::scope("/v1");
+    for provider in PROVIDERS.iter().copied() {
+        for endpoint in provider.endpoints() {
+            let mut resource = web::resource(format!("/webhooks/{}/{}", provider.slug(), endpoint.path))
+                .app_data(web::Data::new(EndpointRoute { provider, endpoint }));
+            for method in endpoint.methods {
+                let route = match method {
+                    Method::Post => web::post(),
+                    Method::Put => web::put(),
+                };
+                resource = resource.route(route.to(receive_callback));
+            }
+            scope = scope.service(resource);
+        }
+        scope = scope.service(
+            web::resource(format!("/webhooks/{}/health", provider.slug()))
+                .app_data(web::Data::new(HealthRoute { provider }))
+                .route(web::get().to(health)),
+        );
+    }
+    config.service(scope).default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
