@@ -22,7 +22,12 @@ impl BearerTokens {
         let key: [u8; 32] = rand::random();
         let digests = tokens
             .iter()
-            .map(|token| keyed(&key, token.expose_secret().as_bytes()).finalize().into_bytes().to_vec())
+            .map(|token| {
+                keyed(&key, token.expose_secret().as_bytes())
+                    .finalize()
+                    .into_bytes()
+                    .to_vec()
+            })
             .collect();
         Self { key, digests }
     }
@@ -38,9 +43,9 @@ impl BearerTokens {
         };
         let presented = keyed(&self.key, token.as_bytes());
         // Check every digest, so the time taken does not reveal which token (if any) matched.
-        self.digests
-            .iter()
-            .fold(false, |found, digest| presented.clone().verify_slice(digest).is_ok() | found)
+        self.digests.iter().fold(false, |found, digest| {
+            presented.clone().verify_slice(digest).is_ok() | found
+        })
     }
 }
 
@@ -69,7 +74,10 @@ mod tests {
     }
 
     fn tokens() -> BearerTokens {
-        BearerTokens::new(&[SecretString::from("current-token-0123456789"), SecretString::from("next-token-9876543210")])
+        BearerTokens::new(&[
+            SecretString::from("current-token-0123456789"),
+            SecretString::from("next-token-9876543210"),
+        ])
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct MongoDbSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
     /// Accepted `Authorization: Bearer` tokens; several at once allow rotation.
+    #[serde(deserialize_with = "list_of_secrets")]
     pub bearer_tokens: Vec<SecretString>,
 }
 
@@ -120,39 +121,77 @@ pub struct Sources {
 impl Sources {
     pub fn from_process() -> Self {
         Self {
-            directory: std::env::var_os("MMO_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from),
-            environment: std::env::var("MMO_ENV").ok().filter(|name| !name.is_empty()),
+            directory: std::env::var_os("MMO_CONFIG_DIR")
+                .map_or_else(|| PathBuf::from("config"), PathBuf::from),
+            environment: std::env::var("MMO_ENV")
+                .ok()
+                .filter(|name| !name.is_empty()),
             file: std::env::var_os("MMO_CONFIG").map(PathBuf::from),
-            variables: std::env::vars().filter(|(name, _)| name.starts_with("MMO__")).collect(),
+            variables: std::env::vars()
+                .filter(|(name, _)| name.starts_with("MMO__"))
+                .collect(),
         }
     }
 
     /// The repository's own `config/` directory with no environment: what tests start from.
     pub fn defaults_only() -> Self {
-        Self { directory: Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), ..Self::default() }
+        Self {
+            directory: Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+            ..Self::default()
+        }
     }
 }
 
-/// List-valued keys that may be given as comma-separated environment values.
-const LIST_KEYS: &[&str] = &["auth.bearer_tokens"];
+/// A list given as a TOML array or as one comma-separated string (how environment variables carry lists).
+///
+/// Done here rather than by the `config` crate, whose list splitting first turns values such as `12345`
+/// or `true` into numbers and booleans: wrong for secrets.
+fn comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
+fn list_of_secrets<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    Ok(comma_separated(deserializer)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
+}
 
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigurationError> {
-    let mut builder = Config::builder().add_source(File::from(sources.directory.join("default.toml")));
+    let mut builder =
+        Config::builder().add_source(File::from(sources.directory.join("default.toml")));
     if let Some(environment) = &sources.environment {
-        builder = builder.add_source(File::from(sources.directory.join(format!("{environment}.toml"))));
+        builder = builder.add_source(File::from(
+            sources.directory.join(format!("{environment}.toml")),
+        ));
     }
     if let Some(file) = &sources.file {
         builder = builder.add_source(File::new(&file.to_string_lossy(), FileFormat::Toml));
     }
-    let mut environment = Environment::with_prefix("MMO")
+    // Values stay text (no `try_parsing`, which would turn a numeric secret into a float); typed fields
+    // parse their text, and list fields split it (see `comma_separated`).
+    let environment = Environment::with_prefix("MMO")
         .prefix_separator("__")
         .separator("__")
-        .list_separator(",")
-        .try_parsing(true)
         .source(Some(sources.variables.clone()));
-    for key in LIST_KEYS {
-        environment = environment.with_list_parse_key(key);
-    }
     let config = builder.add_source(environment).build()?;
 
     let mut warnings = Vec::new();
@@ -167,31 +206,53 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigurationError> {
 impl Settings {
     /// Checks what types alone cannot; returns warnings for what is allowed but suspicious.
     fn validate(&self) -> Result<Vec<String>, ConfigurationError> {
-        let invalid = |key: &str, problem: &str| ConfigurationError::Invalid { key: key.to_owned(), problem: problem.to_owned() };
+        let invalid = |key: &str, problem: &str| ConfigurationError::Invalid {
+            key: key.to_owned(),
+            problem: problem.to_owned(),
+        };
         let mut warnings = Vec::new();
         if self.auth.bearer_tokens.is_empty() {
-            return Err(invalid("auth.bearer_tokens", "is empty: every endpoint requires a bearer token (e.g. MMO__AUTH__BEARER_TOKENS)"));
+            return Err(invalid(
+                "auth.bearer_tokens",
+                "is empty: every endpoint requires a bearer token (e.g. MMO__AUTH__BEARER_TOKENS)",
+            ));
         }
-        if self.auth.bearer_tokens.iter().any(|token| token.expose_secret().trim().is_empty()) {
-            return Err(invalid("auth.bearer_tokens", "contains an empty token"));
-        }
-        if self.auth.bearer_tokens.iter().any(|token| token.expose_secret().len() < 16) {
+        if self
+            .auth
+            .bearer_tokens
+            .iter()
+            .any(|token| token.expose_secret().len() < 16)
+        {
             warnings.push("`auth.bearer_tokens` has a token shorter than 16 characters".to_owned());
         }
         for provider in PROVIDERS {
             if !self.providers.contains_key(provider.slug()) {
-                return Err(invalid(&format!("providers.{}.pool_size", provider.slug()), "is missing"));
+                return Err(invalid(
+                    &format!("providers.{}.pool_size", provider.slug()),
+                    "is missing",
+                ));
             }
         }
         for slug in self.providers.keys() {
             if !PROVIDERS.iter().any(|provider| provider.slug() == slug) {
-                warnings.push(format!("`providers.{slug}` names no known provider and is ignored"));
+                warnings.push(format!(
+                    "`providers.{slug}` names no known provider and is ignored"
+                ));
             }
         }
         for (key, value) in [
-            ("mongodb.operation_timeout_ms", self.mongodb.operation_timeout_ms),
-            ("mongodb.server_selection_timeout_ms", self.mongodb.server_selection_timeout_ms),
-            ("mongodb.connect_timeout_ms", self.mongodb.connect_timeout_ms),
+            (
+                "mongodb.operation_timeout_ms",
+                self.mongodb.operation_timeout_ms,
+            ),
+            (
+                "mongodb.server_selection_timeout_ms",
+                self.mongodb.server_selection_timeout_ms,
+            ),
+            (
+                "mongodb.connect_timeout_ms",
+                self.mongodb.connect_timeout_ms,
+            ),
             ("actors.call_timeout_ms", self.actors.call_timeout_ms),
         ] {
             if value == 0 {
@@ -214,7 +275,9 @@ impl Settings {
         MongoSettings {
             uri: self.mongodb.uri.expose_secret().to_owned(),
             database: self.mongodb.database.clone(),
-            server_selection_timeout: Duration::from_millis(self.mongodb.server_selection_timeout_ms),
+            server_selection_timeout: Duration::from_millis(
+                self.mongodb.server_selection_timeout_ms,
+            ),
             connect_timeout: Duration::from_millis(self.mongodb.connect_timeout_ms),
             operation_timeout: Duration::from_millis(self.mongodb.operation_timeout_ms),
         }
@@ -234,5 +297,140 @@ impl Settings {
             call_timeout: Duration::from_millis(self.actors.call_timeout_ms),
             arbiters: self.actors.arbiters,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(variables: &[(&str, &str)]) -> Sources {
+        let mut variables: HashMap<String, String> = variables
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        variables
+            .entry("MMO__AUTH__BEARER_TOKENS".into())
+            .or_insert_with(|| "token-a-0123456789,token-b-0123456789".into());
+        Sources {
+            variables,
+            ..Sources::defaults_only()
+        }
+    }
+
+    fn error_of(variables: &[(&str, &str)]) -> String {
+        load(&sources(variables))
+            .expect_err("configuration must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn environment_variables_override_files_and_lists_split_on_commas() {
+        let loaded = load(&sources(&[
+            ("MMO__SERVER__PORT", "9100"),
+            ("MMO__PROVIDERS__MPESA__POOL_SIZE", "8"),
+            ("MMO__MONGODB__DATABASE", "elsewhere"),
+        ]))
+        .unwrap();
+        let settings = loaded.settings;
+        assert_eq!(settings.server.port, 9100);
+        assert_eq!(settings.providers["mpesa"].pool_size.get(), 8);
+        assert_eq!(
+            settings.providers["mtn"].pool_size.get(),
+            4,
+            "untouched keys keep the file's value"
+        );
+        assert_eq!(settings.mongodb.database, "elsewhere");
+        let tokens: Vec<&str> = settings
+            .auth
+            .bearer_tokens
+            .iter()
+            .map(|token| token.expose_secret())
+            .collect();
+        assert_eq!(tokens, ["token-a-0123456789", "token-b-0123456789"]);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn a_numeric_token_stays_a_string() {
+        let loaded = load(&sources(&[(
+            "MMO__AUTH__BEARER_TOKENS",
+            "12345678901234567890",
+        )]))
+        .unwrap();
+        assert_eq!(
+            loaded.settings.auth.bearer_tokens[0].expose_secret(),
+            "12345678901234567890"
+        );
+    }
+
+    #[test]
+    fn the_environment_file_and_the_named_file_are_layered_in_order() {
+        let named = std::env::temp_dir().join(format!("mmo-config-{}.toml", std::process::id()));
+        std::fs::write(&named, "[mongodb]\ndatabase = \"from_named_file\"\n").unwrap();
+        let mut layered = sources(&[]);
+        layered.environment = Some("local".into());
+        assert_eq!(
+            load(&layered).unwrap().settings.mongodb.database,
+            "mmo_webhooks_local"
+        );
+        layered.file = Some(named.clone());
+        let settings = load(&layered).unwrap().settings;
+        std::fs::remove_file(named).unwrap();
+        assert_eq!(settings.mongodb.database, "from_named_file");
+        assert_eq!(
+            settings.server.host, "127.0.0.1",
+            "local.toml still applies beneath the named file"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        assert!(error_of(&[("MMO__SERVER__PORT", "eighty")]).contains("server.port"));
+        assert!(error_of(&[("MMO__PROVIDERS__MTN__POOL_SIZE", "0")])
+            .contains("providers.mtn.pool_size"));
+        assert!(error_of(&[("MMO__LOG__FORMAT", "xml")]).contains("log.format"));
+        assert!(error_of(&[("MMO__AUTH__BEARER_TOKENS", "")]).contains("auth.bearer_tokens"));
+        assert!(
+            error_of(&[("MMO__ACTORS__CALL_TIMEOUT_MS", "100")]).contains("actors.call_timeout_ms")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_not_failures() {
+        let loaded = load(&sources(&[
+            ("MMO__SERVER__COLOUR", "blue"),
+            ("MMO__FEATURE__NEXT", "on"),
+        ]))
+        .unwrap();
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("server.colour")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("feature")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let settings = load(&sources(&[(
+            "MMO__MONGODB__URI",
+            "mongodb://user:hunter2@db.example/",
+        )]))
+        .unwrap()
+        .settings;
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("token-a-0123456789"));
+        assert!(!printed.contains("hunter2"));
     }
 }

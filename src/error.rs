@@ -30,7 +30,10 @@ impl ApiError {
     pub fn from_pipeline(error: PipelineError, request_id: &str) -> Self {
         match error {
             PipelineError::StorageRejected(_) | PipelineError::UnknownProvider(_) => {
-                Self::Internal { request_id: request_id.to_owned(), message: error.to_string() }
+                Self::Internal {
+                    request_id: request_id.to_owned(),
+                    message: error.to_string(),
+                }
             }
             transient => Self::Unavailable(transient),
         }

@@ -26,8 +26,13 @@ impl RequestId {
             .get(X_REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .map(str::trim)
-            .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()));
-        Self(given.map_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()), str::to_owned))
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+            });
+        Self(given.map_or_else(
+            || format!("req_{}", uuid::Uuid::new_v4().simple()),
+            str::to_owned,
+        ))
     }
 }
 
@@ -37,7 +42,9 @@ impl FromRequest for RequestId {
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let id = request.extensions().get::<RequestId>().cloned();
-        ready(Ok(id.unwrap_or_else(|| Self(format!("req_{}", uuid::Uuid::new_v4().simple())))))
+        ready(Ok(id.unwrap_or_else(|| {
+            Self(format!("req_{}", uuid::Uuid::new_v4().simple()))
+        })))
     }
 }
 
@@ -58,7 +65,11 @@ pub async fn request_context(
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     span.in_scope(|| {
-        tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
+        tracing::info!(
+            status,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
         response.headers_mut().insert(X_REQUEST_ID, value);

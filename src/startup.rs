@@ -56,14 +56,21 @@ impl Application {
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
-        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
         .shutdown_timeout(settings.server.shutdown_timeout_secs);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server, supervisor, store })
+        Ok(Self {
+            port,
+            server,
+            supervisor,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -17,7 +17,10 @@ pub struct IdempotencyCache {
 
 impl IdempotencyCache {
     pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
-        Self { entries: LruCache::new(capacity), ttl }
+        Self {
+            entries: LruCache::new(capacity),
+            ttl,
+        }
     }
 
     /// Whether `key` was stored within the TTL. Expired entries are dropped on the way.
@@ -62,12 +65,16 @@ mod tests {
 
     #[test]
     fn remembers_keys_up_to_its_capacity() {
-        let mut cache = IdempotencyCache::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60));
+        let mut cache =
+            IdempotencyCache::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60));
         cache.insert(key("a"));
         cache.insert(key("b"));
         assert!(cache.contains(&key("a")));
         cache.insert(key("c"));
-        assert!(!cache.contains(&key("b")), "least recently used entry is evicted");
+        assert!(
+            !cache.contains(&key("b")),
+            "least recently used entry is evicted"
+        );
         assert!(cache.contains(&key("a")));
         assert!(cache.contains(&key("c")));
         assert_eq!(cache.len(), 2);
@@ -75,7 +82,8 @@ mod tests {
 
     #[test]
     fn forgets_keys_older_than_the_ttl() {
-        let mut cache = IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_millis(20));
+        let mut cache =
+            IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_millis(20));
         cache.insert(key("a"));
         assert!(cache.contains(&key("a")));
         std::thread::sleep(Duration::from_millis(30));
@@ -85,7 +93,8 @@ mod tests {
 
     #[test]
     fn a_new_status_is_a_different_key() {
-        let mut cache = IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
+        let mut cache =
+            IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
         cache.insert(key("a"));
         let mut pending = key("a");
         pending.status = Status::Pending;

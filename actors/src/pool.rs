@@ -59,7 +59,13 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
                 admissions: Arc::new(Semaphore::new(mailbox_capacity.get())),
             })
             .collect();
-        Self { name, members, start: Box::new(start), call_timeout, restarts: AtomicU64::new(0) }
+        Self {
+            name,
+            members,
+            start: Box::new(start),
+            call_timeout,
+            restarts: AtomicU64::new(0),
+        }
     }
 
     pub fn size(&self) -> usize {
@@ -93,7 +99,10 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
     {
         let index = self.member_for(route);
         let member = &self.members[index];
-        let _admission = member.admissions.try_acquire().map_err(|_| PoolError::Busy)?;
+        let _admission = member
+            .admissions
+            .try_acquire()
+            .map_err(|_| PoolError::Busy)?;
         for _attempt in 0..2 {
             let addr = self.live_addr(index);
             match tokio::time::timeout(self.call_timeout, addr.send(message.clone())).await {
@@ -121,7 +130,12 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         if *current == *dead {
             *current = (self.start)(index);
             let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(pool = self.name, member = index, restarts, "actor failed; started a fresh one");
+            tracing::warn!(
+                pool = self.name,
+                member = index,
+                restarts,
+                "actor failed; started a fresh one"
+            );
         }
     }
 }

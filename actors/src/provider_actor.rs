@@ -25,8 +25,15 @@ pub struct ProviderActor {
 }
 
 impl ProviderActor {
-    pub fn new(cache_capacity: NonZeroUsize, cache_ttl: Duration, persistence: Arc<Pool<PersistenceActor>>) -> Self {
-        Self { cache: IdempotencyCache::new(cache_capacity, cache_ttl), persistence }
+    pub fn new(
+        cache_capacity: NonZeroUsize,
+        cache_ttl: Duration,
+        persistence: Arc<Pool<PersistenceActor>>,
+    ) -> Self {
+        Self {
+            cache: IdempotencyCache::new(cache_capacity, cache_ttl),
+            persistence,
+        }
     }
 }
 
@@ -53,11 +60,17 @@ impl Handler<HandleCallback> for ProviderActor {
         if self.cache.contains(&key) {
             // The callback itself is already durable; the delivery count is bookkeeping, so failing to
             // write it must not refuse the acknowledgement.
-            let count = CountDelivery { key, received_at: message.received_at };
+            let count = CountDelivery {
+                key,
+                received_at: message.received_at,
+            };
             return Box::pin(
                 async move {
                     let counted = persistence.call(route, count.clone()).await;
-                    if let Err(error) = counted.map_err(PipelineError::from).and_then(|r| r.map_err(PipelineError::from)) {
+                    if let Err(error) = counted
+                        .map_err(PipelineError::from)
+                        .and_then(|r| r.map_err(PipelineError::from))
+                    {
                         tracing::warn!(
                             key = %count.key.provider_transaction_id,
                             %error,
@@ -70,7 +83,10 @@ impl Handler<HandleCallback> for ProviderActor {
             );
         }
 
-        let persist = PersistCallback { callback: message.callback, received_at: message.received_at };
+        let persist = PersistCallback {
+            callback: message.callback,
+            received_at: message.received_at,
+        };
         Box::pin(
             async move { persistence.call(route, persist).await }
                 .into_actor(self)

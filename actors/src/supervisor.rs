@@ -10,7 +10,9 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, Message, MessageResult, ResponseFuture};
+use actix::{
+    Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, Message, MessageResult, ResponseFuture,
+};
 use chrono::{DateTime, Utc};
 
 use crate::callback::Callback;
@@ -50,7 +52,9 @@ impl From<PoolError> for PipelineError {
 impl From<StoreError> for PipelineError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) | StoreError::Timeout(_) => Self::StorageUnavailable(error.to_string()),
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => {
+                Self::StorageUnavailable(error.to_string())
+            }
             StoreError::Rejected(reason) => Self::StorageRejected(reason),
         }
     }
@@ -82,8 +86,11 @@ impl Supervisor {
     /// Must run inside an actix `System`. Panics if a registered provider has no pool size: configuration
     /// validation guarantees one.
     pub fn new(settings: &SupervisorSettings, store: Arc<dyn CallbackStore>) -> Self {
-        let arbiters: Arc<Vec<ArbiterHandle>> =
-            Arc::new((0..settings.arbiters.get()).map(|_| Arbiter::new().handle()).collect());
+        let arbiters: Arc<Vec<ArbiterHandle>> = Arc::new(
+            (0..settings.arbiters.get())
+                .map(|_| Arbiter::new().handle())
+                .collect(),
+        );
         let mailbox = settings.mailbox_capacity;
 
         let persistence = {
@@ -95,10 +102,13 @@ impl Supervisor {
                 settings.call_timeout,
                 move |index| {
                     let store = Arc::clone(&store);
-                    PersistenceActor::start_in_arbiter(&arbiters[index % arbiters.len()], move |ctx| {
-                        ctx.set_mailbox_capacity(mailbox.get());
-                        PersistenceActor::new(store)
-                    })
+                    PersistenceActor::start_in_arbiter(
+                        &arbiters[index % arbiters.len()],
+                        move |ctx| {
+                            ctx.set_mailbox_capacity(mailbox.get());
+                            PersistenceActor::new(store)
+                        },
+                    )
                 },
             ))
         };
@@ -110,19 +120,31 @@ impl Supervisor {
                 let arbiters = Arc::clone(&arbiters);
                 let persistence_pool = Arc::clone(&persistence);
                 let (capacity, ttl) = (settings.cache_capacity, settings.cache_ttl);
-                let pool = Pool::new(provider.name(), size, mailbox, settings.call_timeout, move |index| {
-                    let persistence_pool = Arc::clone(&persistence_pool);
-                    // Offset by one so provider actors do not all share the first persistence thread.
-                    ProviderActor::start_in_arbiter(&arbiters[(index + 1) % arbiters.len()], move |ctx| {
-                        ctx.set_mailbox_capacity(mailbox.get());
-                        ProviderActor::new(capacity, ttl, persistence_pool)
-                    })
-                });
+                let pool = Pool::new(
+                    provider.name(),
+                    size,
+                    mailbox,
+                    settings.call_timeout,
+                    move |index| {
+                        let persistence_pool = Arc::clone(&persistence_pool);
+                        // Offset by one so provider actors do not all share the first persistence thread.
+                        ProviderActor::start_in_arbiter(
+                            &arbiters[(index + 1) % arbiters.len()],
+                            move |ctx| {
+                                ctx.set_mailbox_capacity(mailbox.get());
+                                ProviderActor::new(capacity, ttl, persistence_pool)
+                            },
+                        )
+                    },
+                );
                 (provider.name(), Arc::new(pool))
             })
             .collect();
 
-        Self { providers, persistence }
+        Self {
+            providers,
+            persistence,
+        }
     }
 
     /// The provider pool for a stored provider name (`mtn_mobile_money`), for tests and diagnostics.
@@ -185,7 +207,10 @@ impl Handler<RouteCallback> for Supervisor {
             return Box::pin(async move { Err(PipelineError::UnknownProvider(provider)) });
         };
         let route = message.callback.key().route();
-        let handle = HandleCallback { callback: Arc::new(message.callback), received_at: message.received_at };
+        let handle = HandleCallback {
+            callback: Arc::new(message.callback),
+            received_at: message.received_at,
+        };
         Box::pin(async move { pool.call(route, handle).await? })
     }
 }
@@ -196,7 +221,9 @@ impl Handler<Quarantine> for Supervisor {
     fn handle(&mut self, message: Quarantine, _ctx: &mut Context<Self>) -> Self::Result {
         let pool = Arc::clone(&self.persistence);
         let route = message.rejected.received_at.timestamp_subsec_nanos().into();
-        let quarantine = QuarantineCallback { rejected: Arc::new(message.rejected) };
+        let quarantine = QuarantineCallback {
+            rejected: Arc::new(message.rejected),
+        };
         Box::pin(async move { Ok(pool.call(route, quarantine).await??) })
     }
 }
@@ -208,7 +235,11 @@ impl Handler<GetStats> for Supervisor {
         let mut pools: Vec<PoolStats> = self
             .providers
             .iter()
-            .map(|(name, pool)| PoolStats { name, size: pool.size(), restarts: pool.restarts() })
+            .map(|(name, pool)| PoolStats {
+                name,
+                size: pool.size(),
+                restarts: pool.restarts(),
+            })
             .collect();
         pools.sort_by_key(|stats| stats.name);
         pools.push(PoolStats {

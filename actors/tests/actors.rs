@@ -19,18 +19,27 @@ use mmo_actors::providers::fixtures::{MTNMoMoCallbackFixtures, MpesaCallbackFixt
 use mmo_actors::providers::{by_slug, PROVIDERS};
 use mmo_actors::store::{InMemoryStore, MongoSettings, MongoStore};
 use mmo_actors::supervisor::{GetStats, RouteCallback, Supervisor, SupervisorSettings};
-use mmo_actors::{Callback, CallbackStore, CallbackType, PipelineError, RecordOutcome, RejectedCallback, StoreError};
+use mmo_actors::{
+    Callback, CallbackStore, CallbackType, PipelineError, RecordOutcome, RejectedCallback,
+    StoreError,
+};
 use mongodb::bson::doc;
 
 fn stk(checkout_request_id: &str) -> Callback {
     let payload = MpesaCallbackFixtures::stk_push_success_for(checkout_request_id, "RCPT000001");
-    by_slug("mpesa").unwrap().parse(CallbackType::StkPush, payload.to_string().as_bytes()).unwrap()
+    by_slug("mpesa")
+        .unwrap()
+        .parse(CallbackType::StkPush, payload.to_string().as_bytes())
+        .unwrap()
 }
 
 fn settings(pool_size: usize, mailbox: usize) -> SupervisorSettings {
     let size = NonZeroUsize::new(pool_size).unwrap();
     SupervisorSettings {
-        provider_pool_sizes: PROVIDERS.iter().map(|p| (p.slug().to_owned(), size)).collect::<HashMap<_, _>>(),
+        provider_pool_sizes: PROVIDERS
+            .iter()
+            .map(|p| (p.slug().to_owned(), size))
+            .collect::<HashMap<_, _>>(),
         persistence_pool_size: NonZeroUsize::new(2).unwrap(),
         mailbox_capacity: NonZeroUsize::new(mailbox).unwrap(),
         cache_capacity: NonZeroUsize::new(100).unwrap(),
@@ -52,11 +61,19 @@ fn persistence_pool(store: Arc<dyn CallbackStore>, mailbox: usize) -> Arc<Pool<P
 
 fn provider_actor(store: Arc<dyn CallbackStore>) -> actix::Addr<ProviderActor> {
     let persistence = persistence_pool(store, 16);
-    ProviderActor::new(NonZeroUsize::new(100).unwrap(), Duration::from_secs(60), persistence).start()
+    ProviderActor::new(
+        NonZeroUsize::new(100).unwrap(),
+        Duration::from_secs(60),
+        persistence,
+    )
+    .start()
 }
 
 fn handle(callback: &Callback) -> HandleCallback {
-    HandleCallback { callback: Arc::new(callback.clone()), received_at: Utc::now() }
+    HandleCallback {
+        callback: Arc::new(callback.clone()),
+        received_at: Utc::now(),
+    }
 }
 
 /// Counts what reaches the store, to see what the provider actor's cache saves.
@@ -68,15 +85,26 @@ struct CountingStore {
 }
 
 impl CallbackStore for CountingStore {
-    fn record(&self, callback: Arc<Callback>, at: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        at: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         self.records.fetch_add(1, Ordering::SeqCst);
         self.inner.record(callback, at)
     }
-    fn count_delivery(&self, key: CallbackKey, at: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        at: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.deliveries.fetch_add(1, Ordering::SeqCst);
         self.inner.count_delivery(key, at)
     }
-    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.inner.quarantine(rejected)
     }
 }
@@ -85,10 +113,18 @@ impl CallbackStore for CountingStore {
 struct UnreachableStore;
 
 impl CallbackStore for UnreachableStore {
-    fn record(&self, _: Arc<Callback>, _: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        _: Arc<Callback>,
+        _: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         future::ready(Err(StoreError::Unavailable("no server".into()))).boxed()
     }
-    fn count_delivery(&self, _: CallbackKey, _: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        _: CallbackKey,
+        _: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Err(StoreError::Unavailable("no server".into()))).boxed()
     }
     fn quarantine(&self, _: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -104,17 +140,28 @@ struct PoisonedStore {
 }
 
 impl CallbackStore for PoisonedStore {
-    fn record(&self, callback: Arc<Callback>, at: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        at: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         if callback.provider_transaction_id == "poison" {
             self.panics.fetch_add(1, Ordering::SeqCst);
             panic!("poisoned callback");
         }
         self.inner.record(callback, at)
     }
-    fn count_delivery(&self, key: CallbackKey, at: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        at: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.inner.count_delivery(key, at)
     }
-    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.inner.quarantine(rejected)
     }
 }
@@ -125,7 +172,11 @@ struct StuckStore {
 }
 
 impl CallbackStore for StuckStore {
-    fn record(&self, _: Arc<Callback>, _: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        _: Arc<Callback>,
+        _: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let release = Arc::clone(&self.release);
         async move {
             let _permit = release.acquire().await;
@@ -133,7 +184,11 @@ impl CallbackStore for StuckStore {
         }
         .boxed()
     }
-    fn count_delivery(&self, _: CallbackKey, _: chrono::DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        _: CallbackKey,
+        _: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Ok(())).boxed()
     }
     fn quarantine(&self, _: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -147,9 +202,18 @@ async fn provider_actor_stores_once_and_counts_repeats() {
     let actor = provider_actor(Arc::new(store.clone()));
     let callback = stk("ws_CO_once");
 
-    assert_eq!(actor.send(handle(&callback)).await.unwrap(), Ok(RecordOutcome::Stored));
-    assert_eq!(actor.send(handle(&callback)).await.unwrap(), Ok(RecordOutcome::Duplicate));
-    assert_eq!(actor.send(handle(&callback)).await.unwrap(), Ok(RecordOutcome::Duplicate));
+    assert_eq!(
+        actor.send(handle(&callback)).await.unwrap(),
+        Ok(RecordOutcome::Stored)
+    );
+    assert_eq!(
+        actor.send(handle(&callback)).await.unwrap(),
+        Ok(RecordOutcome::Duplicate)
+    );
+    assert_eq!(
+        actor.send(handle(&callback)).await.unwrap(),
+        Ok(RecordOutcome::Duplicate)
+    );
 
     assert_eq!(store.len(), 1);
     assert_eq!(store.get(&callback.key()).unwrap().deliveries, 3);
@@ -164,7 +228,11 @@ async fn a_cached_repeat_only_counts_a_delivery() {
     actor.send(handle(&callback)).await.unwrap().unwrap();
     actor.send(handle(&callback)).await.unwrap().unwrap();
 
-    assert_eq!(store.records.load(Ordering::SeqCst), 1, "the repeat never reached the insert path");
+    assert_eq!(
+        store.records.load(Ordering::SeqCst),
+        1,
+        "the repeat never reached the insert path"
+    );
     assert_eq!(store.deliveries.load(Ordering::SeqCst), 1);
 }
 
@@ -175,13 +243,17 @@ async fn a_failed_write_is_an_error_and_is_not_remembered() {
     for _ in 0..2 {
         // Same answer twice: the failure did not put the key in the cache (which would say Duplicate).
         let answer = actor.send(handle(&callback)).await.unwrap();
-        assert!(matches!(answer, Err(PipelineError::StorageUnavailable(_))), "{answer:?}");
+        assert!(
+            matches!(answer, Err(PipelineError::StorageUnavailable(_))),
+            "{answer:?}"
+        );
     }
 }
 
 #[actix::test]
 async fn provider_actor_stores_in_real_mongodb() {
-    let uri = std::env::var("MMO_TEST_MONGODB_URI").expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
+    let uri = std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
     let database = format!("actors_{}", uuid_like());
     let store = MongoStore::connect(&MongoSettings {
         uri,
@@ -196,15 +268,35 @@ async fn provider_actor_stores_in_real_mongodb() {
     let pending = MTNMoMoCallbackFixtures::collection_for("mtn-actor-1", "PENDING");
     let successful = MTNMoMoCallbackFixtures::collection_for("mtn-actor-1", "SUCCESSFUL");
     let mtn = by_slug("mtn").unwrap();
-    let pending = mtn.parse(CallbackType::Collection, pending.to_string().as_bytes()).unwrap();
-    let successful = mtn.parse(CallbackType::Collection, successful.to_string().as_bytes()).unwrap();
+    let pending = mtn
+        .parse(CallbackType::Collection, pending.to_string().as_bytes())
+        .unwrap();
+    let successful = mtn
+        .parse(CallbackType::Collection, successful.to_string().as_bytes())
+        .unwrap();
 
-    assert_eq!(actor.send(handle(&pending)).await.unwrap(), Ok(RecordOutcome::Stored));
-    assert_eq!(actor.send(handle(&successful)).await.unwrap(), Ok(RecordOutcome::Stored));
-    assert_eq!(actor.send(handle(&successful)).await.unwrap(), Ok(RecordOutcome::Duplicate));
+    assert_eq!(
+        actor.send(handle(&pending)).await.unwrap(),
+        Ok(RecordOutcome::Stored)
+    );
+    assert_eq!(
+        actor.send(handle(&successful)).await.unwrap(),
+        Ok(RecordOutcome::Stored)
+    );
+    assert_eq!(
+        actor.send(handle(&successful)).await.unwrap(),
+        Ok(RecordOutcome::Duplicate)
+    );
 
     let filter = doc! {"provider": "mtn_mobile_money", "provider_transaction_id": "mtn-actor-1"};
-    assert_eq!(store.callbacks().count_documents(filter.clone()).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .callbacks()
+            .count_documents(filter.clone())
+            .await
+            .unwrap(),
+        2
+    );
     let stored = store
         .callbacks()
         .find_one(doc! {"provider_transaction_id": "mtn-actor-1", "status": "successful"})
@@ -224,13 +316,21 @@ async fn the_pool_routes_every_repeat_of_a_key_to_the_same_member() {
     let addr = supervisor.start();
 
     let keys: Vec<String> = (0..40).map(|i| format!("ws_CO_route_{i}")).collect();
-    let members: std::collections::HashSet<usize> =
-        keys.iter().map(|key| pool.member_for(stk(key).key().route())).collect();
+    let members: std::collections::HashSet<usize> = keys
+        .iter()
+        .map(|key| pool.member_for(stk(key).key().route()))
+        .collect();
     assert!(members.len() > 1, "keys spread over several members");
 
     for key in &keys {
         for _ in 0..3 {
-            let answer = addr.send(RouteCallback { callback: stk(key), received_at: Utc::now() }).await.unwrap();
+            let answer = addr
+                .send(RouteCallback {
+                    callback: stk(key),
+                    received_at: Utc::now(),
+                })
+                .await
+                .unwrap();
             assert!(answer.is_ok());
         }
     }
@@ -245,16 +345,40 @@ async fn the_supervisor_restarts_a_panicking_child_and_keeps_serving() {
     let supervisor = Supervisor::new(&settings(2, 16), store.clone());
     let addr = supervisor.start();
 
-    let poisoned = addr.send(RouteCallback { callback: stk("poison"), received_at: Utc::now() }).await.unwrap();
-    assert_eq!(poisoned, Err(PipelineError::ActorFailed), "never acknowledged");
-    assert_eq!(store.panics.load(Ordering::SeqCst), 2, "the in-flight callback was retried once");
+    let poisoned = addr
+        .send(RouteCallback {
+            callback: stk("poison"),
+            received_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        poisoned,
+        Err(PipelineError::ActorFailed),
+        "never acknowledged"
+    );
+    assert_eq!(
+        store.panics.load(Ordering::SeqCst),
+        2,
+        "the in-flight callback was retried once"
+    );
 
     let stats = addr.send(GetStats).await.unwrap();
-    let persistence = stats.pools.iter().find(|pool| pool.name == "persistence").unwrap();
+    let persistence = stats
+        .pools
+        .iter()
+        .find(|pool| pool.name == "persistence")
+        .unwrap();
     assert!(persistence.restarts >= 1, "{stats:?}");
 
     for key in ["after-1", "after-2", "after-3"] {
-        let answer = addr.send(RouteCallback { callback: stk(key), received_at: Utc::now() }).await.unwrap();
+        let answer = addr
+            .send(RouteCallback {
+                callback: stk(key),
+                received_at: Utc::now(),
+            })
+            .await
+            .unwrap();
         assert_eq!(answer, Ok(RecordOutcome::Stored));
     }
     assert_eq!(store.inner.len(), 3);
@@ -263,8 +387,16 @@ async fn the_supervisor_restarts_a_panicking_child_and_keeps_serving() {
 #[actix::test]
 async fn a_full_mailbox_is_refused_at_once() {
     let release = Arc::new(tokio::sync::Semaphore::new(0));
-    let pool = persistence_pool(Arc::new(StuckStore { release: Arc::clone(&release) }), 1);
-    let message = mmo_actors::persistence::PersistCallback { callback: Arc::new(stk("busy")), received_at: Utc::now() };
+    let pool = persistence_pool(
+        Arc::new(StuckStore {
+            release: Arc::clone(&release),
+        }),
+        1,
+    );
+    let message = mmo_actors::persistence::PersistCallback {
+        callback: Arc::new(stk("busy")),
+        received_at: Utc::now(),
+    };
 
     let first = {
         let pool = Arc::clone(&pool);
@@ -279,5 +411,9 @@ async fn a_full_mailbox_is_refused_at_once() {
 }
 
 fn uuid_like() -> String {
-    format!("{:x}{:x}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or_default())
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
 }

@@ -28,8 +28,9 @@ pub fn configure(config: &mut ServiceConfig) {
     let mut scope = web::scope("/v1");
     for provider in PROVIDERS.iter().copied() {
         for endpoint in provider.endpoints() {
-            let mut resource = web::resource(format!("/webhooks/{}/{}", provider.slug(), endpoint.path))
-                .app_data(web::Data::new(EndpointRoute { provider, endpoint }));
+            let mut resource =
+                web::resource(format!("/webhooks/{}/{}", provider.slug(), endpoint.path))
+                    .app_data(web::Data::new(EndpointRoute { provider, endpoint }));
             for method in endpoint.methods {
                 let route = match method {
                     Method::Post => web::post(),

@@ -41,7 +41,11 @@ pub async fn receive_callback(
             tracing::warn!(%error, "request body could not be read");
             return Err(ApiError::InvalidFormat);
         }
-        Err(_) => return Err(ApiError::PayloadTooLarge { limit: state.max_body_bytes }),
+        Err(_) => {
+            return Err(ApiError::PayloadTooLarge {
+                limit: state.max_body_bytes,
+            })
+        }
     };
     let rejection = |reason: String| RejectedCallback {
         raw: body.to_vec(),
@@ -53,7 +57,12 @@ pub async fn receive_callback(
 
     if !state.tokens.authorizes(request.headers()) {
         // Kept for audit (an attack or a misconfigured operator shows up here); the answer is 401 either way.
-        if let Err(error) = state.quarantine(rejection("unauthorized: missing or invalid bearer token".into())).await {
+        if let Err(error) = state
+            .quarantine(rejection(
+                "unauthorized: missing or invalid bearer token".into(),
+            ))
+            .await
+        {
             tracing::error!(%error, "unauthenticated request could not be quarantined");
         }
         return Err(ApiError::Unauthorized);
@@ -63,7 +72,10 @@ pub async fn receive_callback(
         Ok(callback) => callback,
         Err(parse_error) => {
             tracing::warn!(error = %parse_error, "callback quarantined: cannot be understood");
-            return match state.quarantine(rejection(format!("invalid format: {parse_error}"))).await {
+            return match state
+                .quarantine(rejection(format!("invalid format: {parse_error}")))
+                .await
+            {
                 Ok(()) => Err(ApiError::InvalidFormat),
                 // Not even the raw body could be kept: ask the sender to retry rather than lose it.
                 Err(error) => Err(ApiError::from_pipeline(error, &request_id.0)),
@@ -79,7 +91,10 @@ pub async fn receive_callback(
     );
     let answer = state
         .supervisor
-        .send(RouteCallback { callback, received_at })
+        .send(RouteCallback {
+            callback,
+            received_at,
+        })
         .timeout(state.pipeline_timeout)
         .await;
     match answer {
@@ -101,8 +116,16 @@ pub async fn receive_callback(
 }
 
 impl AppState {
-    async fn quarantine(&self, rejected: RejectedCallback) -> Result<(), mmo_actors::PipelineError> {
-        match self.supervisor.send(Quarantine { rejected }).timeout(self.pipeline_timeout).await {
+    async fn quarantine(
+        &self,
+        rejected: RejectedCallback,
+    ) -> Result<(), mmo_actors::PipelineError> {
+        match self
+            .supervisor
+            .send(Quarantine { rejected })
+            .timeout(self.pipeline_timeout)
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(mmo_actors::PipelineError::Timeout),
         }

@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn text_accepts_strings_numbers_and_booleans() {
         assert_eq!(text(Some(&json!(" abc "))), Some("abc".into()));
-        assert_eq!(text(Some(&json!(254708374149_u64))), Some("254708374149".into()));
+        assert_eq!(
+            text(Some(&json!(254708374149_u64))),
+            Some("254708374149".into())
+        );
         assert_eq!(text(Some(&json!(true))), Some("true".into()));
         assert_eq!(text(Some(&json!(""))), None);
         assert_eq!(text(Some(&json!(null))), None);
@@ -102,12 +105,22 @@ mod tests {
 
     #[test]
     fn decimal_is_exact_for_numbers_and_strings() {
-        let parsed: Value = serde_json::from_str(r#"{"a": 1000.10, "b": "1000.10", "c": 0.1}"#).unwrap();
-        assert_eq!(decimal(parsed.get("a")), Some(Decimal::from_str("1000.10").unwrap()));
-        assert_eq!(decimal(parsed.get("b")), Some(Decimal::from_str("1000.10").unwrap()));
+        let parsed: Value =
+            serde_json::from_str(r#"{"a": 1000.10, "b": "1000.10", "c": 0.1}"#).unwrap();
+        assert_eq!(
+            decimal(parsed.get("a")),
+            Some(Decimal::from_str("1000.10").unwrap())
+        );
+        assert_eq!(
+            decimal(parsed.get("b")),
+            Some(Decimal::from_str("1000.10").unwrap())
+        );
         // 0.1 has no exact f64: the exact JSON text must survive.
         assert_eq!(decimal(parsed.get("c")).unwrap().to_string(), "0.1");
-        assert_eq!(decimal(Some(&json!("1,500.00"))).unwrap().to_string(), "1500.00");
+        assert_eq!(
+            decimal(Some(&json!("1,500.00"))).unwrap().to_string(),
+            "1500.00"
+        );
         assert_eq!(decimal(Some(&json!("1e3"))).unwrap(), Decimal::from(1000));
         assert_eq!(decimal(Some(&json!("abc"))), None);
     }
@@ -126,7 +139,10 @@ mod tests {
     fn named_value_skips_pairs_without_a_value() {
         let list = json!([{"Name": "Balance"}, {"Name": "Amount", "Value": 5}]);
         let pairs = items(Some(&list));
-        assert_eq!(named_value(&pairs, "Name", "Value", "Amount"), Some(&json!(5)));
+        assert_eq!(
+            named_value(&pairs, "Name", "Value", "Amount"),
+            Some(&json!(5))
+        );
         assert_eq!(named_value(&pairs, "Name", "Value", "Balance"), None);
         assert_eq!(named_value(&pairs, "Name", "Value", "Missing"), None);
     }
@@ -135,9 +151,15 @@ mod tests {
     fn parse_object_refuses_non_objects_and_deep_nesting() {
         assert_eq!(parse_object(b"[1]"), Err(ParseError::NotAnObject));
         assert_eq!(parse_object(b"null"), Err(ParseError::NotAnObject));
-        assert!(matches!(parse_object(b"{"), Err(ParseError::InvalidJson(_))));
+        assert!(matches!(
+            parse_object(b"{"),
+            Err(ParseError::InvalidJson(_))
+        ));
         let deep = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));
-        assert_eq!(parse_object(deep.as_bytes()), Err(ParseError::TooDeep { max: MAX_DEPTH }));
+        assert_eq!(
+            parse_object(deep.as_bytes()),
+            Err(ParseError::TooDeep { max: MAX_DEPTH })
+        );
         assert!(parse_object(br#"{"a": {"b": [1, 2]}}"#).is_ok());
     }
 }

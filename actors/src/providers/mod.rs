@@ -19,7 +19,10 @@ pub static PROVIDERS: &[&dyn Provider] = &[&Mpesa, &MtnMobileMoney, &AirtelMoney
 
 /// Looks a provider up by its URL/config slug (`mpesa`, `mtn`, `airtel`).
 pub fn by_slug(slug: &str) -> Option<&'static dyn Provider> {
-    PROVIDERS.iter().copied().find(|provider| provider.slug() == slug)
+    PROVIDERS
+        .iter()
+        .copied()
+        .find(|provider| provider.slug() == slug)
 }
 
 /// HTTP methods a provider may deliver a callback with.

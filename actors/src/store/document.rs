@@ -27,7 +27,9 @@ pub fn callback_document(callback: &Callback, received_at: DateTime<Utc>) -> Doc
     document.insert("result_description", callback.result_description.as_deref());
     document.insert(
         "amount",
-        callback.amount.map_or(Bson::Null, |amount| decimal128(&amount.to_string())),
+        callback
+            .amount
+            .map_or(Bson::Null, |amount| decimal128(&amount.to_string())),
     );
     document.insert("currency", callback.currency.as_deref());
     document.insert("msisdn", callback.msisdn.as_deref());
@@ -80,17 +82,26 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_exact_value() {
-        let value: Value = serde_json::from_str(r#"{"int": 254708374149, "amount": 1000.10, "huge": 1e400}"#).unwrap();
-        let Bson::Document(document) = json_to_bson(&value) else { panic!("not a document") };
+        let value: Value =
+            serde_json::from_str(r#"{"int": 254708374149, "amount": 1000.10, "huge": 1e400}"#)
+                .unwrap();
+        let Bson::Document(document) = json_to_bson(&value) else {
+            panic!("not a document")
+        };
         assert_eq!(document.get("int"), Some(&Bson::Int64(254708374149)));
-        assert_eq!(document.get("amount").map(ToString::to_string).as_deref(), Some("1000.10"));
+        assert_eq!(
+            document.get("amount").map(ToString::to_string).as_deref(),
+            Some("1000.10")
+        );
         assert!(document.get("huge").is_some());
     }
 
     #[test]
     fn keys_with_nul_are_made_storable() {
         let value: Value = serde_json::from_str(r#"{"a\u0000b": 1}"#).unwrap();
-        let Bson::Document(document) = json_to_bson(&value) else { panic!("not a document") };
+        let Bson::Document(document) = json_to_bson(&value) else {
+            panic!("not a document")
+        };
         assert!(document.contains_key("a\u{FFFD}b"));
     }
 }

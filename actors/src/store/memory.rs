@@ -47,7 +47,11 @@ impl InMemoryStore {
 }
 
 impl CallbackStore for InMemoryStore {
-    fn record(&self, callback: Arc<Callback>, _received_at: DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        _received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let mut callbacks = self.callbacks.lock().expect("store lock");
         let outcome = match callbacks.get_mut(&callback.key()) {
             Some(stored) => {
@@ -55,25 +59,40 @@ impl CallbackStore for InMemoryStore {
                 RecordOutcome::Duplicate
             }
             None => {
-                callbacks.insert(callback.key(), StoredCallback { callback, deliveries: 1 });
+                callbacks.insert(
+                    callback.key(),
+                    StoredCallback {
+                        callback,
+                        deliveries: 1,
+                    },
+                );
                 RecordOutcome::Stored
             }
         };
         future::ready(Ok(outcome)).boxed()
     }
 
-    fn count_delivery(&self, key: CallbackKey, _received_at: DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        _received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let result = match self.callbacks.lock().expect("store lock").get_mut(&key) {
             Some(stored) => {
                 stored.deliveries += 1;
                 Ok(())
             }
-            None => Err(StoreError::Rejected("no stored callback to count a delivery on".into())),
+            None => Err(StoreError::Rejected(
+                "no stored callback to count a delivery on".into(),
+            )),
         };
         future::ready(result).boxed()
     }
 
-    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.rejected.lock().expect("store lock").push(rejected);
         future::ready(Ok(())).boxed()
     }

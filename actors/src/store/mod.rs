@@ -50,11 +50,22 @@ pub enum StoreError {
 /// MongoDB, by many service instances: idempotency comes from the store, not from memory.
 pub trait CallbackStore: Send + Sync + 'static {
     /// Stores a callback once per [`CallbackKey`]; a repeat counts a delivery. Resolves only when durable.
-    fn record(&self, callback: Arc<Callback>, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>>;
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>>;
 
     /// Counts one more delivery of a callback already stored.
-    fn count_delivery(&self, key: CallbackKey, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// Keeps a rejected body for audit.
-    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
 }

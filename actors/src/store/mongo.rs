@@ -120,9 +120,17 @@ impl Inner {
             .copied()
     }
 
-    async fn record(&self, callback: &Callback, received_at: DateTime<Utc>) -> Result<RecordOutcome, StoreError> {
+    async fn record(
+        &self,
+        callback: &Callback,
+        received_at: DateTime<Utc>,
+    ) -> Result<RecordOutcome, StoreError> {
         self.ensure_indexes().await?;
-        match self.callbacks.insert_one(callback_document(callback, received_at)).await {
+        match self
+            .callbacks
+            .insert_one(callback_document(callback, received_at))
+            .await
+        {
             Ok(_) => Ok(RecordOutcome::Stored),
             Err(error) if is_duplicate_key(&error) => {
                 self.count_delivery(&callback.key(), received_at).await?;
@@ -132,7 +140,11 @@ impl Inner {
         }
     }
 
-    async fn count_delivery(&self, key: &CallbackKey, received_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn count_delivery(
+        &self,
+        key: &CallbackKey,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let update = doc! {
             "$inc": {"deliveries": 1_i64},
             "$max": {"last_received_at": bson_time(received_at)},
@@ -163,7 +175,10 @@ impl Inner {
             // Not UTF-8: keep the exact bytes beside the readable approximation.
             document.insert(
                 "raw_bytes",
-                Binary { subtype: BinarySubtype::Generic, bytes: rejected.raw.clone() },
+                Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes: rejected.raw.clone(),
+                },
             );
         }
         self.rejected.insert_one(document).await.map_err(classify)?;
@@ -172,19 +187,39 @@ impl Inner {
 }
 
 impl CallbackStore for MongoStore {
-    fn record(&self, callback: Arc<Callback>, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move { inner.record(&callback, received_at).await }).boxed()
+        bounded(self.inner.operation_timeout, async move {
+            inner.record(&callback, received_at).await
+        })
+        .boxed()
     }
 
-    fn count_delivery(&self, key: CallbackKey, received_at: DateTime<Utc>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        received_at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move { inner.count_delivery(&key, received_at).await }).boxed()
+        bounded(self.inner.operation_timeout, async move {
+            inner.count_delivery(&key, received_at).await
+        })
+        .boxed()
     }
 
-    fn quarantine(&self, rejected: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move { inner.quarantine(&rejected).await }).boxed()
+        bounded(self.inner.operation_timeout, async move {
+            inner.quarantine(&rejected).await
+        })
+        .boxed()
     }
 }
 
@@ -208,9 +243,10 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 /// A write error about the document itself is a rejection; anything else is the server being unreachable.
 fn classify(error: mongodb::error::Error) -> StoreError {
     match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write_error)) => {
-            StoreError::Rejected(format!("code {}: {}", write_error.code, write_error.message))
-        }
+        ErrorKind::Write(WriteFailure::WriteError(write_error)) => StoreError::Rejected(format!(
+            "code {}: {}",
+            write_error.code, write_error.message
+        )),
         ErrorKind::BsonSerialization(_) | ErrorKind::InvalidArgument { .. } => {
             StoreError::Rejected(error.to_string())
         }

@@ -11,8 +11,10 @@ use super::json::{self, parse_object};
 use super::{Endpoint, Method, ParseError, Provider};
 use crate::callback::{Callback, CallbackType, Status};
 
-const ACK: &str = r#"{"status":{"code":"200","message":"Callback received successfully","success":true}}"#;
-const NOTIFICATION_ACK: &str = r#"{"status":{"code":"200","message":"Notification received","success":true}}"#;
+const ACK: &str =
+    r#"{"status":{"code":"200","message":"Callback received successfully","success":true}}"#;
+const NOTIFICATION_ACK: &str =
+    r#"{"status":{"code":"200","message":"Notification received","success":true}}"#;
 
 pub struct AirtelMoney;
 
@@ -116,7 +118,9 @@ fn parse_transaction(callback_type: CallbackType, payload: Value) -> Result<Call
     };
     let key = field(&["id"]).ok_or(ParseError::MissingField("transaction.id"))?;
     let result_code = field(&["status_code", "status"]);
-    let (status, reason) = result_code.as_deref().map_or((Status::Unknown, None), status_of);
+    let (status, reason) = result_code
+        .as_deref()
+        .map_or((Status::Unknown, None), status_of);
     let amount = [transaction, merchant]
         .into_iter()
         .flatten()
@@ -143,7 +147,9 @@ mod tests {
     use super::*;
 
     fn parse(kind: CallbackType, payload: &Value) -> Callback {
-        AirtelMoney.parse(kind, payload.to_string().as_bytes()).unwrap()
+        AirtelMoney
+            .parse(kind, payload.to_string().as_bytes())
+            .unwrap()
     }
 
     #[test]
@@ -157,7 +163,10 @@ mod tests {
 
     #[test]
     fn documented_shape_with_status_code_and_hash() {
-        let callback = parse(CallbackType::Payment, &F::payment_documented_shape("A1", "TF"));
+        let callback = parse(
+            CallbackType::Payment,
+            &F::payment_documented_shape("A1", "TF"),
+        );
         assert_eq!(callback.provider_transaction_id, "A1");
         assert_eq!(callback.status, Status::Failed);
         assert_eq!(callback.result_code.as_deref(), Some("TF"));

@@ -12,18 +12,26 @@ impl MpesaCallbackFixtures {
     }
 
     pub fn stk_push_success_for(checkout_request_id: &str, receipt: &str) -> Value {
-        json!({"Body": {"stkCallback": {
-            "MerchantRequestID": "29115-34620561-1",
-            "CheckoutRequestID": checkout_request_id,
-            "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "CallbackMetadata": {"Item": [
-                {"Name": "Amount", "Value": 1000.00},
-                {"Name": "MpesaReceiptNumber", "Value": receipt},
-                {"Name": "TransactionDate", "Value": 20191219102115_u64},
-                {"Name": "PhoneNumber", "Value": 254708374149_u64}
-            ]}
-        }}})
+        // Built from text so that `1000.00` keeps its exact form (a Rust float literal would print `1000.0`).
+        let mut payload: Value = serde_json::from_str(
+            r#"{"Body": {"stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": "",
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {"Item": [
+                    {"Name": "Amount", "Value": 1000.00},
+                    {"Name": "MpesaReceiptNumber", "Value": ""},
+                    {"Name": "TransactionDate", "Value": 20191219102115},
+                    {"Name": "PhoneNumber", "Value": 254708374149}
+                ]}
+            }}}"#,
+        )
+        .expect("fixture is valid JSON");
+        let stk = &mut payload["Body"]["stkCallback"];
+        stk["CheckoutRequestID"] = json!(checkout_request_id);
+        stk["CallbackMetadata"]["Item"][1]["Value"] = json!(receipt);
+        payload
     }
 
     /// A real failed STK result: no `CallbackMetadata` at all.
@@ -41,7 +49,11 @@ impl MpesaCallbackFixtures {
     }
 
     pub fn stk_push_insufficient_funds() -> Value {
-        Self::stk_push_failed("ws_CO_funds_1", 1, "The balance is insufficient for the transaction")
+        Self::stk_push_failed(
+            "ws_CO_funds_1",
+            1,
+            "The balance is insufficient for the transaction",
+        )
     }
 
     pub fn stk_push_timeout() -> Value {

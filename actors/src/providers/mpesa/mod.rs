@@ -92,11 +92,18 @@ fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
         .and_then(|body| body.get("stkCallback"))
         .filter(|stk| stk.is_object())
         .ok_or(ParseError::MissingField("Body.stkCallback"))?;
-    let key = text_field(stk, "CheckoutRequestID", "Body.stkCallback.CheckoutRequestID")?;
+    let key = text_field(
+        stk,
+        "CheckoutRequestID",
+        "Body.stkCallback.CheckoutRequestID",
+    )?;
     let result_code = json::text(stk.get("ResultCode"));
     let (status, reason) = status_of(result_code.as_deref());
     // A failed STK result has no CallbackMetadata at all; a successful one may hold items without `Value`.
-    let metadata = items(stk.get("CallbackMetadata").and_then(|meta| meta.get("Item")));
+    let metadata = items(
+        stk.get("CallbackMetadata")
+            .and_then(|meta| meta.get("Item")),
+    );
     let item = |name| named_value(&metadata, "Name", "Value", name);
     let amount = json::decimal(item("Amount"));
     Ok(Callback {
@@ -133,7 +140,11 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
     let amount = json::decimal(parameter("TransactionAmount"));
     // "254708374149 - John Doe": the number is what precedes the separator.
     let msisdn = json::text(parameter("ReceiverPartyPublicName"))
-        .and_then(|name| name.split(" - ").next().map(|number| number.trim().to_owned()))
+        .and_then(|name| {
+            name.split(" - ")
+                .next()
+                .map(|number| number.trim().to_owned())
+        })
         .filter(|number| !number.is_empty());
     let receipt = json::text(parameter("TransactionReceipt")).or_else(|| {
         // Failed results carry placeholders such as "0000000000000000": never a receipt.
@@ -231,14 +242,19 @@ mod tests {
         let payload = serde_json::json!({"Body": {"stkCallback": {"ResultCode": 0}}});
         assert_eq!(
             parse(CallbackType::StkPush, &payload),
-            Err(ParseError::MissingField("Body.stkCallback.CheckoutRequestID"))
+            Err(ParseError::MissingField(
+                "Body.stkCallback.CheckoutRequestID"
+            ))
         );
     }
 
     #[test]
     fn b2c_success_reads_parameters() {
         let callback = parse(CallbackType::B2cResult, &F::b2c_result_success()).unwrap();
-        assert_eq!(callback.provider_transaction_id, "AG_20191219_00004e48cf7e3533f581");
+        assert_eq!(
+            callback.provider_transaction_id,
+            "AG_20191219_00004e48cf7e3533f581"
+        );
         assert_eq!(callback.status, Status::Successful);
         assert_eq!(callback.amount, dec("5000.00"));
         assert_eq!(callback.receipt.as_deref(), Some("NLJ41HAY6Q"));
@@ -247,10 +263,17 @@ mod tests {
 
     #[test]
     fn b2c_failure_with_single_parameter_and_placeholder_id() {
-        let callback = parse(CallbackType::B2cResult, &F::b2c_result_failed_single_parameter()).unwrap();
+        let callback = parse(
+            CallbackType::B2cResult,
+            &F::b2c_result_failed_single_parameter(),
+        )
+        .unwrap();
         assert_eq!(callback.status, Status::Failed);
         assert_eq!(callback.reason, Some("wrong_pin"));
-        assert_eq!(callback.receipt, None, "a placeholder TransactionID is not a receipt");
+        assert_eq!(
+            callback.receipt, None,
+            "a placeholder TransactionID is not a receipt"
+        );
         assert_eq!(callback.amount, None);
     }
 
@@ -269,7 +292,11 @@ mod tests {
         assert_eq!(callback.status, Status::Successful);
         assert_eq!(callback.amount, dec("1500.00"));
         assert_eq!(callback.receipt.as_deref(), Some("NLJ41HAY6Q"));
-        let hashed = parse(CallbackType::C2bConfirmation, &F::c2b_confirmation_hashed_msisdn()).unwrap();
+        let hashed = parse(
+            CallbackType::C2bConfirmation,
+            &F::c2b_confirmation_hashed_msisdn(),
+        )
+        .unwrap();
         assert_eq!(hashed.msisdn.as_deref().map(str::len), Some(64));
     }
 

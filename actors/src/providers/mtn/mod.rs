@@ -67,10 +67,14 @@ pub fn reason_of(code: &str) -> Option<&'static str> {
         "PAYER_NOT_FOUND" | "PAYEE_NOT_FOUND" => "invalid_account",
         "NOT_ENOUGH_FUNDS" => "insufficient_funds",
         "PAYER_LIMIT_REACHED" => "limit_exceeded",
-        "APPROVAL_REJECTED" | "PAYMENT_NOT_APPROVED" | "COULD_NOT_PERFORM_TRANSACTION" => "declined",
+        "APPROVAL_REJECTED" | "PAYMENT_NOT_APPROVED" | "COULD_NOT_PERFORM_TRANSACTION" => {
+            "declined"
+        }
         "EXPIRED" => "expired",
         "INVALID_CURRENCY" => "invalid_currency",
-        "NOT_ALLOWED" | "NOT_ALLOWED_TARGET_ENVIRONMENT" | "PAYEE_NOT_ALLOWED_TO_RECEIVE" => "not_allowed",
+        "NOT_ALLOWED" | "NOT_ALLOWED_TARGET_ENVIRONMENT" | "PAYEE_NOT_ALLOWED_TO_RECEIVE" => {
+            "not_allowed"
+        }
         "INVALID_CALLBACK_URL_HOST" => "configuration_error",
         "TRANSACTION_CANCELED" => "cancelled_by_user",
         "SERVICE_UNAVAILABLE" => "service_unavailable",
@@ -102,12 +106,15 @@ fn parse_transfer(callback_type: CallbackType, payload: Value) -> Result<Callbac
     let result_code = json::text(payload.get("status"));
     // `reason` is a string, or an object `{code, message}`.
     let (reason_code, reason_message) = match payload.get("reason") {
-        Some(object @ Value::Object(_)) => (json::text(object.get("code")), json::text(object.get("message"))),
+        Some(object @ Value::Object(_)) => (
+            json::text(object.get("code")),
+            json::text(object.get("message")),
+        ),
         other => (json::text(other), None),
     };
-    let status = result_code
-        .as_deref()
-        .map_or(Status::Unknown, |status| status_of(status, reason_code.as_deref()));
+    let status = result_code.as_deref().map_or(Status::Unknown, |status| {
+        status_of(status, reason_code.as_deref())
+    });
     let reason = match status {
         Status::Successful | Status::Pending => None,
         _ => reason_code.as_deref().and_then(reason_of),
@@ -135,13 +142,18 @@ mod tests {
     use super::*;
 
     fn parse(kind: CallbackType, payload: &Value) -> Callback {
-        MtnMobileMoney.parse(kind, payload.to_string().as_bytes()).unwrap()
+        MtnMobileMoney
+            .parse(kind, payload.to_string().as_bytes())
+            .unwrap()
     }
 
     #[test]
     fn collection_success_as_in_the_api_document() {
         let callback = parse(CallbackType::Collection, &F::collection_success());
-        assert_eq!(callback.provider_transaction_id, "d4e90f52-7e4b-4f4a-9c3a-1234567890ab");
+        assert_eq!(
+            callback.provider_transaction_id,
+            "d4e90f52-7e4b-4f4a-9c3a-1234567890ab"
+        );
         assert_eq!(callback.status, Status::Successful);
         assert_eq!(callback.amount.unwrap().to_string(), "1000.00");
         assert_eq!(callback.currency.as_deref(), Some("UGX"));
@@ -151,7 +163,10 @@ mod tests {
 
     #[test]
     fn real_callback_without_reference_id_keys_on_external_id() {
-        let callback = parse(CallbackType::Collection, &F::collection_failed_without_reference_id());
+        let callback = parse(
+            CallbackType::Collection,
+            &F::collection_failed_without_reference_id(),
+        );
         assert_eq!(callback.provider_transaction_id, "ext-947321");
         assert_eq!(callback.status, Status::Failed);
         assert_eq!(callback.reason, Some("insufficient_funds"));
@@ -160,10 +175,16 @@ mod tests {
 
     #[test]
     fn reason_as_an_object_is_understood() {
-        let callback = parse(CallbackType::Disbursement, &F::disbursement_failed_reason_object());
+        let callback = parse(
+            CallbackType::Disbursement,
+            &F::disbursement_failed_reason_object(),
+        );
         assert_eq!(callback.status, Status::Failed);
         assert_eq!(callback.reason, Some("invalid_account"));
-        assert_eq!(callback.result_description.as_deref(), Some("Payee does not exist"));
+        assert_eq!(
+            callback.result_description.as_deref(),
+            Some("Payee does not exist")
+        );
     }
 
     #[test]
@@ -195,11 +216,24 @@ mod tests {
     #[test]
     fn every_documented_reason_has_a_normalized_reason() {
         for code in [
-            "PAYER_NOT_FOUND", "PAYEE_NOT_FOUND", "NOT_ENOUGH_FUNDS", "PAYER_LIMIT_REACHED",
-            "APPROVAL_REJECTED", "EXPIRED", "INVALID_CURRENCY", "NOT_ALLOWED",
-            "NOT_ALLOWED_TARGET_ENVIRONMENT", "INVALID_CALLBACK_URL_HOST", "PAYEE_NOT_ALLOWED_TO_RECEIVE",
-            "PAYMENT_NOT_APPROVED", "TRANSACTION_CANCELED", "COULD_NOT_PERFORM_TRANSACTION",
-            "SERVICE_UNAVAILABLE", "INTERNAL_PROCESSING_ERROR", "RESOURCE_NOT_FOUND", "RESOURCE_ALREADY_EXIST",
+            "PAYER_NOT_FOUND",
+            "PAYEE_NOT_FOUND",
+            "NOT_ENOUGH_FUNDS",
+            "PAYER_LIMIT_REACHED",
+            "APPROVAL_REJECTED",
+            "EXPIRED",
+            "INVALID_CURRENCY",
+            "NOT_ALLOWED",
+            "NOT_ALLOWED_TARGET_ENVIRONMENT",
+            "INVALID_CALLBACK_URL_HOST",
+            "PAYEE_NOT_ALLOWED_TO_RECEIVE",
+            "PAYMENT_NOT_APPROVED",
+            "TRANSACTION_CANCELED",
+            "COULD_NOT_PERFORM_TRANSACTION",
+            "SERVICE_UNAVAILABLE",
+            "INTERNAL_PROCESSING_ERROR",
+            "RESOURCE_NOT_FOUND",
+            "RESOURCE_ALREADY_EXIST",
         ] {
             assert!(reason_of(code).is_some(), "{code}");
         }

@@ -1,0 +1,206 @@
+use actix_web::http::{Method, StatusCode};
+use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with, test_settings, TOKEN};
+
+fn unauthorized() -> serde_json::Value {
+    json!({"error": "Unauthorized", "message": "Invalid or missing authentication token", "code": "AUTH_REQUIRED"})
+}
+
+fn invalid_format() -> serde_json::Value {
+    json!({"error": "Bad Request", "message": "Invalid callback data format", "code": "INVALID_FORMAT"})
+}
+
+#[actix_web::test]
+async fn a_missing_or_wrong_token_is_refused_stored_nowhere_but_quarantine() {
+    let app = spawn_app().await;
+    let body = Mpesa::stk_push_success_for("ws_CO_unauth", "R1")
+        .to_string()
+        .into_bytes();
+    for token in [None, Some("wrong-token"), Some("")] {
+        let reply = app
+            .send(
+                Method::POST,
+                "/v1/webhooks/mpesa/stkpush",
+                body.clone(),
+                token,
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(reply.body, unauthorized());
+    }
+    assert!(
+        app.stored("ws_CO_unauth").await.is_empty(),
+        "an unauthenticated callback is never stored as genuine"
+    );
+    let quarantined = app.quarantined().await;
+    assert_eq!(quarantined.len(), 3);
+    assert!(quarantined.iter().all(|document| document
+        .get_str("reason")
+        .unwrap()
+        .starts_with("unauthorized")));
+    assert!(quarantined
+        .iter()
+        .all(|document| !document.get_str("raw").unwrap().contains("Bearer")));
+}
+
+#[actix_web::test]
+async fn a_body_that_is_not_json_is_quarantined_and_answered_400() {
+    let app = spawn_app().await;
+    let reply = app
+        .send(
+            Method::POST,
+            "/v1/webhooks/mtn/collection",
+            b"referenceId=abc&status=SUCCESSFUL".to_vec(),
+            Some(TOKEN),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body, invalid_format());
+    let request_id = reply
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let quarantined = app.quarantined().await;
+    assert_eq!(quarantined.len(), 1);
+    let rejected = &quarantined[0];
+    assert_eq!(
+        rejected.get_str("raw").unwrap(),
+        "referenceId=abc&status=SUCCESSFUL"
+    );
+    assert_eq!(
+        rejected.get_str("path").unwrap(),
+        "/v1/webhooks/mtn/collection"
+    );
+    assert!(rejected
+        .get_str("reason")
+        .unwrap()
+        .contains("not valid JSON"));
+    assert_eq!(rejected.get_str("request_id").unwrap(), request_id);
+    assert!(rejected.get_datetime("received_at").is_ok());
+}
+
+#[actix_web::test]
+async fn json_the_parser_cannot_use_is_quarantined_and_answered_400() {
+    let app = spawn_app().await;
+    let cases: [(&str, &[u8]); 6] = [
+        ("/v1/webhooks/mpesa/stkpush", br#"{"Body": {}}"#),
+        (
+            "/v1/webhooks/mpesa/b2c/result",
+            br#"{"Result": {"ResultCode": 0}}"#,
+        ),
+        (
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            br#"{"TransAmount": "10"}"#,
+        ),
+        (
+            "/v1/webhooks/airtel/payment",
+            br#"{"transaction": {"status": "TS"}}"#,
+        ),
+        ("/v1/webhooks/mtn/remittance", b"[]"),
+        ("/v1/webhooks/mtn/collection", b""),
+    ];
+    for (path, body) in cases {
+        let reply = app
+            .send(
+                Method::POST,
+                path,
+                body.to_vec(),
+                Some(TOKEN),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(reply.body, invalid_format());
+    }
+    let quarantined = app.quarantined().await;
+    assert_eq!(quarantined.len(), cases.len());
+    assert_eq!(
+        app.callbacks
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[actix_web::test]
+async fn invalid_utf8_is_quarantined_with_its_exact_bytes() {
+    let app = spawn_app().await;
+    let body = vec![b'{', 0xff, 0xfe, b'}'];
+    let reply = app
+        .send(
+            Method::POST,
+            "/v1/webhooks/airtel/notification",
+            body.clone(),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let quarantined = app.quarantined().await;
+    let raw = quarantined[0].get_binary_generic("raw_bytes").unwrap();
+    assert_eq!(raw, &body);
+}
+
+#[actix_web::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let app = spawn_app_with(test_settings(&[("MMO__SERVER__MAX_BODY_BYTES", "1024")])).await;
+    let mut payload = Mpesa::c2b_confirmation_for("BIG1");
+    payload["BillRefNumber"] = json!("x".repeat(2048));
+    let reply = app
+        .post("/v1/webhooks/mpesa/c2b/confirmation", &payload)
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.body["code"], "PAYLOAD_TOO_LARGE");
+    assert!(app.stored("BIG1").await.is_empty());
+}
+
+#[actix_web::test]
+async fn an_unknown_path_is_a_json_404() {
+    let app = spawn_app().await;
+    let reply = app.post("/v1/webhooks/vodacom/stkpush", &json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.body["code"], "NOT_FOUND");
+}
+
+#[actix_web::test]
+async fn when_mongodb_is_unreachable_nothing_is_acknowledged() {
+    // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
+    let settings = test_settings(&[
+        (
+            "MMO__MONGODB__URI",
+            "mongodb://127.0.0.1:9/?directConnection=true",
+        ),
+        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "500"),
+        ("MMO__MONGODB__CONNECT_TIMEOUT_MS", "500"),
+        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1500"),
+        ("MMO__ACTORS__CALL_TIMEOUT_MS", "3000"),
+    ]);
+    let app = spawn_app_with(settings).await;
+    let started = std::time::Instant::now();
+    let reply = app
+        .post("/v1/webhooks/mpesa/stkpush", &Mpesa::stk_push_success())
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["code"], "STORAGE_UNAVAILABLE");
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "5");
+    // The configured bounds hold: the driver's 30 s server-selection default must not apply.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,165 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use awc::http::header::HeaderMap;
+use mmo_webhooks::configuration::{self, Settings, Sources};
+use mmo_webhooks::startup::Application;
+use mongodb::bson::{doc, Document};
+use mongodb::Collection;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub callbacks: Collection<Document>,
+    pub rejected: Collection<Document>,
+    client: awc::Client,
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+pub fn mongodb_uri() -> String {
+    std::env::var("MMO_TEST_MONGODB_URI").expect(
+        "MMO_TEST_MONGODB_URI is not set: run the tests with scripts/test.sh, which starts MongoDB",
+    )
+}
+
+/// Settings as the service would load them, with environment variables layered over config/default.toml.
+pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+    let database = format!("api_{}", uuid::Uuid::new_v4().simple());
+    let mut variables: HashMap<String, String> = [
+        ("MMO__SERVER__HOST", "127.0.0.1"),
+        ("MMO__SERVER__PORT", "0"),
+        ("MMO__SERVER__WORKERS", "2"),
+        (
+            "MMO__AUTH__BEARER_TOKENS",
+            &format!("{TOKEN},second-token-for-rotation"),
+        ),
+        ("MMO__MONGODB__URI", &mongodb_uri()),
+        ("MMO__MONGODB__DATABASE", &database),
+        ("MMO__LOG__LEVEL", "warn"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    for (key, value) in overrides {
+        variables.insert((*key).to_owned(), (*value).to_owned());
+    }
+    let sources = Sources {
+        variables,
+        ..Sources::defaults_only()
+    };
+    configuration::load(&sources)
+        .expect("test configuration loads")
+        .settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings(&[])).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let application = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let store = application.store();
+    actix_web::rt::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        callbacks: store.callbacks().clone(),
+        rejected: store.rejected().clone(),
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish(),
+    }
+}
+
+impl TestApp {
+    /// Sends `body` with the test token.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            body.to_string().into_bytes(),
+            Some(TOKEN),
+            Some("application/json"),
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("Content-Type", content_type));
+        }
+        let mut response = request
+            .send_body(body)
+            .await
+            .expect("request reaches the service");
+        let bytes = response.body().limit(1 << 20).await.expect("response body");
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(Method::GET, path, Vec::new(), token, None).await
+    }
+
+    /// The stored callbacks with this idempotency key, oldest first.
+    pub async fn stored(&self, key: &str) -> Vec<Document> {
+        let mut cursor = self
+            .callbacks
+            .find(doc! {"provider_transaction_id": key})
+            .sort(doc! {"received_at": 1})
+            .await
+            .unwrap();
+        let mut documents = Vec::new();
+        while cursor.advance().await.unwrap() {
+            documents.push(cursor.deserialize_current().unwrap());
+        }
+        documents
+    }
+
+    /// The one stored callback with this key.
+    pub async fn stored_one(&self, key: &str) -> Document {
+        let mut stored = self.stored(key).await;
+        assert_eq!(
+            stored.len(),
+            1,
+            "exactly one document for {key}: {stored:?}"
+        );
+        stored.remove(0)
+    }
+
+    pub async fn quarantined(&self) -> Vec<Document> {
+        let mut cursor = self.rejected.find(doc! {}).await.unwrap();
+        let mut documents = Vec::new();
+        while cursor.advance().await.unwrap() {
+            documents.push(cursor.deserialize_current().unwrap());
+        }
+        documents
+    }
+}

@@ -1,0 +1,7 @@
+//! API tests: the real application on port 0, over real HTTP, against the real MongoDB started by
+//! scripts/test.sh (`MMO_TEST_MONGODB_URI`). Each test gets its own database.
+
+mod errors;
+mod health;
+mod helpers;
+mod webhooks;

@@ -1,0 +1,432 @@
+use actix_web::http::{Method, StatusCode};
+use futures_util::future::join_all;
+use mmo_actors::providers::fixtures::{
+    AirtelMoneyCallbackFixtures as Airtel, MTNMoMoCallbackFixtures as Mtn,
+    MpesaCallbackFixtures as Mpesa,
+};
+use mongodb::bson::{Bson, Document};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TOKEN};
+
+const MPESA_ACK: &str = r#"{"ResultCode":0,"ResultDesc":"Accepted"}"#;
+const MTN_ACK: &str = r#"{"status":"accepted","message":"Callback received"}"#;
+const AIRTEL_ACK: &str =
+    r#"{"status":{"code":"200","message":"Callback received successfully","success":true}}"#;
+const AIRTEL_NOTIFICATION_ACK: &str =
+    r#"{"status":{"code":"200","message":"Notification received","success":true}}"#;
+
+fn decimal(document: &Document, field: &str) -> Option<String> {
+    match document.get(field) {
+        Some(Bson::Decimal128(value)) => Some(value.to_string()),
+        Some(Bson::Null) | None => None,
+        Some(other) => panic!("`{field}` must be a Decimal128, found {other:?}"),
+    }
+}
+
+struct Case {
+    path: &'static str,
+    payload: Value,
+    ack: &'static str,
+    provider: &'static str,
+    callback_type: &'static str,
+    key: &'static str,
+    status: &'static str,
+    amount: Option<&'static str>,
+}
+
+fn api_document_examples() -> Vec<Case> {
+    vec![
+        Case {
+            path: "/v1/webhooks/mpesa/stkpush",
+            payload: Mpesa::stk_push_success(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "stk_push",
+            key: "ws_CO_191220191020363925",
+            status: "successful",
+            amount: Some("1000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mpesa/b2c/result",
+            payload: Mpesa::b2c_result_success(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "b2c_result",
+            key: "AG_20191219_00004e48cf7e3533f581",
+            status: "successful",
+            amount: Some("5000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mpesa/c2b/confirmation",
+            payload: Mpesa::c2b_confirmation(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "c2b_confirmation",
+            key: "NLJ41HAY6Q",
+            status: "successful",
+            amount: Some("1500.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mtn/collection",
+            payload: Mtn::collection_success(),
+            ack: MTN_ACK,
+            provider: "mtn_mobile_money",
+            callback_type: "collection",
+            key: "d4e90f52-7e4b-4f4a-9c3a-1234567890ab",
+            status: "successful",
+            amount: Some("1000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mtn/disbursement",
+            payload: Mtn::disbursement_success(),
+            ack: MTN_ACK,
+            provider: "mtn_mobile_money",
+            callback_type: "disbursement",
+            key: "transfer-456-xyz",
+            status: "successful",
+            amount: Some("5000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mtn/remittance",
+            payload: Mtn::remittance_success(),
+            ack: MTN_ACK,
+            provider: "mtn_mobile_money",
+            callback_type: "remittance",
+            key: "remit-789-abc",
+            status: "successful",
+            amount: Some("10000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/airtel/payment",
+            payload: Airtel::payment_success(),
+            ack: AIRTEL_ACK,
+            provider: "airtel_money",
+            callback_type: "payment",
+            key: "airtel_txn_123456789",
+            status: "successful",
+            amount: Some("1000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/airtel/disbursement",
+            payload: Airtel::disbursement_success(),
+            ack: AIRTEL_ACK,
+            provider: "airtel_money",
+            callback_type: "disbursement",
+            key: "airtel_disb_987654321",
+            status: "successful",
+            amount: Some("5000.00"),
+        },
+        Case {
+            path: "/v1/webhooks/airtel/notification",
+            payload: Airtel::notification(),
+            ack: AIRTEL_NOTIFICATION_ACK,
+            provider: "airtel_money",
+            callback_type: "notification",
+            key: "notification_123",
+            status: "successful",
+            amount: None,
+        },
+    ]
+}
+
+fn real_shapes() -> Vec<Case> {
+    vec![
+        Case {
+            path: "/v1/webhooks/mpesa/stkpush",
+            payload: Mpesa::stk_push_cancelled(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "stk_push",
+            key: "ws_CO_cancelled_1",
+            status: "cancelled",
+            amount: None,
+        },
+        Case {
+            path: "/v1/webhooks/mpesa/stkpush",
+            payload: Mpesa::stk_push_success_string_values(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "stk_push",
+            key: "ws_CO_strings_1",
+            status: "successful",
+            amount: Some("1.00"),
+        },
+        Case {
+            path: "/v1/webhooks/mpesa/b2c/result",
+            payload: Mpesa::b2c_result_failed_single_parameter(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "b2c_result",
+            key: "AG_20191219_000041b09c22e1b1ef54",
+            status: "failed",
+            amount: None,
+        },
+        Case {
+            path: "/v1/webhooks/mpesa/c2b/confirmation",
+            payload: Mpesa::c2b_confirmation_hashed_msisdn(),
+            ack: MPESA_ACK,
+            provider: "mpesa",
+            callback_type: "c2b_confirmation",
+            key: "RKTQDM7W6S",
+            status: "successful",
+            amount: Some("10"),
+        },
+        Case {
+            path: "/v1/webhooks/mtn/collection",
+            payload: Mtn::collection_failed_without_reference_id(),
+            ack: MTN_ACK,
+            provider: "mtn_mobile_money",
+            callback_type: "collection",
+            key: "ext-947321",
+            status: "failed",
+            amount: Some("500"),
+        },
+        Case {
+            path: "/v1/webhooks/mtn/disbursement",
+            payload: Mtn::disbursement_failed_reason_object(),
+            ack: MTN_ACK,
+            provider: "mtn_mobile_money",
+            callback_type: "disbursement",
+            key: "ext_disb_002",
+            status: "failed",
+            amount: Some("5000"),
+        },
+        Case {
+            path: "/v1/webhooks/airtel/payment",
+            payload: Airtel::payment_documented_shape("AIRTEL-REAL-1", "TF"),
+            ack: AIRTEL_ACK,
+            provider: "airtel_money",
+            callback_type: "payment",
+            key: "AIRTEL-REAL-1",
+            status: "failed",
+            amount: None,
+        },
+    ]
+}
+
+async fn assert_stored_and_acknowledged(cases: Vec<Case>) {
+    let app = spawn_app().await;
+    for case in cases {
+        let reply = app.post(case.path, &case.payload).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{} {}: {}",
+            case.path,
+            case.key,
+            reply.body
+        );
+        assert_eq!(
+            reply.body,
+            serde_json::from_str::<Value>(case.ack).unwrap(),
+            "{}",
+            case.path
+        );
+
+        let stored = app.stored_one(case.key).await;
+        assert_eq!(stored.get_str("provider").unwrap(), case.provider);
+        assert_eq!(stored.get_str("callback_type").unwrap(), case.callback_type);
+        assert_eq!(
+            stored.get_str("status").unwrap(),
+            case.status,
+            "{}",
+            case.key
+        );
+        assert_eq!(
+            decimal(&stored, "amount").as_deref(),
+            case.amount,
+            "{}",
+            case.key
+        );
+        assert_eq!(stored.get_i64("deliveries").unwrap(), 1);
+        assert!(!stored.get_bool("processed").unwrap());
+        assert!(stored.get_datetime("received_at").is_ok());
+        assert!(stored.get_datetime("last_received_at").is_ok());
+        // The payload is kept as a document, not as a string.
+        let data = stored
+            .get_document("callback_data")
+            .expect("callback_data is a document");
+        assert_eq!(data.keys().count(), case.payload.as_object().unwrap().len());
+    }
+}
+
+#[actix_web::test]
+async fn every_endpoint_stores_the_api_document_example_and_acknowledges_it() {
+    assert_stored_and_acknowledged(api_document_examples()).await;
+}
+
+#[actix_web::test]
+async fn real_payload_shapes_are_stored_and_acknowledged() {
+    assert_stored_and_acknowledged(real_shapes()).await;
+}
+
+#[actix_web::test]
+async fn stored_fields_keep_what_the_provider_sent() {
+    let app = spawn_app().await;
+    app.post("/v1/webhooks/mpesa/stkpush", &Mpesa::stk_push_success())
+        .await;
+    let stored = app.stored_one("ws_CO_191220191020363925").await;
+    assert_eq!(stored.get_str("result_code").unwrap(), "0");
+    assert_eq!(
+        stored.get_str("result_description").unwrap(),
+        "The service request is processed successfully."
+    );
+    assert_eq!(stored.get_str("receipt").unwrap(), "NLJ7RT61SV");
+    assert_eq!(stored.get_str("msisdn").unwrap(), "254708374149");
+    assert_eq!(stored.get_str("currency").unwrap(), "KES");
+    let stk = stored
+        .get_document("callback_data")
+        .unwrap()
+        .get_document("Body")
+        .unwrap()
+        .get_document("stkCallback")
+        .unwrap();
+    assert_eq!(stk.get_i64("ResultCode").unwrap(), 0);
+    assert_eq!(
+        stk.get_str("CheckoutRequestID").unwrap(),
+        "ws_CO_191220191020363925"
+    );
+}
+
+#[actix_web::test]
+async fn a_duplicate_callback_is_stored_once_and_counts_its_deliveries() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        let reply = app
+            .post(
+                "/v1/webhooks/mpesa/c2b/confirmation",
+                &Mpesa::c2b_confirmation_for("DUPLICATE1"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.body,
+            json!({"ResultCode": 0, "ResultDesc": "Accepted"})
+        );
+    }
+    let stored = app.stored_one("DUPLICATE1").await;
+    assert_eq!(stored.get_i64("deliveries").unwrap(), 3);
+    assert!(
+        stored.get_datetime("last_received_at").unwrap()
+            >= stored.get_datetime("received_at").unwrap()
+    );
+}
+
+#[actix_web::test]
+async fn fifty_concurrent_identical_callbacks_are_stored_once() {
+    let app = spawn_app().await;
+    let payload = Mtn::collection_for("concurrent-ref-1", "SUCCESSFUL");
+    let replies =
+        join_all((0..50).map(|_| app.post("/v1/webhooks/mtn/collection", &payload))).await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let stored = app.stored_one("concurrent-ref-1").await;
+    assert_eq!(stored.get_i64("deliveries").unwrap(), 50);
+}
+
+#[actix_web::test]
+async fn a_new_status_for_the_same_key_is_a_new_document() {
+    let app = spawn_app().await;
+    for status in ["PENDING", "SUCCESSFUL"] {
+        let reply = app
+            .post(
+                "/v1/webhooks/mtn/collection",
+                &Mtn::collection_for("status-change-1", status),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let stored = app.stored("status-change-1").await;
+    let statuses: Vec<&str> = stored
+        .iter()
+        .map(|document| document.get_str("status").unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(
+        statuses.contains(&"pending") && statuses.contains(&"successful"),
+        "{statuses:?}"
+    );
+}
+
+#[actix_web::test]
+async fn mtn_may_deliver_with_put() {
+    let app = spawn_app().await;
+    let body = Mtn::collection_for("put-ref-1", "SUCCESSFUL")
+        .to_string()
+        .into_bytes();
+    let reply = app
+        .send(
+            Method::PUT,
+            "/v1/webhooks/mtn/collection",
+            body,
+            Some(TOKEN),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body,
+        json!({"status": "accepted", "message": "Callback received"})
+    );
+    app.stored_one("put-ref-1").await;
+}
+
+#[actix_web::test]
+async fn content_type_variants_and_a_rotated_token_are_accepted() {
+    let app = spawn_app().await;
+    let cases = [
+        ("ws_CO_ct_1", Some("application/json;charset=UTF-8"), TOKEN),
+        ("ws_CO_ct_2", Some("text/plain"), TOKEN),
+        ("ws_CO_ct_3", None, "second-token-for-rotation"),
+    ];
+    for (key, content_type, token) in cases {
+        let body = Mpesa::stk_push_failed(key, 1037, "DS timeout")
+            .to_string()
+            .into_bytes();
+        let reply = app
+            .send(
+                Method::POST,
+                "/v1/webhooks/mpesa/stkpush",
+                body,
+                Some(token),
+                content_type,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{key}: {}", reply.body);
+        assert_eq!(
+            app.stored_one(key).await.get_str("status").unwrap(),
+            "failed"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let generated = app
+        .post("/v1/webhooks/mpesa/stkpush", &Mpesa::stk_push_timeout())
+        .await;
+    let id = generated
+        .headers
+        .get("x-request-id")
+        .expect("generated X-Request-ID")
+        .to_str()
+        .unwrap();
+    assert!(id.starts_with("req_"), "{id}");
+
+    let mut request = awc::Client::default()
+        .post(format!("{}/v1/webhooks/mpesa/stkpush", app.address))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .insert_header(("X-Request-ID", "caller-chosen-id-42"));
+    request = request.content_type("application/json");
+    let response = request
+        .send_body(Mpesa::stk_push_timeout().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("x-request-id").unwrap(),
+        "caller-chosen-id-42"
+    );
+}
