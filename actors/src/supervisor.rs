@@ -78,6 +78,8 @@ pub struct SupervisorSettings {
 pub struct Supervisor {
     providers: HashMap<&'static str, Arc<Pool<ProviderActor>>>,
     persistence: Arc<Pool<PersistenceActor>>,
+    /// Own mailbox bound: as many messages as all provider pools together can admit.
+    mailbox_capacity: usize,
 }
 
 impl Supervisor {
@@ -141,9 +143,16 @@ impl Supervisor {
             })
             .collect();
 
+        let provider_members: usize = settings
+            .provider_pool_sizes
+            .values()
+            .map(|size| size.get())
+            .sum();
+        let mailbox_capacity = provider_members * mailbox.get();
         Self {
             providers,
             persistence,
+            mailbox_capacity,
         }
     }
 
@@ -161,8 +170,9 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Handling a message only spawns its future, so the supervisor's own mailbox drains at once.
-        ctx.set_mailbox_capacity(usize::MAX >> 1);
+        // Handling a message only spawns its future, so this mailbox drains at once; beyond the bound,
+        // senders wait (and the HTTP layer answers 503 when its wait runs out).
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
     }
 }
 
