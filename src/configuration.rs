@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
 use mmo_actors::store::MongoSettings;
 use mmo_actors::{SupervisorSettings, PROVIDERS};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::auth::{HashMode, Proof};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -22,6 +25,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub actors: ActorSettings,
     pub cache: CacheSettings,
+    pub rate_limit: RateLimitSettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub log: LogSettings,
@@ -37,6 +41,9 @@ pub struct ServerSettings {
     pub client_request_timeout_ms: u64,
     pub keep_alive_secs: u64,
     pub shutdown_timeout_secs: u64,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; nobody else's is.
+    #[serde(deserialize_with = "list_of_networks")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,8 +79,37 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Per client (bearer identity, else source address) on webhook endpoints.
+    pub webhooks_per_minute: std::num::NonZeroU32,
+    pub health_per_minute: std::num::NonZeroU32,
+    /// Per source address for operators' allowlisted addresses (`providers.<name>.allowed_ips`), so that
+    /// an operator's burst is never refused while an anonymous flood is.
+    pub provider_sources_per_minute: std::num::NonZeroU32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct ProviderSettings {
     pub pool_size: NonZeroUsize,
+    /// Proofs a callback must ALL carry: `bearer`, `url_token`, `source_ip`, `hmac_header`, `airtel_hash`.
+    #[serde(default = "default_proofs", deserialize_with = "list_of_proofs")]
+    pub require: Vec<Proof>,
+    #[serde(default, deserialize_with = "list_of_secrets")]
+    pub url_tokens: Vec<SecretString>,
+    #[serde(default, deserialize_with = "list_of_networks")]
+    pub allowed_ips: Vec<IpNet>,
+    /// Secrets for `X-MTN-Signature` (HMAC-SHA256 of the raw body); several allow rotation.
+    #[serde(default, deserialize_with = "list_of_secrets")]
+    pub signature_secrets: Vec<SecretString>,
+    /// Airtel callback keys for the body `hash`.
+    #[serde(default, deserialize_with = "list_of_secrets")]
+    pub hash_keys: Vec<SecretString>,
+    #[serde(default)]
+    pub hash_mode: HashMode,
+}
+
+fn default_proofs() -> Vec<Proof> {
+    vec![Proof::Bearer]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +211,38 @@ fn list_of_secrets<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
+/// Addresses (`196.201.214.200`) or CIDR ranges (`196.201.214.0/24`).
+fn list_of_networks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpNet>, D::Error> {
+    comma_separated(deserializer)?
+        .into_iter()
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("`{item}` is not an IP address or CIDR range"))
+                })
+        })
+        .collect()
+}
+
+fn list_of_proofs<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Proof>, D::Error> {
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+    comma_separated(deserializer)?
+        .into_iter()
+        .map(|item| {
+            Proof::deserialize(StrDeserializer::<ValueError>::new(&item)).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "unknown proof `{item}` (expected bearer, url_token, source_ip, hmac_header or airtel_hash)"
+                ))
+            })
+        })
+        .collect()
+}
+
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigurationError> {
     let mut builder =
         Config::builder().add_source(File::from(sources.directory.join("default.toml")));
@@ -269,6 +337,30 @@ impl Settings {
             return Err(invalid("mongodb.database", "is empty"));
         }
         Ok(warnings)
+    }
+
+    /// The per-provider authentication policies.
+    pub fn authenticator(&self) -> crate::auth::Authenticator {
+        let policies = self
+            .providers
+            .iter()
+            .map(|(slug, provider)| {
+                let policy = crate::auth::ProviderPolicy::new(
+                    provider.require.clone(),
+                    &provider.url_tokens,
+                    provider.allowed_ips.clone(),
+                    &provider.signature_secrets,
+                    &provider.hash_keys,
+                    provider.hash_mode,
+                );
+                (slug.clone(), policy)
+            })
+            .collect();
+        crate::auth::Authenticator::new(
+            &self.auth.bearer_tokens,
+            self.server.trusted_proxies.clone(),
+            policies,
+        )
     }
 
     pub fn mongo(&self) -> MongoSettings {

@@ -11,8 +11,12 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid bearer token")]
+    #[error("missing or invalid authentication")]
     Unauthorized,
+    #[error("invalid signature")]
+    InvalidSignature,
+    #[error("rate limit exceeded")]
+    TooManyRequests { retry_after: u64 },
     #[error("callback could not be understood")]
     InvalidFormat,
     #[error("body larger than {limit} bytes")]
@@ -43,7 +47,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidFormat => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -58,6 +63,17 @@ impl ResponseError for ApiError {
                 "error": "Unauthorized",
                 "message": "Invalid or missing authentication token",
                 "code": "AUTH_REQUIRED",
+            }),
+            Self::InvalidSignature => json!({
+                "error": "Unauthorized",
+                "message": "Invalid signature",
+                "code": "INVALID_SIGNATURE",
+            }),
+            Self::TooManyRequests { retry_after } => json!({
+                "error": "Too Many Requests",
+                "message": "Rate limit exceeded",
+                "code": "RATE_LIMIT_EXCEEDED",
+                "retry_after": retry_after,
             }),
             Self::InvalidFormat => json!({
                 "error": "Bad Request",
@@ -94,8 +110,14 @@ impl ResponseError for ApiError {
             }),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+            }
+            Self::TooManyRequests { retry_after } => {
+                response.insert_header((RETRY_AFTER, HeaderValue::from(*retry_after)));
+            }
+            _ => {}
         }
         response.json(body)
     }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod configuration;
 pub mod error;
+pub mod rate_limit;
 pub mod request_context;
 pub mod routes;
 pub mod startup;

@@ -1,15 +1,24 @@
-//! Per-request context: the request id (the caller's `X-Request-ID` when usable, else a new one), echoed on
-//! every response, and one tracing span and access-log line per request.
+//! Per-request context, as two middlewares:
+//! - [`request_context`]: the request id (the caller's `X-Request-ID` when usable, else a new one), echoed
+//!   on every response, and one tracing span and access-log line per request — with any URL token
+//!   redacted from the logged path;
+//! - [`rate_limit`]: resolves the client (bearer identity, else address through trusted proxies), counts
+//!   the request, sets `X-RateLimit-*` on every response and answers 429 beyond the limit.
 
 use std::future::{ready, Ready};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::rate_limit::{Bucket, Client};
+use crate::routes::{loggable_path, AppState};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -48,6 +57,10 @@ impl FromRequest for RequestId {
     }
 }
 
+/// The client's address, resolved once per request through the trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
 /// Middleware: assigns the request id, opens the request's span, logs the outcome, sets `X-Request-ID`.
 pub async fn request_context(
     request: ServiceRequest,
@@ -59,7 +72,8 @@ pub async fn request_context(
         "request",
         request_id = %request_id.0,
         method = %request.method(),
-        path = %request.path(),
+        // Never the raw path: it may carry a URL token. The query string is never logged.
+        path = %loggable_path(request.path()),
     );
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
@@ -73,6 +87,54 @@ pub async fn request_context(
     });
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
         response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// Middleware: rate limits per client, with `X-RateLimit-Limit`, `-Remaining` and `-Reset` on every response.
+pub async fn rate_limit(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(request).await?.map_into_boxed_body());
+    };
+    let peer = request
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip());
+    let address = state.authenticator.client(peer, request.headers());
+    request.extensions_mut().insert(ClientAddress(address));
+
+    let client = state
+        .authenticator
+        .bearer_identity(request.headers())
+        .map_or(Client::Address(address), Client::Identity);
+    let bucket = if request.path().ends_with("/health") {
+        Bucket::Health
+    } else if matches!(client, Client::Address(_))
+        && state.authenticator.is_provider_source(address)
+    {
+        Bucket::ProviderSources
+    } else {
+        Bucket::Webhooks
+    };
+    let decision = state.rate_limits.check(bucket, &client);
+
+    let mut response = match decision.retry_after {
+        Some(retry_after) => {
+            tracing::warn!(?bucket, client = ?client, retry_after, "rate limit exceeded");
+            let refusal = ApiError::TooManyRequests { retry_after }.error_response();
+            request.into_response(refusal)
+        }
+        None => next.call(request).await?.map_into_boxed_body(),
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(decision.limit)),
+        ("x-ratelimit-remaining", u64::from(decision.remaining)),
+        ("x-ratelimit-reset", decision.reset),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
     Ok(response)
 }

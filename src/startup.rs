@@ -11,9 +11,9 @@ use actix_web::{web, App, HttpServer};
 use mmo_actors::store::MongoStore;
 use mmo_actors::{supervisor, CallbackStore, Supervisor};
 
-use crate::auth::BearerTokens;
 use crate::configuration::Settings;
-use crate::request_context::request_context;
+use crate::rate_limit::RateLimits;
+use crate::request_context::{rate_limit, request_context};
 use crate::routes::{self, AppState};
 
 pub struct Application {
@@ -44,14 +44,29 @@ impl Application {
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let state = web::Data::new(AppState {
             supervisor: supervisor.clone(),
-            tokens: BearerTokens::new(&settings.auth.bearer_tokens),
+            authenticator: settings.authenticator(),
+            rate_limits: RateLimits::new(&settings.rate_limit),
             max_body_bytes: settings.server.max_body_bytes.get(),
             // A dead actor is retried once, so the pipeline may take two calls.
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),
         });
 
+        {
+            // Forget clients whose allowance is whole again, so address churn cannot grow memory.
+            let state = state.clone();
+            actix_web::rt::spawn(async move {
+                let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    every_minute.tick().await;
+                    state.rate_limits.forget_idle_clients();
+                }
+            });
+        }
+
         let mut server = HttpServer::new(move || {
+            // Middlewares run outermost last-registered: request_context wraps rate_limit.
             App::new()
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(request_context))
                 .app_data(state.clone())
                 .configure(routes::configure)

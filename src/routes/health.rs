@@ -12,7 +12,11 @@ pub async fn health(
     route: web::Data<HealthRoute>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.tokens.authorizes(request.headers()) {
+    if state
+        .authenticator
+        .bearer_identity(request.headers())
+        .is_none()
+    {
         return Err(ApiError::Unauthorized);
     }
     Ok(HttpResponse::Ok().json(json!({

@@ -23,22 +23,29 @@ pub struct HealthRoute {
     pub provider: &'static dyn Provider,
 }
 
-/// Registers `/v1/webhooks/<provider>/<endpoint>` for every provider endpoint, and `/v1/webhooks/<provider>/health`.
+fn endpoint_path(provider: &dyn Provider, endpoint: &Endpoint) -> String {
+    format!("/webhooks/{}/{}", provider.slug(), endpoint.path)
+}
+
+/// Registers, for every provider endpoint, `/v1/webhooks/<provider>/<endpoint>` and the same with a URL
+/// token as last segment (`…/<endpoint>/<token>`), and `/v1/webhooks/<provider>/health`.
 pub fn configure(config: &mut ServiceConfig) {
     let mut scope = web::scope("/v1");
     for provider in PROVIDERS.iter().copied() {
         for endpoint in provider.endpoints() {
-            let mut resource =
-                web::resource(format!("/webhooks/{}/{}", provider.slug(), endpoint.path))
+            let path = endpoint_path(provider, endpoint);
+            for pattern in [path.clone(), format!("{path}/{{url_token}}")] {
+                let mut resource = web::resource(pattern)
                     .app_data(web::Data::new(EndpointRoute { provider, endpoint }));
-            for method in endpoint.methods {
-                let route = match method {
-                    Method::Post => web::post(),
-                    Method::Put => web::put(),
-                };
-                resource = resource.route(route.to(receive_callback));
+                for method in endpoint.methods {
+                    let route = match method {
+                        Method::Post => web::post(),
+                        Method::Put => web::put(),
+                    };
+                    resource = resource.route(route.to(receive_callback));
+                }
+                scope = scope.service(resource);
             }
-            scope = scope.service(resource);
         }
         scope = scope.service(
             web::resource(format!("/webhooks/{}/health", provider.slug()))
@@ -47,6 +54,19 @@ pub fn configure(config: &mut ServiceConfig) {
         );
     }
     config.service(scope).default_service(web::to(not_found));
+}
+
+/// A request path fit for logs and audit records: a URL token segment after an endpoint is replaced.
+pub fn loggable_path(path: &str) -> String {
+    for provider in PROVIDERS.iter().copied() {
+        for endpoint in provider.endpoints() {
+            let prefix = format!("/v1{}/", endpoint_path(provider, endpoint));
+            if path.len() > prefix.len() && path.starts_with(&prefix) {
+                return format!("{prefix}<redacted>");
+            }
+        }
+    }
+    path.to_owned()
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -2,26 +2,30 @@
 //! acknowledge only once the callback is durably stored.
 //!
 //! A body that cannot be authenticated or understood is quarantined in `rejected_callbacks` first and then
-//! answered with the documented 401/400, so nothing an operator sent is ever silently dropped.
+//! answered with the documented 401/400, so nothing an operator sent is ever silently dropped. Every
+//! verification runs over the raw bytes received.
 
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::header::ContentType;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use mmo_actors::supervisor::Quarantine;
 use mmo_actors::{RejectedCallback, RouteCallback, Supervisor};
 
+use super::loggable_path;
 use super::EndpointRoute;
-use crate::auth::BearerTokens;
+use crate::auth::{Authenticator, Presented, Refusal};
 use crate::error::ApiError;
-use crate::request_context::RequestId;
+use crate::rate_limit::RateLimits;
+use crate::request_context::{ClientAddress, RequestId};
 
 /// What every handler shares.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
-    pub tokens: BearerTokens,
+    pub authenticator: Authenticator,
+    pub rate_limits: RateLimits,
     pub max_body_bytes: usize,
     /// Longest wait for the actor system's answer before giving up with a 503.
     pub pipeline_timeout: Duration,
@@ -49,23 +53,53 @@ pub async fn receive_callback(
     };
     let rejection = |reason: String| RejectedCallback {
         raw: body.to_vec(),
-        path: request.path().to_owned(),
+        path: loggable_path(request.path()),
         reason,
         request_id: request_id.0.clone(),
         received_at,
     };
 
-    if !state.tokens.authorizes(request.headers()) {
+    let url_token = request
+        .match_info()
+        .get("url_token")
+        .map(str::to_owned)
+        .or_else(|| {
+            web::Query::<TokenQuery>::from_query(request.query_string())
+                .ok()
+                .and_then(|query| query.into_inner().token)
+        });
+    let resolved = request.extensions().get::<ClientAddress>().copied();
+    let client = match resolved {
+        Some(ClientAddress(address)) => address,
+        None => {
+            let peer = request
+                .peer_addr()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip());
+            state.authenticator.client(peer, request.headers())
+        }
+    };
+    let presented = Presented {
+        headers: request.headers(),
+        client,
+        url_token: url_token.as_deref(),
+        body: &body,
+    };
+    if let Err(refusal) = state
+        .authenticator
+        .verify(route.provider.slug(), &presented)
+    {
+        tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
         // Kept for audit (an attack or a misconfigured operator shows up here); the answer is 401 either way.
         if let Err(error) = state
-            .quarantine(rejection(
-                "unauthorized: missing or invalid bearer token".into(),
-            ))
+            .quarantine(rejection(format!("unauthorized: {}", refusal.reason())))
             .await
         {
             tracing::error!(%error, "unauthenticated request could not be quarantined");
         }
-        return Err(ApiError::Unauthorized);
+        return Err(match refusal {
+            Refusal::Unauthorized(_) => ApiError::Unauthorized,
+            Refusal::InvalidSignature(_) => ApiError::InvalidSignature,
+        });
     }
 
     let callback = match route.provider.parse(route.endpoint.callback_type, &body) {
@@ -113,6 +147,12 @@ pub async fn receive_callback(
             Err(ApiError::Unavailable(mmo_actors::PipelineError::Timeout))
         }
     }
+}
+
+/// The `token` query parameter, for operators that cannot add a path segment.
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
 }
 
 impl AppState {
