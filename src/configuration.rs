@@ -294,12 +294,7 @@ impl Settings {
             warnings.push("`auth.bearer_tokens` has a token shorter than 16 characters".to_owned());
         }
         for provider in PROVIDERS {
-            if !self.providers.contains_key(provider.slug()) {
-                return Err(invalid(
-                    &format!("providers.{}.pool_size", provider.slug()),
-                    "is missing",
-                ));
-            }
+            warnings.extend(self.validate_provider(provider.slug())?);
         }
         for slug in self.providers.keys() {
             if !PROVIDERS.iter().any(|provider| provider.slug() == slug) {
@@ -335,6 +330,54 @@ impl Settings {
         }
         if self.mongodb.database.trim().is_empty() {
             return Err(invalid("mongodb.database", "is empty"));
+        }
+        Ok(warnings)
+    }
+
+    /// A registered provider's section: present, and with everything its `require` list needs.
+    fn validate_provider(&self, slug: &str) -> Result<Vec<String>, ConfigurationError> {
+        let key = |name: &str| format!("providers.{slug}.{name}");
+        let invalid = |name: &str, problem: String| ConfigurationError::Invalid {
+            key: key(name),
+            problem,
+        };
+        let Some(settings) = self.providers.get(slug) else {
+            return Err(invalid("pool_size", "is missing".to_owned()));
+        };
+        if settings.require.is_empty() {
+            return Err(invalid(
+                "require",
+                "names no proof: every callback must prove where it comes from".to_owned(),
+            ));
+        }
+        for proof in &settings.require {
+            let (name, missing) = match proof {
+                Proof::Bearer => ("require", false),
+                Proof::UrlToken => ("url_tokens", settings.url_tokens.is_empty()),
+                Proof::SourceIp => ("allowed_ips", settings.allowed_ips.is_empty()),
+                Proof::HmacHeader => ("signature_secrets", settings.signature_secrets.is_empty()),
+                Proof::AirtelHash => ("hash_keys", settings.hash_keys.is_empty()),
+            };
+            if missing {
+                return Err(invalid(
+                    name,
+                    format!("is empty but `{}` requires it", key("require")),
+                ));
+            }
+        }
+        let mut warnings = Vec::new();
+        if slug == "mtn" && settings.signature_secrets.is_empty() {
+            warnings.push(format!(
+                "`{}` is empty: X-MTN-Signature headers are ignored",
+                key("signature_secrets")
+            ));
+        }
+        if settings.require.contains(&Proof::AirtelHash) && settings.hash_mode == HashMode::Observe
+        {
+            warnings.push(format!(
+                "`{}` is observe: Airtel hashes are logged, not enforced",
+                key("hash_mode")
+            ));
         }
         Ok(warnings)
     }
@@ -440,7 +483,10 @@ mod tests {
             .map(|token| token.expose_secret())
             .collect();
         assert_eq!(tokens, ["token-a-0123456789", "token-b-0123456789"]);
-        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(
+            loaded.warnings,
+            ["`providers.mtn.signature_secrets` is empty: X-MTN-Signature headers are ignored"]
+        );
     }
 
     #[test]
@@ -486,6 +532,68 @@ mod tests {
         assert!(
             error_of(&[("MMO__ACTORS__CALL_TIMEOUT_MS", "100")]).contains("actors.call_timeout_ms")
         );
+    }
+
+    #[test]
+    fn authentication_policies_are_read_from_comma_separated_values() {
+        let settings = load(&sources(&[
+            ("MMO__PROVIDERS__MPESA__REQUIRE", "url_token, source_ip"),
+            ("MMO__PROVIDERS__MPESA__URL_TOKENS", "tok-1,tok-2"),
+            (
+                "MMO__PROVIDERS__MPESA__ALLOWED_IPS",
+                "196.201.214.200,196.201.212.0/24",
+            ),
+            ("MMO__PROVIDERS__AIRTEL__HASH_MODE", "enforce"),
+            ("MMO__SERVER__TRUSTED_PROXIES", "10.0.0.0/8"),
+        ]))
+        .unwrap()
+        .settings;
+        let mpesa = &settings.providers["mpesa"];
+        assert_eq!(mpesa.require, [Proof::UrlToken, Proof::SourceIp]);
+        assert_eq!(mpesa.url_tokens.len(), 2);
+        assert_eq!(
+            mpesa.allowed_ips,
+            [
+                "196.201.214.200/32".parse::<IpNet>().unwrap(),
+                "196.201.212.0/24".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            settings.providers["mtn"].require,
+            [Proof::Bearer],
+            "the default proof"
+        );
+        assert_eq!(settings.providers["airtel"].hash_mode, HashMode::Enforce);
+        assert_eq!(
+            settings.server.trusted_proxies,
+            ["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn incomplete_authentication_policies_name_the_missing_key() {
+        assert!(error_of(&[("MMO__PROVIDERS__MPESA__REQUIRE", "url_token")])
+            .contains("providers.mpesa.url_tokens"));
+        assert!(error_of(&[("MMO__PROVIDERS__MTN__REQUIRE", "hmac_header")])
+            .contains("providers.mtn.signature_secrets"));
+        assert!(
+            error_of(&[("MMO__PROVIDERS__AIRTEL__REQUIRE", "airtel_hash")])
+                .contains("providers.airtel.hash_keys")
+        );
+        assert!(error_of(&[("MMO__PROVIDERS__MTN__REQUIRE", "source_ip")])
+            .contains("providers.mtn.allowed_ips"));
+        assert!(error_of(&[("MMO__PROVIDERS__MTN__REQUIRE", "")]).contains("providers.mtn.require"));
+        let unknown = error_of(&[("MMO__PROVIDERS__MTN__REQUIRE", "password")]);
+        assert!(
+            unknown.contains("providers.mtn.require") && unknown.contains("password"),
+            "{unknown}"
+        );
+        assert!(
+            error_of(&[("MMO__PROVIDERS__MTN__ALLOWED_IPS", "not-an-ip")])
+                .contains("providers.mtn.allowed_ips")
+        );
+        assert!(error_of(&[("MMO__PROVIDERS__AIRTEL__HASH_MODE", "strict")])
+            .contains("providers.airtel.hash_mode"));
     }
 
     #[test]

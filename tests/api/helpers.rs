@@ -103,14 +103,29 @@ impl TestApp {
         token: Option<&str>,
         content_type: Option<&str>,
     ) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(token) = token {
+            headers.push(("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(content_type) = content_type {
+            headers.push(("Content-Type", content_type.to_owned()));
+        }
+        self.request(method, path, body, &headers).await
+    }
+
+    /// Any request: `path` may carry a query string; `headers` are sent as given.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Reply {
         let mut request = self
             .client
             .request(method, format!("{}{}", self.address, path));
-        if let Some(token) = token {
-            request = request.insert_header(("Authorization", format!("Bearer {token}")));
-        }
-        if let Some(content_type) = content_type {
-            request = request.insert_header(("Content-Type", content_type));
+        for (name, value) in headers {
+            request = request.insert_header((*name, value.as_str()));
         }
         let mut response = request
             .send_body(body)

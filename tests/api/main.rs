@@ -1,7 +1,10 @@
 //! API tests: the real application on port 0, over real HTTP, against the real MongoDB started by
 //! scripts/test.sh (`MMO_TEST_MONGODB_URI`). Each test gets its own database.
 
+mod authentication;
 mod errors;
 mod health;
 mod helpers;
+mod hostile_input;
+mod rate_limits;
 mod webhooks;

@@ -11,7 +11,7 @@ use super::ParseError;
 /// Deepest nesting accepted. MongoDB refuses documents nested more than 100 levels; real callbacks use < 10.
 pub const MAX_DEPTH: usize = 32;
 
-/// Parses a body into a JSON object, refusing non-objects and absurd nesting.
+/// Parses a body into a JSON object, refusing non-objects, absurd nesting and duplicate keys.
 pub fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
@@ -21,7 +21,76 @@ pub fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
     if depth(&value) > MAX_DEPTH {
         return Err(ParseError::TooDeep { max: MAX_DEPTH });
     }
+    // serde_json keeps the last of repeated keys silently; another parser (or a signature over the raw
+    // bytes) may see the first. An ambiguous callback is refused rather than guessed at.
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|error| ParseError::DuplicateKey(error.to_string()))?;
     Ok(value)
+}
+
+/// A walk over a JSON document that fails on the first object with a repeated key.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("a key appears twice"));
+            }
+        }
+        Ok(NoDuplicateKeys)
+    }
 }
 
 fn depth(value: &Value) -> usize {
@@ -68,6 +137,18 @@ pub fn items(value: Option<&Value>) -> Vec<&Value> {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(item @ Value::Object(_)) => vec![item],
         _ => Vec::new(),
+    }
+}
+
+/// An amount field: absent, null or empty is `None`; anything else must be a decimal within range, or the
+/// callback is refused (an amount we cannot read exactly is never stored as a guess).
+pub fn amount(value: Option<&Value>, field: &'static str) -> Result<Option<Decimal>, ParseError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+        present => decimal(present)
+            .map(Some)
+            .ok_or(ParseError::InvalidField(field)),
     }
 }
 
@@ -145,6 +226,43 @@ mod tests {
         );
         assert_eq!(named_value(&pairs, "Name", "Value", "Balance"), None);
         assert_eq!(named_value(&pairs, "Name", "Value", "Missing"), None);
+    }
+
+    #[test]
+    fn amount_refuses_values_it_cannot_read_exactly() {
+        assert_eq!(amount(None, "amount"), Ok(None));
+        assert_eq!(amount(Some(&json!(null)), "amount"), Ok(None));
+        assert_eq!(amount(Some(&json!("")), "amount"), Ok(None));
+        assert_eq!(
+            amount(Some(&json!("12.50")), "amount"),
+            Ok(Some(Decimal::from_str("12.50").unwrap()))
+        );
+        assert_eq!(
+            amount(Some(&json!("abc")), "amount"),
+            Err(ParseError::InvalidField("amount"))
+        );
+        assert_eq!(
+            amount(Some(&json!({"v": 1})), "amount"),
+            Err(ParseError::InvalidField("amount"))
+        );
+        let huge: Value = serde_json::from_str("1e400").unwrap();
+        assert_eq!(
+            amount(Some(&huge), "amount"),
+            Err(ParseError::InvalidField("amount"))
+        );
+    }
+
+    #[test]
+    fn parse_object_refuses_duplicate_keys_at_any_depth() {
+        assert!(matches!(
+            parse_object(br#"{"a": 1, "a": 2}"#),
+            Err(ParseError::DuplicateKey(_))
+        ));
+        assert!(matches!(
+            parse_object(br#"{"a": [{"b": 1, "b": 1}]}"#),
+            Err(ParseError::DuplicateKey(_))
+        ));
+        assert!(parse_object(br#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2.50}]}"#).is_ok());
     }
 
     #[test]

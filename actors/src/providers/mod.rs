@@ -64,6 +64,10 @@ pub enum ParseError {
     NotAnObject,
     #[error("missing or empty field `{0}`")]
     MissingField(&'static str),
+    #[error("field `{0}` does not hold a usable value")]
+    InvalidField(&'static str),
+    #[error("duplicate key in a JSON object: {0}")]
+    DuplicateKey(String),
     #[error("callback type `{0}` is not served by this provider")]
     UnsupportedType(CallbackType),
 }

@@ -121,10 +121,11 @@ fn parse_transaction(callback_type: CallbackType, payload: Value) -> Result<Call
     let (status, reason) = result_code
         .as_deref()
         .map_or((Status::Unknown, None), status_of);
-    let amount = [transaction, merchant]
+    let amount_field = [transaction, merchant]
         .into_iter()
         .flatten()
-        .find_map(|object| json::decimal(object.get("amount")));
+        .find_map(|object| object.get("amount").filter(|amount| !amount.is_null()));
+    let amount = json::amount(amount_field, "transaction.amount")?;
     Ok(Callback {
         provider: "airtel_money",
         callback_type,

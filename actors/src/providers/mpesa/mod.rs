@@ -105,7 +105,7 @@ fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
             .and_then(|meta| meta.get("Item")),
     );
     let item = |name| named_value(&metadata, "Name", "Value", name);
-    let amount = json::decimal(item("Amount"));
+    let amount = json::amount(item("Amount"), "CallbackMetadata.Item.Amount")?;
     Ok(Callback {
         provider: "mpesa",
         callback_type: CallbackType::StkPush,
@@ -137,7 +137,10 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
             .and_then(|parameters| parameters.get("ResultParameter")),
     );
     let parameter = |name| named_value(&parameters, "Key", "Value", name);
-    let amount = json::decimal(parameter("TransactionAmount"));
+    let amount = json::amount(
+        parameter("TransactionAmount"),
+        "ResultParameters.TransactionAmount",
+    )?;
     // "254708374149 - John Doe": the number is what precedes the separator.
     let msisdn = json::text(parameter("ReceiverPartyPublicName"))
         .and_then(|name| {
@@ -168,7 +171,7 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
 
 fn parse_c2b_confirmation(payload: Value) -> Result<Callback, ParseError> {
     let key = required_text(&payload, "TransID")?;
-    let amount = json::decimal(payload.get("TransAmount"));
+    let amount = json::amount(payload.get("TransAmount"), "TransAmount")?;
     Ok(Callback {
         provider: "mpesa",
         callback_type: CallbackType::C2bConfirmation,

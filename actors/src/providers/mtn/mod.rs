@@ -128,7 +128,7 @@ fn parse_transfer(callback_type: CallbackType, payload: Value) -> Result<Callbac
         reason,
         result_code,
         result_description: reason_message.or(reason_code),
-        amount: json::decimal(payload.get("amount")),
+        amount: json::amount(payload.get("amount"), "amount")?,
         currency: json::text(payload.get("currency")),
         msisdn: party.and_then(|party| json::text(party.get("partyId"))),
         receipt: json::text(payload.get("financialTransactionId")),
