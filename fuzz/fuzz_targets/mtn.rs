@@ -1,0 +1,12 @@
+//! Arbitrary bytes into every mtn endpoint's parser: it must answer Ok or Err, never panic or hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mmo_actors::providers::by_slug;
+
+fuzz_target!(|body: &[u8]| {
+    let provider = by_slug("mtn").expect("registered provider");
+    for endpoint in provider.endpoints() {
+        let _ = provider.parse(endpoint.callback_type, body);
+    }
+});
