@@ -69,6 +69,35 @@ pub fn loggable_path(path: &str) -> String {
     path.to_owned()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn url_tokens_never_reach_logs() {
+        assert_eq!(
+            loggable_path("/v1/webhooks/mpesa/stkpush/s3cr3t"),
+            "/v1/webhooks/mpesa/stkpush/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/webhooks/mpesa/b2c/result/s3cr3t"),
+            "/v1/webhooks/mpesa/b2c/result/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/webhooks/mtn/collection/a/b"),
+            "/v1/webhooks/mtn/collection/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/webhooks/mtn/collection"),
+            "/v1/webhooks/mtn/collection"
+        );
+        assert_eq!(
+            loggable_path("/v1/webhooks/airtel/health"),
+            "/v1/webhooks/airtel/health"
+        );
+    }
+}
+
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
