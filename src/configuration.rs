@@ -26,6 +26,7 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub cache: CacheSettings,
     pub rate_limit: RateLimitSettings,
+    pub c2b_validation: C2bValidationSettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub log: LogSettings,
@@ -76,6 +77,38 @@ pub struct ActorSettings {
 pub struct CacheSettings {
     pub capacity: NonZeroUsize,
     pub ttl_secs: u64,
+}
+
+/// Local rules answering M-Pesa C2B validation requests (`/v1/webhooks/mpesa/c2b/validation`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct C2bValidationSettings {
+    /// `BusinessShortCode`s payments may be made to; empty accepts any.
+    #[serde(deserialize_with = "comma_separated")]
+    pub accepted_shortcodes: Vec<String>,
+    pub min_amount: Option<rust_decimal::Decimal>,
+    pub max_amount: Option<rust_decimal::Decimal>,
+    /// Regular expression the whole `BillRefNumber` must match; empty accepts any.
+    pub account_pattern: String,
+}
+
+impl C2bValidationSettings {
+    fn pattern(&self) -> Result<Option<regex_lite::Regex>, regex_lite::Error> {
+        let pattern = self.account_pattern.trim();
+        if pattern.is_empty() {
+            return Ok(None);
+        }
+        regex_lite::Regex::new(pattern).map(Some)
+    }
+
+    pub fn rules(&self) -> mmo_actors::providers::AcceptanceRules {
+        mmo_actors::providers::AcceptanceRules {
+            accepted_accounts: self.accepted_shortcodes.clone(),
+            min_amount: self.min_amount,
+            max_amount: self.max_amount,
+            // Checked by `Settings::validate`.
+            account_reference: self.pattern().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +328,23 @@ impl Settings {
         }
         for provider in PROVIDERS {
             warnings.extend(self.validate_provider(provider.slug())?);
+        }
+        if let Err(error) = self.c2b_validation.pattern() {
+            return Err(invalid(
+                "c2b_validation.account_pattern",
+                &format!("is not a valid pattern: {error}"),
+            ));
+        }
+        if let (Some(min), Some(max)) = (
+            self.c2b_validation.min_amount,
+            self.c2b_validation.max_amount,
+        ) {
+            if min > max {
+                return Err(invalid(
+                    "c2b_validation.min_amount",
+                    "exceeds c2b_validation.max_amount",
+                ));
+            }
         }
         for slug in self.providers.keys() {
             if !PROVIDERS.iter().any(|provider| provider.slug() == slug) {

@@ -10,7 +10,9 @@ use serde_json::Value;
 pub enum CallbackType {
     StkPush,
     B2cResult,
+    B2cTimeout,
     C2bConfirmation,
+    C2bValidation,
     Collection,
     Disbursement,
     Remittance,
@@ -23,12 +25,33 @@ impl CallbackType {
         match self {
             Self::StkPush => "stk_push",
             Self::B2cResult => "b2c_result",
+            Self::B2cTimeout => "b2c_timeout",
             Self::C2bConfirmation => "c2b_confirmation",
+            Self::C2bValidation => "c2b_validation",
             Self::Collection => "collection",
             Self::Disbursement => "disbursement",
             Self::Remittance => "remittance",
             Self::Payment => "payment",
             Self::Notification => "notification",
+        }
+    }
+}
+
+impl CallbackType {
+    /// The transaction flow a callback of this type reports on: callbacks of one flow with one key shape
+    /// one document in `transactions`. A B2C result and its queue timeout share the `b2c` flow.
+    /// `None` for callbacks that describe no transaction state of their own: a C2B validation (a
+    /// question, answered before any money moves) and an Airtel notification (no flow is named).
+    pub const fn flow(self) -> Option<&'static str> {
+        match self {
+            Self::StkPush => Some("stk_push"),
+            Self::B2cResult | Self::B2cTimeout => Some("b2c"),
+            Self::C2bConfirmation => Some("c2b"),
+            Self::Collection => Some("collection"),
+            Self::Disbursement => Some("disbursement"),
+            Self::Remittance => Some("remittance"),
+            Self::Payment => Some("payment"),
+            Self::C2bValidation | Self::Notification => None,
         }
     }
 }
@@ -54,6 +77,27 @@ pub enum Status {
 }
 
 impl Status {
+    /// Final outcomes: a transaction never leaves these for `pending`.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Successful | Self::Failed | Self::Cancelled | Self::Expired
+        )
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "successful" => Self::Successful,
+            "failed" => Self::Failed,
+            "pending" => Self::Pending,
+            "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
+            "ambiguous" => Self::Ambiguous,
+            "unknown" => Self::Unknown,
+            _ => return None,
+        })
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Successful => "successful",
@@ -91,6 +135,9 @@ pub struct Callback {
     pub currency: Option<String>,
     pub msisdn: Option<String>,
     pub receipt: Option<String>,
+    /// When the provider says the transaction happened, in UTC, and the text it sent.
+    pub transaction_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub transaction_time_raw: Option<String>,
     /// The whole payload as received (numbers keep their exact text).
     pub payload: Value,
 }

@@ -11,8 +11,9 @@ use actix::Addr;
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
+use mmo_actors::providers::{AcceptanceRules, Answer};
 use mmo_actors::supervisor::Quarantine;
-use mmo_actors::{RejectedCallback, RouteCallback, Supervisor};
+use mmo_actors::{Callback, Provider, RejectedCallback, RouteCallback, Status, Supervisor};
 
 use super::loggable_path;
 use super::EndpointRoute;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     pub authenticator: Authenticator,
     pub rate_limits: RateLimits,
+    /// Rules for questions answered at once (M-Pesa C2B validation).
+    pub acceptance_rules: AcceptanceRules,
     pub max_body_bytes: usize,
     /// Longest wait for the actor system's answer before giving up with a 503.
     pub pipeline_timeout: Duration,
@@ -117,6 +120,11 @@ pub async fn receive_callback(
         }
     };
 
+    let ack = match route.endpoint.answer {
+        Answer::AfterStoring(ack) => ack,
+        Answer::Decision => return Ok(decide_now(&state, route.provider, callback, received_at)),
+    };
+
     let (provider, callback_type, key, status) = (
         callback.provider,
         callback.callback_type,
@@ -136,7 +144,7 @@ pub async fn receive_callback(
             tracing::info!(provider, %callback_type, key, %status, ?outcome, "callback stored");
             Ok(HttpResponse::Ok()
                 .content_type(ContentType::json())
-                .body(route.endpoint.acknowledgement))
+                .body(ack))
         }
         Ok(Err(error)) => {
             tracing::error!(provider, %callback_type, key, %error, "callback not stored");
@@ -147,6 +155,56 @@ pub async fn receive_callback(
             Err(ApiError::Unavailable(mmo_actors::PipelineError::Timeout))
         }
     }
+}
+
+/// Answers a question (M-Pesa C2B validation) from local rules at once, and stores the request with its
+/// decision without waiting: the operator gives only seconds, and a validation moves no money — the
+/// payment, if it happens, arrives as a confirmation that is stored before it is acknowledged.
+fn decide_now(
+    state: &web::Data<AppState>,
+    provider: &'static dyn Provider,
+    mut callback: Callback,
+    received_at: chrono::DateTime<Utc>,
+) -> HttpResponse {
+    let decision = provider.decide(&callback, &state.acceptance_rules);
+    callback.status = if decision.accepted {
+        Status::Pending
+    } else {
+        Status::Failed
+    };
+    callback.reason = decision.reason;
+    callback.result_code = Some(decision.code.to_owned());
+    tracing::info!(
+        provider = callback.provider,
+        key = %callback.provider_transaction_id,
+        code = decision.code,
+        accepted = decision.accepted,
+        "validation answered"
+    );
+    let supervisor = state.supervisor.clone();
+    let timeout = state.pipeline_timeout;
+    actix_web::rt::spawn(async move {
+        let key = callback.provider_transaction_id.clone();
+        match supervisor
+            .send(RouteCallback {
+                callback,
+                received_at,
+            })
+            .timeout(timeout)
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::error!(key, %error, "validation request and decision not stored")
+            }
+            Err(error) => {
+                tracing::error!(key, %error, "validation request and decision not stored")
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(decision.body)
 }
 
 /// The `token` query parameter, for operators that cannot add a path segment.

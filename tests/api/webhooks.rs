@@ -430,3 +430,146 @@ async fn every_response_carries_a_request_id() {
         "caller-chosen-id-42"
     );
 }
+
+/// Waits for a document written without being waited on (validation decisions).
+async fn eventually_stored(app: &crate::helpers::TestApp, key: &str) -> Document {
+    for _ in 0..100 {
+        if let Some(document) = app.stored(key).await.pop() {
+            return document;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{key} was never stored");
+}
+
+#[actix_web::test]
+async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
+    use mmo_actors::providers::{by_slug, fixtures, Answer};
+    let app = spawn_app().await;
+    for scenario in fixtures::all() {
+        let provider = by_slug(scenario.provider).unwrap();
+        let endpoint = provider
+            .endpoints()
+            .iter()
+            .find(|e| e.callback_type == scenario.callback_type)
+            .unwrap();
+        let path = format!("/v1/webhooks/{}/{}", scenario.provider, endpoint.path);
+        let reply = app.post(&path, &scenario.payload).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            scenario.name,
+            reply.body
+        );
+        let stored = match endpoint.answer {
+            Answer::AfterStoring(ack) => {
+                assert_eq!(
+                    reply.body,
+                    serde_json::from_str::<Value>(ack).unwrap(),
+                    "{}",
+                    scenario.name
+                );
+                app.stored_one(scenario.key).await
+            }
+            Answer::Decision => {
+                assert_eq!(
+                    reply.body,
+                    json!({"ResultCode": "0", "ResultDesc": "Accepted"}),
+                    "{}",
+                    scenario.name
+                );
+                eventually_stored(&app, scenario.key).await
+            }
+        };
+        assert_eq!(
+            stored.get_str("status").unwrap(),
+            scenario.status.as_str(),
+            "{}",
+            scenario.name
+        );
+        assert_eq!(
+            stored.get_str("callback_type").unwrap(),
+            scenario.callback_type.as_str(),
+            "{}",
+            scenario.name
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_b2c_queue_timeout_is_stored_as_still_pending() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(
+            "/v1/webhooks/mpesa/b2c/timeout",
+            &Mpesa::b2c_queue_timeout(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let stored = app.stored_one("AG_20191219_00005797af5d7d75f652").await;
+    assert_eq!(stored.get_str("callback_type").unwrap(), "b2c_timeout");
+    assert_eq!(stored.get_str("status").unwrap(), "pending");
+    assert_eq!(stored.get_str("reason").unwrap(), "queue_timeout");
+}
+
+#[actix_web::test]
+async fn c2b_validation_is_answered_from_local_rules_and_the_decision_is_kept() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::test_settings(&[
+        ("MMO__C2B_VALIDATION__ACCEPTED_SHORTCODES", "600000,600001"),
+        ("MMO__C2B_VALIDATION__MIN_AMOUNT", "10"),
+        ("MMO__C2B_VALIDATION__ACCOUNT_PATTERN", "account[0-9]+"),
+    ]))
+    .await;
+    let cases = [
+        ("VAL-OK", "600001", "25.00", "account7", "0"),
+        ("VAL-SHORTCODE", "999999", "25.00", "account7", "C2B00015"),
+        ("VAL-AMOUNT", "600000", "5.00", "account7", "C2B00013"),
+        ("VAL-ACCOUNT", "600000", "25.00", "other", "C2B00012"),
+    ];
+    for (key, shortcode, amount, reference, code) in cases {
+        let mut payload = Mpesa::c2b_validation();
+        payload["TransID"] = json!(key);
+        payload["BusinessShortCode"] = json!(shortcode);
+        payload["TransAmount"] = json!(amount);
+        payload["BillRefNumber"] = json!(reference);
+        let reply = app
+            .post("/v1/webhooks/mpesa/c2b/validation", &payload)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let desc = if code == "0" { "Accepted" } else { "Rejected" };
+        assert_eq!(
+            reply.body,
+            json!({"ResultCode": code, "ResultDesc": desc}),
+            "{key}"
+        );
+        let stored = eventually_stored(&app, key).await;
+        assert_eq!(stored.get_str("result_code").unwrap(), code);
+        assert_eq!(
+            stored.get_str("status").unwrap(),
+            if code == "0" { "pending" } else { "failed" }
+        );
+        assert_eq!(stored.get_str("callback_type").unwrap(), "c2b_validation");
+    }
+}
+
+#[actix_web::test]
+async fn transaction_times_are_stored_in_utc_beside_the_raw_value() {
+    let app = spawn_app().await;
+    app.post(
+        "/v1/webhooks/mpesa/c2b/confirmation",
+        &Mpesa::c2b_confirmation_for("TIME1"),
+    )
+    .await;
+    let stored = app.stored_one("TIME1").await;
+    assert_eq!(
+        stored.get_str("transaction_time_raw").unwrap(),
+        "20191219104905"
+    );
+    let millis = stored
+        .get_datetime("transaction_time")
+        .unwrap()
+        .timestamp_millis();
+    let time = chrono::DateTime::from_timestamp_millis(millis).unwrap();
+    assert_eq!(time.to_rfc3339(), "2019-12-19T07:49:05+00:00");
+}

@@ -32,14 +32,46 @@ pub enum Method {
     Put,
 }
 
+/// How an endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Stored durably first, then acknowledged with this JSON body.
+    AfterStoring(&'static str),
+    /// Answered at once from local rules ([`Provider::decide`]), never waiting on anything remote; the
+    /// request and the decision are stored without being waited on.
+    Decision,
+}
+
 /// One callback endpoint: `POST /v1/webhooks/<slug>/<path>`.
 #[derive(Debug)]
 pub struct Endpoint {
     pub path: &'static str,
     pub callback_type: CallbackType,
     pub methods: &'static [Method],
-    /// The JSON body the provider expects in the 200 acknowledgement.
-    pub acknowledgement: &'static str,
+    pub answer: Answer,
+}
+
+/// Local rules for accepting a payment before it happens (M-Pesa C2B validation), from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AcceptanceRules {
+    /// Accounts (short codes / till numbers) payments may be made to; empty accepts any.
+    pub accepted_accounts: Vec<String>,
+    pub min_amount: Option<rust_decimal::Decimal>,
+    pub max_amount: Option<rust_decimal::Decimal>,
+    /// The customer's account reference must match this pattern in full; `None` accepts any.
+    pub account_reference: Option<regex_lite::Regex>,
+}
+
+/// The answer to a question a provider asks (accept this payment?).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub accepted: bool,
+    /// The provider's own code, e.g. `0` or `C2B00012`.
+    pub code: &'static str,
+    /// Normalized reason of a refusal.
+    pub reason: Option<&'static str>,
+    /// The JSON body to answer with.
+    pub body: String,
 }
 
 /// What a provider implements to be served.
@@ -51,6 +83,37 @@ pub trait Provider: Send + Sync + 'static {
     fn endpoints(&self) -> &'static [Endpoint];
     /// Parses a raw body tolerantly; fails only when the payload cannot identify a transaction.
     fn parse(&self, callback_type: CallbackType, body: &[u8]) -> Result<Callback, ParseError>;
+
+    /// For [`Answer::Decision`] endpoints: the decision on a parsed request. Providers without such
+    /// endpoints keep the default, which refuses (no rule can accept what nobody configured).
+    fn decide(&self, _callback: &Callback, _rules: &AcceptanceRules) -> Decision {
+        Decision {
+            accepted: false,
+            code: "unsupported",
+            reason: Some("not_allowed"),
+            body: r#"{"accepted":false}"#.to_owned(),
+        }
+    }
+}
+
+/// Logs an unknown provider code once per process (per code), so a new code is noticed without flooding
+/// the logs; the callback itself is stored with status `unknown`.
+pub fn note_unknown_code(provider: &'static str, code: &str) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    const MAX_REMEMBERED: usize = 1024;
+    static SEEN: OnceLock<Mutex<HashSet<(&'static str, String)>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if seen.len() < MAX_REMEMBERED && seen.insert((provider, code.to_owned())) {
+        tracing::warn!(
+            provider,
+            code,
+            "unknown provider code: stored with status `unknown`"
+        );
+    }
 }
 
 /// Why a body could not be understood. The message is stored with the quarantined body.
@@ -77,4 +140,26 @@ pub mod fixtures {
     pub use super::airtel::fixtures::AirtelMoneyCallbackFixtures;
     pub use super::mpesa::fixtures::MpesaCallbackFixtures;
     pub use super::mtn::fixtures::MTNMoMoCallbackFixtures;
+
+    use crate::callback::{CallbackType, Status};
+
+    /// One named fixture with what it must be understood as: the list every API test walks end to end.
+    #[derive(Debug, Clone)]
+    pub struct Scenario {
+        pub name: &'static str,
+        /// Provider slug (`mpesa`, `mtn`, `airtel`).
+        pub provider: &'static str,
+        pub callback_type: CallbackType,
+        pub payload: serde_json::Value,
+        pub key: &'static str,
+        pub status: Status,
+    }
+
+    /// Every scenario of every provider.
+    pub fn all() -> Vec<Scenario> {
+        let mut all = MpesaCallbackFixtures::all();
+        all.extend(MTNMoMoCallbackFixtures::all());
+        all.extend(AirtelMoneyCallbackFixtures::all());
+        all
+    }
 }

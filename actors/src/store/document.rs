@@ -34,6 +34,11 @@ pub fn callback_document(callback: &Callback, received_at: DateTime<Utc>) -> Doc
     document.insert("currency", callback.currency.as_deref());
     document.insert("msisdn", callback.msisdn.as_deref());
     document.insert("receipt", callback.receipt.as_deref());
+    document.insert("transaction_time", callback.transaction_time.map(bson_time));
+    document.insert(
+        "transaction_time_raw",
+        callback.transaction_time_raw.as_deref(),
+    );
     document.insert("callback_data", json_to_bson(&callback.payload));
     document.insert("received_at", at);
     document.insert("last_received_at", at);

@@ -2,6 +2,9 @@
 
 use serde_json::{json, Value};
 
+use crate::callback::{CallbackType, Status};
+use crate::providers::fixtures::Scenario;
+
 /// Airtel Money callback payloads, one constructor per scenario.
 pub struct AirtelMoneyCallbackFixtures;
 
@@ -46,5 +49,99 @@ impl AirtelMoneyCallbackFixtures {
     /// The API document's notification.
     pub fn notification() -> Value {
         json!({"transaction": {"id": "notification_123", "status": "TS", "message": "General notification"}})
+    }
+
+    /// A failed disbursement in the documented shape.
+    pub fn disbursement_failed() -> Value {
+        json!({"transaction": {
+            "id": "airtel_disb_failed_1",
+            "message": "Transaction failed: insufficient balance",
+            "status_code": "TF",
+            "airtel_money_id": "MP210603.0001.X00001"
+        }})
+    }
+
+    /// Every scenario, with the key and status it must be stored under.
+    pub fn all() -> Vec<Scenario> {
+        let scenario = |name, callback_type, payload, key, status| Scenario {
+            name,
+            provider: "airtel",
+            callback_type,
+            payload,
+            key,
+            status,
+        };
+        vec![
+            scenario(
+                "payment_success",
+                CallbackType::Payment,
+                Self::payment_success(),
+                "airtel_txn_123456789",
+                Status::Successful,
+            ),
+            scenario(
+                "payment_documented_success",
+                CallbackType::Payment,
+                Self::payment_documented_shape("AIRTEL-TS-1", "TS"),
+                "AIRTEL-TS-1",
+                Status::Successful,
+            ),
+            scenario(
+                "payment_documented_failed",
+                CallbackType::Payment,
+                Self::payment_documented_shape("AIRTEL-TF-1", "TF"),
+                "AIRTEL-TF-1",
+                Status::Failed,
+            ),
+            scenario(
+                "payment_in_progress",
+                CallbackType::Payment,
+                Self::payment_for("AIRTEL-TIP-1", "TIP"),
+                "AIRTEL-TIP-1",
+                Status::Pending,
+            ),
+            scenario(
+                "payment_ambiguous",
+                CallbackType::Payment,
+                Self::payment_for("AIRTEL-TA-1", "TA"),
+                "AIRTEL-TA-1",
+                Status::Ambiguous,
+            ),
+            scenario(
+                "payment_expired",
+                CallbackType::Payment,
+                Self::payment_documented_shape("AIRTEL-TE-1", "TE"),
+                "AIRTEL-TE-1",
+                Status::Expired,
+            ),
+            scenario(
+                "payment_error_code",
+                CallbackType::Payment,
+                Self::payment_documented_shape("AIRTEL-DP-1", "DP00800001007"),
+                "AIRTEL-DP-1",
+                Status::Failed,
+            ),
+            scenario(
+                "disbursement_success",
+                CallbackType::Disbursement,
+                Self::disbursement_success(),
+                "airtel_disb_987654321",
+                Status::Successful,
+            ),
+            scenario(
+                "disbursement_failed",
+                CallbackType::Disbursement,
+                Self::disbursement_failed(),
+                "airtel_disb_failed_1",
+                Status::Failed,
+            ),
+            scenario(
+                "notification",
+                CallbackType::Notification,
+                Self::notification(),
+                "notification_123",
+                Status::Successful,
+            ),
+        ]
     }
 }

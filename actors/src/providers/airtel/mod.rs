@@ -8,7 +8,7 @@ pub mod fixtures;
 use serde_json::Value;
 
 use super::json::{self, parse_object};
-use super::{Endpoint, Method, ParseError, Provider};
+use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str =
@@ -23,19 +23,19 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "payment",
         callback_type: CallbackType::Payment,
         methods: &[Method::Post],
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "disbursement",
         callback_type: CallbackType::Disbursement,
         methods: &[Method::Post],
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "notification",
         callback_type: CallbackType::Notification,
         methods: &[Method::Post],
-        acknowledgement: NOTIFICATION_ACK,
+        answer: Answer::AfterStoring(NOTIFICATION_ACK),
     },
 ];
 
@@ -121,6 +121,9 @@ fn parse_transaction(callback_type: CallbackType, payload: Value) -> Result<Call
     let (status, reason) = result_code
         .as_deref()
         .map_or((Status::Unknown, None), status_of);
+    if let (Status::Unknown, Some(code)) = (status, result_code.as_deref()) {
+        note_unknown_code("airtel_money", code);
+    }
     let amount_field = [transaction, merchant]
         .into_iter()
         .flatten()
@@ -138,6 +141,8 @@ fn parse_transaction(callback_type: CallbackType, payload: Value) -> Result<Call
         currency: field(&["currency"]),
         msisdn: field(&["msisdn"]),
         receipt: field(&["airtel_money_id"]),
+        transaction_time: None,
+        transaction_time_raw: None,
         payload,
     })
 }

@@ -2,6 +2,9 @@
 
 use serde_json::{json, Value};
 
+use crate::callback::{CallbackType, Status};
+use crate::providers::fixtures::Scenario;
+
 /// M-Pesa callback payloads, one constructor per scenario.
 pub struct MpesaCallbackFixtures;
 
@@ -161,5 +164,174 @@ impl MpesaCallbackFixtures {
             "MiddleName": "",
             "LastName": ""
         })
+    }
+
+    /// A B2C queue timeout: the request waited too long in Safaricom's queue; the payment may still happen.
+    pub fn b2c_queue_timeout() -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": "SFC_IC0003",
+            "ResultDesc": "The request has timed out in the queue.",
+            "OriginatorConversationID": "8521-4298025-1",
+            "ConversationID": "AG_20191219_00005797af5d7d75f652",
+            "TransactionID": "0000000000000000",
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "https://example.test/timeout"}}
+        }})
+    }
+
+    /// A B2C failure for lack of funds in the paying account.
+    pub fn b2c_result_insufficient_funds() -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": 1,
+            "ResultDesc": "The balance is insufficient for the transaction.",
+            "OriginatorConversationID": "5118-111210482-1",
+            "ConversationID": "AG_20230420_2010759fd5662ef6d054",
+            "TransactionID": "RDK0000000",
+            "ReferenceData": {"ReferenceItem": [{"Key": "QueueTimeoutURL", "Value": "https://example.test/timeout"}]}
+        }})
+    }
+
+    /// A C2B validation request (sent before the payment, when validation is enabled for the short code).
+    pub fn c2b_validation() -> Value {
+        json!({
+            "TransactionType": "Pay Bill",
+            "TransID": "RKL51ZDR4F",
+            "TransTime": "20231121121325",
+            "TransAmount": "50.00",
+            "BusinessShortCode": "600000",
+            "BillRefNumber": "account123",
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "",
+            "ThirdPartyTransID": "",
+            "MSISDN": "2547*****149",
+            "FirstName": "John"
+        })
+    }
+
+    /// Every scenario, with the key and status it must be stored under.
+    pub fn all() -> Vec<Scenario> {
+        let scenario = |name, callback_type, payload, key, status| Scenario {
+            name,
+            provider: "mpesa",
+            callback_type,
+            payload,
+            key,
+            status,
+        };
+        vec![
+            scenario(
+                "stk_push_success",
+                CallbackType::StkPush,
+                Self::stk_push_success(),
+                "ws_CO_191220191020363925",
+                Status::Successful,
+            ),
+            scenario(
+                "stk_push_cancelled",
+                CallbackType::StkPush,
+                Self::stk_push_cancelled(),
+                "ws_CO_cancelled_1",
+                Status::Cancelled,
+            ),
+            scenario(
+                "stk_push_insufficient_funds",
+                CallbackType::StkPush,
+                Self::stk_push_insufficient_funds(),
+                "ws_CO_funds_1",
+                Status::Failed,
+            ),
+            scenario(
+                "stk_push_timeout",
+                CallbackType::StkPush,
+                Self::stk_push_timeout(),
+                "ws_CO_timeout_1",
+                Status::Failed,
+            ),
+            scenario(
+                "stk_push_expired",
+                CallbackType::StkPush,
+                Self::stk_push_failed("ws_CO_expired_1", 1019, "Transaction has expired"),
+                "ws_CO_expired_1",
+                Status::Expired,
+            ),
+            scenario(
+                "stk_push_wrong_pin",
+                CallbackType::StkPush,
+                Self::stk_push_failed("ws_CO_pin_1", 2001, "The initiator information is invalid."),
+                "ws_CO_pin_1",
+                Status::Failed,
+            ),
+            scenario(
+                "stk_push_unknown_code",
+                CallbackType::StkPush,
+                Self::stk_push_failed("ws_CO_unknown_1", 4999, "Something new"),
+                "ws_CO_unknown_1",
+                Status::Unknown,
+            ),
+            scenario(
+                "stk_push_success_string_values",
+                CallbackType::StkPush,
+                Self::stk_push_success_string_values(),
+                "ws_CO_strings_1",
+                Status::Successful,
+            ),
+            scenario(
+                "stk_push_single_item",
+                CallbackType::StkPush,
+                Self::stk_push_single_item(),
+                "ws_CO_single_1",
+                Status::Successful,
+            ),
+            scenario(
+                "b2c_result_success",
+                CallbackType::B2cResult,
+                Self::b2c_result_success(),
+                "AG_20191219_00004e48cf7e3533f581",
+                Status::Successful,
+            ),
+            scenario(
+                "b2c_result_failed_single_parameter",
+                CallbackType::B2cResult,
+                Self::b2c_result_failed_single_parameter(),
+                "AG_20191219_000041b09c22e1b1ef54",
+                Status::Failed,
+            ),
+            scenario(
+                "b2c_result_insufficient_funds",
+                CallbackType::B2cResult,
+                Self::b2c_result_insufficient_funds(),
+                "AG_20230420_2010759fd5662ef6d054",
+                Status::Failed,
+            ),
+            scenario(
+                "b2c_queue_timeout",
+                CallbackType::B2cTimeout,
+                Self::b2c_queue_timeout(),
+                "AG_20191219_00005797af5d7d75f652",
+                Status::Pending,
+            ),
+            scenario(
+                "c2b_confirmation",
+                CallbackType::C2bConfirmation,
+                Self::c2b_confirmation(),
+                "NLJ41HAY6Q",
+                Status::Successful,
+            ),
+            scenario(
+                "c2b_confirmation_hashed_msisdn",
+                CallbackType::C2bConfirmation,
+                Self::c2b_confirmation_hashed_msisdn(),
+                "RKTQDM7W6S",
+                Status::Successful,
+            ),
+            scenario(
+                "c2b_validation",
+                CallbackType::C2bValidation,
+                Self::c2b_validation(),
+                "RKL51ZDR4F",
+                Status::Pending,
+            ),
+        ]
     }
 }

@@ -1,20 +1,26 @@
-//! Safaricom M-Pesa (Daraja): STK Push results, B2C results and C2B confirmations.
+//! Safaricom M-Pesa (Daraja): STK Push results, B2C results and queue timeouts, C2B confirmations and
+//! validations.
 //!
 //! Real shapes handled (see PROVIDERS.md): failed STK results without `CallbackMetadata`, items without
 //! `Value`, `ResultCode` as number or string, `ResultParameter`/`ReferenceItem` as array or single object,
-//! placeholder B2C `TransactionID`s, C2B `MSISDN` as an opaque digest.
+//! placeholder B2C `TransactionID`s, C2B `MSISDN` as an opaque digest. Daraja times (`yyyyMMddHHmmss`,
+//! `dd.MM.yyyy HH:mm:ss`) are Kenyan local time (UTC+3, no daylight saving) and are stored in UTC.
 
 pub mod fixtures;
 
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::json::{self, first_text, items, named_value, parse_object, required_text};
-use super::{Endpoint, Method, ParseError, Provider};
+use super::{
+    note_unknown_code, AcceptanceRules, Answer, Decision, Endpoint, Method, ParseError, Provider,
+};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str = r#"{"ResultCode":0,"ResultDesc":"Accepted"}"#;
 /// Daraja serves Kenya only: every amount it reports is in Kenyan shillings.
 const CURRENCY: &str = "KES";
+const NAME: &str = "mpesa";
 
 pub struct Mpesa;
 
@@ -23,19 +29,31 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "stkpush",
         callback_type: CallbackType::StkPush,
         methods: &[Method::Post],
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "b2c/result",
         callback_type: CallbackType::B2cResult,
         methods: &[Method::Post],
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
+    },
+    Endpoint {
+        path: "b2c/timeout",
+        callback_type: CallbackType::B2cTimeout,
+        methods: &[Method::Post],
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "c2b/confirmation",
         callback_type: CallbackType::C2bConfirmation,
         methods: &[Method::Post],
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
+    },
+    Endpoint {
+        path: "c2b/validation",
+        callback_type: CallbackType::C2bValidation,
+        methods: &[Method::Post],
+        answer: Answer::Decision,
     },
 ];
 
@@ -45,7 +63,7 @@ impl Provider for Mpesa {
     }
 
     fn name(&self) -> &'static str {
-        "mpesa"
+        NAME
     }
 
     fn endpoints(&self) -> &'static [Endpoint] {
@@ -56,11 +74,62 @@ impl Provider for Mpesa {
         let payload = parse_object(body)?;
         match callback_type {
             CallbackType::StkPush => parse_stk_push(payload),
-            CallbackType::B2cResult => parse_b2c_result(payload),
-            CallbackType::C2bConfirmation => parse_c2b_confirmation(payload),
+            CallbackType::B2cResult | CallbackType::B2cTimeout => parse_b2c(callback_type, payload),
+            CallbackType::C2bConfirmation | CallbackType::C2bValidation => {
+                parse_c2b(callback_type, payload)
+            }
             other => Err(ParseError::UnsupportedType(other)),
         }
     }
+
+    /// C2B validation: accept, or refuse with the matching `C2B000xx` code. Checked in the order Safaricom
+    /// lists the codes' causes: short code, amount, account reference, customer number.
+    fn decide(&self, callback: &Callback, rules: &AcceptanceRules) -> Decision {
+        let payload = &callback.payload;
+        let shortcode = json::text(payload.get("BusinessShortCode")).unwrap_or_default();
+        let reference = json::text(payload.get("BillRefNumber")).unwrap_or_default();
+        let refusal = if !rules.accepted_accounts.is_empty()
+            && !rules.accepted_accounts.contains(&shortcode)
+        {
+            Some(("C2B00015", "invalid_account"))
+        } else if callback.amount.is_none_or(|amount| {
+            amount <= rust_decimal::Decimal::ZERO
+                || rules.min_amount.is_some_and(|min| amount < min)
+                || rules.max_amount.is_some_and(|max| amount > max)
+        }) {
+            Some(("C2B00013", "invalid_amount"))
+        } else if rules
+            .account_reference
+            .as_ref()
+            .is_some_and(|pattern| !matches_fully(pattern, &reference))
+        {
+            Some(("C2B00012", "invalid_account"))
+        } else if callback.msisdn.is_none() {
+            Some(("C2B00011", "invalid_msisdn"))
+        } else {
+            None
+        };
+        match refusal {
+            None => Decision {
+                accepted: true,
+                code: "0",
+                reason: None,
+                body: r#"{"ResultCode":"0","ResultDesc":"Accepted"}"#.to_owned(),
+            },
+            Some((code, reason)) => Decision {
+                accepted: false,
+                code,
+                reason: Some(reason),
+                body: format!(r#"{{"ResultCode":"{code}","ResultDesc":"Rejected"}}"#),
+            },
+        }
+    }
+}
+
+fn matches_fully(pattern: &regex_lite::Regex, text: &str) -> bool {
+    pattern
+        .find(text)
+        .is_some_and(|found| found.start() == 0 && found.end() == text.len())
 }
 
 /// Daraja `ResultCode` → normalized status and reason. Codes 17, 26, 1025 and 9999 say nothing certain
@@ -83,7 +152,32 @@ pub fn result_status(code: &str) -> (Status, Option<&'static str>) {
 }
 
 fn status_of(code: Option<&str>) -> (Status, Option<&'static str>) {
-    code.map_or((Status::Unknown, None), result_status)
+    match code {
+        None => (Status::Unknown, None),
+        Some(code) => {
+            let mapped = result_status(code);
+            if mapped.0 == Status::Unknown {
+                note_unknown_code(NAME, code);
+            }
+            mapped
+        }
+    }
+}
+
+/// A Daraja timestamp (`20191219102115` or `19.12.2019 11:45:50`, Kenyan time) in UTC.
+pub fn daraja_time(raw: &str) -> Option<DateTime<Utc>> {
+    let local = NaiveDateTime::parse_from_str(raw, "%Y%m%d%H%M%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%d.%m.%Y %H:%M:%S"))
+        .ok()?;
+    let nairobi = FixedOffset::east_opt(3 * 3600)?;
+    nairobi
+        .from_local_datetime(&local)
+        .single()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+fn time_fields(raw: Option<String>) -> (Option<DateTime<Utc>>, Option<String>) {
+    (raw.as_deref().and_then(daraja_time), raw)
 }
 
 fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
@@ -106,8 +200,9 @@ fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
     );
     let item = |name| named_value(&metadata, "Name", "Value", name);
     let amount = json::amount(item("Amount"), "CallbackMetadata.Item.Amount")?;
+    let (transaction_time, transaction_time_raw) = time_fields(json::text(item("TransactionDate")));
     Ok(Callback {
-        provider: "mpesa",
+        provider: NAME,
         callback_type: CallbackType::StkPush,
         provider_transaction_id: key,
         status,
@@ -118,11 +213,15 @@ fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
         amount,
         msisdn: json::text(item("PhoneNumber")),
         receipt: json::text(item("MpesaReceiptNumber")),
+        transaction_time,
+        transaction_time_raw,
         payload,
     })
 }
 
-fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
+/// B2C results and queue timeouts share one envelope. A queue timeout is not a final failure: the
+/// payment may still go through, so its status stays `pending`.
+fn parse_b2c(callback_type: CallbackType, payload: Value) -> Result<Callback, ParseError> {
     let result = payload
         .get("Result")
         .filter(|result| result.is_object())
@@ -130,7 +229,11 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
     let key = first_text(result, &["ConversationID", "OriginatorConversationID"])
         .ok_or(ParseError::MissingField("Result.ConversationID"))?;
     let result_code = json::text(result.get("ResultCode"));
-    let (status, reason) = status_of(result_code.as_deref());
+    let (status, reason) = if callback_type == CallbackType::B2cTimeout {
+        (Status::Pending, Some("queue_timeout"))
+    } else {
+        status_of(result_code.as_deref())
+    };
     let parameters = items(
         result
             .get("ResultParameters")
@@ -153,9 +256,11 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
         // Failed results carry placeholders such as "0000000000000000": never a receipt.
         json::text(result.get("TransactionID")).filter(|id| id.chars().any(|c| c != '0'))
     });
+    let (transaction_time, transaction_time_raw) =
+        time_fields(json::text(parameter("TransactionCompletedDateTime")));
     Ok(Callback {
-        provider: "mpesa",
-        callback_type: CallbackType::B2cResult,
+        provider: NAME,
+        callback_type,
         provider_transaction_id: key,
         status,
         reason,
@@ -165,18 +270,28 @@ fn parse_b2c_result(payload: Value) -> Result<Callback, ParseError> {
         amount,
         msisdn,
         receipt,
+        transaction_time,
+        transaction_time_raw,
         payload,
     })
 }
 
-fn parse_c2b_confirmation(payload: Value) -> Result<Callback, ParseError> {
+/// A C2B confirmation reports a completed payment; a validation asks whether to accept one (its status
+/// is `pending` until [`Mpesa::decide`] answers).
+fn parse_c2b(callback_type: CallbackType, payload: Value) -> Result<Callback, ParseError> {
     let key = required_text(&payload, "TransID")?;
     let amount = json::amount(payload.get("TransAmount"), "TransAmount")?;
+    let (transaction_time, transaction_time_raw) =
+        time_fields(json::text(payload.get("TransTime")));
+    let confirmed = callback_type == CallbackType::C2bConfirmation;
     Ok(Callback {
-        provider: "mpesa",
-        callback_type: CallbackType::C2bConfirmation,
-        // Safaricom confirms only completed payments.
-        status: Status::Successful,
+        provider: NAME,
+        callback_type,
+        status: if confirmed {
+            Status::Successful
+        } else {
+            Status::Pending
+        },
         reason: None,
         result_code: None,
         result_description: json::text(payload.get("TransactionType")),
@@ -184,7 +299,9 @@ fn parse_c2b_confirmation(payload: Value) -> Result<Callback, ParseError> {
         amount,
         // Nowadays a SHA-256 digest, earlier a masked number: opaque text either way.
         msisdn: json::text(payload.get("MSISDN")),
-        receipt: Some(key.clone()),
+        receipt: confirmed.then(|| key.clone()),
+        transaction_time,
+        transaction_time_raw,
         provider_transaction_id: key,
         payload,
     })
@@ -301,6 +418,82 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hashed.msisdn.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn b2c_queue_timeout_stays_open() {
+        let callback = parse(CallbackType::B2cTimeout, &F::b2c_queue_timeout()).unwrap();
+        assert_eq!(callback.callback_type, CallbackType::B2cTimeout);
+        assert_eq!(callback.status, Status::Pending);
+        assert_eq!(callback.reason, Some("queue_timeout"));
+        assert_eq!(
+            callback.provider_transaction_id,
+            "AG_20191219_00005797af5d7d75f652"
+        );
+    }
+
+    #[test]
+    fn daraja_times_are_kenyan_local_time_stored_in_utc() {
+        let stk = parse(CallbackType::StkPush, &F::stk_push_success()).unwrap();
+        assert_eq!(stk.transaction_time_raw.as_deref(), Some("20191219102115"));
+        assert_eq!(
+            stk.transaction_time.unwrap().to_rfc3339(),
+            "2019-12-19T07:21:15+00:00"
+        );
+        let b2c = parse(CallbackType::B2cResult, &F::b2c_result_success()).unwrap();
+        assert_eq!(
+            b2c.transaction_time.unwrap().to_rfc3339(),
+            "2019-12-19T08:45:50+00:00"
+        );
+        assert_eq!(daraja_time("not a time"), None);
+        assert_eq!(daraja_time("20191332250000"), None);
+    }
+
+    fn rules() -> AcceptanceRules {
+        AcceptanceRules {
+            accepted_accounts: vec!["600000".into()],
+            min_amount: Some(Decimal::from(10)),
+            max_amount: Some(Decimal::from(70_000)),
+            account_reference: Some(regex_lite::Regex::new("account[0-9]+").unwrap()),
+        }
+    }
+
+    fn decide(payload: &Value) -> Decision {
+        let callback = parse(CallbackType::C2bValidation, payload).unwrap();
+        Mpesa.decide(&callback, &rules())
+    }
+
+    #[test]
+    fn c2b_validation_decisions_follow_the_rules() {
+        let accepted = decide(&F::c2b_validation());
+        assert!(accepted.accepted);
+        assert_eq!(
+            accepted.body,
+            r#"{"ResultCode":"0","ResultDesc":"Accepted"}"#
+        );
+        let cases = [
+            ("BusinessShortCode", serde_json::json!("999999"), "C2B00015"),
+            ("TransAmount", serde_json::json!("5.00"), "C2B00013"),
+            ("TransAmount", serde_json::json!("70000.01"), "C2B00013"),
+            ("BillRefNumber", serde_json::json!("account12x"), "C2B00012"),
+            ("MSISDN", serde_json::json!(""), "C2B00011"),
+        ];
+        for (field, value, code) in cases {
+            let mut payload = F::c2b_validation();
+            payload[field] = value;
+            let decision = decide(&payload);
+            assert!(!decision.accepted, "{field}");
+            assert_eq!(decision.code, code, "{field}");
+            assert_eq!(
+                decision.body,
+                format!(r#"{{"ResultCode":"{code}","ResultDesc":"Rejected"}}"#)
+            );
+        }
+        let anything = Mpesa.decide(
+            &parse(CallbackType::C2bValidation, &F::c2b_validation()).unwrap(),
+            &AcceptanceRules::default(),
+        );
+        assert!(anything.accepted, "no rules accept any well-formed payment");
     }
 
     #[test]

@@ -9,11 +9,12 @@ pub mod fixtures;
 use serde_json::Value;
 
 use super::json::{self, first_text, parse_object};
-use super::{Endpoint, Method, ParseError, Provider};
+use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str = r#"{"status":"accepted","message":"Callback received"}"#;
 const METHODS: &[Method] = &[Method::Post, Method::Put];
+const NAME: &str = "mtn_mobile_money";
 
 pub struct MtnMobileMoney;
 
@@ -22,19 +23,19 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "collection",
         callback_type: CallbackType::Collection,
         methods: METHODS,
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "disbursement",
         callback_type: CallbackType::Disbursement,
         methods: METHODS,
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
     Endpoint {
         path: "remittance",
         callback_type: CallbackType::Remittance,
         methods: METHODS,
-        acknowledgement: ACK,
+        answer: Answer::AfterStoring(ACK),
     },
 ];
 
@@ -44,7 +45,7 @@ impl Provider for MtnMobileMoney {
     }
 
     fn name(&self) -> &'static str {
-        "mtn_mobile_money"
+        NAME
     }
 
     fn endpoints(&self) -> &'static [Endpoint] {
@@ -115,13 +116,22 @@ fn parse_transfer(callback_type: CallbackType, payload: Value) -> Result<Callbac
     let status = result_code.as_deref().map_or(Status::Unknown, |status| {
         status_of(status, reason_code.as_deref())
     });
-    let reason = match status {
-        Status::Successful | Status::Pending => None,
-        _ => reason_code.as_deref().and_then(reason_of),
+    if let (Status::Unknown, Some(code)) = (status, result_code.as_deref()) {
+        note_unknown_code(NAME, code);
+    }
+    let reason = match (status, reason_code.as_deref()) {
+        (Status::Successful | Status::Pending, _) | (_, None) => None,
+        (_, Some(code)) => {
+            let reason = reason_of(code);
+            if reason.is_none() {
+                note_unknown_code(NAME, code);
+            }
+            reason
+        }
     };
     let party = payload.get("payer").or_else(|| payload.get("payee"));
     Ok(Callback {
-        provider: "mtn_mobile_money",
+        provider: NAME,
         callback_type,
         provider_transaction_id: key,
         status,
@@ -132,6 +142,8 @@ fn parse_transfer(callback_type: CallbackType, payload: Value) -> Result<Callbac
         currency: json::text(payload.get("currency")),
         msisdn: party.and_then(|party| json::text(party.get("partyId"))),
         receipt: json::text(payload.get("financialTransactionId")),
+        transaction_time: None,
+        transaction_time_raw: None,
         payload,
     })
 }
