@@ -11,7 +11,8 @@ use lru::LruCache;
 use crate::callback::CallbackKey;
 
 pub struct IdempotencyCache {
-    entries: LruCache<CallbackKey, Instant>,
+    /// When each key was stored, and the fingerprint of the body stored under it.
+    entries: LruCache<CallbackKey, (Instant, u64)>,
     ttl: Duration,
 }
 
@@ -23,10 +24,11 @@ impl IdempotencyCache {
         }
     }
 
-    /// Whether `key` was stored within the TTL. Expired entries are dropped on the way.
-    pub fn contains(&mut self, key: &CallbackKey) -> bool {
+    /// Whether `key` was stored within the TTL with the same body `fingerprint`. Expired entries are
+    /// dropped on the way; a different fingerprint is not a plain repeat and must reach the store.
+    pub fn contains(&mut self, key: &CallbackKey, fingerprint: u64) -> bool {
         match self.entries.get(key) {
-            Some(stored_at) if stored_at.elapsed() < self.ttl => true,
+            Some((stored_at, stored)) if stored_at.elapsed() < self.ttl => *stored == fingerprint,
             Some(_) => {
                 self.entries.pop(key);
                 false
@@ -36,8 +38,8 @@ impl IdempotencyCache {
     }
 
     /// Marks `key` as stored. Call only after the store confirmed the write.
-    pub fn insert(&mut self, key: CallbackKey) {
-        self.entries.put(key, Instant::now());
+    pub fn insert(&mut self, key: CallbackKey, fingerprint: u64) {
+        self.entries.put(key, (Instant::now(), fingerprint));
     }
 
     pub fn len(&self) -> usize {
@@ -67,16 +69,16 @@ mod tests {
     fn remembers_keys_up_to_its_capacity() {
         let mut cache =
             IdempotencyCache::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60));
-        cache.insert(key("a"));
-        cache.insert(key("b"));
-        assert!(cache.contains(&key("a")));
-        cache.insert(key("c"));
+        cache.insert(key("a"), 1);
+        cache.insert(key("b"), 1);
+        assert!(cache.contains(&key("a"), 1));
+        cache.insert(key("c"), 1);
         assert!(
-            !cache.contains(&key("b")),
+            !cache.contains(&key("b"), 1),
             "least recently used entry is evicted"
         );
-        assert!(cache.contains(&key("a")));
-        assert!(cache.contains(&key("c")));
+        assert!(cache.contains(&key("a"), 1));
+        assert!(cache.contains(&key("c"), 1));
         assert_eq!(cache.len(), 2);
     }
 
@@ -84,10 +86,10 @@ mod tests {
     fn forgets_keys_older_than_the_ttl() {
         let mut cache =
             IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_millis(20));
-        cache.insert(key("a"));
-        assert!(cache.contains(&key("a")));
+        cache.insert(key("a"), 1);
+        assert!(cache.contains(&key("a"), 1));
         std::thread::sleep(Duration::from_millis(30));
-        assert!(!cache.contains(&key("a")));
+        assert!(!cache.contains(&key("a"), 1));
         assert!(cache.is_empty());
     }
 
@@ -95,9 +97,17 @@ mod tests {
     fn a_new_status_is_a_different_key() {
         let mut cache =
             IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
-        cache.insert(key("a"));
+        cache.insert(key("a"), 1);
         let mut pending = key("a");
         pending.status = Status::Pending;
-        assert!(!cache.contains(&pending));
+        assert!(!cache.contains(&pending, 1));
+    }
+
+    #[test]
+    fn a_different_body_under_the_same_key_is_not_a_plain_repeat() {
+        let mut cache =
+            IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
+        cache.insert(key("a"), 1);
+        assert!(!cache.contains(&key("a"), 2));
     }
 }

@@ -143,6 +143,15 @@ pub struct Callback {
 }
 
 impl Callback {
+    /// A digest of the body fields that must not change between repeats (amount, currency, MSISDN,
+    /// receipt): a repeat with a different digest is not a plain duplicate but a disagreement.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&self.amount, &self.currency, &self.msisdn, &self.receipt).hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The identity under which the callback is stored once: the unique index of `callbacks`.
     pub fn key(&self) -> CallbackKey {
         CallbackKey {

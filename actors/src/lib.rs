@@ -20,6 +20,7 @@ pub mod provider_actor;
 pub mod providers;
 pub mod store;
 pub mod supervisor;
+pub mod transaction;
 
 pub use callback::{Callback, CallbackType, Status};
 pub use providers::{Endpoint, Provider, PROVIDERS};

@@ -1,7 +1,7 @@
 //! The provider actor: one pool per operator, each member with its own in-memory idempotency cache.
 //!
-//! Message: [`HandleCallback`]. A callback whose key this member stored recently is a known duplicate: it
-//! is acknowledged at once and only its delivery is counted. Anything else is handed to the persistence pool,
+//! Message: [`HandleCallback`]. A callback whose key this member stored recently, with the same body
+//! fingerprint, is a known duplicate: it is acknowledged at once and only its delivery is counted. Anything else is handed to the persistence pool,
 //! and the key enters the cache only after the store confirmed the write — so a failed write is never
 //! remembered as seen. The cache is the only state; losing it on restart costs a store round trip, nothing more.
 
@@ -54,10 +54,11 @@ impl Handler<HandleCallback> for ProviderActor {
 
     fn handle(&mut self, message: HandleCallback, _ctx: &mut Context<Self>) -> Self::Result {
         let key = message.callback.key();
+        let fingerprint = message.callback.fingerprint();
         let route = key.route();
         let persistence = Arc::clone(&self.persistence);
 
-        if self.cache.contains(&key) {
+        if self.cache.contains(&key, fingerprint) {
             // The callback itself is already durable; the delivery count is bookkeeping, so failing to
             // write it must not refuse the acknowledgement.
             let count = CountDelivery {
@@ -92,7 +93,10 @@ impl Handler<HandleCallback> for ProviderActor {
                 .into_actor(self)
                 .map(move |answer, actor, _ctx| {
                     let outcome = answer??;
-                    actor.cache.insert(key);
+                    // Only a body known to match the stored one may answer later repeats from memory.
+                    if outcome != RecordOutcome::Disagreeing {
+                        actor.cache.insert(key, fingerprint);
+                    }
                     Ok(outcome)
                 }),
         )

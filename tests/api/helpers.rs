@@ -15,6 +15,7 @@ pub struct TestApp {
     pub address: String,
     pub callbacks: Collection<Document>,
     pub rejected: Collection<Document>,
+    pub transactions: Collection<Document>,
     client: awc::Client,
 }
 
@@ -76,6 +77,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         address,
         callbacks: store.callbacks().clone(),
         rejected: store.rejected().clone(),
+        transactions: store.transactions().clone(),
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
@@ -167,6 +169,31 @@ impl TestApp {
             "exactly one document for {key}: {stored:?}"
         );
         stored.remove(0)
+    }
+
+    /// The transactions with this key.
+    pub async fn transactions_for(&self, key: &str) -> Vec<Document> {
+        let mut cursor = self
+            .transactions
+            .find(doc! {"transaction_key": key})
+            .await
+            .unwrap();
+        let mut documents = Vec::new();
+        while cursor.advance().await.unwrap() {
+            documents.push(cursor.deserialize_current().unwrap());
+        }
+        documents
+    }
+
+    /// The one transaction with this key.
+    pub async fn transaction(&self, key: &str) -> Document {
+        let mut found = self.transactions_for(key).await;
+        assert_eq!(
+            found.len(),
+            1,
+            "exactly one transaction for {key}: {found:?}"
+        );
+        found.remove(0)
     }
 
     pub async fn quarantined(&self) -> Vec<Document> {

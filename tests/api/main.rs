@@ -7,4 +7,5 @@ mod health;
 mod helpers;
 mod hostile_input;
 mod rate_limits;
+mod transactions;
 mod webhooks;

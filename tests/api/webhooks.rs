@@ -240,7 +240,10 @@ async fn assert_stored_and_acknowledged(cases: Vec<Case>) {
             case.key
         );
         assert_eq!(stored.get_i64("deliveries").unwrap(), 1);
-        assert!(!stored.get_bool("processed").unwrap());
+        assert!(
+            stored.get_bool("processed").unwrap(),
+            "folded into its transaction"
+        );
         assert!(stored.get_datetime("received_at").is_ok());
         assert!(stored.get_datetime("last_received_at").is_ok());
         // The payload is kept as a document, not as a string.

@@ -77,7 +77,7 @@ pub fn json_to_bson(value: &Value) -> Bson {
     }
 }
 
-fn decimal128(text: &str) -> Bson {
+pub(super) fn decimal128(text: &str) -> Bson {
     Decimal128::from_str(text).map_or_else(|_| Bson::String(text.to_owned()), Bson::Decimal128)
 }
 

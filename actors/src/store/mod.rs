@@ -4,6 +4,7 @@
 mod document;
 mod memory;
 mod mongo;
+mod transactions;
 
 pub use document::{callback_document, json_to_bson};
 pub use memory::InMemoryStore;
@@ -23,6 +24,9 @@ pub enum RecordOutcome {
     Stored,
     /// A repeat of a stored callback: its delivery was counted, nothing else changed.
     Duplicate,
+    /// A repeat (same key and status) whose body disagrees with the stored callback: its delivery was
+    /// counted and its payload kept in the transaction's conflict list.
+    Disagreeing,
 }
 
 /// A body that was not accepted (unparseable or unauthenticated), kept for audit in `rejected_callbacks`.

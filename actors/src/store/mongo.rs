@@ -12,13 +12,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use mongodb::bson::{doc, spec::BinarySubtype, Binary, Document};
+use mongodb::bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
 use tokio::sync::OnceCell;
 
 use super::document::{bson_time, callback_document, key_filter};
+use super::transactions::{body_disagreements, Transactions};
 use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey};
 
@@ -46,6 +47,8 @@ pub struct MongoStore {
 struct Inner {
     callbacks: Collection<Document>,
     rejected: Collection<Document>,
+    transactions: Transactions,
+    transactions_collection: Collection<Document>,
     operation_timeout: Duration,
     /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
     indexes: OnceCell<()>,
@@ -75,6 +78,8 @@ impl MongoStore {
             inner: Arc::new(Inner {
                 callbacks: database.collection("callbacks"),
                 rejected: database.collection("rejected_callbacks"),
+                transactions: Transactions::new(database.collection("transactions")),
+                transactions_collection: database.collection("transactions"),
                 operation_timeout: settings.operation_timeout,
                 indexes: OnceCell::new(),
             }),
@@ -89,6 +94,11 @@ impl MongoStore {
     /// The `callbacks` collection, for operators' tools and tests.
     pub fn callbacks(&self) -> &Collection<Document> {
         &self.inner.callbacks
+    }
+
+    /// The `transactions` collection.
+    pub fn transactions(&self) -> &Collection<Document> {
+        &self.inner.transactions_collection
     }
 
     /// The `rejected_callbacks` collection.
@@ -114,30 +124,71 @@ impl Inner {
                     .create_index(IndexModel::builder().keys(doc! {"received_at": 1}).build())
                     .await
                     .map_err(unavailable)?;
+                self.transactions.ensure_indexes().await.map_err(unavailable)?;
                 Ok(())
             })
             .await
             .copied()
     }
 
+    /// Inserts the callback (first delivery) or counts a delivery (repeat), then folds it into its
+    /// transaction and marks it `processed`. A repeat whose body disagrees with the stored callback flags
+    /// its transaction instead. Every step is idempotent, so a retried callback heals a half-done one.
     async fn record(
         &self,
         callback: &Callback,
         received_at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError> {
         self.ensure_indexes().await?;
-        match self
-            .callbacks
-            .insert_one(callback_document(callback, received_at))
-            .await
-        {
-            Ok(_) => Ok(RecordOutcome::Stored),
+        let id = ObjectId::new();
+        let mut document = callback_document(callback, received_at);
+        document.insert("_id", id);
+        match self.callbacks.insert_one(document).await {
+            Ok(_) => {
+                self.process(callback, id, received_at).await?;
+                Ok(RecordOutcome::Stored)
+            }
             Err(error) if is_duplicate_key(&error) => {
-                self.count_delivery(&callback.key(), received_at).await?;
+                let stored = self
+                    .callbacks
+                    .find_one_and_update(key_filter(&callback.key()), delivery_update(received_at))
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(classify)?
+                    .ok_or_else(|| {
+                        StoreError::Unavailable("a duplicate vanished before it was counted".into())
+                    })?;
+                let stored_id = stored
+                    .get_object_id("_id")
+                    .map_err(|error| StoreError::Rejected(error.to_string()))?;
+                let disagreements = body_disagreements(&stored, callback);
+                if !disagreements.is_empty() {
+                    self.transactions
+                        .record_disagreement(callback, stored_id, &disagreements, received_at)
+                        .await?;
+                    return Ok(RecordOutcome::Disagreeing);
+                }
+                if !stored.get_bool("processed").unwrap_or(false) {
+                    self.process(callback, stored_id, received_at).await?;
+                }
                 Ok(RecordOutcome::Duplicate)
             }
             Err(error) => Err(classify(error)),
         }
+    }
+
+    async fn process(
+        &self,
+        callback: &Callback,
+        id: ObjectId,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.transactions.apply(callback, id, received_at).await?;
+        self.callbacks
+            .update_one(doc! {"_id": id}, doc! {"$set": {"processed": true}})
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn count_delivery(
@@ -145,13 +196,9 @@ impl Inner {
         key: &CallbackKey,
         received_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let update = doc! {
-            "$inc": {"deliveries": 1_i64},
-            "$max": {"last_received_at": bson_time(received_at)},
-        };
         let result = self
             .callbacks
-            .update_one(key_filter(key), update)
+            .update_one(key_filter(key), delivery_update(received_at))
             .await
             .map_err(classify)?;
         if result.matched_count == 0 {
@@ -223,6 +270,14 @@ impl CallbackStore for MongoStore {
     }
 }
 
+/// One more delivery of a stored callback.
+fn delivery_update(received_at: DateTime<Utc>) -> Document {
+    doc! {
+        "$inc": {"deliveries": 1_i64},
+        "$max": {"last_received_at": bson_time(received_at)},
+    }
+}
+
 /// Bounds a store operation: the driver's own defaults can wait 30 s, far beyond a provider's patience.
 async fn bounded<T>(
     limit: Duration,
@@ -233,7 +288,7 @@ async fn bounded<T>(
         .unwrap_or(Err(StoreError::Timeout(limit)))
 }
 
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+pub(super) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     matches!(
         error.kind.as_ref(),
         ErrorKind::Write(WriteFailure::WriteError(write_error)) if write_error.code == DUPLICATE_KEY
@@ -254,6 +309,6 @@ fn classify(error: mongodb::error::Error) -> StoreError {
     }
 }
 
-fn unavailable(error: mongodb::error::Error) -> StoreError {
+pub(super) fn unavailable(error: mongodb::error::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
