@@ -27,6 +27,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub rate_limit: RateLimitSettings,
     pub c2b_validation: C2bValidationSettings,
+    pub privacy: PrivacySettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub log: LogSettings,
@@ -77,6 +78,29 @@ pub struct ActorSettings {
 pub struct CacheSettings {
     pub capacity: NonZeroUsize,
     pub ttl_secs: u64,
+}
+
+/// Whether personal data (MSISDNs, customer names) is stored as it came or as salted digests.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivacySettings {
+    pub personal_data: PersonalData,
+    /// Salt of the digests when `personal_data = "hash"`. Keep it stable: a new salt gives new digests.
+    pub salt: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersonalData {
+    Keep,
+    Hash,
+}
+
+impl PrivacySettings {
+    /// The salt to pseudonymize with, when personal data is hashed.
+    pub fn hashing_salt(&self) -> Option<Vec<u8>> {
+        (self.personal_data == PersonalData::Hash)
+            .then(|| self.salt.expose_secret().as_bytes().to_vec())
+    }
 }
 
 /// Local rules answering M-Pesa C2B validation requests (`/v1/webhooks/mpesa/c2b/validation`).
@@ -328,6 +352,14 @@ impl Settings {
         }
         for provider in PROVIDERS {
             warnings.extend(self.validate_provider(provider.slug())?);
+        }
+        if self.privacy.personal_data == PersonalData::Hash
+            && self.privacy.salt.expose_secret().len() < 16
+        {
+            return Err(invalid(
+                "privacy.salt",
+                "must be at least 16 characters when privacy.personal_data = \"hash\"",
+            ));
         }
         if let Err(error) = self.c2b_validation.pattern() {
             return Err(invalid(
@@ -647,6 +679,35 @@ mod tests {
     }
 
     #[test]
+    fn privacy_and_validation_rules_are_checked_at_start_up() {
+        assert!(error_of(&[("MMO__PRIVACY__PERSONAL_DATA", "hash")]).contains("privacy.salt"));
+        assert!(
+            error_of(&[("MMO__PRIVACY__PERSONAL_DATA", "erase")]).contains("privacy.personal_data")
+        );
+        assert!(error_of(&[("MMO__C2B_VALIDATION__ACCOUNT_PATTERN", "(")])
+            .contains("c2b_validation.account_pattern"));
+        assert!(error_of(&[("MMO__C2B_VALIDATION__MIN_AMOUNT", "ten")])
+            .contains("c2b_validation.min_amount"));
+        assert!(error_of(&[("MMO__C2B_VALIDATION__MIN_AMOUNT", "500000")])
+            .contains("c2b_validation.min_amount"));
+        let hashing = load(&sources(&[
+            ("MMO__PRIVACY__PERSONAL_DATA", "hash"),
+            ("MMO__PRIVACY__SALT", "sixteen-chars-or-more"),
+            ("MMO__C2B_VALIDATION__ACCEPTED_SHORTCODES", "600000,600001"),
+        ]))
+        .unwrap()
+        .settings;
+        assert_eq!(
+            hashing.privacy.hashing_salt().as_deref(),
+            Some(&b"sixteen-chars-or-more"[..])
+        );
+        assert_eq!(
+            hashing.c2b_validation.rules().accepted_accounts,
+            ["600000", "600001"]
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_warnings_not_failures() {
         let loaded = load(&sources(&[
             ("MMO__SERVER__COLOUR", "blue"),
@@ -673,13 +734,14 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let settings = load(&sources(&[(
-            "MMO__MONGODB__URI",
-            "mongodb://user:hunter2@db.example/",
-        )]))
+        let settings = load(&sources(&[
+            ("MMO__MONGODB__URI", "mongodb://user:hunter2@db.example/"),
+            ("MMO__PRIVACY__SALT", "the-salt-is-secret"),
+        ]))
         .unwrap()
         .settings;
         let printed = format!("{settings:?}");
+        assert!(!printed.contains("the-salt-is-secret"));
         assert!(!printed.contains("token-a-0123456789"));
         assert!(!printed.contains("hunter2"));
     }

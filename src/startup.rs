@@ -47,6 +47,7 @@ impl Application {
             authenticator: settings.authenticator(),
             rate_limits: RateLimits::new(&settings.rate_limit),
             acceptance_rules: settings.c2b_validation.rules(),
+            pseudonymization_salt: settings.privacy.hashing_salt(),
             max_body_bytes: settings.server.max_body_bytes.get(),
             // A dead actor is retried once, so the pipeline may take two calls.
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),

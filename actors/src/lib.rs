@@ -16,6 +16,7 @@ pub mod cache;
 pub mod callback;
 pub mod persistence;
 pub mod pool;
+pub mod privacy;
 pub mod provider_actor;
 pub mod providers;
 pub mod store;

@@ -69,6 +69,10 @@ pub fn loggable_path(path: &str) -> String {
     path.to_owned()
 }
 
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::loggable_path;
@@ -96,8 +100,4 @@ mod tests {
             "/v1/webhooks/airtel/health"
         );
     }
-}
-
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
 }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Rules for questions answered at once (M-Pesa C2B validation).
     pub acceptance_rules: AcceptanceRules,
+    /// When set, personal data is replaced by salted digests before anything is stored.
+    pub pseudonymization_salt: Option<Vec<u8>>,
     pub max_body_bytes: usize,
     /// Longest wait for the actor system's answer before giving up with a 503.
     pub pipeline_timeout: Duration,
@@ -105,7 +107,7 @@ pub async fn receive_callback(
         });
     }
 
-    let callback = match route.provider.parse(route.endpoint.callback_type, &body) {
+    let mut callback = match route.provider.parse(route.endpoint.callback_type, &body) {
         Ok(callback) => callback,
         Err(parse_error) => {
             tracing::warn!(error = %parse_error, "callback quarantined: cannot be understood");
@@ -119,6 +121,10 @@ pub async fn receive_callback(
             };
         }
     };
+
+    if let Some(salt) = &state.pseudonymization_salt {
+        mmo_actors::privacy::pseudonymize(&mut callback, salt);
+    }
 
     let ack = match route.endpoint.answer {
         Answer::AfterStoring(ack) => ack,

@@ -576,3 +576,35 @@ async fn transaction_times_are_stored_in_utc_beside_the_raw_value() {
     let time = chrono::DateTime::from_timestamp_millis(millis).unwrap();
     assert_eq!(time.to_rfc3339(), "2019-12-19T07:49:05+00:00");
 }
+
+#[actix_web::test]
+async fn personal_data_can_be_stored_as_salted_digests() {
+    use mmo_actors::privacy::digest;
+    let salt = "a-long-enough-salt-for-tests";
+    let app = crate::helpers::spawn_app_with(crate::helpers::test_settings(&[
+        ("MMO__PRIVACY__PERSONAL_DATA", "hash"),
+        ("MMO__PRIVACY__SALT", salt),
+    ]))
+    .await;
+    app.post(
+        "/v1/webhooks/mpesa/c2b/confirmation",
+        &Mpesa::c2b_confirmation_for("PRIV1"),
+    )
+    .await;
+    let stored = app.stored_one("PRIV1").await;
+    let number = digest(salt.as_bytes(), "254708374149");
+    assert_eq!(stored.get_str("msisdn").unwrap(), number);
+    let data = stored.get_document("callback_data").unwrap();
+    assert_eq!(data.get_str("MSISDN").unwrap(), number);
+    assert_eq!(
+        data.get_str("FirstName").unwrap(),
+        digest(salt.as_bytes(), "John")
+    );
+    assert!(
+        !format!("{stored:?}").contains("254708374149") && !format!("{stored:?}").contains("Doe")
+    );
+    assert_eq!(
+        app.transaction("PRIV1").await.get_str("msisdn").unwrap(),
+        number
+    );
+}
