@@ -497,6 +497,27 @@ async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
             "{}",
             scenario.name
         );
+        if endpoint.answer != Answer::Decision {
+            let transactions = app.transactions_for(scenario.key).await;
+            match scenario.callback_type.flow() {
+                Some(flow) => {
+                    assert_eq!(transactions.len(), 1, "{}", scenario.name);
+                    assert_eq!(
+                        transactions[0].get_str("flow").unwrap(),
+                        flow,
+                        "{}",
+                        scenario.name
+                    );
+                    assert_eq!(
+                        transactions[0].get_str("status").unwrap(),
+                        scenario.status.as_str(),
+                        "{}",
+                        scenario.name
+                    );
+                }
+                None => assert!(transactions.is_empty(), "{}", scenario.name),
+            }
+        }
     }
 }
 

@@ -99,6 +99,18 @@ pub fn status_of(code: &str) -> (Status, Option<&'static str>) {
         Some("025") => (Status::Failed, Some("not_found")),
         Some("026") => (Status::Failed, Some("signature_mismatch")),
         Some("029") => (Status::Expired, Some("expired")),
+        // Codes the API document lists beside PROVIDERS.md's (where both name a suffix, the operator's
+        // documentation above wins).
+        Some("009") => (Status::Failed, Some("invalid_msisdn")),
+        Some("011") => (Status::Failed, Some("limit_exceeded")),
+        Some("013") => (Status::Failed, Some("duplicate")),
+        Some("014") => (Status::Failed, Some("not_found")),
+        Some("015") => (Status::Expired, Some("expired")),
+        Some("016") => (Status::Failed, Some("invalid_account")),
+        Some("017") => (Status::Failed, Some("invalid_currency")),
+        Some("018") => (Status::Failed, Some("declined")),
+        Some("019") => (Status::Failed, Some("service_unavailable")),
+        Some("020") => (Status::Failed, Some("internal_error")),
         _ => (Status::Unknown, None),
     }
 }
@@ -200,9 +212,12 @@ mod tests {
             ("DP00800001006", Status::Pending),
             ("DP00800001007", Status::Failed),
             ("DP00900001029", Status::Expired),
+            ("DP00800001015", Status::Expired),
+            ("DP00800001019", Status::Failed),
             ("ESB000010", Status::Successful),
             ("ESB000041", Status::Failed),
             ("DP00800001999", Status::Unknown),
+            ("DP00800001012", Status::Unknown),
             ("XYZ", Status::Unknown),
         ];
         for (code, status) in table {
