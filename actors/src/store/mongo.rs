@@ -49,6 +49,8 @@ struct Inner {
     rejected: Collection<Document>,
     transactions: Transactions,
     transactions_collection: Collection<Document>,
+    /// `callbacks` for bookkeeping on derived state (the `processed` flag): primary-acknowledged only.
+    derived_callbacks: Collection<Document>,
     operation_timeout: Duration,
     /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
     indexes: OnceCell<()>,
@@ -78,8 +80,9 @@ impl MongoStore {
             inner: Arc::new(Inner {
                 callbacks: database.collection("callbacks"),
                 rejected: database.collection("rejected_callbacks"),
-                transactions: Transactions::new(database.collection("transactions")),
+                transactions: Transactions::new(database.collection_with_options("transactions", derived_writes())),
                 transactions_collection: database.collection("transactions"),
+                derived_callbacks: database.collection_with_options("callbacks", derived_writes()),
                 operation_timeout: settings.operation_timeout,
                 indexes: OnceCell::new(),
             }),
@@ -184,7 +187,7 @@ impl Inner {
         received_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.transactions.apply(callback, id, received_at).await?;
-        self.callbacks
+        self.derived_callbacks
             .update_one(doc! {"_id": id}, doc! {"$set": {"processed": true}})
             .await
             .map_err(classify)?;
@@ -268,6 +271,14 @@ impl CallbackStore for MongoStore {
         })
         .boxed()
     }
+}
+
+/// Write options for state derived from the durable callbacks (see `transactions`): acknowledged by the
+/// primary, not waiting for the journal or a majority.
+fn derived_writes() -> mongodb::options::CollectionOptions {
+    mongodb::options::CollectionOptions::builder()
+        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(1)).journal(false).build())
+        .build()
 }
 
 /// One more delivery of a stored callback.

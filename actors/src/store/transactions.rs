@@ -5,6 +5,11 @@
 //! the next state computed, and written back only if its `version` is unchanged (else re-read and retried);
 //! the first write for a key is an insert guarded by a unique index. Applying the same callback twice is a
 //! no-op (its id is already in `callback_ids`).
+//!
+//! This view is derived from `callbacks`, which are written `w: majority, j: true` before anything else:
+//! its writes are acknowledged by the primary alone (`w: 1`), which keeps them off the journal's commit
+//! wait. Should a failover roll one back, the callback stays `processed: false`, and its next delivery
+//! folds it in again.
 
 use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
@@ -69,37 +74,32 @@ impl Transactions {
             return Ok(());
         };
         let key = doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id};
+        // Most callbacks start a transaction: try the insert first, fold into the existing one if taken.
+        let first = Snapshot::from_callback(callback);
+        let mut document = key.clone();
+        document.extend(snapshot_fields(&first));
+        document.extend(doc! {
+            "first_callback_at": bson_time(received_at),
+            "last_callback_at": bson_time(received_at),
+            "callback_ids": [callback_id],
+            "conflict": false,
+            "conflicts": [],
+            "linked_transactions": [],
+            "version": 1_i64,
+            "updated_at": bson_time(Utc::now()),
+        });
+        match self.collection.insert_one(document).await {
+            Ok(_) => return self.link(&key, flow, callback, first.receipt.as_deref()).await,
+            Err(error) if is_duplicate_key(&error) => {}
+            Err(error) => return Err(unavailable(error)),
+        }
         for _ in 0..MAX_ATTEMPTS {
-            let Some(current) = self
+            let current = self
                 .collection
                 .find_one(key.clone())
                 .await
                 .map_err(unavailable)?
-            else {
-                let snapshot = Snapshot::from_callback(callback);
-                let mut document = key.clone();
-                document.extend(snapshot_fields(&snapshot));
-                document.extend(doc! {
-                    "first_callback_at": bson_time(received_at),
-                    "last_callback_at": bson_time(received_at),
-                    "callback_ids": [callback_id],
-                    "conflict": false,
-                    "conflicts": [],
-                    "linked_transactions": [],
-                    "version": 1_i64,
-                    "updated_at": bson_time(Utc::now()),
-                });
-                match self.collection.insert_one(document).await {
-                    Ok(_) => {
-                        return self
-                            .link(&key, flow, callback, snapshot.receipt.as_deref())
-                            .await
-                    }
-                    // Another writer created it first: read it and fold into it instead.
-                    Err(error) if is_duplicate_key(&error) => continue,
-                    Err(error) => return Err(unavailable(error)),
-                }
-            };
+                .ok_or_else(|| StoreError::Unavailable("a transaction vanished while being updated".into()))?;
             let already_applied = current
                 .get_array("callback_ids")
                 .is_ok_and(|ids| ids.contains(&Bson::ObjectId(callback_id)));
