@@ -147,17 +147,7 @@ impl TestApp {
 
     /// The stored callbacks with this idempotency key, oldest first.
     pub async fn stored(&self, key: &str) -> Vec<Document> {
-        let mut cursor = self
-            .callbacks
-            .find(doc! {"provider_transaction_id": key})
-            .sort(doc! {"received_at": 1})
-            .await
-            .unwrap();
-        let mut documents = Vec::new();
-        while cursor.advance().await.unwrap() {
-            documents.push(cursor.deserialize_current().unwrap());
-        }
-        documents
+        all(&self.callbacks, doc! {"provider_transaction_id": key}).await
     }
 
     /// The one stored callback with this key.
@@ -173,16 +163,7 @@ impl TestApp {
 
     /// The transactions with this key.
     pub async fn transactions_for(&self, key: &str) -> Vec<Document> {
-        let mut cursor = self
-            .transactions
-            .find(doc! {"transaction_key": key})
-            .await
-            .unwrap();
-        let mut documents = Vec::new();
-        while cursor.advance().await.unwrap() {
-            documents.push(cursor.deserialize_current().unwrap());
-        }
-        documents
+        all(&self.transactions, doc! {"transaction_key": key}).await
     }
 
     /// The one transaction with this key.
@@ -197,11 +178,16 @@ impl TestApp {
     }
 
     pub async fn quarantined(&self) -> Vec<Document> {
-        let mut cursor = self.rejected.find(doc! {}).await.unwrap();
-        let mut documents = Vec::new();
-        while cursor.advance().await.unwrap() {
-            documents.push(cursor.deserialize_current().unwrap());
-        }
-        documents
+        all(&self.rejected, doc! {}).await
     }
+}
+
+/// Every document of `collection` matching `filter`, oldest first (ObjectIds grow with time).
+async fn all(collection: &Collection<Document>, filter: Document) -> Vec<Document> {
+    let mut cursor = collection.find(filter).sort(doc! {"_id": 1}).await.unwrap();
+    let mut documents = Vec::new();
+    while cursor.advance().await.unwrap() {
+        documents.push(cursor.deserialize_current().unwrap());
+    }
+    documents
 }

@@ -155,6 +155,23 @@ pub mod fixtures {
         pub status: Status,
     }
 
+    impl Scenario {
+        /// A constructor of `provider`'s scenarios: `(name, callback type, payload, key, status)`.
+        pub fn of(
+            provider: &'static str,
+        ) -> impl Fn(&'static str, CallbackType, serde_json::Value, &'static str, Status) -> Scenario
+        {
+            move |name, callback_type, payload, key, status| Scenario {
+                name,
+                provider,
+                callback_type,
+                payload,
+                key,
+                status,
+            }
+        }
+    }
+
     /// Every scenario of every provider.
     pub fn all() -> Vec<Scenario> {
         let mut all = MpesaCallbackFixtures::all();

@@ -80,7 +80,9 @@ impl MongoStore {
             inner: Arc::new(Inner {
                 callbacks: database.collection("callbacks"),
                 rejected: database.collection("rejected_callbacks"),
-                transactions: Transactions::new(database.collection_with_options("transactions", derived_writes())),
+                transactions: Transactions::new(
+                    database.collection_with_options("transactions", derived_writes()),
+                ),
                 transactions_collection: database.collection("transactions"),
                 derived_callbacks: database.collection_with_options("callbacks", derived_writes()),
                 operation_timeout: settings.operation_timeout,
@@ -277,7 +279,12 @@ impl CallbackStore for MongoStore {
 /// primary, not waiting for the journal or a majority.
 fn derived_writes() -> mongodb::options::CollectionOptions {
     mongodb::options::CollectionOptions::builder()
-        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(1)).journal(false).build())
+        .write_concern(
+            WriteConcern::builder()
+                .w(Acknowledgment::Nodes(1))
+                .journal(false)
+                .build(),
+        )
         .build()
 }
 

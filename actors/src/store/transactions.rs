@@ -89,7 +89,11 @@ impl Transactions {
             "updated_at": bson_time(Utc::now()),
         });
         match self.collection.insert_one(document).await {
-            Ok(_) => return self.link(&key, flow, callback, first.receipt.as_deref()).await,
+            Ok(_) => {
+                return self
+                    .link(&key, flow, callback, first.receipt.as_deref())
+                    .await
+            }
             Err(error) if is_duplicate_key(&error) => {}
             Err(error) => return Err(unavailable(error)),
         }
@@ -99,7 +103,9 @@ impl Transactions {
                 .find_one(key.clone())
                 .await
                 .map_err(unavailable)?
-                .ok_or_else(|| StoreError::Unavailable("a transaction vanished while being updated".into()))?;
+                .ok_or_else(|| {
+                    StoreError::Unavailable("a transaction vanished while being updated".into())
+                })?;
             let already_applied = current
                 .get_array("callback_ids")
                 .is_ok_and(|ids| ids.contains(&Bson::ObjectId(callback_id)));

@@ -63,14 +63,7 @@ impl AirtelMoneyCallbackFixtures {
 
     /// Every scenario, with the key and status it must be stored under.
     pub fn all() -> Vec<Scenario> {
-        let scenario = |name, callback_type, payload, key, status| Scenario {
-            name,
-            provider: "airtel",
-            callback_type,
-            payload,
-            key,
-            status,
-        };
+        let scenario = Scenario::of("airtel");
         vec![
             scenario(
                 "payment_success",

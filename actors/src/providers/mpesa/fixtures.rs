@@ -211,14 +211,7 @@ impl MpesaCallbackFixtures {
 
     /// Every scenario, with the key and status it must be stored under.
     pub fn all() -> Vec<Scenario> {
-        let scenario = |name, callback_type, payload, key, status| Scenario {
-            name,
-            provider: "mpesa",
-            callback_type,
-            payload,
-            key,
-            status,
-        };
+        let scenario = Scenario::of("mpesa");
         vec![
             scenario(
                 "stk_push_success",

@@ -126,14 +126,7 @@ impl MTNMoMoCallbackFixtures {
 
     /// Every scenario, with the key and status it must be stored under.
     pub fn all() -> Vec<Scenario> {
-        let scenario = |name, callback_type, payload, key, status| Scenario {
-            name,
-            provider: "mtn",
-            callback_type,
-            payload,
-            key,
-            status,
-        };
+        let scenario = Scenario::of("mtn");
         vec![
             scenario(
                 "collection_success",
