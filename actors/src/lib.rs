@@ -6,10 +6,12 @@
 //! HTTP handler ──RouteCallback──▶ Supervisor ──HandleCallback──▶ ProviderActor (pool per provider,
 //!                                                                 in-memory idempotency cache)
 //!                                                  ──PersistCallback──▶ PersistenceActor (pool)
-//!                                                                          ──▶ CallbackStore (MongoDB)
+//!                                                                          ──▶ CallbackStore (MongoDB:
+//!                                                                              callbacks, transactions)
 //! ```
 //!
-//! Parsing and normalization are plain functions in [`providers`]; actors only route, cache and delegate.
+//! Parsing and normalization are plain functions in [`providers`], transaction rules in [`transaction`],
+//! pseudonymization in [`privacy`]; actors only route, cache and delegate.
 //! Restarting failed actors is the job of [`pool::Pool`], owned by the [`supervisor::Supervisor`].
 
 pub mod cache;

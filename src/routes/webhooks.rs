@@ -64,25 +64,8 @@ pub async fn receive_callback(
         received_at,
     };
 
-    let url_token = request
-        .match_info()
-        .get("url_token")
-        .map(str::to_owned)
-        .or_else(|| {
-            web::Query::<TokenQuery>::from_query(request.query_string())
-                .ok()
-                .and_then(|query| query.into_inner().token)
-        });
-    let resolved = request.extensions().get::<ClientAddress>().copied();
-    let client = match resolved {
-        Some(ClientAddress(address)) => address,
-        None => {
-            let peer = request
-                .peer_addr()
-                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip());
-            state.authenticator.client(peer, request.headers())
-        }
-    };
+    let url_token = url_token(&request);
+    let client = client_address(&request, &state);
     let presented = Presented {
         headers: request.headers(),
         client,
@@ -211,6 +194,27 @@ fn decide_now(
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(decision.body)
+}
+
+/// The URL token of a request: its last path segment after the endpoint, else its `token` query parameter.
+fn url_token(request: &HttpRequest) -> Option<String> {
+    let in_path = request.match_info().get("url_token").map(str::to_owned);
+    in_path.or_else(|| {
+        web::Query::<TokenQuery>::from_query(request.query_string())
+            .ok()
+            .and_then(|query| query.into_inner().token)
+    })
+}
+
+/// The client address the rate-limit middleware resolved (through trusted proxies only).
+fn client_address(request: &HttpRequest, state: &AppState) -> std::net::IpAddr {
+    if let Some(ClientAddress(address)) = request.extensions().get::<ClientAddress>().copied() {
+        return address;
+    }
+    let peer = request
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip());
+    state.authenticator.client(peer, request.headers())
 }
 
 /// The `token` query parameter, for operators that cannot add a path segment.

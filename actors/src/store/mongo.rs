@@ -1,5 +1,5 @@
-//! The MongoDB store: one document per distinct callback in `callbacks`, rejected bodies in
-//! `rejected_callbacks`.
+//! The MongoDB store: one document per distinct callback in `callbacks`, each folded into its transaction
+//! in `transactions` (see `transactions.rs`), rejected bodies in `rejected_callbacks`.
 //!
 //! Idempotency across pool members and service instances comes from the unique index on
 //! (`provider`, `callback_type`, `provider_transaction_id`, `status`): the first delivery inserts, a repeat
@@ -48,7 +48,6 @@ struct Inner {
     callbacks: Collection<Document>,
     rejected: Collection<Document>,
     transactions: Transactions,
-    transactions_collection: Collection<Document>,
     /// `callbacks` for bookkeeping on derived state (the `processed` flag): primary-acknowledged only.
     derived_callbacks: Collection<Document>,
     operation_timeout: Duration,
@@ -83,7 +82,6 @@ impl MongoStore {
                 transactions: Transactions::new(
                     database.collection_with_options("transactions", derived_writes()),
                 ),
-                transactions_collection: database.collection("transactions"),
                 derived_callbacks: database.collection_with_options("callbacks", derived_writes()),
                 operation_timeout: settings.operation_timeout,
                 indexes: OnceCell::new(),
@@ -103,7 +101,7 @@ impl MongoStore {
 
     /// The `transactions` collection.
     pub fn transactions(&self) -> &Collection<Document> {
-        &self.inner.transactions_collection
+        self.inner.transactions.collection()
     }
 
     /// The `rejected_callbacks` collection.

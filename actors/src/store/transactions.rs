@@ -40,6 +40,10 @@ impl Transactions {
         Self { collection }
     }
 
+    pub(super) fn collection(&self) -> &Collection<Document> {
+        &self.collection
+    }
+
     pub(super) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         let identity = IndexModel::builder()
             .keys(doc! {"provider": 1, "flow": 1, "transaction_key": 1})
