@@ -72,6 +72,10 @@ pub struct ActorSettings {
     pub persistence_pool_size: NonZeroUsize,
     pub mailbox_capacity: NonZeroUsize,
     pub call_timeout_ms: u64,
+    /// Restarts of a pool's actors allowed without delay within `restart_window_secs`; beyond it the
+    /// pool restarts with backoff and the service reports itself not ready.
+    pub restart_limit: usize,
+    pub restart_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -513,6 +517,11 @@ impl Settings {
             cache_ttl: Duration::from_secs(self.cache.ttl_secs),
             call_timeout: Duration::from_millis(self.actors.call_timeout_ms),
             arbiters: self.actors.arbiters,
+            restart_policy: mmo_actors::pool::RestartPolicy {
+                limit: self.actors.restart_limit,
+                window: Duration::from_secs(self.actors.restart_window_secs),
+                max_backoff: Duration::from_secs(30),
+            },
         }
     }
 }

@@ -96,7 +96,13 @@ pub async fn rate_limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+    let probe = matches!(request.path(), "/livez" | "/readyz");
+    let Some(state) = request
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .filter(|_| !probe)
+    else {
+        // Probes are polled by load balancers and must never be throttled.
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     let peer = request

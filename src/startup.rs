@@ -44,6 +44,7 @@ impl Application {
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let state = web::Data::new(AppState {
             supervisor: supervisor.clone(),
+            store: store.clone(),
             authenticator: settings.authenticator(),
             rate_limits: RateLimits::new(&settings.rate_limit),
             acceptance_rules: settings.c2b_validation.rules(),

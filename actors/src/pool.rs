@@ -6,13 +6,19 @@
 //! counts the restart, and re-sends the message that was in flight once. A second failure is an error for
 //! the caller (answered 503), never a silent success.
 //!
+//! Restarts are free up to [`RestartPolicy::limit`] within [`RestartPolicy::window`]. Beyond that the pool
+//! is *failing*: restarts are spaced by a doubling backoff (up to [`RestartPolicy::max_backoff`]), calls
+//! that find their member dead meanwhile fail at once, and readiness reports the pool until the window has
+//! passed without new failures — a child that keeps failing is reported, not spun on.
+//!
 //! Each member admits at most `mailbox_capacity` messages at a time (queued or in progress); beyond that
 //! `call` fails at once with [`PoolError::Busy`] instead of queueing without bound.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
@@ -25,8 +31,28 @@ pub enum PoolError {
     Busy,
     #[error("no answer within the call timeout")]
     Timeout,
-    #[error("actor failed twice on the same message")]
+    #[error("actor failed twice on the same message, or is restarting after repeated failures")]
     Failed,
+}
+
+/// How eagerly failed members are restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed without delay within `window`.
+    pub limit: usize,
+    pub window: Duration,
+    /// Longest wait between restarts once the limit is exceeded.
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            limit: 10,
+            window: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
 }
 
 type Starter<A> = Box<dyn Fn(usize) -> Addr<A> + Send + Sync>;
@@ -36,12 +62,35 @@ pub struct Pool<A: Actor<Context = Context<A>>> {
     members: Vec<Member<A>>,
     start: Starter<A>,
     call_timeout: Duration,
+    policy: RestartPolicy,
     restarts: AtomicU64,
+    history: Mutex<RestartHistory>,
 }
 
 struct Member<A: Actor> {
     addr: Mutex<Addr<A>>,
     admissions: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct RestartHistory {
+    /// Restarts within the current window, oldest first.
+    recent: VecDeque<Instant>,
+    /// While failing, no restart before this instant.
+    not_before: Option<Instant>,
+}
+
+impl RestartHistory {
+    fn prune(&mut self, window: Duration) {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > window)
+        {
+            self.recent.pop_front();
+        }
+    }
 }
 
 impl<A: Actor<Context = Context<A>>> Pool<A> {
@@ -51,6 +100,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         size: NonZeroUsize,
         mailbox_capacity: NonZeroUsize,
         call_timeout: Duration,
+        policy: RestartPolicy,
         start: impl Fn(usize) -> Addr<A> + Send + Sync + 'static,
     ) -> Self {
         let members = (0..size.get())
@@ -64,8 +114,14 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
             members,
             start: Box::new(start),
             call_timeout,
+            policy,
             restarts: AtomicU64::new(0),
+            history: Mutex::new(RestartHistory::default()),
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     pub fn size(&self) -> usize {
@@ -75,6 +131,13 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
     /// How many members were replaced since the pool started.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Whether members failed more often than the policy allows within its window.
+    pub fn is_failing(&self) -> bool {
+        let mut history = self.history.lock().expect("pool lock");
+        history.prune(self.policy.window);
+        history.recent.len() > self.policy.limit
     }
 
     /// The member index that `route` reaches.
@@ -104,7 +167,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
             .try_acquire()
             .map_err(|_| PoolError::Busy)?;
         for _attempt in 0..2 {
-            let addr = self.live_addr(index);
+            let addr = self.live_addr(index).ok_or(PoolError::Failed)?;
             match tokio::time::timeout(self.call_timeout, addr.send(message.clone())).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 // The member died with the message in flight: replace it and try once more.
@@ -115,21 +178,48 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         Err(PoolError::Failed)
     }
 
-    fn live_addr(&self, index: usize) -> Addr<A> {
+    /// A live member `index`, restarting a dead one unless the backoff forbids it yet.
+    fn live_addr(&self, index: usize) -> Option<Addr<A>> {
         let addr = self.addr(index);
         if addr.connected() {
-            return addr;
+            return Some(addr);
         }
         self.replace(index, &addr);
-        self.addr(index)
+        Some(self.addr(index)).filter(Addr::connected)
     }
 
-    /// Starts a fresh member in place of `dead`, unless a concurrent caller already did.
+    /// Starts a fresh member in place of `dead`, unless a concurrent caller already did or the pool is
+    /// backing off after too many failures.
     fn replace(&self, index: usize, dead: &Addr<A>) {
         let mut current = self.members[index].addr.lock().expect("pool lock");
-        if *current == *dead {
-            *current = (self.start)(index);
-            let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        if *current != *dead {
+            return;
+        }
+        let mut history = self.history.lock().expect("pool lock");
+        let now = Instant::now();
+        if history
+            .not_before
+            .is_some_and(|not_before| now < not_before)
+        {
+            return;
+        }
+        history.prune(self.policy.window);
+        history.recent.push_back(now);
+        let excess = history.recent.len().saturating_sub(self.policy.limit);
+        history.not_before = (excess > 0).then(|| {
+            let backoff = Duration::from_millis(100).saturating_mul(1 << excess.min(16) as u32);
+            now + backoff.min(self.policy.max_backoff)
+        });
+        *current = (self.start)(index);
+        let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        if excess > 0 {
+            tracing::error!(
+                pool = self.name,
+                member = index,
+                restarts,
+                "actor keeps failing; restarting with backoff"
+            );
+        } else {
             tracing::warn!(
                 pool = self.name,
                 member = index,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::callback::Callback;
 use crate::persistence::{PersistenceActor, QuarantineCallback};
-use crate::pool::{Pool, PoolError};
+use crate::pool::{Pool, PoolError, RestartPolicy};
 use crate::provider_actor::{HandleCallback, ProviderActor};
 use crate::providers::PROVIDERS;
 use crate::store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
@@ -73,6 +73,7 @@ pub struct SupervisorSettings {
     pub call_timeout: Duration,
     /// Threads the actors run on.
     pub arbiters: NonZeroUsize,
+    pub restart_policy: RestartPolicy,
 }
 
 pub struct Supervisor {
@@ -102,6 +103,7 @@ impl Supervisor {
                 settings.persistence_pool_size,
                 mailbox,
                 settings.call_timeout,
+                settings.restart_policy,
                 move |index| {
                     let store = Arc::clone(&store);
                     PersistenceActor::start_in_arbiter(
@@ -127,6 +129,7 @@ impl Supervisor {
                     size,
                     mailbox,
                     settings.call_timeout,
+                    settings.restart_policy,
                     move |index| {
                         let persistence_pool = Arc::clone(&persistence_pool);
                         // Offset by one so provider actors do not all share the first persistence thread.
@@ -201,6 +204,8 @@ pub struct PoolStats {
     pub name: &'static str,
     pub size: usize,
     pub restarts: u64,
+    /// More failures within the restart window than the policy allows.
+    pub failing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,22 +247,39 @@ impl Handler<GetStats> for Supervisor {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _message: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let stats = |name, pool: &dyn PoolHealth| PoolStats {
+            name,
+            size: pool.size(),
+            restarts: pool.restarts(),
+            failing: pool.is_failing(),
+        };
         let mut pools: Vec<PoolStats> = self
             .providers
             .iter()
-            .map(|(name, pool)| PoolStats {
-                name,
-                size: pool.size(),
-                restarts: pool.restarts(),
-            })
+            .map(|(name, pool)| stats(name, pool.as_ref()))
             .collect();
-        pools.sort_by_key(|stats| stats.name);
-        pools.push(PoolStats {
-            name: "persistence",
-            size: self.persistence.size(),
-            restarts: self.persistence.restarts(),
-        });
+        pools.sort_by_key(|pool| pool.name);
+        pools.push(stats("persistence", self.persistence.as_ref()));
         MessageResult(SupervisorStats { pools })
+    }
+}
+
+/// What the supervisor reports of any pool, whatever its actor type.
+trait PoolHealth {
+    fn size(&self) -> usize;
+    fn restarts(&self) -> u64;
+    fn is_failing(&self) -> bool;
+}
+
+impl<A: Actor<Context = Context<A>>> PoolHealth for Pool<A> {
+    fn size(&self) -> usize {
+        Pool::size(self)
+    }
+    fn restarts(&self) -> u64 {
+        Pool::restarts(self)
+    }
+    fn is_failing(&self) -> bool {
+        Pool::is_failing(self)
     }
 }
 

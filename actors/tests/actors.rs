@@ -13,7 +13,7 @@ use futures_util::future::{self, BoxFuture};
 use futures_util::FutureExt;
 use mmo_actors::callback::CallbackKey;
 use mmo_actors::persistence::PersistenceActor;
-use mmo_actors::pool::{Pool, PoolError};
+use mmo_actors::pool::{Pool, PoolError, RestartPolicy};
 use mmo_actors::provider_actor::{HandleCallback, ProviderActor};
 use mmo_actors::providers::fixtures::{MTNMoMoCallbackFixtures, MpesaCallbackFixtures};
 use mmo_actors::providers::{by_slug, PROVIDERS};
@@ -46,15 +46,25 @@ fn settings(pool_size: usize, mailbox: usize) -> SupervisorSettings {
         cache_ttl: Duration::from_secs(60),
         call_timeout: Duration::from_secs(5),
         arbiters: NonZeroUsize::new(2).unwrap(),
+        restart_policy: RestartPolicy::default(),
     }
 }
 
 fn persistence_pool(store: Arc<dyn CallbackStore>, mailbox: usize) -> Arc<Pool<PersistenceActor>> {
+    persistence_pool_with(store, mailbox, RestartPolicy::default())
+}
+
+fn persistence_pool_with(
+    store: Arc<dyn CallbackStore>,
+    mailbox: usize,
+    policy: RestartPolicy,
+) -> Arc<Pool<PersistenceActor>> {
     Arc::new(Pool::new(
         "persistence",
         NonZeroUsize::new(1).unwrap(),
         NonZeroUsize::new(mailbox).unwrap(),
         Duration::from_secs(5),
+        policy,
         move |_| PersistenceActor::new(Arc::clone(&store)).start(),
     ))
 }
@@ -382,6 +392,51 @@ async fn the_supervisor_restarts_a_panicking_child_and_keeps_serving() {
         assert_eq!(answer, Ok(RecordOutcome::Stored));
     }
     assert_eq!(store.inner.len(), 3);
+}
+
+#[actix::test]
+async fn a_child_that_keeps_failing_is_reported_and_restarted_with_backoff() {
+    let store = Arc::new(PoisonedStore::default());
+    let policy = RestartPolicy {
+        limit: 2,
+        window: Duration::from_millis(800),
+        max_backoff: Duration::from_secs(1),
+    };
+    let pool = persistence_pool_with(store.clone(), 16, policy);
+    let persist = |key: &str| mmo_actors::persistence::PersistCallback {
+        callback: Arc::new(stk(key)),
+        received_at: Utc::now(),
+    };
+
+    assert_eq!(
+        pool.call(0, persist("poison")).await.unwrap_err(),
+        PoolError::Failed
+    );
+    assert!(!pool.is_failing(), "two restarts are within the limit");
+    assert_eq!(
+        pool.call(0, persist("poison")).await.unwrap_err(),
+        PoolError::Failed
+    );
+    assert!(
+        pool.is_failing(),
+        "a third restart in the window exceeds it"
+    );
+    let panics = store.panics.load(Ordering::SeqCst);
+    // While backing off, the dead member is not restarted: the call fails at once, nothing runs.
+    assert_eq!(
+        pool.call(0, persist("healthy-1")).await.unwrap_err(),
+        PoolError::Failed
+    );
+    assert_eq!(store.panics.load(Ordering::SeqCst), panics);
+    assert!(store.inner.is_empty());
+
+    // After the backoff and the window, the pool recovers.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        pool.call(0, persist("healthy-2")).await.unwrap(),
+        Ok(RecordOutcome::Stored)
+    );
+    assert!(!pool.is_failing());
 }
 
 #[actix::test]

@@ -1,6 +1,7 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
 mod health;
+mod probes;
 mod webhooks;
 
 use actix_web::web::{self, ServiceConfig};
@@ -53,7 +54,11 @@ pub fn configure(config: &mut ServiceConfig) {
                 .route(web::get().to(health)),
         );
     }
-    config.service(scope).default_service(web::to(not_found));
+    config
+        .service(scope)
+        .route("/livez", web::get().to(probes::livez))
+        .route("/readyz", web::get().to(probes::readyz))
+        .default_service(web::to(not_found));
 }
 
 /// A request path fit for logs and audit records: a URL token segment after an endpoint is replaced.

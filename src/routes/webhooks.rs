@@ -25,6 +25,8 @@ use crate::request_context::{ClientAddress, RequestId};
 /// What every handler shares.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
+    /// For readiness checks; callbacks reach the store only through the supervisor.
+    pub store: mmo_actors::store::MongoStore,
     pub authenticator: Authenticator,
     pub rate_limits: RateLimits,
     /// Rules for questions answered at once (M-Pesa C2B validation).

@@ -6,6 +6,7 @@ mod errors;
 mod health;
 mod helpers;
 mod hostile_input;
+mod probes;
 mod rate_limits;
 mod transactions;
 mod webhooks;

@@ -45,6 +45,7 @@ pub struct MongoStore {
 }
 
 struct Inner {
+    client: Client,
     callbacks: Collection<Document>,
     rejected: Collection<Document>,
     transactions: Transactions,
@@ -77,6 +78,7 @@ impl MongoStore {
         let database = client.database(&settings.database);
         Ok(Self {
             inner: Arc::new(Inner {
+                client: client.clone(),
                 callbacks: database.collection("callbacks"),
                 rejected: database.collection("rejected_callbacks"),
                 transactions: Transactions::new(
@@ -92,6 +94,19 @@ impl MongoStore {
     /// Creates the indexes (idempotent). Called at start-up and, until it succeeds, before every write.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.inner.ensure_indexes().await
+    }
+
+    /// Whether a server answers, within the operation timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let admin = self.inner.client.database("admin");
+        bounded(self.inner.operation_timeout, async move {
+            admin
+                .run_command(doc! {"ping": 1})
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
     }
 
     /// The `callbacks` collection, for operators' tools and tests.

@@ -1,0 +1,43 @@
+//! Liveness and readiness probes: unauthenticated, never rate limited, and honest about MongoDB.
+
+use actix_web::http::StatusCode;
+
+use crate::helpers::{spawn_app_with, test_settings};
+
+#[actix_web::test]
+async fn probes_answer_without_a_token_and_are_never_throttled() {
+    let app = spawn_app_with(test_settings(&[
+        ("MMO__RATE_LIMIT__WEBHOOKS_PER_MINUTE", "1"),
+        ("MMO__RATE_LIMIT__HEALTH_PER_MINUTE", "1"),
+    ]))
+    .await;
+    for _ in 0..5 {
+        let live = app.get("/livez", None).await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert_eq!(live.body["status"], "alive");
+        let ready = app.get("/readyz", None).await;
+        assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+        assert_eq!(ready.body["status"], "ready");
+        assert_eq!(ready.body["checks"]["mongodb"], "reachable");
+        assert!(ready.headers.get("x-ratelimit-limit").is_none());
+    }
+}
+
+#[actix_web::test]
+async fn readiness_fails_while_mongodb_is_unreachable_but_liveness_holds() {
+    let app = spawn_app_with(test_settings(&[
+        (
+            "MMO__MONGODB__URI",
+            "mongodb://127.0.0.1:9/?directConnection=true",
+        ),
+        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "300"),
+        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1000"),
+        ("MMO__ACTORS__CALL_TIMEOUT_MS", "2000"),
+    ]))
+    .await;
+    assert_eq!(app.get("/livez", None).await.status, StatusCode::OK);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["status"], "not_ready");
+    assert_eq!(ready.body["checks"]["mongodb"], "unreachable");
+}
