@@ -2,11 +2,14 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The kind of callback, named as it is stored in `callback_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CallbackType {
     StkPush,
     B2cResult,
@@ -65,7 +68,8 @@ impl fmt::Display for CallbackType {
 /// The normalized outcome of a transaction as a callback reports it.
 ///
 /// `Unknown` is for codes no table knows: never mapped to success, never to pending-forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Successful,
     Failed,
@@ -117,8 +121,8 @@ impl fmt::Display for Status {
     }
 }
 
-/// One callback as understood by its provider's parser.
-#[derive(Debug, Clone, PartialEq)]
+/// One callback as understood by its provider's parser. Serializable for the local journal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Callback {
     /// Stored provider name: `mpesa`, `mtn_mobile_money` or `airtel_money`.
     pub provider: &'static str,
@@ -164,7 +168,7 @@ impl Callback {
 }
 
 /// (`provider`, `callback_type`, `provider_transaction_id`, `status`): one stored document per value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CallbackKey {
     pub provider: &'static str,
     pub callback_type: CallbackType,
@@ -181,5 +185,130 @@ impl CallbackKey {
         self.callback_type.hash(&mut hasher);
         self.provider_transaction_id.hash(&mut hasher);
         hasher.finish()
+    }
+}
+
+/// One arrival of a callback: when it came, and an id that makes applying it twice harmless (a retried or
+/// re-drained delivery is not counted again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    pub fn new(received_at: DateTime<Utc>) -> Self {
+        Self {
+            id: mongodb::bson::oid::ObjectId::new().to_hex(),
+            received_at,
+        }
+    }
+}
+
+/// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
+/// interned, so each distinct name is allocated once for the life of the process.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// What a [`Callback`] deserializes through: the same fields, with owned names (interned afterwards).
+#[derive(Deserialize)]
+struct OwnedCallback {
+    provider: String,
+    callback_type: CallbackType,
+    provider_transaction_id: String,
+    status: Status,
+    reason: Option<String>,
+    result_code: Option<String>,
+    result_description: Option<String>,
+    amount: Option<Decimal>,
+    currency: Option<String>,
+    msisdn: Option<String>,
+    receipt: Option<String>,
+    transaction_time: Option<DateTime<Utc>>,
+    transaction_time_raw: Option<String>,
+    payload: Value,
+}
+
+/// What a [`CallbackKey`] deserializes through.
+#[derive(Deserialize)]
+struct OwnedKey {
+    provider: String,
+    callback_type: CallbackType,
+    provider_transaction_id: String,
+    status: Status,
+}
+
+impl<'de> Deserialize<'de> for Callback {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let c = OwnedCallback::deserialize(deserializer)?;
+        Ok(Self {
+            provider: intern(&c.provider),
+            callback_type: c.callback_type,
+            provider_transaction_id: c.provider_transaction_id,
+            status: c.status,
+            reason: c.reason.as_deref().map(intern),
+            result_code: c.result_code,
+            result_description: c.result_description,
+            amount: c.amount,
+            currency: c.currency,
+            msisdn: c.msisdn,
+            receipt: c.receipt,
+            transaction_time: c.transaction_time,
+            transaction_time_raw: c.transaction_time_raw,
+            payload: c.payload,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let k = OwnedKey::deserialize(deserializer)?;
+        Ok(Self {
+            provider: intern(&k.provider),
+            callback_type: k.callback_type,
+            provider_transaction_id: k.provider_transaction_id,
+            status: k.status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::by_slug;
+    use crate::providers::fixtures::all;
+
+    #[test]
+    fn every_fixture_survives_the_journal_round_trip() {
+        for scenario in all() {
+            let provider = by_slug(scenario.provider).unwrap();
+            let callback = provider
+                .parse(
+                    scenario.callback_type,
+                    scenario.payload.to_string().as_bytes(),
+                )
+                .unwrap();
+            let text = serde_json::to_string(&callback).unwrap();
+            let back: Callback = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, callback, "{}", scenario.name);
+            assert_eq!(
+                back.payload.to_string(),
+                callback.payload.to_string(),
+                "numbers keep their exact text"
+            );
+        }
     }
 }

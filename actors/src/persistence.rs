@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
-use chrono::{DateTime, Utc};
 
-use crate::callback::{Callback, CallbackKey};
+use crate::callback::{Callback, CallbackKey, Delivery};
 use crate::store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 
 pub struct PersistenceActor {
@@ -31,7 +30,7 @@ impl Actor for PersistenceActor {
 #[rtype(result = "Result<RecordOutcome, StoreError>")]
 pub struct PersistCallback {
     pub callback: Arc<Callback>,
-    pub received_at: DateTime<Utc>,
+    pub delivery: Delivery,
 }
 
 /// Count one more delivery of a callback known to be stored.
@@ -39,7 +38,7 @@ pub struct PersistCallback {
 #[rtype(result = "Result<(), StoreError>")]
 pub struct CountDelivery {
     pub key: CallbackKey,
-    pub received_at: DateTime<Utc>,
+    pub delivery: Delivery,
 }
 
 /// Keep a rejected body for audit.
@@ -53,7 +52,7 @@ impl Handler<PersistCallback> for PersistenceActor {
     type Result = ResponseFuture<Result<RecordOutcome, StoreError>>;
 
     fn handle(&mut self, message: PersistCallback, _ctx: &mut Context<Self>) -> Self::Result {
-        self.store.record(message.callback, message.received_at)
+        self.store.record(message.callback, message.delivery)
     }
 }
 
@@ -61,7 +60,7 @@ impl Handler<CountDelivery> for PersistenceActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, message: CountDelivery, _ctx: &mut Context<Self>) -> Self::Result {
-        self.store.count_delivery(message.key, message.received_at)
+        self.store.count_delivery(message.key, message.delivery)
     }
 }
 

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
-use chrono::{DateTime, Utc};
 
 use crate::cache::IdempotencyCache;
-use crate::callback::Callback;
+use crate::callback::{Callback, Delivery};
 use crate::persistence::{CountDelivery, PersistCallback, PersistenceActor};
 use crate::pool::Pool;
 use crate::store::RecordOutcome;
@@ -46,7 +45,7 @@ impl Actor for ProviderActor {
 #[rtype(result = "Result<RecordOutcome, PipelineError>")]
 pub struct HandleCallback {
     pub callback: Arc<Callback>,
-    pub received_at: DateTime<Utc>,
+    pub delivery: Delivery,
 }
 
 impl Handler<HandleCallback> for ProviderActor {
@@ -63,7 +62,7 @@ impl Handler<HandleCallback> for ProviderActor {
             // write it must not refuse the acknowledgement.
             let count = CountDelivery {
                 key,
-                received_at: message.received_at,
+                delivery: message.delivery,
             };
             return Box::pin(
                 async move {
@@ -86,7 +85,7 @@ impl Handler<HandleCallback> for ProviderActor {
 
         let persist = PersistCallback {
             callback: message.callback,
-            received_at: message.received_at,
+            delivery: message.delivery,
         };
         Box::pin(
             async move { persistence.call(route, persist).await }

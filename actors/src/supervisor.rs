@@ -15,7 +15,7 @@ use actix::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::callback::Callback;
+use crate::callback::{Callback, Delivery};
 use crate::persistence::{PersistenceActor, QuarantineCallback};
 use crate::pool::{Pool, PoolError, RestartPolicy};
 use crate::provider_actor::{HandleCallback, ProviderActor};
@@ -52,7 +52,7 @@ impl From<PoolError> for PipelineError {
 impl From<StoreError> for PipelineError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) | StoreError::Timeout(_) => {
+            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Full(_) => {
                 Self::StorageUnavailable(error.to_string())
             }
             StoreError::Rejected(reason) => Self::StorageRejected(reason),
@@ -224,7 +224,7 @@ impl Handler<RouteCallback> for Supervisor {
         let route = message.callback.key().route();
         let handle = HandleCallback {
             callback: Arc::new(message.callback),
-            received_at: message.received_at,
+            delivery: Delivery::new(message.received_at),
         };
         Box::pin(async move { pool.call(route, handle).await? })
     }

@@ -11,7 +11,7 @@ use actix::Actor;
 use chrono::Utc;
 use futures_util::future::{self, BoxFuture};
 use futures_util::FutureExt;
-use mmo_actors::callback::CallbackKey;
+use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::persistence::PersistenceActor;
 use mmo_actors::pool::{Pool, PoolError, RestartPolicy};
 use mmo_actors::provider_actor::{HandleCallback, ProviderActor};
@@ -82,7 +82,7 @@ fn provider_actor(store: Arc<dyn CallbackStore>) -> actix::Addr<ProviderActor> {
 fn handle(callback: &Callback) -> HandleCallback {
     HandleCallback {
         callback: Arc::new(callback.clone()),
-        received_at: Utc::now(),
+        delivery: Delivery::new(Utc::now()),
     }
 }
 
@@ -98,18 +98,18 @@ impl CallbackStore for CountingStore {
     fn record(
         &self,
         callback: Arc<Callback>,
-        at: chrono::DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         self.records.fetch_add(1, Ordering::SeqCst);
-        self.inner.record(callback, at)
+        self.inner.record(callback, delivery)
     }
     fn count_delivery(
         &self,
         key: CallbackKey,
-        at: chrono::DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         self.deliveries.fetch_add(1, Ordering::SeqCst);
-        self.inner.count_delivery(key, at)
+        self.inner.count_delivery(key, delivery)
     }
     fn quarantine(
         &self,
@@ -126,14 +126,14 @@ impl CallbackStore for UnreachableStore {
     fn record(
         &self,
         _: Arc<Callback>,
-        _: chrono::DateTime<Utc>,
+        _delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         future::ready(Err(StoreError::Unavailable("no server".into()))).boxed()
     }
     fn count_delivery(
         &self,
         _: CallbackKey,
-        _: chrono::DateTime<Utc>,
+        _delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Err(StoreError::Unavailable("no server".into()))).boxed()
     }
@@ -153,20 +153,20 @@ impl CallbackStore for PoisonedStore {
     fn record(
         &self,
         callback: Arc<Callback>,
-        at: chrono::DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         if callback.provider_transaction_id == "poison" {
             self.panics.fetch_add(1, Ordering::SeqCst);
             panic!("poisoned callback");
         }
-        self.inner.record(callback, at)
+        self.inner.record(callback, delivery)
     }
     fn count_delivery(
         &self,
         key: CallbackKey,
-        at: chrono::DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.count_delivery(key, at)
+        self.inner.count_delivery(key, delivery)
     }
     fn quarantine(
         &self,
@@ -185,7 +185,7 @@ impl CallbackStore for StuckStore {
     fn record(
         &self,
         _: Arc<Callback>,
-        _: chrono::DateTime<Utc>,
+        _delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let release = Arc::clone(&self.release);
         async move {
@@ -197,7 +197,7 @@ impl CallbackStore for StuckStore {
     fn count_delivery(
         &self,
         _: CallbackKey,
-        _: chrono::DateTime<Utc>,
+        _delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Ok(())).boxed()
     }
@@ -405,7 +405,7 @@ async fn a_child_that_keeps_failing_is_reported_and_restarted_with_backoff() {
     let pool = persistence_pool_with(store.clone(), 16, policy);
     let persist = |key: &str| mmo_actors::persistence::PersistCallback {
         callback: Arc::new(stk(key)),
-        received_at: Utc::now(),
+        delivery: Delivery::new(Utc::now()),
     };
 
     assert_eq!(
@@ -450,7 +450,7 @@ async fn a_full_mailbox_is_refused_at_once() {
     );
     let message = mmo_actors::persistence::PersistCallback {
         callback: Arc::new(stk("busy")),
-        received_at: Utc::now(),
+        delivery: Delivery::new(Utc::now()),
     };
 
     let first = {
@@ -471,4 +471,58 @@ fn uuid_like() -> String {
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or_default()
     )
+}
+
+#[actix::test]
+async fn applying_the_same_delivery_twice_counts_it_once() {
+    let uri = std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
+    let store = MongoStore::connect(&MongoSettings {
+        uri,
+        database: format!("actors_{}", uuid_like()),
+        server_selection_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
+        operation_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let callback = Arc::new(stk("ws_CO_redrain"));
+    let first = Delivery::new(Utc::now());
+    let second = Delivery::new(Utc::now());
+    assert_eq!(
+        store.record(callback.clone(), first.clone()).await,
+        Ok(RecordOutcome::Stored)
+    );
+    assert_eq!(
+        store.record(callback.clone(), first.clone()).await,
+        Ok(RecordOutcome::Duplicate)
+    );
+    assert_eq!(
+        store.record(callback.clone(), second.clone()).await,
+        Ok(RecordOutcome::Duplicate)
+    );
+    store.count_delivery(callback.key(), second).await.unwrap();
+    let stored = store
+        .callbacks()
+        .find_one(doc! {"provider_transaction_id": "ws_CO_redrain"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.get_i64("deliveries").unwrap(),
+        2,
+        "two deliveries, each applied twice"
+    );
+
+    let rejected = Arc::new(RejectedCallback::new(
+        b"x".to_vec(),
+        "/p".into(),
+        "r".into(),
+        "req".into(),
+        Utc::now(),
+    ));
+    store.quarantine(rejected.clone()).await.unwrap();
+    store.quarantine(rejected).await.unwrap();
+    assert_eq!(store.rejected().count_documents(doc! {}).await.unwrap(), 1);
+    store.callbacks().drop().await.unwrap();
 }

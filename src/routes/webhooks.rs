@@ -58,12 +58,15 @@ pub async fn receive_callback(
             })
         }
     };
-    let rejection = |reason: String| RejectedCallback {
-        raw: body.to_vec(),
-        path: loggable_path(request.path()),
-        reason,
-        request_id: request_id.0.clone(),
-        received_at,
+    let rejection = |reason: String| {
+        let path = loggable_path(request.path());
+        RejectedCallback::new(
+            body.to_vec(),
+            path,
+            reason,
+            request_id.0.clone(),
+            received_at,
+        )
     };
 
     let url_token = url_token(&request);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Decimal128, Document};
 use serde_json::Value;
 
-use crate::callback::{Callback, CallbackKey};
+use crate::callback::{Callback, CallbackKey, Delivery};
 
 /// The filter that identifies one stored callback: the fields of the unique index.
 pub fn key_filter(key: &CallbackKey) -> Document {
@@ -19,8 +19,8 @@ pub fn key_filter(key: &CallbackKey) -> Document {
 }
 
 /// The document written for the first delivery of a callback.
-pub fn callback_document(callback: &Callback, received_at: DateTime<Utc>) -> Document {
-    let at = bson_time(received_at);
+pub fn callback_document(callback: &Callback, delivery: &Delivery) -> Document {
+    let at = bson_time(delivery.received_at);
     let mut document = key_filter(&callback.key());
     document.insert("reason", callback.reason);
     document.insert("result_code", callback.result_code.as_deref());
@@ -43,6 +43,8 @@ pub fn callback_document(callback: &Callback, received_at: DateTime<Utc>) -> Doc
     document.insert("received_at", at);
     document.insert("last_received_at", at);
     document.insert("deliveries", 1_i64);
+    // Which deliveries were counted: applying one twice (a retry, a re-drained journal entry) counts it once.
+    document.insert("delivery_ids", vec![delivery.id.as_str()]);
     document.insert("processed", false);
     document
 }

@@ -1,21 +1,22 @@
-//! An in-memory [`CallbackStore`] with the same idempotency rules as MongoDB, for isolating actors in tests.
-//! It keeps nothing across restarts: never use it to serve traffic.
+//! An in-memory [`CallbackStore`] with the same idempotency rules as MongoDB (one record per key, one
+//! count per delivery id), for isolating actors in tests. It keeps no transactions view and nothing across
+//! restarts: never use it to serve traffic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use futures_util::future::{self, BoxFuture};
 use futures_util::FutureExt;
 
 use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
-use crate::callback::{Callback, CallbackKey};
+use crate::callback::{Callback, CallbackKey, Delivery};
 
 /// A stored callback and how many times it arrived.
 #[derive(Debug, Clone)]
 pub struct StoredCallback {
     pub callback: Arc<Callback>,
     pub deliveries: u64,
+    delivery_ids: HashSet<String>,
 }
 
 #[derive(Default, Clone)]
@@ -46,24 +47,34 @@ impl InMemoryStore {
     }
 }
 
+impl StoredCallback {
+    fn count(&mut self, delivery: &Delivery) {
+        if self.delivery_ids.insert(delivery.id.clone()) {
+            self.deliveries += 1;
+        }
+    }
+}
+
 impl CallbackStore for InMemoryStore {
     fn record(
         &self,
         callback: Arc<Callback>,
-        _received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let mut callbacks = self.callbacks.lock().expect("store lock");
         let outcome = match callbacks.get_mut(&callback.key()) {
             Some(stored) => {
-                stored.deliveries += 1;
+                stored.count(&delivery);
                 RecordOutcome::Duplicate
             }
             None => {
+                let delivery_ids = HashSet::from([delivery.id]);
                 callbacks.insert(
                     callback.key(),
                     StoredCallback {
                         callback,
                         deliveries: 1,
+                        delivery_ids,
                     },
                 );
                 RecordOutcome::Stored
@@ -75,11 +86,11 @@ impl CallbackStore for InMemoryStore {
     fn count_delivery(
         &self,
         key: CallbackKey,
-        _received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let result = match self.callbacks.lock().expect("store lock").get_mut(&key) {
             Some(stored) => {
-                stored.deliveries += 1;
+                stored.count(&delivery);
                 Ok(())
             }
             None => Err(StoreError::Rejected(
@@ -93,7 +104,10 @@ impl CallbackStore for InMemoryStore {
         &self,
         rejected: Arc<RejectedCallback>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.rejected.lock().expect("store lock").push(rejected);
+        let mut kept = self.rejected.lock().expect("store lock");
+        if !kept.iter().any(|existing| existing.id == rejected.id) {
+            kept.push(rejected);
+        }
         future::ready(Ok(())).boxed()
     }
 }

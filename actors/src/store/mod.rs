@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::callback::{Callback, CallbackKey};
+use crate::callback::{Callback, CallbackKey, Delivery};
 
 /// What happened to a callback handed to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +27,15 @@ pub enum RecordOutcome {
     /// A repeat (same key and status) whose body disagrees with the stored callback: its delivery was
     /// counted and its payload kept in the transaction's conflict list.
     Disagreeing,
+    /// Written to the local journal (fsync'd); the journal's drain delivers it to MongoDB.
+    Journaled,
 }
 
 /// A body that was not accepted (unparseable or unauthenticated), kept for audit in `rejected_callbacks`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RejectedCallback {
+    /// Unique per rejection, so that keeping it twice (a re-drained journal entry) keeps it once.
+    pub id: String,
     pub raw: Vec<u8>,
     pub path: String,
     pub reason: String,
@@ -40,6 +44,26 @@ pub struct RejectedCallback {
 }
 
 /// Storage failures. Every variant means "not stored": the caller must not acknowledge.
+impl RejectedCallback {
+    pub fn new(
+        raw: Vec<u8>,
+        path: String,
+        reason: String,
+        request_id: String,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        let id = mongodb::bson::oid::ObjectId::new().to_hex();
+        Self {
+            id,
+            raw,
+            path,
+            reason,
+            request_id,
+            received_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
@@ -48,23 +72,26 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("storage rejected the document: {0}")]
     Rejected(String),
+    #[error("local journal full: {0}")]
+    Full(String),
 }
 
 /// Durable storage for callbacks. Implementations must be safe for concurrent use by many actors and, for
 /// MongoDB, by many service instances: idempotency comes from the store, not from memory.
 pub trait CallbackStore: Send + Sync + 'static {
-    /// Stores a callback once per [`CallbackKey`]; a repeat counts a delivery. Resolves only when durable.
+    /// Stores a callback once per [`CallbackKey`]; a repeat counts a delivery (once per delivery id, so a
+    /// retried or re-drained delivery is harmless). Resolves only when durable.
     fn record(
         &self,
         callback: Arc<Callback>,
-        received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>>;
 
-    /// Counts one more delivery of a callback already stored.
+    /// Counts one more delivery of a callback already stored (once per delivery id).
     fn count_delivery(
         &self,
         key: CallbackKey,
-        received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// Keeps a rejected body for audit.

@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 use super::document::{bson_time, callback_document, key_filter};
 use super::transactions::{body_disagreements, Transactions};
 use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
-use crate::callback::{Callback, CallbackKey};
+use crate::callback::{Callback, CallbackKey, Delivery};
 
 const DUPLICATE_KEY: i32 = 11000;
 const UNIQUE_INDEX: &str = "callback_identity";
@@ -151,43 +151,50 @@ impl Inner {
 
     /// Inserts the callback (first delivery) or counts a delivery (repeat), then folds it into its
     /// transaction and marks it `processed`. A repeat whose body disagrees with the stored callback flags
-    /// its transaction instead. Every step is idempotent, so a retried callback heals a half-done one.
+    /// its transaction instead. Every step is idempotent per delivery id, so a retried or re-drained
+    /// delivery is counted once and heals a half-done one.
     async fn record(
         &self,
         callback: &Callback,
-        received_at: DateTime<Utc>,
+        delivery: &Delivery,
     ) -> Result<RecordOutcome, StoreError> {
         self.ensure_indexes().await?;
         let id = ObjectId::new();
-        let mut document = callback_document(callback, received_at);
+        let mut document = callback_document(callback, delivery);
         document.insert("_id", id);
         match self.callbacks.insert_one(document).await {
             Ok(_) => {
-                self.process(callback, id, received_at).await?;
+                self.process(callback, id, delivery.received_at).await?;
                 Ok(RecordOutcome::Stored)
             }
             Err(error) if is_duplicate_key(&error) => {
-                let stored = self
-                    .callbacks
-                    .find_one_and_update(key_filter(&callback.key()), delivery_update(received_at))
-                    .return_document(ReturnDocument::After)
-                    .await
-                    .map_err(classify)?
-                    .ok_or_else(|| {
-                        StoreError::Unavailable("a duplicate vanished before it was counted".into())
-                    })?;
+                let stored = match self.count(&callback.key(), delivery).await? {
+                    Some(stored) => stored,
+                    // Counted before (the same delivery applied again): read it as it is.
+                    None => self
+                        .callbacks
+                        .find_one(key_filter(&callback.key()))
+                        .await
+                        .map_err(classify)?
+                        .ok_or_else(|| {
+                            StoreError::Unavailable(
+                                "a duplicate vanished before it was counted".into(),
+                            )
+                        })?,
+                };
                 let stored_id = stored
                     .get_object_id("_id")
                     .map_err(|error| StoreError::Rejected(error.to_string()))?;
                 let disagreements = body_disagreements(&stored, callback);
                 if !disagreements.is_empty() {
                     self.transactions
-                        .record_disagreement(callback, stored_id, &disagreements, received_at)
+                        .record_disagreement(callback, stored_id, &disagreements, delivery)
                         .await?;
                     return Ok(RecordOutcome::Disagreeing);
                 }
                 if !stored.get_bool("processed").unwrap_or(false) {
-                    self.process(callback, stored_id, received_at).await?;
+                    self.process(callback, stored_id, delivery.received_at)
+                        .await?;
                 }
                 Ok(RecordOutcome::Duplicate)
             }
@@ -209,27 +216,54 @@ impl Inner {
         Ok(())
     }
 
+    /// Counts `delivery` on the stored callback with `key` unless it was counted already; returns the
+    /// updated document, or `None` when there was nothing new to count.
+    async fn count(
+        &self,
+        key: &CallbackKey,
+        delivery: &Delivery,
+    ) -> Result<Option<Document>, StoreError> {
+        let mut filter = key_filter(key);
+        filter.insert("delivery_ids", doc! {"$ne": &delivery.id});
+        let update = doc! {
+            "$inc": {"deliveries": 1_i64},
+            "$max": {"last_received_at": bson_time(delivery.received_at)},
+            "$push": {"delivery_ids": &delivery.id},
+        };
+        self.callbacks
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(classify)
+    }
+
     async fn count_delivery(
         &self,
         key: &CallbackKey,
-        received_at: DateTime<Utc>,
+        delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let result = self
-            .callbacks
-            .update_one(key_filter(key), delivery_update(received_at))
-            .await
-            .map_err(classify)?;
-        if result.matched_count == 0 {
-            return Err(StoreError::Rejected(format!(
-                "no stored callback {} {} to count a delivery on",
-                key.callback_type, key.provider_transaction_id
-            )));
+        if self.count(key, delivery).await?.is_some() {
+            return Ok(());
         }
-        Ok(())
+        let exists = self
+            .callbacks
+            .count_documents(key_filter(key))
+            .await
+            .map_err(classify)?
+            > 0;
+        if exists {
+            return Ok(());
+        }
+        Err(StoreError::Rejected(format!(
+            "no stored callback {} {} to count a delivery on",
+            key.callback_type, key.provider_transaction_id
+        )))
     }
 
     async fn quarantine(&self, rejected: &RejectedCallback) -> Result<(), StoreError> {
+        let id = ObjectId::parse_str(&rejected.id).unwrap_or_else(|_| ObjectId::new());
         let mut document = doc! {
+            "_id": id,
             "raw": String::from_utf8_lossy(&rejected.raw).into_owned(),
             "path": &rejected.path,
             "reason": &rejected.reason,
@@ -246,8 +280,11 @@ impl Inner {
                 },
             );
         }
-        self.rejected.insert_one(document).await.map_err(classify)?;
-        Ok(())
+        match self.rejected.insert_one(document).await {
+            // Kept already (the same rejection applied again).
+            Err(error) if is_duplicate_key(&error) => Ok(()),
+            other => other.map(|_| ()).map_err(classify),
+        }
     }
 }
 
@@ -255,11 +292,11 @@ impl CallbackStore for MongoStore {
     fn record(
         &self,
         callback: Arc<Callback>,
-        received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let inner = Arc::clone(&self.inner);
         bounded(self.inner.operation_timeout, async move {
-            inner.record(&callback, received_at).await
+            inner.record(&callback, &delivery).await
         })
         .boxed()
     }
@@ -267,11 +304,11 @@ impl CallbackStore for MongoStore {
     fn count_delivery(
         &self,
         key: CallbackKey,
-        received_at: DateTime<Utc>,
+        delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let inner = Arc::clone(&self.inner);
         bounded(self.inner.operation_timeout, async move {
-            inner.count_delivery(&key, received_at).await
+            inner.count_delivery(&key, &delivery).await
         })
         .boxed()
     }
@@ -299,14 +336,6 @@ fn derived_writes() -> mongodb::options::CollectionOptions {
                 .build(),
         )
         .build()
-}
-
-/// One more delivery of a stored callback.
-fn delivery_update(received_at: DateTime<Utc>) -> Document {
-    doc! {
-        "$inc": {"deliveries": 1_i64},
-        "$max": {"last_received_at": bson_time(received_at)},
-    }
 }
 
 /// Bounds a store operation: the driver's own defaults can wait 30 s, far beyond a provider's patience.

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use super::document::{bson_time, decimal128, json_to_bson};
 use super::mongo::{is_duplicate_key, unavailable};
 use super::StoreError;
-use crate::callback::{Callback, Status};
+use crate::callback::{Callback, Delivery, Status};
 use crate::transaction::{transition, Conflict, Snapshot};
 
 const MAX_ATTEMPTS: usize = 8;
@@ -160,17 +160,28 @@ impl Transactions {
         callback: &Callback,
         stored_id: ObjectId,
         conflicts: &[Conflict],
-        received_at: DateTime<Utc>,
+        delivery: &Delivery,
     ) -> Result<(), StoreError> {
+        let received_at = delivery.received_at;
         let Some(flow) = callback.callback_type.flow() else {
             return Ok(());
         };
         warn_conflicts(callback, conflicts);
-        let key = doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id};
+        // Filtered on the delivery id, so the same delivery applied twice is listed once.
+        let key = doc! {
+            "provider": callback.provider,
+            "flow": flow,
+            "transaction_key": &callback.provider_transaction_id,
+            "conflicts.delivery_id": {"$ne": &delivery.id},
+        };
+        let mut entries = conflict_entries(conflicts, callback, stored_id, received_at, true);
+        for entry in &mut entries {
+            entry.insert("delivery_id", &delivery.id);
+        }
         let update = doc! {
             "$set": {"conflict": true, "updated_at": bson_time(Utc::now())},
             "$inc": {"version": 1_i64},
-            "$push": {"conflicts": {"$each": conflict_entries(conflicts, callback, stored_id, received_at, true)}},
+            "$push": {"conflicts": {"$each": entries}},
         };
         self.collection
             .update_one(key, update)
