@@ -16,6 +16,8 @@
 
 pub mod cache;
 pub mod callback;
+pub mod drain;
+pub mod journal;
 pub mod persistence;
 pub mod pool;
 pub mod privacy;

@@ -2,11 +2,13 @@
 //! in-memory implementation for isolating actors in tests.
 
 mod document;
+mod journaled;
 mod memory;
 mod mongo;
 mod transactions;
 
 pub use document::{callback_document, json_to_bson};
+pub use journaled::JournaledStore;
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
 

@@ -1,0 +1,294 @@
+//! The local journal and its drain, without HTTP: durability across reopening, group commits, the size
+//! limit, in-order draining, retries while the store is unavailable, and quarantine of poisoned entries.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use chrono::Utc;
+use futures_util::future::{self, join_all, BoxFuture};
+use futures_util::FutureExt;
+use mmo_actors::callback::{CallbackKey, Delivery};
+use mmo_actors::drain::{Drain, DrainSettings};
+use mmo_actors::journal::{Entry, Journal};
+use mmo_actors::providers::by_slug;
+use mmo_actors::providers::fixtures::MpesaCallbackFixtures;
+use mmo_actors::store::{InMemoryStore, JournaledStore};
+use mmo_actors::{
+    Callback, CallbackStore, CallbackType, RecordOutcome, RejectedCallback, StoreError,
+};
+
+fn stk(key: &str) -> Callback {
+    let payload = MpesaCallbackFixtures::stk_push_success_for(key, "RCPT000001");
+    by_slug("mpesa")
+        .unwrap()
+        .parse(CallbackType::StkPush, payload.to_string().as_bytes())
+        .unwrap()
+}
+
+fn record(key: &str) -> Entry {
+    Entry::Record {
+        callback: stk(key),
+        delivery: Delivery::new(Utc::now()),
+    }
+}
+
+fn directory() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mmo-journal-test-{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Reopens a journal once its previous holder (and writer thread) has let go of the file.
+async fn reopen(dir: &std::path::Path) -> Arc<Journal> {
+    for _ in 0..100 {
+        if let Ok(journal) = Journal::open(dir, 1 << 30) {
+            return journal;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("journal could not be reopened");
+}
+
+async fn drained(journal: &Journal) {
+    for _ in 0..500 {
+        if journal.backlog().entries == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("journal never drained: {:?}", journal.backlog());
+}
+
+#[actix::test]
+async fn appended_entries_survive_reopening_in_order() {
+    let dir = directory();
+    let journal = Journal::open(&dir, 1 << 30).unwrap();
+    // Concurrent appends share commits; each resolves only once on disk.
+    let keys: Vec<String> = (0..200).map(|i| format!("ws_CO_journal_{i:03}")).collect();
+    let appends = keys.iter().map(|key| {
+        let journal = Arc::clone(&journal);
+        let entry = record(key);
+        async move { journal.append(&entry).await }
+    });
+    for result in join_all(appends).await {
+        result.unwrap();
+    }
+    assert_eq!(journal.backlog().entries, 200);
+    drop(journal);
+
+    let journal = reopen(&dir).await;
+    assert_eq!(journal.backlog().entries, 200);
+    let oldest = journal.oldest(1000).unwrap();
+    assert_eq!(oldest.len(), 200);
+    assert!(oldest.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+    let read: std::collections::HashSet<String> = oldest
+        .iter()
+        .map(|journaled| match journaled.entry.as_ref().unwrap() {
+            Entry::Record { callback, .. } => callback.provider_transaction_id.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(read.len(), 200);
+
+    let drained: Vec<(u64, u64)> = oldest.iter().map(|j| (j.seq, j.bytes)).collect();
+    journal.remove(&drained).unwrap();
+    assert_eq!(journal.backlog().entries, 0);
+    assert_eq!(journal.stored_entries().unwrap(), 0);
+}
+
+#[actix::test]
+async fn a_full_journal_refuses_instead_of_acknowledging() {
+    let size = serde_json::to_vec(&record("fits-1")).unwrap().len() as u64;
+    let limit = size * 2 + size / 2;
+    let journal = Journal::open(&directory(), limit).unwrap();
+    journal.append(&record("fits-1")).await.unwrap();
+    journal.append(&record("fits-2")).await.unwrap();
+    let refused = journal.append(&record("fits-3")).await;
+    assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
+    assert_eq!(journal.backlog().entries, 2);
+    assert!(journal.backlog().bytes <= limit);
+}
+
+#[actix::test]
+async fn the_drain_delivers_every_entry_and_empties_the_journal() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    let journaled = JournaledStore::new(Arc::clone(&journal));
+    let callback = Arc::new(stk("ws_CO_drain"));
+    assert_eq!(
+        journaled
+            .record(callback.clone(), Delivery::new(Utc::now()))
+            .await,
+        Ok(RecordOutcome::Journaled)
+    );
+    journaled
+        .count_delivery(callback.key(), Delivery::new(Utc::now()))
+        .await
+        .unwrap();
+    let rejected = RejectedCallback::new(
+        b"junk".to_vec(),
+        "/p".into(),
+        "invalid".into(),
+        "req-1".into(),
+        Utc::now(),
+    );
+    journaled.quarantine(Arc::new(rejected)).await.unwrap();
+
+    let store = InMemoryStore::new();
+    Drain::new(
+        Arc::clone(&journal),
+        Arc::new(store.clone()),
+        DrainSettings::default(),
+    )
+    .start();
+    drained(&journal).await;
+    assert_eq!(
+        store.get(&callback.key()).unwrap().deliveries,
+        2,
+        "record, then its counted repeat, in order"
+    );
+    assert_eq!(store.rejected().len(), 1);
+}
+
+/// Unavailable for its first calls, like MongoDB during an election.
+struct FlakyStore {
+    inner: InMemoryStore,
+    failures_left: AtomicUsize,
+}
+
+impl FlakyStore {
+    fn unavailable(&self) -> bool {
+        self.failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+impl CallbackStore for FlakyStore {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+        if self.unavailable() {
+            return future::ready(Err(StoreError::Unavailable("election".into()))).boxed();
+        }
+        self.inner.record(callback, delivery)
+    }
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.count_delivery(key, delivery)
+    }
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.quarantine(rejected)
+    }
+}
+
+#[actix::test]
+async fn the_drain_retries_while_the_store_is_unavailable() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    for i in 0..20 {
+        journal
+            .append(&record(&format!("ws_CO_flaky_{i}")))
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(FlakyStore {
+        inner: InMemoryStore::new(),
+        failures_left: AtomicUsize::new(30),
+    });
+    let settings = DrainSettings {
+        max_backoff: Duration::from_millis(100),
+        ..DrainSettings::default()
+    };
+    Drain::new(Arc::clone(&journal), store.clone(), settings).start();
+    drained(&journal).await;
+    assert_eq!(
+        store.inner.len(),
+        20,
+        "every entry arrived despite the outage"
+    );
+    assert!(
+        store.inner.rejected().is_empty(),
+        "unavailability never quarantines"
+    );
+}
+
+/// Panics on one poisoned key (a stand-in for a bug in a driver or the store).
+#[derive(Default)]
+struct PoisonedStore {
+    inner: InMemoryStore,
+    panics: AtomicUsize,
+}
+
+impl CallbackStore for PoisonedStore {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+        if callback.provider_transaction_id == "poison" {
+            self.panics.fetch_add(1, Ordering::SeqCst);
+            panic!("poisoned callback");
+        }
+        self.inner.record(callback, delivery)
+    }
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.count_delivery(key, delivery)
+    }
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.quarantine(rejected)
+    }
+}
+
+#[actix::test]
+async fn a_poisoned_entry_is_quarantined_after_bounded_attempts() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    journal.append(&record("before")).await.unwrap();
+    journal.append(&record("poison")).await.unwrap();
+    journal.append(&record("after")).await.unwrap();
+    let store = Arc::new(PoisonedStore::default());
+    let settings = DrainSettings {
+        max_attempts: 3,
+        max_backoff: Duration::from_millis(50),
+        ..DrainSettings::default()
+    };
+    Drain::new(Arc::clone(&journal), store.clone(), settings).start();
+    drained(&journal).await;
+
+    assert_eq!(
+        store.panics.load(Ordering::SeqCst),
+        3,
+        "attempted a bounded number of times"
+    );
+    assert_eq!(store.inner.len(), 2, "the other entries were not held back");
+    let rejected = store.inner.rejected();
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0].reason.starts_with("poisoned: failed 3 times"),
+        "{}",
+        rejected[0].reason
+    );
+    assert!(
+        String::from_utf8_lossy(&rejected[0].raw).contains("poison"),
+        "the payload is kept"
+    );
+}
