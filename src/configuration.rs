@@ -28,6 +28,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub c2b_validation: C2bValidationSettings,
     pub privacy: PrivacySettings,
+    pub journal: JournalSettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub log: LogSettings,
@@ -82,6 +83,20 @@ pub struct ActorSettings {
 pub struct CacheSettings {
     pub capacity: NonZeroUsize,
     pub ttl_secs: u64,
+}
+
+/// The local durable journal callbacks are written to before they are acknowledged.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JournalSettings {
+    pub dir: PathBuf,
+    /// Largest backlog kept; beyond it callbacks are answered 503 instead of acknowledged.
+    pub max_bytes: u64,
+    /// Entries the drain reads per round.
+    pub drain_batch: NonZeroUsize,
+    /// Attempts before an entry that keeps failing (not for unavailability) is quarantined.
+    pub max_attempts: u32,
+    /// On shutdown, how long to keep draining to MongoDB before exiting (the rest waits for the next start).
+    pub shutdown_drain_secs: u64,
 }
 
 /// Whether personal data (MSISDNs, customer names) is stored as it came or as salted digests.
@@ -356,6 +371,12 @@ impl Settings {
         }
         for provider in PROVIDERS {
             warnings.extend(self.validate_provider(provider.slug())?);
+        }
+        if self.journal.max_attempts == 0 {
+            return Err(invalid("journal.max_attempts", "must be at least 1"));
+        }
+        if self.journal.max_bytes < 1024 * 1024 {
+            return Err(invalid("journal.max_bytes", "must be at least 1 MiB"));
         }
         if self.privacy.personal_data == PersonalData::Hash
             && self.privacy.salt.expose_secret().len() < 16

@@ -4,11 +4,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use mmo_actors::store::MongoStore;
+use mmo_actors::drain::{Drain, DrainSettings};
+use mmo_actors::journal::Journal;
+use mmo_actors::store::{JournaledStore, MongoStore};
 use mmo_actors::{supervisor, CallbackStore, Supervisor};
 
 use crate::configuration::Settings;
@@ -21,12 +24,17 @@ pub struct Application {
     server: Server,
     supervisor: Addr<Supervisor>,
     store: MongoStore,
+    journal: Arc<Journal>,
+    shutdown_drain: Duration,
 }
 
 impl Application {
-    /// Binds `server.host:server.port` (port 0 picks a free one) and starts the actors. Does not wait for
-    /// MongoDB: until it is reachable, callbacks are answered 503 and nothing is acknowledged.
+    /// Opens the journal, binds `server.host:server.port` (port 0 picks a free one) and starts the
+    /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
+    /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let journal = Journal::open(&settings.journal.dir, settings.journal.max_bytes)
+            .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
         let store = MongoStore::connect(&settings.mongo()).await?;
         {
             let store = store.clone();
@@ -36,8 +44,19 @@ impl Application {
                 }
             });
         }
-        let shared_store: Arc<dyn CallbackStore> = Arc::new(store.clone());
-        let supervisor = supervisor::start(&settings.supervisor(), shared_store);
+        let drain_settings = DrainSettings {
+            batch: settings.journal.drain_batch.get(),
+            max_attempts: settings.journal.max_attempts,
+            max_backoff: Duration::from_secs(5),
+        };
+        Drain::new(
+            Arc::clone(&journal),
+            Arc::new(store.clone()),
+            drain_settings,
+        )
+        .start();
+        let journaled: Arc<dyn CallbackStore> = Arc::new(JournaledStore::new(Arc::clone(&journal)));
+        let supervisor = supervisor::start(&settings.supervisor(), journaled);
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
@@ -45,6 +64,7 @@ impl Application {
         let state = web::Data::new(AppState {
             supervisor: supervisor.clone(),
             store: store.clone(),
+            journal: Arc::clone(&journal),
             authenticator: settings.authenticator(),
             rate_limits: RateLimits::new(&settings.rate_limit),
             acceptance_rules: settings.c2b_validation.rules(),
@@ -83,11 +103,14 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
+        let shutdown_drain = Duration::from_secs(settings.journal.shutdown_drain_secs);
         Ok(Self {
             port,
             server,
             supervisor,
             store,
+            journal,
+            shutdown_drain,
         })
     }
 
@@ -103,8 +126,28 @@ impl Application {
         self.store.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to `server.shutdown_timeout_secs`).
+    pub fn journal(&self) -> Arc<Journal> {
+        Arc::clone(&self.journal)
+    }
+
+    /// Serves until SIGINT/SIGTERM, finishes in-flight requests (up to `server.shutdown_timeout_secs`),
+    /// then keeps draining the journal to MongoDB for up to `journal.shutdown_drain_secs`. Everything
+    /// acknowledged is in the journal already; what is not drained in time waits for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        let deadline = tokio::time::Instant::now() + self.shutdown_drain;
+        while self.journal.backlog().entries > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.journal.backlog();
+        if left.entries > 0 {
+            tracing::warn!(
+                entries = left.entries,
+                "shutting down with callbacks still in the journal; they drain at the next start"
+            );
+        } else {
+            tracing::info!("journal drained");
+        }
+        Ok(())
     }
 }

@@ -202,7 +202,7 @@ async fn apply(store: &dyn CallbackStore, journaled: &Journaled) -> Applied {
     };
     let operation = std::panic::catch_unwind(AssertUnwindSafe(|| match entry {
         Entry::Record { callback, delivery } => store
-            .record(Arc::new(callback), delivery)
+            .record(Arc::from(callback), delivery)
             .map(|r| r.map(|_| ()))
             .boxed(),
         Entry::CountDelivery { key, delivery } => store.count_delivery(key, delivery),

@@ -27,7 +27,7 @@ const MAX_GROUP: usize = 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Entry {
     Record {
-        callback: Callback,
+        callback: Box<Callback>,
         delivery: Delivery,
     },
     CountDelivery {

@@ -30,7 +30,7 @@ fn stk(key: &str) -> Callback {
 
 fn record(key: &str) -> Entry {
     Entry::Record {
-        callback: stk(key),
+        callback: Box::new(stk(key)),
         delivery: Delivery::new(Utc::now()),
     }
 }

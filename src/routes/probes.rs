@@ -1,7 +1,8 @@
 //! `GET /livez` and `GET /readyz`, unauthenticated and not rate limited, for load balancers and
-//! orchestrators. Liveness: the process answers HTTP. Readiness: MongoDB answers a ping and no actor pool
-//! is failing beyond its restart policy — a service that cannot store is taken out of rotation rather than
-//! answering 503 to every operator.
+//! orchestrators. Liveness: the process answers HTTP. Readiness: the journal can accept callbacks and no
+//! actor pool is failing beyond its restart policy. MongoDB's reachability and the journal's backlog are
+//! reported, but an unreachable MongoDB does not make the service unready: callbacks are still kept (in
+//! the journal) and acknowledged, and reach MongoDB when it returns.
 
 use actix_web::{web, HttpResponse};
 use chrono::{SecondsFormat, Utc};
@@ -25,10 +26,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .collect(),
         Err(_) => vec!["supervisor"],
     };
-    let ready = mongodb.is_ok() && failing.is_empty();
+    let backlog = state.journal.backlog();
+    let accepting = state.journal.is_accepting();
+    let ready = accepting && failing.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
+            "journal": if accepting { "accepting" } else { "full" },
+            "journal_backlog": {"entries": backlog.entries, "bytes": backlog.bytes},
             "mongodb": if mongodb.is_ok() { "reachable" } else { "unreachable" },
             "failing_actor_pools": failing,
         },

@@ -25,8 +25,9 @@ use crate::request_context::{ClientAddress, RequestId};
 /// What every handler shares.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
-    /// For readiness checks; callbacks reach the store only through the supervisor.
+    /// For readiness checks; callbacks reach the store only through the supervisor and the journal.
     pub store: mmo_actors::store::MongoStore,
+    pub journal: std::sync::Arc<mmo_actors::journal::Journal>,
     pub authenticator: Authenticator,
     pub rate_limits: RateLimits,
     /// Rules for questions answered at once (M-Pesa C2B validation).

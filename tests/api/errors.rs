@@ -171,36 +171,78 @@ async fn an_unknown_path_is_a_json_404() {
     assert_eq!(reply.body["code"], "NOT_FOUND");
 }
 
-#[actix_web::test]
-async fn when_mongodb_is_unreachable_nothing_is_acknowledged() {
+fn unreachable_mongodb(extra: &[(&str, &str)]) -> mmo_webhooks::configuration::Settings {
     // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
-    let settings = test_settings(&[
+    let mut overrides = vec![
         (
             "MMO__MONGODB__URI",
             "mongodb://127.0.0.1:9/?directConnection=true",
         ),
-        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "500"),
-        ("MMO__MONGODB__CONNECT_TIMEOUT_MS", "500"),
-        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1500"),
-        ("MMO__ACTORS__CALL_TIMEOUT_MS", "3000"),
-    ]);
-    let app = spawn_app_with(settings).await;
-    let started = std::time::Instant::now();
+        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "300"),
+        ("MMO__MONGODB__CONNECT_TIMEOUT_MS", "300"),
+        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1000"),
+        ("MMO__ACTORS__CALL_TIMEOUT_MS", "2000"),
+    ];
+    overrides.extend_from_slice(extra);
+    test_settings(&overrides)
+}
+
+#[actix_web::test]
+async fn while_mongodb_is_unreachable_callbacks_are_acknowledged_from_the_journal() {
+    let app = spawn_app_with(unreachable_mongodb(&[])).await;
     let reply = app
         .post("/v1/webhooks/mpesa/stkpush", &Mpesa::stk_push_success())
         .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
+        reply.body,
+        json!({"ResultCode": 0, "ResultDesc": "Accepted"})
     );
-    assert_eq!(reply.body["code"], "STORAGE_UNAVAILABLE");
-    assert_eq!(reply.headers.get("retry-after").unwrap(), "5");
-    // The configured bounds hold: the driver's 30 s server-selection default must not apply.
+    // Durable locally, waiting for MongoDB.
+    assert_eq!(app.journal.backlog().entries, 1);
+    assert_eq!(app.journal.stored_entries().unwrap(), 1);
+}
+
+#[actix_web::test]
+async fn a_full_journal_answers_503_instead_of_acknowledging() {
+    let app = spawn_app_with(unreachable_mongodb(&[(
+        "MMO__JOURNAL__MAX_BYTES",
+        "1048576",
+    )]))
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let mut payload = Mpesa::c2b_confirmation_for(&format!("FULL{i}"));
+        payload["BillRefNumber"] = json!("x".repeat(50_000));
+        let reply = app
+            .post("/v1/webhooks/mpesa/c2b/confirmation", &payload)
+            .await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(reply.body["code"], "STORAGE_UNAVAILABLE");
+            assert_eq!(reply.headers.get("retry-after").unwrap(), "5");
+        }
+        statuses.push(reply.status);
+    }
+    let acknowledged = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::OK)
+        .count();
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
+        acknowledged >= 10,
+        "the journal took what fits: {acknowledged}"
     );
+    assert!(
+        statuses[acknowledged..]
+            .iter()
+            .all(|status| *status == StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.journal.backlog().entries as usize,
+        acknowledged,
+        "every acknowledged callback is kept"
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["journal"], "full");
 }

@@ -1,8 +1,10 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
 use awc::http::header::HeaderMap;
+use mmo_actors::journal::Journal;
 use mmo_webhooks::configuration::{self, Settings, Sources};
 use mmo_webhooks::startup::Application;
 use mongodb::bson::{doc, Document};
@@ -16,6 +18,7 @@ pub struct TestApp {
     pub callbacks: Collection<Document>,
     pub rejected: Collection<Document>,
     pub transactions: Collection<Document>,
+    pub journal: Arc<Journal>,
     client: awc::Client,
 }
 
@@ -66,10 +69,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(&[])).await
 }
 
-pub async fn spawn_app_with(settings: Settings) -> TestApp {
+/// Starts the app on port 0 with its own journal directory (each instance has its own, as in production).
+pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
+    settings.journal.dir =
+        std::env::temp_dir().join(format!("mmo-api-journal-{}", uuid::Uuid::new_v4().simple()));
     let application = Application::build(settings)
         .await
         .expect("application builds");
+    let journal = application.journal();
     let address = format!("http://127.0.0.1:{}", application.port());
     let store = application.store();
     actix_web::rt::spawn(application.run_until_stopped());
@@ -78,6 +85,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         callbacks: store.callbacks().clone(),
         rejected: store.rejected().clone(),
         transactions: store.transactions().clone(),
+        journal,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
@@ -145,8 +153,20 @@ impl TestApp {
         self.send(Method::GET, path, Vec::new(), token, None).await
     }
 
-    /// The stored callbacks with this idempotency key, oldest first.
+    /// Waits until everything acknowledged so far has been drained from the journal into MongoDB.
+    pub async fn drained(&self) {
+        for _ in 0..600 {
+            if self.journal.backlog().entries == 0 {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the journal did not drain: {:?}", self.journal.backlog());
+    }
+
+    /// The stored callbacks with this idempotency key, oldest first (after the journal drained).
     pub async fn stored(&self, key: &str) -> Vec<Document> {
+        self.drained().await;
         all(&self.callbacks, doc! {"provider_transaction_id": key}).await
     }
 
@@ -163,6 +183,7 @@ impl TestApp {
 
     /// The transactions with this key.
     pub async fn transactions_for(&self, key: &str) -> Vec<Document> {
+        self.drained().await;
         all(&self.transactions, doc! {"transaction_key": key}).await
     }
 
@@ -178,6 +199,7 @@ impl TestApp {
     }
 
     pub async fn quarantined(&self) -> Vec<Document> {
+        self.drained().await;
         all(&self.rejected, doc! {}).await
     }
 }

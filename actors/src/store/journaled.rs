@@ -30,7 +30,7 @@ impl CallbackStore for JournaledStore {
         let journal = Arc::clone(&self.journal);
         async move {
             let entry = Entry::Record {
-                callback: Callback::clone(&callback),
+                callback: Box::new(Callback::clone(&callback)),
                 delivery,
             };
             journal
