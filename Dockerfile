@@ -21,11 +21,17 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /build/target/release/mmo-webhooks /usr/local/bin/mmo-webhooks
 COPY config ./config
+# The local journal: callbacks are fsync'd here before they are acknowledged. Mount a persistent volume,
+# one per instance, so that what was not yet drained to MongoDB survives a restart.
+RUN mkdir -p /app/data/journal && chown -R 10001:10001 /app/data
+VOLUME ["/app/data"]
 ENV MMO_CONFIG_DIR=/app/config \
+    MMO__JOURNAL__DIR=/app/data/journal \
     MMO__SERVER__HOST=0.0.0.0 \
     MMO__SERVER__PORT=8000
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM lets in-flight requests finish (server.shutdown_timeout_secs) before the process exits.
+# SIGTERM lets in-flight requests finish (server.shutdown_timeout_secs), then drains the journal to MongoDB
+# for up to journal.shutdown_drain_secs before the process exits 0. Give the container at least the sum.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/mmo-webhooks"]

@@ -1,0 +1,371 @@
+//! Fault proofs over the real binary, real HTTP and a real MongoDB: the service is killed with SIGKILL
+//! under load, stopped with SIGTERM under load, and run through a 30-second MongoDB outage. In each case
+//! every callback that received a 2xx must end up in MongoDB exactly once. Each test prints a report line
+//! (`scripts/faults.sh` collects them).
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
+use mongodb::bson::{doc, Document, Regex};
+
+const TOKEN: &str = "fault-test-token-0123456789";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mmo-faults-{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One run of the real service binary.
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    async fn start(port: u16, journal: &Path, mongodb_uri: &str, database: &str) -> Self {
+        let log = std::fs::File::create(journal.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mmo-webhooks"))
+            .env("MMO_CONFIG_DIR", root().join("config"))
+            .env("MMO__SERVER__HOST", "127.0.0.1")
+            .env("MMO__SERVER__PORT", port.to_string())
+            .env("MMO__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+            .env("MMO__AUTH__BEARER_TOKENS", TOKEN)
+            .env("MMO__MONGODB__URI", mongodb_uri)
+            .env("MMO__MONGODB__DATABASE", database)
+            .env("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "1000")
+            .env("MMO__JOURNAL__DIR", journal)
+            .env("MMO__RATE_LIMIT__WEBHOOKS_PER_MINUTE", "100000000")
+            .env("MMO__LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("service binary starts");
+        let service = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = awc::Client::default();
+        for _ in 0..200 {
+            if let Ok(response) = client.get(format!("{}/livez", service.url)).send().await {
+                if response.status().is_success() {
+                    return service;
+                }
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not come up on port {port}");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`; returns its exit code and how long it took.
+    fn wait(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the service did not exit within {limit:?}");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A bounded load of unique C2B confirmations; remembers which ones were acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    acknowledged: Arc<Mutex<HashSet<String>>>,
+    workers: Vec<actix_web::rt::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str, prefix: &str, concurrency: usize, max_requests: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+        let workers = (0..concurrency)
+            .map(|_| {
+                let (stop, sent, acknowledged) = (stop.clone(), sent.clone(), acknowledged.clone());
+                let (url, prefix) = (url.to_owned(), prefix.to_owned());
+                actix_web::rt::spawn(async move {
+                    let client = awc::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .finish();
+                    while !stop.load(Ordering::SeqCst) {
+                        let n = sent.fetch_add(1, Ordering::SeqCst);
+                        if n >= max_requests {
+                            break;
+                        }
+                        let key = format!("{prefix}{n:06}");
+                        let response = client
+                            .post(format!("{url}/v1/webhooks/mpesa/c2b/confirmation"))
+                            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                            .send_body(Mpesa::c2b_confirmation_for(&key).to_string())
+                            .await;
+                        match response {
+                            Ok(response) if response.status().is_success() => {
+                                acknowledged.lock().unwrap().insert(key);
+                            }
+                            Ok(_) => {}
+                            // Refused connections while the service is down: back off a little.
+                            Err(_) => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            sent,
+            acknowledged,
+            workers,
+        }
+    }
+
+    async fn finish(self) -> (usize, HashSet<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        let acknowledged = self.acknowledged.lock().unwrap().clone();
+        (self.sent.load(Ordering::SeqCst), acknowledged)
+    }
+}
+
+/// Waits until MongoDB holds every acknowledged key (the drain has caught up), then checks "exactly once".
+async fn verify(
+    name: &str,
+    callbacks: &mongodb::Collection<Document>,
+    prefix: &str,
+    sent: usize,
+    acknowledged: &HashSet<String>,
+    started: Instant,
+) {
+    let filter = doc! {"provider_transaction_id": Regex { pattern: format!("^{prefix}"), options: String::new() }};
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stored: Vec<Document> = Vec::new();
+    while Instant::now() < deadline {
+        let mut cursor = callbacks.find(filter.clone()).await.unwrap();
+        stored.clear();
+        while cursor.advance().await.unwrap() {
+            stored.push(cursor.deserialize_current().unwrap());
+        }
+        let keys: HashSet<&str> = stored
+            .iter()
+            .map(|d| d.get_str("provider_transaction_id").unwrap())
+            .collect();
+        if acknowledged.iter().all(|key| keys.contains(key.as_str())) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained_in = started.elapsed();
+    let keys: Vec<&str> = stored
+        .iter()
+        .map(|d| d.get_str("provider_transaction_id").unwrap())
+        .collect();
+    let unique: HashSet<&str> = keys.iter().copied().collect();
+    let lost = acknowledged
+        .iter()
+        .filter(|key| !unique.contains(key.as_str()))
+        .count();
+    let duplicates = keys.len() - unique.len();
+    let over_counted = stored
+        .iter()
+        .filter(|d| d.get_i64("deliveries").unwrap() != 1)
+        .count();
+    println!(
+        "fault report: {name}: sent {sent}, acknowledged {}, stored {}, lost {lost}, duplicates {duplicates}, \
+         deliveries over-counted {over_counted}, all acknowledged stored after {:.1} s",
+        acknowledged.len(),
+        unique.len(),
+        drained_in.as_secs_f64()
+    );
+    assert!(
+        !acknowledged.is_empty(),
+        "{name}: the load acknowledged nothing"
+    );
+    assert_eq!(
+        lost, 0,
+        "{name}: acknowledged callbacks missing from MongoDB"
+    );
+    assert_eq!(duplicates, 0, "{name}: callbacks stored twice");
+    assert_eq!(over_counted, 0, "{name}: a delivery counted twice");
+}
+
+fn mongodb_uri() -> String {
+    std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh")
+}
+
+async fn callbacks(uri: &str, database: &str) -> mongodb::Collection<Document> {
+    mongodb::Client::with_uri_str(uri)
+        .await
+        .unwrap()
+        .database(database)
+        .collection("callbacks")
+}
+
+#[actix_web::test]
+async fn sigkill_under_load_loses_no_acknowledged_callback() {
+    let (uri, database, journal) = (
+        mongodb_uri(),
+        format!("faults_kill_{}", free_port()),
+        temp_dir("kill"),
+    );
+    let port = free_port();
+    let service = Service::start(port, &journal, &uri, &database).await;
+    let load = Load::start(&service.url, "KILL", 16, 20_000);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    service.signal("KILL");
+    drop(service);
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let (sent, acknowledged) = load.finish().await;
+
+    // The next start drains what the killed process had journaled but not yet delivered.
+    let restarted = Instant::now();
+    let service = Service::start(port, &journal, &uri, &database).await;
+    verify(
+        "sigkill",
+        &callbacks(&uri, &database).await,
+        "KILL",
+        sent,
+        &acknowledged,
+        restarted,
+    )
+    .await;
+    drop(service);
+}
+
+#[actix_web::test]
+async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
+    let (uri, database, journal) = (
+        mongodb_uri(),
+        format!("faults_term_{}", free_port()),
+        temp_dir("term"),
+    );
+    let mut service = Service::start(free_port(), &journal, &uri, &database).await;
+    let load = Load::start(&service.url, "TERM", 16, 20_000);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    service.signal("TERM");
+    let (code, took) = actix_web::rt::task::spawn_blocking(move || {
+        let outcome = service.wait(Duration::from_secs(60));
+        drop(service);
+        outcome
+    })
+    .await
+    .unwrap();
+    let (sent, acknowledged) = load.finish().await;
+    assert_eq!(code, Some(0), "exit status after SIGTERM");
+    assert!(
+        took < Duration::from_secs(45),
+        "exited within the grace periods: {took:?}"
+    );
+    // Drained before exiting: MongoDB holds everything without a restart.
+    verify(
+        "sigterm",
+        &callbacks(&uri, &database).await,
+        "TERM",
+        sent,
+        &acknowledged,
+        Instant::now(),
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_thirty_second_mongodb_outage_is_absorbed_by_the_journal() {
+    // A MongoDB of this test's own, to stop and start.
+    let home = temp_dir("mongodb");
+    let port = free_port().to_string();
+    let mongodb = |action: &str| {
+        let output = Command::new(root().join("scripts/mongodb.sh"))
+            .arg(action)
+            .env("MMO_MONGODB_PORT", &port)
+            .env("MMO_MONGODB_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "mongodb.sh {action}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let uri = mongodb("start");
+    let (database, journal) = ("faults_outage".to_owned(), temp_dir("outage"));
+    let service = Service::start(free_port(), &journal, &uri, &database).await;
+    let load = Load::start(&service.url, "OUT", 8, 6_000);
+
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    mongodb("stop");
+    let before = load.acknowledged.lock().unwrap().len();
+    actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+    let during = load.acknowledged.lock().unwrap().len() - before;
+    let restarted = Instant::now();
+    mongodb("start");
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    let (sent, acknowledged) = load.finish().await;
+    println!(
+        "fault report: outage: {during} callbacks acknowledged while MongoDB was down for 30 s"
+    );
+    assert!(
+        during > 100,
+        "callbacks kept being acknowledged during the outage: {during}"
+    );
+
+    verify(
+        "mongodb outage",
+        &callbacks(&uri, &database).await,
+        "OUT",
+        sent,
+        &acknowledged,
+        restarted,
+    )
+    .await;
+    drop(service);
+    mongodb("stop");
+}
