@@ -340,7 +340,7 @@ async fn a_thirty_second_mongodb_outage_is_absorbed_by_the_journal() {
     let service = Service::start(free_port(), &journal, &uri, &database).await;
     let load = Load::start(&service.url, "OUT", 8, 6_000);
 
-    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     mongodb("stop");
     let before = load.acknowledged.lock().unwrap().len();
     actix_web::rt::time::sleep(Duration::from_secs(30)).await;
