@@ -199,14 +199,21 @@ async fn main() {
     let sent = acknowledged + failures.borrow().values().sum::<usize>();
     let acknowledged_unique = acknowledged_unique.borrow().len();
 
-    let client = mongodb::Client::with_uri_str(&options.mongodb_uri).await.expect("MongoDB URI");
-    let callbacks = client.database(&options.database).collection::<mongodb::bson::Document>("callbacks");
+    let client = mongodb::Client::with_uri_str(&options.mongodb_uri)
+        .await
+        .expect("MongoDB URI");
+    let callbacks = client
+        .database(&options.database)
+        .collection::<mongodb::bson::Document>("callbacks");
     let filter = doc! {"provider_transaction_id": Regex { pattern: format!("^{run}-"), options: String::new() }};
     // Callbacks are acknowledged once journaled; wait (bounded) for the drain to bring them all to MongoDB.
     let drain_started = Instant::now();
     let mut stored = 0;
     while drain_started.elapsed() < Duration::from_secs(180) {
-        stored = callbacks.count_documents(filter.clone()).await.expect("count stored callbacks") as usize;
+        stored = callbacks
+            .count_documents(filter.clone())
+            .await
+            .expect("count stored callbacks") as usize;
         if stored >= acknowledged_unique {
             break;
         }
@@ -244,7 +251,10 @@ async fn main() {
         "latency max         {:.2} ms",
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
-    println!("drained to MongoDB  {:.2} s after the last request", drain_time.as_secs_f64());
+    println!(
+        "drained to MongoDB  {:.2} s after the last request",
+        drain_time.as_secs_f64()
+    );
     println!("stored documents    {stored} (acknowledged unique callbacks: {acknowledged_unique})");
     println!("stored deliveries   {deliveries} (acknowledged requests: {acknowledged})");
     let consistent = stored == acknowledged_unique && deliveries as usize == acknowledged;
