@@ -91,6 +91,8 @@ pub struct JournalSettings {
     pub dir: PathBuf,
     /// Largest backlog kept; beyond it callbacks are answered 503 instead of acknowledged.
     pub max_bytes: u64,
+    /// Sync policy: how long appends are gathered into one commit (one fsync); 0 = as soon as possible.
+    pub commit_window_ms: u64,
     /// Entries the drain reads per round.
     pub drain_batch: NonZeroUsize,
     /// Attempts before an entry that keeps failing (not for unavailability) is quarantined.

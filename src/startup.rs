@@ -33,8 +33,13 @@ impl Application {
     /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
     /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let journal = Journal::open(&settings.journal.dir, settings.journal.max_bytes)
-            .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
+        let commit_window = Duration::from_millis(settings.journal.commit_window_ms);
+        let journal = Journal::open_with(
+            &settings.journal.dir,
+            settings.journal.max_bytes,
+            commit_window,
+        )
+        .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
         let store = MongoStore::connect(&settings.mongo()).await?;
         {
             let store = store.clone();

@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,17 @@ impl Journal {
     /// Opens (or creates) the journal in `dir` and starts its writer thread. What a previous run left
     /// undrained is still there, in order.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, JournalError> {
+        Self::open_with(dir, max_bytes, Duration::ZERO)
+    }
+
+    /// Like [`Journal::open`], with a sync policy: `commit_window` is how long the writer gathers appends
+    /// before one commit (and its fsync). Zero commits as soon as the writer is free — under load appends
+    /// still share commits; a few milliseconds trade that much latency for fewer fsyncs on slow disks.
+    pub fn open_with(
+        dir: &Path,
+        max_bytes: u64,
+        commit_window: Duration,
+    ) -> Result<Arc<Self>, JournalError> {
         std::fs::create_dir_all(dir).map_err(|source| JournalError::Directory {
             path: dir.display().to_string(),
             source,
@@ -139,7 +151,7 @@ impl Journal {
             let (db, appended) = (Arc::clone(&db), Arc::clone(&appended));
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || write_groups(&db, &receiver, next_seq, &appended))
+                .spawn(move || write_groups(&db, &receiver, next_seq, &appended, commit_window))
                 .map_err(|source| JournalError::Directory {
                     path: dir.display().to_string(),
                     source,
@@ -257,13 +269,21 @@ fn write_groups(
     receiver: &mpsc::Receiver<Pending>,
     mut next_seq: u64,
     appended: &Notify,
+    commit_window: Duration,
 ) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
+        let deadline = std::time::Instant::now() + commit_window;
         while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(pending) => group.push(pending),
-                Err(_) => break,
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let next = if left.is_zero() {
+                receiver.try_recv().ok()
+            } else {
+                receiver.recv_timeout(left).ok()
+            };
+            match next {
+                Some(pending) => group.push(pending),
+                None => break,
             }
         }
         let committed = (|| -> Result<u64, redb::Error> {

@@ -103,6 +103,24 @@ async fn appended_entries_survive_reopening_in_order() {
 }
 
 #[actix::test]
+async fn with_a_commit_window_appends_still_resolve_only_once_on_disk() {
+    let journal = Journal::open_with(&directory(), 1 << 30, Duration::from_millis(30)).unwrap();
+    let appends = (0..50).map(|i| {
+        let journal = Arc::clone(&journal);
+        let entry = record(&format!("ws_CO_window_{i}"));
+        async move { journal.append(&entry).await }
+    });
+    for result in join_all(appends).await {
+        result.unwrap();
+    }
+    assert_eq!(
+        journal.stored_entries().unwrap(),
+        50,
+        "every append is on disk when it resolves"
+    );
+}
+
+#[actix::test]
 async fn a_full_journal_refuses_instead_of_acknowledging() {
     let size = serde_json::to_vec(&record("fits-1")).unwrap().len() as u64;
     let limit = size * 2 + size / 2;
