@@ -11,11 +11,13 @@ use actix::Actor;
 use chrono::Utc;
 use futures_util::future::{self, BoxFuture};
 use futures_util::FutureExt;
+mod support;
+
 use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::persistence::PersistenceActor;
 use mmo_actors::pool::{Pool, PoolError, RestartPolicy};
 use mmo_actors::provider_actor::{HandleCallback, ProviderActor};
-use mmo_actors::providers::fixtures::{MTNMoMoCallbackFixtures, MpesaCallbackFixtures};
+use mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures;
 use mmo_actors::providers::{by_slug, PROVIDERS};
 use mmo_actors::store::{InMemoryStore, MongoSettings, MongoStore};
 use mmo_actors::supervisor::{GetStats, RouteCallback, Supervisor, SupervisorSettings};
@@ -24,14 +26,7 @@ use mmo_actors::{
     StoreError,
 };
 use mongodb::bson::doc;
-
-fn stk(checkout_request_id: &str) -> Callback {
-    let payload = MpesaCallbackFixtures::stk_push_success_for(checkout_request_id, "RCPT000001");
-    by_slug("mpesa")
-        .unwrap()
-        .parse(CallbackType::StkPush, payload.to_string().as_bytes())
-        .unwrap()
-}
+use support::{stk, PoisonedStore};
 
 fn settings(pool_size: usize, mailbox: usize) -> SupervisorSettings {
     let size = NonZeroUsize::new(pool_size).unwrap();
@@ -139,40 +134,6 @@ impl CallbackStore for UnreachableStore {
     }
     fn quarantine(&self, _: Arc<RejectedCallback>) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Err(StoreError::Unavailable("no server".into()))).boxed()
-    }
-}
-
-/// Panics on a poisoned key (as a bug in a driver or a store might), stores everything else.
-#[derive(Default)]
-struct PoisonedStore {
-    inner: InMemoryStore,
-    panics: AtomicUsize,
-}
-
-impl CallbackStore for PoisonedStore {
-    fn record(
-        &self,
-        callback: Arc<Callback>,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
-        if callback.provider_transaction_id == "poison" {
-            self.panics.fetch_add(1, Ordering::SeqCst);
-            panic!("poisoned callback");
-        }
-        self.inner.record(callback, delivery)
-    }
-    fn count_delivery(
-        &self,
-        key: CallbackKey,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.count_delivery(key, delivery)
-    }
-    fn quarantine(
-        &self,
-        rejected: Arc<RejectedCallback>,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.quarantine(rejected)
     }
 }
 

@@ -10,23 +10,14 @@ use actix::Actor;
 use chrono::Utc;
 use futures_util::future::{self, join_all, BoxFuture};
 use futures_util::FutureExt;
+mod support;
+
 use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::drain::{Drain, DrainSettings};
 use mmo_actors::journal::{Entry, Journal};
-use mmo_actors::providers::by_slug;
-use mmo_actors::providers::fixtures::MpesaCallbackFixtures;
 use mmo_actors::store::{InMemoryStore, JournaledStore};
-use mmo_actors::{
-    Callback, CallbackStore, CallbackType, RecordOutcome, RejectedCallback, StoreError,
-};
-
-fn stk(key: &str) -> Callback {
-    let payload = MpesaCallbackFixtures::stk_push_success_for(key, "RCPT000001");
-    by_slug("mpesa")
-        .unwrap()
-        .parse(CallbackType::StkPush, payload.to_string().as_bytes())
-        .unwrap()
-}
+use mmo_actors::{Callback, CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+use support::{stk, PoisonedStore};
 
 fn record(key: &str) -> Entry {
     Entry::Record {
@@ -241,40 +232,6 @@ async fn the_drain_retries_while_the_store_is_unavailable() {
         store.inner.rejected().is_empty(),
         "unavailability never quarantines"
     );
-}
-
-/// Panics on one poisoned key (a stand-in for a bug in a driver or the store).
-#[derive(Default)]
-struct PoisonedStore {
-    inner: InMemoryStore,
-    panics: AtomicUsize,
-}
-
-impl CallbackStore for PoisonedStore {
-    fn record(
-        &self,
-        callback: Arc<Callback>,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
-        if callback.provider_transaction_id == "poison" {
-            self.panics.fetch_add(1, Ordering::SeqCst);
-            panic!("poisoned callback");
-        }
-        self.inner.record(callback, delivery)
-    }
-    fn count_delivery(
-        &self,
-        key: CallbackKey,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.count_delivery(key, delivery)
-    }
-    fn quarantine(
-        &self,
-        rejected: Arc<RejectedCallback>,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.quarantine(rejected)
-    }
 }
 
 #[actix::test]

@@ -1,0 +1,57 @@
+//! Test doubles and payload helpers shared by the actor-level test files.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use mmo_actors::callback::{CallbackKey, Delivery};
+use mmo_actors::providers::by_slug;
+use mmo_actors::providers::fixtures::MpesaCallbackFixtures;
+use mmo_actors::store::InMemoryStore;
+use mmo_actors::{
+    Callback, CallbackStore, CallbackType, RecordOutcome, RejectedCallback, StoreError,
+};
+
+/// A successful STK result with this `CheckoutRequestID`, parsed.
+pub fn stk(checkout_request_id: &str) -> Callback {
+    let payload = MpesaCallbackFixtures::stk_push_success_for(checkout_request_id, "RCPT000001");
+    by_slug("mpesa")
+        .unwrap()
+        .parse(CallbackType::StkPush, payload.to_string().as_bytes())
+        .unwrap()
+}
+
+/// Panics on a poisoned key (as a bug in a driver or a store might), stores everything else.
+#[derive(Default)]
+pub struct PoisonedStore {
+    pub inner: InMemoryStore,
+    pub panics: AtomicUsize,
+}
+
+impl CallbackStore for PoisonedStore {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+        if callback.provider_transaction_id == "poison" {
+            self.panics.fetch_add(1, Ordering::SeqCst);
+            panic!("poisoned callback");
+        }
+        self.inner.record(callback, delivery)
+    }
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.count_delivery(key, delivery)
+    }
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.quarantine(rejected)
+    }
+}
