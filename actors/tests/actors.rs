@@ -1,6 +1,8 @@
 //! Actor tests without HTTP: provider actors over the in-memory store and the real MongoDB store, pool
 //! routing, restart of a panicking child, refusal to acknowledge what was not stored, and backpressure.
 
+mod support;
+
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +13,6 @@ use actix::Actor;
 use chrono::Utc;
 use futures_util::future::{self, BoxFuture};
 use futures_util::FutureExt;
-mod support;
-
 use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::persistence::PersistenceActor;
 use mmo_actors::pool::{Pool, PoolError, RestartPolicy};

@@ -1,6 +1,8 @@
 //! The local journal and its drain, without HTTP: durability across reopening, group commits, the size
 //! limit, in-order draining, retries while the store is unavailable, and quarantine of poisoned entries.
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,8 +12,6 @@ use actix::Actor;
 use chrono::Utc;
 use futures_util::future::{self, join_all, BoxFuture};
 use futures_util::FutureExt;
-mod support;
-
 use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::drain::{Drain, DrainSettings};
 use mmo_actors::journal::{Entry, Journal};
