@@ -56,7 +56,7 @@ pub struct MongoDbSettings {
     pub database: String,
     pub server_selection_timeout_ms: u64,
     pub connect_timeout_ms: u64,
-    /// Upper bound on one store operation; a callback gets its 503 within about this long.
+    /// Upper bound on one MongoDB operation (drain writes, readiness pings).
     pub operation_timeout_ms: u64,
 }
 

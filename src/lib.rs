@@ -1,5 +1,6 @@
-//! mmo-webhooks: receives mobile-money operators' callbacks over HTTP, stores each one durably in MongoDB
-//! before acknowledging it, and answers every operator in the shape it expects.
+//! mmo-webhooks: receives mobile-money operators' callbacks over HTTP, keeps each one durably before
+//! acknowledging it (a local fsync'd journal, drained to MongoDB), and answers every operator in the shape
+//! it expects.
 //!
 //! This crate is the HTTP face; the actor system, parsers and stores live in `mmo-actors`.
 

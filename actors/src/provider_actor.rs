@@ -1,9 +1,10 @@
 //! The provider actor: one pool per operator, each member with its own in-memory idempotency cache.
 //!
 //! Message: [`HandleCallback`]. A callback whose key this member stored recently, with the same body
-//! fingerprint, is a known duplicate: it is acknowledged at once and only its delivery is counted. Anything else is handed to the persistence pool,
-//! and the key enters the cache only after the store confirmed the write — so a failed write is never
-//! remembered as seen. The cache is the only state; losing it on restart costs a store round trip, nothing more.
+//! fingerprint, is a known duplicate: only its delivery is counted. Anything else is handed to the
+//! persistence pool, and the key enters the cache only after the store (in service: the journal) confirmed
+//! the write — so a failed write is never remembered as seen. The cache is the only state; losing it on
+//! restart costs a store round trip, nothing more.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

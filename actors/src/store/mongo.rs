@@ -57,8 +57,8 @@ struct Inner {
 }
 
 impl MongoStore {
-    /// Builds a client without contacting the server: the service starts even while MongoDB is down and
-    /// answers 503 until it is back.
+    /// Builds a client without contacting the server: the service starts even while MongoDB is down;
+    /// callbacks wait in the journal until it is back.
     pub async fn connect(settings: &MongoSettings) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(&settings.uri)
             .await
