@@ -22,6 +22,9 @@ use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
 use crate::request_context::{ClientAddress, RequestId};
 
+/// How much of an unauthenticated body is kept in quarantine.
+const UNAUTHENTICATED_BODY_KEPT: usize = 4096;
+
 /// What every handler shares.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
@@ -59,10 +62,10 @@ pub async fn receive_callback(
             })
         }
     };
-    let rejection = |reason: String| {
+    let rejection = |reason: String, raw: &[u8]| {
         let path = loggable_path(request.path());
         RejectedCallback::new(
-            body.to_vec(),
+            raw.to_vec(),
             path,
             reason,
             request_id.0.clone(),
@@ -84,10 +87,17 @@ pub async fn receive_callback(
     {
         tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
         // Kept for audit (an attack or a misconfigured operator shows up here); the answer is 401 either way.
-        if let Err(error) = state
-            .quarantine(rejection(format!("unauthorized: {}", refusal.reason())))
-            .await
-        {
+        // Only a bounded prefix: unauthenticated senders must not be able to fill the journal.
+        let kept = &body[..body.len().min(UNAUTHENTICATED_BODY_KEPT)];
+        let mut reason = format!("unauthorized: {}", refusal.reason());
+        if kept.len() < body.len() {
+            reason.push_str(&format!(
+                " (body truncated to {} of {} bytes)",
+                kept.len(),
+                body.len()
+            ));
+        }
+        if let Err(error) = state.quarantine(rejection(reason, kept)).await {
             tracing::error!(%error, "unauthenticated request could not be quarantined");
         }
         return Err(match refusal {
@@ -101,7 +111,7 @@ pub async fn receive_callback(
         Err(parse_error) => {
             tracing::warn!(error = %parse_error, "callback quarantined: cannot be understood");
             return match state
-                .quarantine(rejection(format!("invalid format: {parse_error}")))
+                .quarantine(rejection(format!("invalid format: {parse_error}"), &body))
                 .await
             {
                 Ok(()) => Err(ApiError::InvalidFormat),

@@ -47,6 +47,31 @@ async fn a_missing_or_wrong_token_is_refused_stored_nowhere_but_quarantine() {
 }
 
 #[actix_web::test]
+async fn only_a_bounded_prefix_of_an_unauthenticated_body_is_kept() {
+    let app = spawn_app().await;
+    let mut payload = Mpesa::c2b_confirmation_for("UNAUTH-BIG");
+    payload["BillRefNumber"] = json!("y".repeat(20_000));
+    let body = payload.to_string().into_bytes();
+    let reply = app
+        .send(
+            Method::POST,
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            body.clone(),
+            Some("wrong"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let quarantined = app.quarantined().await;
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].get_str("raw").unwrap().len(), 4096);
+    assert!(quarantined[0]
+        .get_str("reason")
+        .unwrap()
+        .ends_with(&format!("(body truncated to 4096 of {} bytes)", body.len())));
+}
+
+#[actix_web::test]
 async fn a_body_that_is_not_json_is_quarantined_and_answered_400() {
     let app = spawn_app().await;
     let reply = app
