@@ -22,8 +22,8 @@ use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
 use crate::request_context::{ClientAddress, RequestId};
 
-/// How much of an unauthenticated body is kept in quarantine.
-const UNAUTHENTICATED_BODY_KEPT: usize = 4096;
+/// How much of an unauthenticated or oversized body is kept in quarantine.
+const QUARANTINED_PREFIX_BYTES: usize = 4096;
 
 /// What every handler shares.
 pub struct AppState {
@@ -50,16 +50,28 @@ pub async fn receive_callback(
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let received_at = Utc::now();
-    let body = match payload.to_bytes_limited(state.max_body_bytes).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(error)) => {
+    let body = match read_body(payload, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::Unreadable(error)) => {
             tracing::warn!(%error, "request body could not be read");
             return Err(ApiError::InvalidFormat);
         }
-        Err(_) => {
+        Err(BodyError::TooLarge { prefix }) => {
+            // Kept for audit like any refused callback, but only its beginning: the rest was never read.
+            let reason = format!(
+                "body larger than {} bytes (first {} kept)",
+                state.max_body_bytes,
+                prefix.len()
+            );
+            let path = loggable_path(request.path());
+            let rejected =
+                RejectedCallback::new(prefix, path, reason, request_id.0.clone(), received_at);
+            if let Err(error) = state.quarantine(rejected).await {
+                tracing::error!(%error, "oversized request could not be quarantined");
+            }
             return Err(ApiError::PayloadTooLarge {
                 limit: state.max_body_bytes,
-            })
+            });
         }
     };
     let rejection = |reason: String, raw: &[u8]| {
@@ -88,7 +100,7 @@ pub async fn receive_callback(
         tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
         // Kept for audit (an attack or a misconfigured operator shows up here); the answer is 401 either way.
         // Only a bounded prefix: unauthenticated senders must not be able to fill the journal.
-        let kept = &body[..body.len().min(UNAUTHENTICATED_BODY_KEPT)];
+        let kept = &body[..body.len().min(QUARANTINED_PREFIX_BYTES)];
         let mut reason = format!("unauthorized: {}", refusal.reason());
         if kept.len() < body.len() {
             reason.push_str(&format!(
@@ -210,6 +222,32 @@ fn decide_now(
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(decision.body)
+}
+
+enum BodyError {
+    Unreadable(String),
+    /// Over the limit: reading stopped; the first bytes are kept for the quarantine.
+    TooLarge {
+        prefix: Vec<u8>,
+    },
+}
+
+/// Reads the body up to `limit` bytes. Beyond it, stops reading and returns the beginning of what arrived.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| BodyError::Unreadable(error.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+            body.truncate(QUARANTINED_PREFIX_BYTES);
+            return Err(BodyError::TooLarge {
+                prefix: body.to_vec(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The URL token of a request: its last path segment after the endpoint, else its `token` query parameter.

@@ -133,7 +133,7 @@ async fn bad_inputs_get_a_documented_4xx_and_are_quarantined() {
 }
 
 #[actix_web::test]
-async fn a_declared_oversized_body_is_refused_before_it_is_read() {
+async fn an_oversized_body_is_refused_and_its_beginning_kept() {
     let app = spawn_app().await;
     let body = vec![b' '; 70 * 1024];
     let reply = app
@@ -147,4 +147,11 @@ async fn a_declared_oversized_body_is_refused_before_it_is_read() {
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(reply.body["code"], "PAYLOAD_TOO_LARGE");
+    let quarantined = app.quarantined().await;
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].get_str("raw").unwrap().len(), 4096);
+    assert!(quarantined[0]
+        .get_str("reason")
+        .unwrap()
+        .starts_with("body larger than 65536 bytes"));
 }
