@@ -226,6 +226,8 @@ async fn concurrent_callbacks_across_two_instances_fold_into_one_transaction() {
     for reply in join_all(requests).await {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
+    // Each instance drains its own journal: wait for both before reading MongoDB.
+    second.drained().await;
     let transaction = first.transaction("tx-race").await;
     assert_eq!(transaction.get_str("status").unwrap(), "successful");
     assert_eq!(
