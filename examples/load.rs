@@ -206,25 +206,26 @@ async fn main() {
         .database(&options.database)
         .collection::<mongodb::bson::Document>("callbacks");
     let filter = doc! {"provider_transaction_id": Regex { pattern: format!("^{run}-"), options: String::new() }};
-    // Callbacks are acknowledged once journaled; wait (bounded) for the drain to bring them all to MongoDB.
+    // Callbacks are acknowledged once journaled; wait (bounded) for the drain to bring them all to MongoDB,
+    // the repeats' delivery counts included (they drain after the callbacks they repeat).
     let drain_started = Instant::now();
-    let mut stored = 0;
+    let (mut stored, mut deliveries) = (0_usize, 0_i64);
     while drain_started.elapsed() < Duration::from_secs(180) {
-        stored = callbacks
-            .count_documents(filter.clone())
+        (stored, deliveries) = (0, 0);
+        let mut cursor = callbacks
+            .find(filter.clone())
             .await
-            .expect("count stored callbacks") as usize;
-        if stored >= acknowledged_unique {
+            .expect("read stored callbacks");
+        while cursor.advance().await.expect("cursor") {
+            stored += 1;
+            deliveries += cursor.current().get_i64("deliveries").unwrap_or(0);
+        }
+        if stored >= acknowledged_unique && deliveries as usize >= acknowledged {
             break;
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     let drain_time = drain_started.elapsed();
-    let mut deliveries = 0_i64;
-    let mut cursor = callbacks.find(filter).await.expect("read stored callbacks");
-    while cursor.advance().await.expect("cursor") {
-        deliveries += cursor.current().get_i64("deliveries").unwrap_or(0);
-    }
 
     println!("run                 {run}");
     println!(

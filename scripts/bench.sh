@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Load benchmark (rate limit lifted: the benchmark is one client): starts a local MongoDB (if needed) and a release build of the service on port 8077, runs
-# examples/load.rs against it (bounded in requests and time, loopback only), prints the figures, and stops
-# the service by its pid (and MongoDB, when this script started it).
+# Load benchmark: starts a local MongoDB (if needed) and a release build of the service on port 8077 (rate
+# limit lifted: the benchmark is one client; journal in a temporary directory), runs examples/load.rs
+# against it (bounded in requests and time, loopback only), prints the figures, and stops the service by
+# its pid (and MongoDB, when this script started it).
 #   scripts/bench.sh [--requests N] [--concurrency C] [--repeat-percent P] [--max-seconds S]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-started_mongodb=false
-if ! scripts/mongodb.sh status >/dev/null 2>&1; then
-  scripts/mongodb.sh start >/dev/null
-  started_mongodb=true
-fi
+source scripts/common.sh
+ensure_local_mongodb
+journal=$(mktemp -d)
 uri=$(scripts/mongodb.sh uri)
 database="mmo_bench_$(date +%s)"
 port=8077
@@ -20,12 +19,13 @@ token="bench-token-0123456789"
 cargo build --release --bin mmo-webhooks --example load
 MMO_CONFIG_DIR="$root/config" MMO__SERVER__HOST=127.0.0.1 MMO__SERVER__PORT=$port MMO__MONGODB__URI="$uri" \
   MMO__MONGODB__DATABASE="$database" MMO__AUTH__BEARER_TOKENS="$token" MMO__LOG__LEVEL=warn \
-  MMO__RATE_LIMIT__WEBHOOKS_PER_MINUTE=100000000 \
+  MMO__RATE_LIMIT__WEBHOOKS_PER_MINUTE=100000000 MMO__JOURNAL__DIR="$journal" \
   target/release/mmo-webhooks &
 service=$!
 cleanup() {
   kill "$service" 2>/dev/null && wait "$service" 2>/dev/null || true
-  if $started_mongodb; then scripts/mongodb.sh stop; fi
+  rm -rf "$journal"
+  stop_mongodb_if_started
 }
 trap cleanup EXIT
 

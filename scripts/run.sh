@@ -6,13 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-started_mongodb=false
-if ! scripts/mongodb.sh status >/dev/null 2>&1; then
-  scripts/mongodb.sh start >/dev/null
-  started_mongodb=true
-fi
-stop_mongodb() { if $started_mongodb; then scripts/mongodb.sh stop; fi; }
-trap stop_mongodb EXIT
+source scripts/common.sh
+ensure_local_mongodb
+trap stop_mongodb_if_started EXIT
 
 export MMO_ENV="${MMO_ENV:-local}"
 export MMO_CONFIG_DIR="$root/config"

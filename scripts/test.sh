@@ -5,13 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-if [ -z "${MMO_TEST_MONGODB_URI:-}" ]; then
-  export MMO_MONGODB_PORT="${MMO_MONGODB_PORT:-27058}"
-  export MMO_MONGODB_HOME="${MMO_MONGODB_HOME:-$root/.tools/mongodb-test}"
-  MMO_TEST_MONGODB_URI=$(scripts/mongodb.sh start)
-  export MMO_TEST_MONGODB_URI
-  trap 'scripts/mongodb.sh stop' EXIT
-fi
+source scripts/common.sh
+use_test_mongodb
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

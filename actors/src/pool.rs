@@ -120,10 +120,6 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     pub fn size(&self) -> usize {
         self.members.len()
     }

@@ -63,15 +63,27 @@ pub fn configure(config: &mut ServiceConfig) {
 
 /// A request path fit for logs and audit records: a URL token segment after an endpoint is replaced.
 pub fn loggable_path(path: &str) -> String {
-    for provider in PROVIDERS.iter().copied() {
-        for endpoint in provider.endpoints() {
-            let prefix = format!("/v1{}/", endpoint_path(provider, endpoint));
-            if path.len() > prefix.len() && path.starts_with(&prefix) {
-                return format!("{prefix}<redacted>");
-            }
-        }
+    // The endpoint prefixes follow from the registry; computed once, not per request.
+    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let prefixes = PREFIXES.get_or_init(|| {
+        PROVIDERS
+            .iter()
+            .flat_map(|provider| {
+                provider
+                    .endpoints()
+                    .iter()
+                    .map(move |endpoint| (*provider, endpoint))
+            })
+            .map(|(provider, endpoint)| format!("/v1{}/", endpoint_path(provider, endpoint)))
+            .collect()
+    });
+    match prefixes
+        .iter()
+        .find(|prefix| path.len() > prefix.len() && path.starts_with(prefix.as_str()))
+    {
+        Some(prefix) => format!("{prefix}<redacted>"),
+        None => path.to_owned(),
     }
-    path.to_owned()
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

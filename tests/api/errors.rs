@@ -2,7 +2,7 @@ use actix_web::http::{Method, StatusCode};
 use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, test_settings, TOKEN};
+use crate::helpers::{spawn_app, spawn_app_with, test_settings, unreachable_mongodb, TOKEN};
 
 fn unauthorized() -> serde_json::Value {
     json!({"error": "Unauthorized", "message": "Invalid or missing authentication token", "code": "AUTH_REQUIRED"})
@@ -194,22 +194,6 @@ async fn an_unknown_path_is_a_json_404() {
     let reply = app.post("/v1/webhooks/vodacom/stkpush", &json!({})).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.body["code"], "NOT_FOUND");
-}
-
-fn unreachable_mongodb(extra: &[(&str, &str)]) -> mmo_webhooks::configuration::Settings {
-    // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
-    let mut overrides = vec![
-        (
-            "MMO__MONGODB__URI",
-            "mongodb://127.0.0.1:9/?directConnection=true",
-        ),
-        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "300"),
-        ("MMO__MONGODB__CONNECT_TIMEOUT_MS", "300"),
-        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1000"),
-        ("MMO__ACTORS__CALL_TIMEOUT_MS", "2000"),
-    ];
-    overrides.extend_from_slice(extra);
-    test_settings(&overrides)
 }
 
 #[actix_web::test]

@@ -65,6 +65,23 @@ pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
         .settings
 }
 
+/// Settings whose MongoDB is unreachable: port 9 (discard) on loopback refuses connections at once, and
+/// short timeouts keep each failed attempt brief.
+pub fn unreachable_mongodb(extra: &[(&str, &str)]) -> Settings {
+    let mut overrides = vec![
+        (
+            "MMO__MONGODB__URI",
+            "mongodb://127.0.0.1:9/?directConnection=true",
+        ),
+        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "300"),
+        ("MMO__MONGODB__CONNECT_TIMEOUT_MS", "300"),
+        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1000"),
+        ("MMO__ACTORS__CALL_TIMEOUT_MS", "2000"),
+    ];
+    overrides.extend_from_slice(extra);
+    test_settings(&overrides)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(&[])).await
 }

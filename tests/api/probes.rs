@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 
-use crate::helpers::{spawn_app_with, test_settings};
+use crate::helpers::{spawn_app_with, test_settings, unreachable_mongodb};
 
 #[actix_web::test]
 async fn probes_answer_without_a_token_and_are_never_throttled() {
@@ -25,16 +25,7 @@ async fn probes_answer_without_a_token_and_are_never_throttled() {
 
 #[actix_web::test]
 async fn readiness_reports_an_unreachable_mongodb_but_holds_while_the_journal_accepts() {
-    let app = spawn_app_with(test_settings(&[
-        (
-            "MMO__MONGODB__URI",
-            "mongodb://127.0.0.1:9/?directConnection=true",
-        ),
-        ("MMO__MONGODB__SERVER_SELECTION_TIMEOUT_MS", "300"),
-        ("MMO__MONGODB__OPERATION_TIMEOUT_MS", "1000"),
-        ("MMO__ACTORS__CALL_TIMEOUT_MS", "2000"),
-    ]))
-    .await;
+    let app = spawn_app_with(unreachable_mongodb(&[])).await;
     assert_eq!(app.get("/livez", None).await.status, StatusCode::OK);
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);

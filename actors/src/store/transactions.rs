@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
-use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, json_to_bson};
 use super::mongo::{is_duplicate_key, unavailable};
@@ -246,32 +245,10 @@ impl Transactions {
     }
 }
 
-/// Body fields of a repeat that disagree with the stored callback it repeats.
+/// Body fields of a repeat that disagree with the stored callback it repeats: the transaction rules
+/// applied to the stored callback's fields (same key, same status, so only amount and MSISDN can differ).
 pub(super) fn body_disagreements(stored: &Document, incoming: &Callback) -> Vec<Conflict> {
-    let mut conflicts = Vec::new();
-    let stored_amount = match stored.get("amount") {
-        Some(Bson::Decimal128(amount)) => amount.to_string().parse::<Decimal>().ok(),
-        _ => None,
-    };
-    if let (Some(known), Some(new)) = (stored_amount, incoming.amount) {
-        if known != new {
-            conflicts.push(Conflict {
-                field: "amount",
-                current: known.to_string(),
-                incoming: new.to_string(),
-            });
-        }
-    }
-    if let (Ok(known), Some(new)) = (stored.get_str("msisdn"), incoming.msisdn.as_deref()) {
-        if known != new {
-            conflicts.push(Conflict {
-                field: "msisdn",
-                current: known.to_owned(),
-                incoming: new.to_owned(),
-            });
-        }
-    }
-    conflicts
+    transition(&snapshot_of(stored), incoming).conflicts
 }
 
 fn warn_conflicts(callback: &Callback, conflicts: &[Conflict]) {

@@ -1,0 +1,26 @@
+# Shared by the scripts in this folder (sourced, not run). Expects the working directory to be the repository.
+
+# Starts the local MongoDB (scripts/mongodb.sh) unless it already runs; remembers whether it did, so that
+# stop_mongodb_if_started stops only what this script started.
+ensure_local_mongodb() {
+  STARTED_MONGODB=false
+  if ! scripts/mongodb.sh status >/dev/null 2>&1; then
+    scripts/mongodb.sh start >/dev/null
+    STARTED_MONGODB=true
+  fi
+}
+
+stop_mongodb_if_started() {
+  if [ "${STARTED_MONGODB:-false}" = true ]; then scripts/mongodb.sh stop; fi
+}
+
+# Unless MMO_TEST_MONGODB_URI names one already, starts a throw-away MongoDB for tests on its own port and
+# data directory, exports its URI, and stops it when the script exits.
+use_test_mongodb() {
+  if [ -n "${MMO_TEST_MONGODB_URI:-}" ]; then return 0; fi
+  export MMO_MONGODB_PORT="${MMO_MONGODB_PORT:-27058}"
+  export MMO_MONGODB_HOME="${MMO_MONGODB_HOME:-$PWD/.tools/mongodb-test}"
+  MMO_TEST_MONGODB_URI=$(scripts/mongodb.sh start)
+  export MMO_TEST_MONGODB_URI
+  trap 'scripts/mongodb.sh stop' EXIT
+}
