@@ -29,6 +29,7 @@ pub struct Settings {
     pub c2b_validation: C2bValidationSettings,
     pub privacy: PrivacySettings,
     pub journal: JournalSettings,
+    pub quarantine: QuarantineSettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub log: LogSettings,
@@ -99,6 +100,27 @@ pub struct JournalSettings {
     pub max_attempts: u32,
     /// On shutdown, how long to keep draining to MongoDB before exiting (the rest waits for the next start).
     pub shutdown_drain_secs: u64,
+    /// The journal's page cache: its memory, whatever the backlog.
+    pub cache_bytes: usize,
+}
+
+impl JournalSettings {
+    pub fn options(&self) -> mmo_actors::journal::JournalOptions {
+        mmo_actors::journal::JournalOptions {
+            dir: self.dir.clone(),
+            max_bytes: self.max_bytes,
+            commit_window: Duration::from_millis(self.commit_window_ms),
+            cache_bytes: self.cache_bytes,
+        }
+    }
+}
+
+/// What is kept of rejected bodies.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuarantineSettings {
+    /// Days the bodies of unauthenticated requests are kept in `rejected_callbacks`; those of
+    /// authenticated senders are never expired.
+    pub unauthenticated_retention_days: u32,
 }
 
 /// Whether personal data (MSISDNs, customer names) is stored as it came or as salted digests.
@@ -524,6 +546,9 @@ impl Settings {
             ),
             connect_timeout: Duration::from_millis(self.mongodb.connect_timeout_ms),
             operation_timeout: Duration::from_millis(self.mongodb.operation_timeout_ms),
+            unauthenticated_retention: Duration::from_secs(
+                u64::from(self.quarantine.unauthenticated_retention_days) * 86_400,
+            ),
         }
     }
 

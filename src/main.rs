@@ -2,6 +2,9 @@ use mmo_webhooks::configuration::{self, Sources};
 use mmo_webhooks::startup::Application;
 use mmo_webhooks::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let loaded = match configuration::load(&Sources::from_process()) {
@@ -11,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    telemetry::init(&loaded.settings.log);
+    let _log_writer = telemetry::init(&loaded.settings.log);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

@@ -1,7 +1,7 @@
 //! Per-request context, as two middlewares:
 //! - [`request_context`]: the request id (the caller's `X-Request-ID` when usable, else a new one), echoed
-//!   on every response, and one tracing span and access-log line per request — with any URL token
-//!   redacted from the logged path;
+//!   on every response, and one log line per request (route pattern, never the path: a URL token stays
+//!   out of the logs; status, latency, and the callback's provider, type, key and outcome);
 //! - [`rate_limit`]: resolves the client (bearer identity, else address through trusted proxies), counts
 //!   the request, sets `X-RateLimit-*` on every response and answers 429 beyond the limit.
 
@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::rate_limit::{Bucket, Client};
-use crate::routes::{loggable_path, AppState};
+use crate::routes::AppState;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -61,29 +61,64 @@ impl FromRequest for RequestId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub IpAddr);
 
-/// Middleware: assigns the request id, opens the request's span, logs the outcome, sets `X-Request-ID`.
+/// What a webhook handler learned about the callback it handled, for the request's log line.
+#[derive(Debug, Clone)]
+pub struct CallbackSummary {
+    pub provider: &'static str,
+    pub callback_type: &'static str,
+    pub key: String,
+    /// `stored`, `repeat`, `conflict`, `quarantined`, or `None` when not stored.
+    pub outcome: Option<&'static str>,
+}
+
+/// Middleware: assigns the request id, writes one log line per request (and its metrics), sets
+/// `X-Request-ID`. Lines logged while handling the request carry the request id through its span.
 pub async fn request_context(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let request_id = RequestId::from_request(&request);
     request.extensions_mut().insert(request_id.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id.0,
-        method = %request.method(),
-        // Never the raw path: it may carry a URL token. The query string is never logged.
-        path = %loggable_path(request.path()),
-    );
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id.0);
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
+    let latency = started.elapsed();
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
+    // The route's pattern, never the path itself: it may carry a URL token. The query string is never
+    // logged either.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    metrics::counter!("mmo_http_requests_total", "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("mmo_http_request_duration_seconds", "route" => route.clone())
+        .record(latency.as_secs_f64());
+    let summary = response
+        .request()
+        .extensions()
+        .get::<CallbackSummary>()
+        .cloned();
+    span.in_scope(|| match summary {
+        Some(callback) => tracing::info!(
+            %method,
+            route,
             status,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
+            latency_us = latency.as_micros() as u64,
+            provider = callback.provider,
+            callback_type = callback.callback_type,
+            key = callback.key,
+            outcome = callback.outcome,
+            "request"
+        ),
+        None => tracing::info!(
+            %method,
+            route,
+            status,
+            latency_us = latency.as_micros() as u64,
+            "request"
+        ),
     });
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
         response.headers_mut().insert(X_REQUEST_ID, value);

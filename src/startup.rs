@@ -33,13 +33,8 @@ impl Application {
     /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
     /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let commit_window = Duration::from_millis(settings.journal.commit_window_ms);
-        let journal = Journal::open_with(
-            &settings.journal.dir,
-            settings.journal.max_bytes,
-            commit_window,
-        )
-        .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
+        let journal = Journal::open_with(settings.journal.options())
+            .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
         let store = MongoStore::connect(&settings.mongo()).await?;
         {
             let store = store.clone();
@@ -52,7 +47,7 @@ impl Application {
         let drain_settings = DrainSettings {
             batch: settings.journal.drain_batch.get(),
             max_attempts: settings.journal.max_attempts,
-            max_backoff: Duration::from_secs(5),
+            ..DrainSettings::default()
         };
         Drain::new(
             Arc::clone(&journal),

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use mongodb::bson::oid::ObjectId;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +25,24 @@ pub enum CallbackType {
 }
 
 impl CallbackType {
+    pub const ALL: [Self; 10] = [
+        Self::StkPush,
+        Self::B2cResult,
+        Self::B2cTimeout,
+        Self::C2bConfirmation,
+        Self::C2bValidation,
+        Self::Collection,
+        Self::Disbursement,
+        Self::Remittance,
+        Self::Payment,
+        Self::Notification,
+    ];
+
+    /// The type stored as `text` (`stk_push`, …).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::StkPush => "stk_push",
@@ -189,17 +208,18 @@ impl CallbackKey {
 }
 
 /// One arrival of a callback: when it came, and an id that makes applying it twice harmless (a retried or
-/// re-drained delivery is not counted again).
+/// re-drained delivery is not counted again). The first delivery's id is also the `_id` of the stored
+/// callback document, so re-applying it finds its own document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
-    pub id: String,
+    pub id: ObjectId,
     pub received_at: DateTime<Utc>,
 }
 
 impl Delivery {
     pub fn new(received_at: DateTime<Utc>) -> Self {
         Self {
-            id: mongodb::bson::oid::ObjectId::new().to_hex(),
+            id: ObjectId::new(),
             received_at,
         }
     }
@@ -207,7 +227,7 @@ impl Delivery {
 
 /// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
 /// interned, so each distinct name is allocated once for the life of the process.
-fn intern(name: &str) -> &'static str {
+pub(crate) fn intern(name: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();

@@ -1,36 +1,55 @@
-//! The drain actor: applies journal entries to MongoDB in order, in batches, and removes them only after
-//! MongoDB acknowledged them.
+//! The drain actor: applies journal entries to MongoDB in batches, and has the journal remove them only
+//! after MongoDB acknowledged them.
 //!
-//! Entries of one transaction are applied one after another in journal order; different transactions
-//! concurrently. While MongoDB is unreachable the drain backs off (doubling up to `max_backoff`) and tries
-//! again, for as long as it takes. Applying an entry twice is harmless (unique indexes, delivery ids), so
-//! a crash between a write and the entry's removal loses nothing and double-counts nothing.
+//! Each round reads the next entries after a cursor and hands them to the store as one batch (see
+//! `store/batch.rs`: a few MongoDB operations per batch, not per entry). Entries of one group (a
+//! transaction) are applied in journal order; different groups independently.
 //!
-//! An entry that makes the store fail in a way retrying cannot fix — a panic, a document MongoDB refuses,
-//! an entry that cannot be decoded — is attempted `max_attempts` times and then quarantined (as a
-//! rejected callback, with the reason) instead of blocking its transaction forever.
+//! Failures are handled where they belong:
+//! - **MongoDB unavailable** (unreachable, an election, a timeout): the whole drain backs off (doubling up
+//!   to `max_backoff`) and reads the same entries again, for as long as it takes. Unavailability never
+//!   counts towards quarantine.
+//! - **An entry that fails by itself** (a document MongoDB refuses, a panic in the store, an entry that
+//!   cannot be decoded): only its group waits — the entry is retried with its own doubling backoff while
+//!   the rest of the drain goes on — and after `max_attempts` it is quarantined in `rejected_callbacks`
+//!   (once: under an id derived from the entry, so a crash between quarantine and removal keeps one copy)
+//!   and removed, so that it never blocks its transaction forever.
+//!
+//! Applying an entry twice is harmless (unique indexes, delivery ids), so a crash between a write and the
+//! entry's removal loses nothing and double-counts nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context, WrapFuture};
 use chrono::Utc;
-use futures_util::future::join_all;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use mongodb::bson::oid::ObjectId;
+use sha2::{Digest, Sha256};
 
-use crate::journal::{Entry, Journal, Journaled};
-use crate::store::{CallbackStore, RejectedCallback, StoreError};
+use crate::journal::{Entry, Journal, Journaled, Undecodable};
+use crate::store::{
+    payload_of, Applied, CallbackStore, EntryOutcome, RejectedCallback, StoreError,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DrainSettings {
-    /// Entries read per round.
+    /// Most entries applied per batch.
     pub batch: usize,
     /// Attempts before an entry that keeps failing (not for unavailability) is quarantined.
     pub max_attempts: u32,
-    /// Longest pause between rounds while MongoDB fails.
+    /// Longest pause while MongoDB is unavailable, and between attempts of a failing entry.
     pub max_backoff: Duration,
+    /// First pause before a failing entry is attempted again (then doubling).
+    pub retry_after: Duration,
+    /// How often callbacks left unprocessed are looked for (also once at start).
+    pub sweep_every: Duration,
+    /// Batches written at once (different groups only): one is written while the next is prepared.
+    pub pipeline: usize,
 }
 
 impl Default for DrainSettings {
@@ -39,6 +58,9 @@ impl Default for DrainSettings {
             batch: 512,
             max_attempts: 5,
             max_backoff: Duration::from_secs(5),
+            retry_after: Duration::from_millis(100),
+            sweep_every: Duration::from_secs(300),
+            pipeline: 2,
         }
     }
 }
@@ -67,192 +89,509 @@ impl Actor for Drain {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (journal, store, settings) = (
+        let state = DrainState::new(
             Arc::clone(&self.journal),
             Arc::clone(&self.store),
             self.settings,
         );
-        ctx.spawn(drain_forever(journal, store, settings).into_actor(self));
+        ctx.spawn(state.run().into_actor(self));
     }
 }
 
-/// What happened to one entry this round.
-enum Applied {
-    Done,
-    /// MongoDB unreachable or slow: try again later, as often as needed.
-    Unavailable(String),
-    /// A failure retrying may not fix (counted towards `max_attempts`).
-    Failed(String),
+/// A group that waits: one of its entries failed by itself. Its entries (the failed one first) are
+/// retried in order once `not_before` has passed.
+struct Waiting {
+    seqs: VecDeque<u64>,
+    attempts: u32,
+    not_before: Instant,
 }
 
-async fn drain_forever(
+struct DrainState {
     journal: Arc<Journal>,
     store: Arc<dyn CallbackStore>,
     settings: DrainSettings,
-) {
-    let mut attempts: HashMap<u64, u32> = HashMap::new();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let batch = {
-            let journal = Arc::clone(&journal);
-            tokio::task::spawn_blocking(move || journal.oldest(settings.batch)).await
-        };
-        let batch = match batch {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "journal could not be read");
-                tokio::time::sleep(settings.max_backoff).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%error, "journal read task failed");
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            // Woken by the next append; the timeout only guards against a missed wake-up.
-            let _ = tokio::time::timeout(Duration::from_secs(1), journal.appended()).await;
-            continue;
-        }
+    /// The next entry number to read.
+    cursor: u64,
+    waiting: HashMap<String, Waiting>,
+    /// Every entry number held by a waiting group.
+    held: BTreeSet<u64>,
+    /// Groups with entries in a batch being written, and how many such batches.
+    busy: HashMap<String, usize>,
+    backoff: Duration,
+    next_sweep: Instant,
+}
 
-        let mut groups: Vec<(String, Vec<Journaled>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for journaled in batch {
-            let group = match &journaled.entry {
-                Ok(entry) => entry.group(),
-                Err(_) => format!("undecodable/{}", journaled.seq),
+/// A batch written to the store, and what became of each entry.
+struct Applying {
+    slots: Vec<Slot>,
+    entries: Vec<Entry>,
+    outcomes: Vec<EntryOutcome>,
+}
+
+/// What to do with an entry after a round.
+enum Verdict {
+    Remove,
+    /// Its group waits (a failure of its own or of an earlier entry of the group).
+    Wait {
+        failed: Option<String>,
+    },
+    /// MongoDB was unavailable: read it again after the drain's backoff.
+    Again,
+}
+
+impl DrainState {
+    fn new(journal: Arc<Journal>, store: Arc<dyn CallbackStore>, settings: DrainSettings) -> Self {
+        Self {
+            journal,
+            store,
+            settings,
+            cursor: 0,
+            waiting: HashMap::new(),
+            held: BTreeSet::new(),
+            busy: HashMap::new(),
+            backoff: settings.retry_after,
+            next_sweep: Instant::now(),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Applying>> = FuturesUnordered::new();
+        let mut paused_until = Instant::now();
+        loop {
+            if Instant::now() >= self.next_sweep && in_flight.is_empty() {
+                self.sweep().await;
+            }
+            // Keep up to `pipeline` batches in flight: one is written while the next is prepared.
+            while in_flight.len() < self.settings.pipeline && Instant::now() >= paused_until {
+                match self.next_batch().await {
+                    Ok(batch) if batch.is_empty() => break,
+                    Ok(batch) => in_flight.push(self.start(batch)),
+                    Err(error) => {
+                        tracing::error!(%error, "journal could not be read");
+                        paused_until = Instant::now() + self.settings.max_backoff;
+                    }
+                }
+            }
+            let Some(done) = in_flight.next().await else {
+                if Instant::now() < paused_until {
+                    tokio::time::sleep_until(paused_until.into()).await;
+                } else {
+                    self.idle().await;
+                }
+                continue;
             };
-            let slot = *index.entry(group.clone()).or_insert_with(|| {
-                groups.push((group, Vec::new()));
-                groups.len() - 1
-            });
-            groups[slot].1.push(journaled);
-        }
-
-        let rounds = join_all(groups.into_iter().map(|(_, entries)| {
-            let store = Arc::clone(&store);
-            async move {
-                let mut outcomes = Vec::new();
-                for journaled in entries {
-                    let applied = apply(store.as_ref(), &journaled).await;
-                    let stop = !matches!(applied, Applied::Done);
-                    outcomes.push((journaled, applied));
-                    if stop {
-                        // Later entries of this transaction wait for this one.
-                        break;
-                    }
+            match self.finish(done).await {
+                Some(error) => {
+                    tracing::warn!(%error, backlog = self.journal.backlog().entries, retry_in_ms = self.backoff.as_millis() as u64, "MongoDB did not take the journal's entries; retrying");
+                    metrics::gauge!("mmo_mongodb_reachable").set(0.0);
+                    paused_until = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
                 }
-                outcomes
+                None => {
+                    metrics::gauge!("mmo_mongodb_reachable").set(1.0);
+                    self.backoff = self.settings.retry_after;
+                }
             }
-        }))
-        .await;
+        }
+    }
 
-        let mut drained = Vec::new();
+    /// Waits for the next append, or for the next waiting group to be due (at most a second: a guard
+    /// against a missed wake-up).
+    async fn idle(&mut self) {
+        let now = Instant::now();
+        let due = self
+            .waiting
+            .values()
+            .map(|waiting| waiting.not_before.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(due, self.journal.appended()).await;
+    }
+
+    async fn sweep(&mut self) {
+        self.next_sweep = Instant::now() + self.settings.sweep_every;
+        let store = Arc::clone(&self.store);
+        if let Err(error) = store.sweep().await {
+            tracing::warn!(%error, "unprocessed callbacks could not be looked for; trying again later");
+        }
+    }
+
+    /// Waiting groups that are due (their entries, in order), then fresh entries after the cursor —
+    /// those of waiting groups join their group instead.
+    async fn next_batch(&mut self) -> Result<Vec<Slot>, String> {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(group, waiting)| waiting.not_before <= now && !self.busy.contains_key(*group))
+            .flat_map(|(_, waiting)| waiting.seqs.iter().copied())
+            .take(self.settings.batch)
+            .collect();
+        let room = self.settings.batch.saturating_sub(due.len());
+        let (journal, cursor) = (Arc::clone(&self.journal), self.cursor);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut due = journal.read(&due)?;
+            if room > 0 {
+                due.extend(journal.read_from(cursor, room)?);
+            }
+            Ok::<_, crate::journal::JournalError>(due)
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+
+        let mut batch = Vec::with_capacity(read.len());
+        for journaled in read {
+            let slot = Slot::from(journaled);
+            if slot.seq >= self.cursor {
+                self.cursor = slot.seq + 1;
+                if self.waiting.contains_key(&slot.group) || self.busy.contains_key(&slot.group) {
+                    // Behind a failed entry, or behind a batch still being written: in order, later.
+                    self.hold(&slot);
+                    if let Some(waiting) = self.waiting.get_mut(&slot.group) {
+                        if waiting.attempts == 0 && self.busy.contains_key(&slot.group) {
+                            waiting.not_before = Instant::now() + Duration::from_secs(3600);
+                        }
+                    }
+                    continue;
+                }
+            } else if self.busy.contains_key(&slot.group) {
+                continue;
+            }
+            batch.push(slot);
+        }
+        Ok(batch)
+    }
+
+    /// Starts writing a batch: its groups are busy until it is finished (see [`DrainState::finish`]).
+    fn start(&mut self, mut batch: Vec<Slot>) -> BoxFuture<'static, Applying> {
+        for slot in &batch {
+            *self.busy.entry(slot.group.clone()).or_default() += 1;
+        }
+        let entries: Vec<Entry> = batch
+            .iter_mut()
+            .filter_map(|slot| match std::mem::replace(&mut slot.entry, Ok(None)) {
+                Ok(Some(entry)) => Some(entry),
+                undecodable => {
+                    slot.entry = undecodable;
+                    None
+                }
+            })
+            .collect();
+        let store = Arc::clone(&self.store);
+        async move {
+            let started = Instant::now();
+            let outcomes = apply_isolating_panics(store.as_ref(), &entries).await;
+            metrics::histogram!("mmo_drain_batch_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            Applying {
+                slots: batch,
+                entries,
+                outcomes,
+            }
+        }
+        .boxed()
+    }
+
+    /// Settles a written batch; returns the unavailability that stopped part of it, if any.
+    async fn finish(&mut self, done: Applying) -> Option<String> {
+        let Applying {
+            slots,
+            entries,
+            outcomes,
+        } = done;
+        let mut outcomes = outcomes.into_iter();
         let mut unavailable = None;
-        for (journaled, applied) in rounds.into_iter().flatten() {
-            match applied {
-                Applied::Done => {
-                    attempts.remove(&journaled.seq);
-                    drained.push((journaled.seq, journaled.bytes));
-                }
-                Applied::Unavailable(error) => unavailable = Some(error),
-                Applied::Failed(error) => {
-                    let tries = attempts.entry(journaled.seq).or_default();
-                    *tries += 1;
-                    tracing::error!(seq = journaled.seq, attempt = *tries, %error, "journal entry failed");
-                    if *tries >= settings.max_attempts
-                        && quarantine_poisoned(store.as_ref(), &journaled, *tries, &error).await
-                    {
-                        attempts.remove(&journaled.seq);
-                        drained.push((journaled.seq, journaled.bytes));
-                    } else {
-                        unavailable.get_or_insert(error);
+        let mut applied = 0_u64;
+        let mut decoded = entries.into_iter();
+        let mut verdicts = Vec::with_capacity(slots.len());
+        for mut slot in slots {
+            let verdict = match &slot.entry {
+                Err(undecodable) => Verdict::Wait {
+                    failed: Some(format!("entry cannot be decoded: {undecodable}")),
+                },
+                Ok(_) => {
+                    slot.entry = Ok(decoded.next());
+                    match outcomes.next().unwrap_or(EntryOutcome::Deferred) {
+                        EntryOutcome::Applied(result) => {
+                            applied += 1;
+                            if let Applied::Record(outcome) = result {
+                                metrics::counter!("mmo_drain_records_total", "outcome" => outcome.as_str())
+                                    .increment(1);
+                            }
+                            Verdict::Remove
+                        }
+                        EntryOutcome::Failed(error) if error.is_unavailability() => {
+                            unavailable.get_or_insert(error.to_string());
+                            Verdict::Again
+                        }
+                        EntryOutcome::Failed(error) => Verdict::Wait {
+                            failed: Some(error.to_string()),
+                        },
+                        EntryOutcome::Deferred => Verdict::Wait { failed: None },
                     }
                 }
+            };
+            verdicts.push((slot, verdict));
+        }
+        metrics::counter!("mmo_drain_applied_total").increment(applied);
+        let groups: Vec<String> = verdicts
+            .iter()
+            .map(|(slot, _)| slot.group.clone())
+            .collect();
+        self.settle(verdicts).await;
+        // Entries of these groups that arrived while the batch was written may go now (unless the group
+        // waits after a failure).
+        let now = Instant::now();
+        for group in groups {
+            if let Some(count) = self.busy.get_mut(&group) {
+                *count -= 1;
+                if *count == 0 {
+                    self.busy.remove(&group);
+                }
+            }
+            if let Some(waiting) = self.waiting.get_mut(&group) {
+                if waiting.attempts == 0 {
+                    waiting.not_before = now;
+                }
             }
         }
+        unavailable
+    }
 
-        let removed = {
-            let journal = Arc::clone(&journal);
-            match tokio::task::spawn_blocking(move || journal.remove(&drained)).await {
-                Ok(result) => result.map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
+    /// Removes applied entries, queues failed ones on their group, rewinds for unavailable ones.
+    async fn settle(&mut self, verdicts: Vec<(Slot, Verdict)>) {
+        let mut removed = Vec::new();
+        let mut again = u64::MAX;
+        let mut failures: Vec<(Slot, String)> = Vec::new();
+        for (slot, verdict) in verdicts {
+            match verdict {
+                Verdict::Remove => {
+                    self.release(&slot);
+                    removed.push((slot.seq, slot.bytes));
+                }
+                Verdict::Again => {
+                    if !self.held.contains(&slot.seq) {
+                        again = again.min(slot.seq);
+                    }
+                }
+                Verdict::Wait { failed: None } => self.hold(&slot),
+                Verdict::Wait {
+                    failed: Some(error),
+                } => failures.push((slot, error)),
             }
+        }
+        if again != u64::MAX {
+            self.cursor = self.cursor.min(again);
+        }
+        for (slot, error) in failures {
+            if self.fail(&slot, &error).await {
+                self.release(&slot);
+                removed.push((slot.seq, slot.bytes));
+            }
+        }
+        self.journal.remove(removed);
+    }
+
+    /// Holds an entry in its group's queue (the group waits).
+    fn hold(&mut self, slot: &Slot) {
+        let waiting = self
+            .waiting
+            .entry(slot.group.clone())
+            .or_insert_with(|| Waiting {
+                seqs: VecDeque::new(),
+                attempts: 0,
+                not_before: Instant::now(),
+            });
+        if self.held.insert(slot.seq) {
+            // Keep the group's queue in journal order.
+            let at = waiting
+                .seqs
+                .iter()
+                .position(|seq| *seq > slot.seq)
+                .unwrap_or(waiting.seqs.len());
+            waiting.seqs.insert(at, slot.seq);
+        }
+    }
+
+    /// Forgets a held entry that is done; a group with nothing left stops waiting.
+    fn release(&mut self, slot: &Slot) {
+        if !self.held.remove(&slot.seq) {
+            return;
+        }
+        if let Some(waiting) = self.waiting.get_mut(&slot.group) {
+            waiting.seqs.retain(|seq| *seq != slot.seq);
+            if waiting.seqs.is_empty() {
+                self.waiting.remove(&slot.group);
+            } else {
+                // The group moves again: what follows starts afresh.
+                waiting.attempts = 0;
+                waiting.not_before = Instant::now();
+            }
+        }
+    }
+
+    /// Counts a failed attempt of an entry; returns true when it was quarantined (and may be removed).
+    async fn fail(&mut self, slot: &Slot, error: &str) -> bool {
+        self.hold(slot);
+        let Some(waiting) = self.waiting.get_mut(&slot.group) else {
+            return false;
         };
-        if let Err(error) = removed {
-            tracing::error!(%error, "drained entries could not be removed from the journal; they will be applied again, harmlessly");
+        waiting.attempts += 1;
+        let attempts = waiting.attempts;
+        let pause = self
+            .settings
+            .retry_after
+            .saturating_mul(1 << attempts.min(16))
+            .min(self.settings.max_backoff);
+        waiting.not_before = Instant::now() + pause;
+        tracing::error!(seq = slot.seq, attempt = attempts, %error, "journal entry failed");
+        if attempts < self.settings.max_attempts {
+            return false;
         }
-
-        match unavailable {
-            Some(error) => {
-                tracing::warn!(%error, backlog = journal.backlog().entries, retry_in_ms = backoff.as_millis() as u64, "MongoDB did not take the journal's entries; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(settings.max_backoff);
+        let quarantined = quarantine_poisoned(self.store.as_ref(), slot, attempts, error).await;
+        if quarantined {
+            metrics::counter!("mmo_drain_poisoned_total").increment(1);
+            if let Some(waiting) = self.waiting.get_mut(&slot.group) {
+                // The next entry of the group starts afresh.
+                waiting.attempts = 0;
+                waiting.not_before = Instant::now();
             }
-            None => backoff = Duration::from_millis(50),
+        }
+        quarantined
+    }
+}
+
+/// One entry of a round: its number, size and group, and the entry itself (taken out while the store
+/// applies it, put back for quarantining) or why it cannot be decoded.
+struct Slot {
+    seq: u64,
+    bytes: u64,
+    /// See [`Entry::group`]; an undecodable entry is a group of its own.
+    group: String,
+    entry: Result<Option<Entry>, Undecodable>,
+}
+
+impl From<Journaled> for Slot {
+    fn from(journaled: Journaled) -> Self {
+        let group = match &journaled.entry {
+            Ok(entry) => entry.group(),
+            Err(_) => format!("undecodable/{}", journaled.seq),
+        };
+        Self {
+            seq: journaled.seq,
+            bytes: journaled.bytes,
+            group,
+            entry: journaled.entry.map(Some),
         }
     }
 }
 
-/// Applies one entry, turning a panic inside the store into a failure of that entry.
-async fn apply(store: &dyn CallbackStore, journaled: &Journaled) -> Applied {
-    let entry = match &journaled.entry {
-        Ok(entry) => entry.clone(),
-        Err(error) => return Applied::Failed(format!("entry cannot be decoded: {error}")),
-    };
-    let operation = std::panic::catch_unwind(AssertUnwindSafe(|| match entry {
-        Entry::Record { callback, delivery } => store
-            .record(Arc::from(callback), delivery)
-            .map(|r| r.map(|_| ()))
-            .boxed(),
-        Entry::CountDelivery { key, delivery } => store.count_delivery(key, delivery),
-        Entry::Quarantine { rejected } => store.quarantine(Arc::new(rejected)),
-    }));
-    let result = match operation {
+/// Applies a batch, turning a panic inside the store into a failure of the entry that caused it: after a
+/// panic the entries are applied one at a time, so that only the poisoned one fails.
+async fn apply_isolating_panics(store: &dyn CallbackStore, entries: &[Entry]) -> Vec<EntryOutcome> {
+    let count = entries.len();
+    let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| store.apply(entries)));
+    let whole = match attempt {
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
         Err(panic) => Err(panic),
     };
-    match result {
-        Ok(Ok(())) => Applied::Done,
-        Ok(Err(
-            error @ (StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Full(_)),
-        )) => Applied::Unavailable(error.to_string()),
-        Ok(Err(StoreError::Rejected(reason))) => Applied::Failed(reason),
-        Err(panic) => Applied::Failed(format!("store panicked: {}", panic_message(&panic))),
+    match whole {
+        Ok(outcomes) if outcomes.len() == count => return outcomes,
+        // Alone in its batch: that entry is the one.
+        Err(panic) if count == 1 => {
+            return vec![EntryOutcome::Failed(StoreError::Rejected(format!(
+                "store panicked: {}",
+                panic_message(&panic)
+            )))]
+        }
+        _ => {}
     }
+    let mut outcomes = Vec::with_capacity(count);
+    for entry in entries {
+        let single = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            store.apply(std::slice::from_ref(entry))
+        }));
+        let outcome = match single {
+            Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(mut result) => result.pop(),
+                Err(panic) => Some(EntryOutcome::Failed(StoreError::Rejected(format!(
+                    "store panicked: {}",
+                    panic_message(&panic)
+                )))),
+            },
+            Err(panic) => Some(EntryOutcome::Failed(StoreError::Rejected(format!(
+                "store panicked: {}",
+                panic_message(&panic)
+            )))),
+        };
+        outcomes.push(outcome.unwrap_or(EntryOutcome::Deferred));
+    }
+    outcomes
 }
 
 /// Keeps an entry that keeps failing as a rejected callback, so that it stops blocking its transaction.
+/// Its id derives from the entry, so quarantining it twice (a crash before its removal) keeps one copy.
 async fn quarantine_poisoned(
     store: &dyn CallbackStore,
-    journaled: &Journaled,
+    slot: &Slot,
     tries: u32,
     error: &str,
 ) -> bool {
-    let (raw, request_id) = match &journaled.entry {
-        Ok(Entry::Record { callback, delivery }) => (
-            callback.payload.to_string().into_bytes(),
-            delivery.id.clone(),
-        ),
-        Ok(Entry::CountDelivery { key, delivery }) => (
+    let (raw, request_id, identity) = match &slot.entry {
+        Ok(Some(Entry::Record { document })) => {
+            let id = document.get_object_id("_id").unwrap_or_default();
+            (
+                payload_of(document)
+                    .into_relaxed_extjson()
+                    .to_string()
+                    .into_bytes(),
+                id.to_hex(),
+                format!("record/{id}"),
+            )
+        }
+        Ok(Some(Entry::CountDelivery { key, delivery })) => (
             serde_json::to_vec(key).unwrap_or_default(),
-            delivery.id.clone(),
+            delivery.id.to_hex(),
+            format!("count/{}", delivery.id),
         ),
-        Ok(Entry::Quarantine { rejected }) => (rejected.raw.clone(), rejected.request_id.clone()),
-        Err(_) => (Vec::new(), String::new()),
+        Ok(Some(Entry::Quarantine { rejected })) => (
+            rejected.raw.clone(),
+            rejected.request_id.clone(),
+            format!("quarantine/{}", rejected.id),
+        ),
+        Err(undecodable) => {
+            let identity = format!("undecodable/{}", hex(&Sha256::digest(&undecodable.raw)));
+            (undecodable.raw.clone(), String::new(), identity)
+        }
+        Ok(None) => return false,
     };
-    let rejected = RejectedCallback::new(
+    let mut rejected = RejectedCallback::new(
         raw,
         "journal".to_owned(),
         format!("poisoned: failed {tries} times: {error}"),
         request_id,
         Utc::now(),
     );
+    rejected.id = poisoned_id(&identity);
     let kept = std::panic::catch_unwind(AssertUnwindSafe(|| store.quarantine(Arc::new(rejected))));
     match kept {
         Ok(future) => matches!(AssertUnwindSafe(future).catch_unwind().await, Ok(Ok(()))),
         Err(_) => false,
     }
+}
+
+/// A stable ObjectId for a poisoned entry: the first 12 bytes of a SHA-256 of what identifies it.
+fn poisoned_id(identity: &str) -> ObjectId {
+    let digest = Sha256::digest(format!("poisoned:{identity}").as_bytes());
+    let mut bytes = [0_u8; 12];
+    bytes.copy_from_slice(&digest[..12]);
+    ObjectId::from_bytes(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -261,4 +600,15 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|message| (*message).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_entry_always_gets_the_same_id() {
+        assert_eq!(poisoned_id("record/1"), poisoned_id("record/1"));
+        assert_ne!(poisoned_id("record/1"), poisoned_id("record/2"));
+    }
 }

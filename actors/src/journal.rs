@@ -2,18 +2,30 @@
 //! acknowledged, and drained to MongoDB afterwards (see [`crate::drain`]).
 //!
 //! Storage is an embedded `redb` database (one file, crash-safe commits, no server) in `journal.dir`.
-//! Appends go through one writer thread that commits whatever has queued up in a single transaction:
-//! many concurrent callbacks share one fsync (group commit). Entries are numbered in arrival order and
-//! removed once MongoDB has acknowledged them; redb reuses the freed pages, so the file stays as large as
-//! the largest backlog. Past `max_bytes` of backlog an append is refused (the caller answers 503) rather
-//! than acknowledging what cannot be kept.
+//! One writer thread owns every write: it commits whatever appends have queued up in a single
+//! transaction (many concurrent callbacks share one fsync: group commit), and folds the drain's removals
+//! into the same commits. A commit that carries appends is durable (fsync'd) before any of its appends is
+//! answered; a commit that only removes drained entries is not synced on its own — it becomes durable with
+//! the next append, and should the process die first, those entries are drained again, harmlessly.
+//!
+//! Entries are numbered in arrival order. Past `max_bytes` of backlog an append is refused (the caller
+//! answers 503) rather than acknowledging what cannot be kept. redb's page cache is bounded by
+//! `cache_bytes`, so memory does not grow with the backlog.
+//!
+//! The writer's health is visible ([`Journal::is_healthy`]): after a failed commit (an I/O error, a full
+//! disk) or the writer thread's death, readiness reports the journal as failing until a commit succeeds.
 
-use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use mongodb::bson::RawDocumentBuf;
+use redb::{
+    Builder, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
@@ -23,13 +35,15 @@ use crate::store::{RejectedCallback, StoreError};
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// The most appends committed in one transaction.
 const MAX_GROUP: usize = 1024;
+const FILE_NAME: &str = "journal.redb";
 
-/// What the journal keeps: the store operations still to be applied to MongoDB.
+/// What the journal keeps: the store operations still to be applied to MongoDB. Encoded as BSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Entry {
+    /// A callback to store: its document exactly as it is inserted (see
+    /// [`crate::store::callback_document`]), built once when the callback was accepted.
     Record {
-        callback: Box<Callback>,
-        delivery: Delivery,
+        document: RawDocumentBuf,
     },
     CountDelivery {
         key: CallbackKey,
@@ -40,19 +54,163 @@ pub enum Entry {
     },
 }
 
+/// An [`Entry`] made of references: what is written, without copying into an owned entry first.
+/// Serializes exactly as the `Entry` it mirrors.
+#[derive(Serialize)]
+#[serde(rename = "Entry")]
+pub enum EntryRef<'a> {
+    Record {
+        document: &'a RawDocumentBuf,
+    },
+    CountDelivery {
+        key: &'a CallbackKey,
+        delivery: &'a Delivery,
+    },
+    Quarantine {
+        rejected: &'a RejectedCallback,
+    },
+}
+
+impl EntryRef<'_> {
+    /// The journal's bytes for this entry.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        mongodb::bson::to_vec(self).map_err(|error| StoreError::Rejected(error.to_string()))
+    }
+}
+
 impl Entry {
+    /// The entry that records `callback` on its first `delivery`.
+    pub fn record(callback: &Callback, delivery: &Delivery) -> Self {
+        Self::Record {
+            document: crate::store::callback_document(callback, delivery),
+        }
+    }
+
     /// Entries of one group are applied in journal order; groups are independent. A transaction's
     /// callbacks share a group, so a `PENDING` is never applied after the `SUCCESSFUL` that followed it.
     pub fn group(&self) -> String {
         match self {
-            Self::Record { callback, .. } => {
-                format!("{}/{}", callback.provider, callback.provider_transaction_id)
-            }
+            Self::Record { document } => format!(
+                "{}/{}",
+                document.get_str("provider").unwrap_or_default(),
+                document
+                    .get_str("provider_transaction_id")
+                    .unwrap_or_default()
+            ),
             Self::CountDelivery { key, .. } => {
                 format!("{}/{}", key.provider, key.provider_transaction_id)
             }
             Self::Quarantine { rejected } => format!("quarantine/{}", rejected.id),
         }
+    }
+
+    /// The journal's bytes for an entry.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        mongodb::bson::to_vec(self).map_err(|error| StoreError::Rejected(error.to_string()))
+    }
+
+    /// Reads an entry back: BSON, or the JSON of journals written before entries were BSON (so that
+    /// an upgrade drains what the previous version accepted).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        match mongodb::bson::from_slice(bytes) {
+            Ok(entry) => Ok(entry),
+            Err(error) if bytes.first() == Some(&b'{') => {
+                legacy::decode(bytes).map_err(|legacy| format!("{error}; as JSON: {legacy}"))
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// When the operation was received (for the age of the oldest entry).
+    pub fn received_at(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Self::Record { document } => document
+                .get_datetime("received_at")
+                .ok()
+                .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .unwrap_or_default(),
+            Self::CountDelivery { delivery, .. } => delivery.received_at,
+            Self::Quarantine { rejected } => rejected.received_at,
+        }
+    }
+}
+
+/// Journals written by versions whose entries were JSON.
+mod legacy {
+    use chrono::{DateTime, Utc};
+    use mongodb::bson::oid::ObjectId;
+    use serde::Deserialize;
+
+    use super::Entry;
+    use crate::callback::{Callback, CallbackKey, Delivery};
+    use crate::store::RejectedCallback;
+
+    #[derive(Deserialize)]
+    enum LegacyEntry {
+        Record {
+            callback: Box<Callback>,
+            delivery: LegacyDelivery,
+        },
+        CountDelivery {
+            key: CallbackKey,
+            delivery: LegacyDelivery,
+        },
+        Quarantine {
+            rejected: LegacyRejected,
+        },
+    }
+
+    /// Ids were hex strings.
+    #[derive(Deserialize)]
+    struct LegacyDelivery {
+        id: String,
+        received_at: DateTime<Utc>,
+    }
+
+    #[derive(Deserialize)]
+    struct LegacyRejected {
+        id: String,
+        raw: Vec<u8>,
+        path: String,
+        reason: String,
+        request_id: String,
+        received_at: DateTime<Utc>,
+    }
+
+    fn id(hex: &str) -> Result<ObjectId, String> {
+        ObjectId::parse_str(hex).map_err(|error| error.to_string())
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        let legacy: LegacyEntry =
+            serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        let delivery = |legacy: LegacyDelivery| -> Result<Delivery, String> {
+            Ok(Delivery {
+                id: id(&legacy.id)?,
+                received_at: legacy.received_at,
+            })
+        };
+        Ok(match legacy {
+            LegacyEntry::Record {
+                callback,
+                delivery: first,
+            } => Entry::record(&callback, &delivery(first)?),
+            LegacyEntry::CountDelivery { key, delivery: at } => Entry::CountDelivery {
+                key,
+                delivery: delivery(at)?,
+            },
+            LegacyEntry::Quarantine { rejected } => Entry::Quarantine {
+                rejected: RejectedCallback {
+                    id: id(&rejected.id)?,
+                    raw: rejected.raw,
+                    path: rejected.path,
+                    reason: rejected.reason,
+                    request_id: rejected.request_id,
+                    received_at: rejected.received_at,
+                    authenticated: true,
+                },
+            },
+        })
     }
 }
 
@@ -74,52 +232,145 @@ pub enum JournalError {
         path: String,
         source: std::io::Error,
     },
+    #[error("journal writer thread could not be started: {0}")]
+    WriterThread(std::io::Error),
 }
 
 /// One journaled entry as read back: its number, size, and the entry (or why it could not be decoded).
 pub struct Journaled {
     pub seq: u64,
     pub bytes: u64,
-    pub entry: Result<Entry, String>,
+    pub entry: Result<Entry, Undecodable>,
 }
 
-struct Pending {
-    bytes: Vec<u8>,
-    done: oneshot::Sender<Result<(), String>>,
+/// An entry this version cannot decode: why, and its exact bytes (kept when it is quarantined).
+#[derive(Debug, Clone)]
+pub struct Undecodable {
+    pub error: String,
+    pub raw: Vec<u8>,
+}
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+/// How the journal is opened. [`JournalOptions::new`] gives the defaults of `config/default.toml`.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    pub dir: PathBuf,
+    /// Largest backlog kept; beyond it appends are refused.
+    pub max_bytes: u64,
+    /// Sync policy: how long the writer gathers appends before one commit (and its fsync). Zero commits
+    /// as soon as the writer is free — under load appends still share commits.
+    pub commit_window: Duration,
+    /// redb's page cache: what the journal may hold in memory, whatever the backlog.
+    pub cache_bytes: usize,
+}
+
+impl JournalOptions {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            max_bytes: 1 << 30,
+            commit_window: Duration::ZERO,
+            cache_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Where the writer answers an append: once it is on disk, or why not.
+type Answer = oneshot::Sender<Result<(), String>>;
+
+/// A request to the writer thread.
+enum Request {
+    Append {
+        bytes: Vec<u8>,
+        done: Answer,
+    },
+    /// Drained entries (`seq`, `bytes`) to delete.
+    Remove(Vec<(u64, u64)>),
+    /// Answered once everything sent before it is committed.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What the writer reports of itself.
+#[derive(Default)]
+struct WriterHealth {
+    failing: AtomicBool,
+    /// Set when the writer thread has ended (it only ends when the journal is dropped, or by a panic).
+    stopped: AtomicBool,
+    /// Durable commits and their fsyncs, for metrics.
+    commits: AtomicU64,
 }
 
 pub struct Journal {
     db: Arc<Database>,
-    writer: Mutex<mpsc::Sender<Pending>>,
+    path: PathBuf,
+    writer: mpsc::Sender<Request>,
     backlog: Arc<Mutex<Backlog>>,
     max_bytes: u64,
     appended: Arc<Notify>,
+    health: Arc<WriterHealth>,
+    observer: Arc<dyn CommitObserver>,
+}
+
+/// Told of every durable commit: how long its fsync'd commit took and how many appends it carried.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn committed(&self, took: Duration, appends: usize);
+}
+
+struct NoObserver;
+
+impl CommitObserver for NoObserver {
+    fn committed(&self, _took: Duration, _appends: usize) {}
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir` and starts its writer thread. What a previous run left
-    /// undrained is still there, in order.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, JournalError> {
-        Self::open_with(dir, max_bytes, Duration::ZERO)
+    /// The journal's file in `dir`.
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join(FILE_NAME)
     }
 
-    /// Like [`Journal::open`], with a sync policy: `commit_window` is how long the writer gathers appends
-    /// before one commit (and its fsync). Zero commits as soon as the writer is free — under load appends
-    /// still share commits; a few milliseconds trade that much latency for fewer fsyncs on slow disks.
-    pub fn open_with(
-        dir: &Path,
-        max_bytes: u64,
-        commit_window: Duration,
+    /// Opens (or creates) the journal in `dir` with default options and starts its writer thread.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, JournalError> {
+        Self::open_with(JournalOptions {
+            max_bytes,
+            ..JournalOptions::new(dir)
+        })
+    }
+
+    /// Opens (or creates) the journal and starts its writer thread. What a previous run left undrained is
+    /// still there, in order.
+    pub fn open_with(options: JournalOptions) -> Result<Arc<Self>, JournalError> {
+        Self::open_on(options, None, Arc::new(NoObserver))
+    }
+
+    /// Like [`Journal::open_with`], on a storage backend of the caller's (tests count and fail fsyncs
+    /// with one), and with an observer of commits (metrics).
+    pub fn open_on(
+        options: JournalOptions,
+        backend: Option<Box<dyn StorageBackendBox>>,
+        observer: Arc<dyn CommitObserver>,
     ) -> Result<Arc<Self>, JournalError> {
-        std::fs::create_dir_all(dir).map_err(|source| JournalError::Directory {
-            path: dir.display().to_string(),
+        std::fs::create_dir_all(&options.dir).map_err(|source| JournalError::Directory {
+            path: options.dir.display().to_string(),
             source,
         })?;
-        let path = dir.join("journal.redb");
-        let db = Database::create(&path).map_err(|error| JournalError::Open {
+        let path = Self::file(&options.dir);
+        let open_error = |error: redb::Error| JournalError::Open {
             path: path.display().to_string(),
-            source: error.into(),
-        })?;
+            source: error,
+        };
+        let mut builder = Builder::new();
+        builder.set_cache_size(options.cache_bytes);
+        let db = match backend {
+            None => builder.create(&path).map_err(|e| open_error(e.into()))?,
+            Some(backend) => builder
+                .create_with_backend(BoxedBackend(backend))
+                .map_err(|e| open_error(e.into()))?,
+        };
         let db = Arc::new(db);
 
         let (mut backlog, mut next_seq) = (Backlog::default(), 0_u64);
@@ -146,31 +397,43 @@ impl Journal {
 
         let backlog = Arc::new(Mutex::new(backlog));
         let appended = Arc::new(Notify::new());
-        let (sender, receiver) = mpsc::channel::<Pending>();
+        let health = Arc::new(WriterHealth::default());
+        let (sender, receiver) = mpsc::channel::<Request>();
         {
-            let (db, appended) = (Arc::clone(&db), Arc::clone(&appended));
+            let writer = Writer {
+                db: Arc::clone(&db),
+                next_seq,
+                appended: Arc::clone(&appended),
+                backlog: Arc::clone(&backlog),
+                health: Arc::clone(&health),
+                observer: Arc::clone(&observer),
+                commit_window: options.commit_window,
+            };
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || write_groups(&db, &receiver, next_seq, &appended, commit_window))
-                .map_err(|source| JournalError::Directory {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                .spawn(move || writer.run(&receiver))
+                .map_err(JournalError::WriterThread)?;
         }
         Ok(Arc::new(Self {
             db,
-            writer: Mutex::new(sender),
+            path,
+            writer: sender,
             backlog,
-            max_bytes,
+            max_bytes: options.max_bytes,
             appended,
+            health,
+            observer,
         }))
     }
 
-    /// Appends `entry`; resolves once it is on disk (fsync'd). Refused when the backlog would exceed
+    /// Appends an entry; resolves once it is on disk (fsync'd). Refused when the backlog would exceed
     /// the size limit.
     pub async fn append(&self, entry: &Entry) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(entry).map_err(|error| StoreError::Rejected(error.to_string()))?;
+        self.append_bytes(entry.encode()?).await
+    }
+
+    /// Appends an already encoded entry (see [`EntryRef::encode`]).
+    pub async fn append_bytes(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
         let size = bytes.len() as u64;
         {
             let mut backlog = self.backlog.lock().expect("journal lock");
@@ -184,12 +447,7 @@ impl Journal {
             backlog.entries += 1;
         }
         let (done, written) = oneshot::channel();
-        let sent = self
-            .writer
-            .lock()
-            .expect("journal lock")
-            .send(Pending { bytes, done });
-        let result = match sent {
+        let result = match self.writer.send(Request::Append { bytes, done }) {
             Ok(()) => written
                 .await
                 .unwrap_or_else(|_| Err("journal writer stopped".into())),
@@ -203,46 +461,53 @@ impl Journal {
         })
     }
 
-    /// Up to `max` of the oldest entries, in order. Blocking: call from a blocking context.
-    pub fn oldest(&self, max: usize) -> Result<Vec<Journaled>, JournalError> {
+    /// Up to `max` entries numbered `from` or later, in order. Blocking: call from a blocking context.
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<Journaled>, JournalError> {
         let read = self.db.begin_read().map_err(redb::Error::from)?;
         let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
         let mut entries = Vec::new();
-        for row in table.iter().map_err(redb::Error::from)?.take(max) {
+        for row in table.range(from..).map_err(redb::Error::from)?.take(max) {
             let (seq, value) = row.map_err(redb::Error::from)?;
-            let bytes = value.value();
-            entries.push(Journaled {
-                seq: seq.value(),
-                bytes: bytes.len() as u64,
-                entry: serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-            });
+            entries.push(journaled(seq.value(), value.value()));
         }
         Ok(entries)
     }
 
-    /// Removes drained entries (`seq`, `bytes`). Blocking: call from a blocking context.
-    pub fn remove(&self, drained: &[(u64, u64)]) -> Result<(), JournalError> {
-        if drained.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin_write().map_err(redb::Error::from)?;
-        {
-            let mut table = txn.open_table(ENTRIES).map_err(redb::Error::from)?;
-            for (seq, _) in drained {
-                table.remove(*seq).map_err(redb::Error::from)?;
+    /// The entries with these numbers that are still journaled, in the order given.
+    pub fn read(&self, seqs: &[u64]) -> Result<Vec<Journaled>, JournalError> {
+        let read = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
+        let mut entries = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(value) = table.get(seq).map_err(redb::Error::from)? {
+                entries.push(journaled(*seq, value.value()));
             }
         }
-        txn.commit().map_err(redb::Error::from)?;
-        let mut backlog = self.backlog.lock().expect("journal lock");
-        for (_, bytes) in drained {
-            backlog.entries = backlog.entries.saturating_sub(1);
-            backlog.bytes = backlog.bytes.saturating_sub(*bytes);
+        Ok(entries)
+    }
+
+    /// Up to `max` of the oldest entries, in order. Blocking: call from a blocking context.
+    pub fn oldest(&self, max: usize) -> Result<Vec<Journaled>, JournalError> {
+        self.read_from(0, max)
+    }
+
+    /// Hands drained entries (`seq`, `bytes`) to the writer, which deletes them in its next commit. The
+    /// backlog shrinks once that commit is done.
+    pub fn remove(&self, drained: Vec<(u64, u64)>) {
+        if !drained.is_empty() {
+            // Should the writer have stopped, the entries stay and are drained again: harmless.
+            let _ = self.writer.send(Request::Remove(drained));
         }
-        Ok(())
     }
 
     pub fn backlog(&self) -> Backlog {
         *self.backlog.lock().expect("journal lock")
+    }
+
+    /// When the oldest entry still journaled was received, if any. Blocking: reads the first entry.
+    pub fn oldest_received_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let first = self.read_from(0, 1).ok()?.into_iter().next()?;
+        first.entry.ok().map(|entry| entry.received_at())
     }
 
     /// Whether another callback of typical size can be accepted.
@@ -250,9 +515,32 @@ impl Journal {
         self.backlog().bytes + 64 * 1024 <= self.max_bytes
     }
 
+    /// Whether the writer is alive and its last commit succeeded.
+    pub fn is_healthy(&self) -> bool {
+        !self.health.failing.load(Ordering::Relaxed) && !self.health.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Durable commits since the journal was opened.
+    pub fn commits(&self) -> u64 {
+        self.health.commits.load(Ordering::Relaxed)
+    }
+
+    /// Where the journal file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Resolves at the next append (or at once if one happened since the last call).
     pub async fn appended(&self) {
         self.appended.notified().await;
+    }
+
+    /// Waits until every removal handed to the writer so far has been committed.
+    pub async fn removals_committed(&self) {
+        let (done, committed) = oneshot::channel();
+        if self.writer.send(Request::Barrier(done)).is_ok() {
+            let _ = committed.await;
+        }
     }
 
     /// How many entries the file holds (for tests).
@@ -261,39 +549,170 @@ impl Journal {
         let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
         Ok(table.len().map_err(redb::Error::from)?)
     }
+
+    /// The observer told of commits.
+    pub fn observer(&self) -> &Arc<dyn CommitObserver> {
+        &self.observer
+    }
 }
 
-/// The writer thread: commits every queued append in one transaction (one fsync), then answers them all.
-fn write_groups(
-    db: &Database,
-    receiver: &mpsc::Receiver<Pending>,
-    mut next_seq: u64,
-    appended: &Notify,
+fn journaled(seq: u64, bytes: &[u8]) -> Journaled {
+    Journaled {
+        seq,
+        bytes: bytes.len() as u64,
+        entry: Entry::decode(bytes).map_err(|error| Undecodable {
+            error,
+            raw: bytes.to_vec(),
+        }),
+    }
+}
+
+/// What a journal file holds, read without opening it for writing: `mmo-webhooks journal status` next to
+/// a stopped service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalStatus {
+    pub backlog: Backlog,
+    pub oldest_received_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub file_bytes: u64,
+}
+
+/// Reads a journal directory's status read-only. Fails if the directory holds no journal, or if a running
+/// service holds it open.
+pub fn status(dir: &Path) -> Result<JournalStatus, JournalError> {
+    let path = Journal::file(dir);
+    let file_bytes = std::fs::metadata(&path)
+        .map_err(|source| JournalError::Directory {
+            path: path.display().to_string(),
+            source,
+        })?
+        .len();
+    let db = Builder::new()
+        .open_read_only(&path)
+        .map_err(|error| JournalError::Open {
+            path: path.display().to_string(),
+            source: error.into(),
+        })?;
+    let read = db.begin_read().map_err(redb::Error::from)?;
+    let table = match read.open_table(ENTRIES) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Ok(JournalStatus {
+                backlog: Backlog::default(),
+                oldest_received_at: None,
+                file_bytes,
+            })
+        }
+        Err(error) => return Err(redb::Error::from(error).into()),
+    };
+    let mut backlog = Backlog::default();
+    let mut oldest_received_at = None;
+    for row in table.iter().map_err(redb::Error::from)? {
+        let (_, value) = row.map_err(redb::Error::from)?;
+        if backlog.entries == 0 {
+            oldest_received_at = Entry::decode(value.value())
+                .ok()
+                .map(|entry| entry.received_at());
+        }
+        backlog.entries += 1;
+        backlog.bytes += value.value().len() as u64;
+    }
+    Ok(JournalStatus {
+        backlog,
+        oldest_received_at,
+        file_bytes,
+    })
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Arc<Database>,
+    next_seq: u64,
+    appended: Arc<Notify>,
+    backlog: Arc<Mutex<Backlog>>,
+    health: Arc<WriterHealth>,
+    observer: Arc<dyn CommitObserver>,
     commit_window: Duration,
-) {
-    while let Ok(first) = receiver.recv() {
-        let mut group = vec![first];
-        let deadline = std::time::Instant::now() + commit_window;
-        while group.len() < MAX_GROUP {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let next = if left.is_zero() {
-                receiver.try_recv().ok()
-            } else {
-                receiver.recv_timeout(left).ok()
-            };
-            match next {
-                Some(pending) => group.push(pending),
-                None => break,
+}
+
+/// What the writer gathered for one commit.
+#[derive(Default)]
+struct Round {
+    appends: Vec<(Vec<u8>, Answer)>,
+    removals: Vec<(u64, u64)>,
+    barriers: Vec<oneshot::Sender<()>>,
+}
+
+impl Round {
+    fn take(&mut self, request: Request) {
+        match request {
+            Request::Append { bytes, done } => self.appends.push((bytes, done)),
+            Request::Remove(drained) => self.removals.extend(drained),
+            Request::Barrier(done) => self.barriers.push(done),
+        }
+    }
+}
+
+/// Marks the writer stopped when its thread ends, however it ends.
+struct StoppedOnDrop(Arc<WriterHealth>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Writer {
+    /// Commits every queued request in one transaction, then answers the appends it carried.
+    fn run(mut self, receiver: &mpsc::Receiver<Request>) {
+        let _stopped = StoppedOnDrop(Arc::clone(&self.health));
+        while let Ok(first) = receiver.recv() {
+            let mut round = Round::default();
+            round.take(first);
+            let deadline = Instant::now() + self.commit_window;
+            while round.appends.len() < MAX_GROUP {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let next = if left.is_zero() {
+                    receiver.try_recv().ok()
+                } else {
+                    receiver.recv_timeout(left).ok()
+                };
+                match next {
+                    Some(request) => round.take(request),
+                    None => break,
+                }
+            }
+            let Round {
+                appends,
+                removals,
+                barriers,
+            } = round;
+            if !appends.is_empty() || !removals.is_empty() {
+                self.commit(appends, removals);
+            }
+            for barrier in barriers {
+                let _ = barrier.send(());
             }
         }
+    }
+
+    fn commit(&mut self, appends: Vec<(Vec<u8>, Answer)>, removals: Vec<(u64, u64)>) {
+        let stored = appends.len();
+        let started = Instant::now();
         let committed = (|| -> Result<u64, redb::Error> {
-            let txn = db.begin_write()?;
-            let mut seq = next_seq;
+            let mut txn = self.db.begin_write()?;
+            if stored == 0 {
+                // Only removals: durable with the next commit that carries appends.
+                txn.set_durability(Durability::None)?;
+            }
+            let mut seq = self.next_seq;
             {
                 let mut table = txn.open_table(ENTRIES)?;
-                for pending in &group {
-                    table.insert(seq, pending.bytes.as_slice())?;
+                for (bytes, _) in &appends {
+                    table.insert(seq, bytes.as_slice())?;
                     seq += 1;
+                }
+                for (drained, _) in &removals {
+                    table.remove(*drained)?;
                 }
             }
             txn.commit()?;
@@ -301,17 +720,92 @@ fn write_groups(
         })();
         let outcome = match committed {
             Ok(seq) => {
-                next_seq = seq;
+                self.next_seq = seq;
+                self.health.failing.store(false, Ordering::Relaxed);
+                if stored > 0 {
+                    self.health.commits.fetch_add(1, Ordering::Relaxed);
+                    self.observer.committed(started.elapsed(), stored);
+                }
+                let mut backlog = self.backlog.lock().expect("journal lock");
+                for (_, bytes) in &removals {
+                    backlog.entries = backlog.entries.saturating_sub(1);
+                    backlog.bytes = backlog.bytes.saturating_sub(*bytes);
+                }
                 Ok(())
             }
             Err(error) => {
-                tracing::error!(%error, "journal commit failed");
+                self.health.failing.store(true, Ordering::Relaxed);
+                tracing::error!(%error, appends = stored, "journal commit failed");
                 Err(error.to_string())
             }
         };
-        for pending in group {
-            let _ = pending.done.send(outcome.clone());
+        for (_, done) in appends {
+            let _ = done.send(outcome.clone());
         }
-        appended.notify_one();
+        if stored > 0 {
+            self.appended.notify_one();
+        }
+    }
+}
+
+/// A storage backend chosen by the caller, boxed (redb takes backends by value).
+pub trait StorageBackendBox: StorageBackend {}
+impl<T: StorageBackend> StorageBackendBox for T {}
+
+#[derive(Debug)]
+struct BoxedBackend(Box<dyn StorageBackendBox>);
+
+impl StorageBackend for BoxedBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.0.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.query_lock_range(start, end)
     }
 }

@@ -89,11 +89,15 @@ impl Supervisor {
     /// Must run inside an actix `System`. Panics if a registered provider has no pool size: configuration
     /// validation guarantees one.
     pub fn new(settings: &SupervisorSettings, store: Arc<dyn CallbackStore>) -> Self {
-        let arbiters: Arc<Vec<ArbiterHandle>> = Arc::new(
-            (0..settings.arbiters.get())
-                .map(|_| Arbiter::new().handle())
-                .collect(),
-        );
+        Self::on(settings, store, start_arbiters(settings.arbiters))
+    }
+
+    /// Like [`Supervisor::new`], with actors on the given arbiters.
+    fn on(
+        settings: &SupervisorSettings,
+        store: Arc<dyn CallbackStore>,
+        arbiters: Arc<Vec<ArbiterHandle>>,
+    ) -> Self {
         let mailbox = settings.mailbox_capacity;
 
         let persistence = {
@@ -283,7 +287,16 @@ impl<A: Actor<Context = Context<A>>> PoolHealth for Pool<A> {
     }
 }
 
-/// Convenience for the HTTP layer: start the supervisor and return its address.
+fn start_arbiters(count: NonZeroUsize) -> Arc<Vec<ArbiterHandle>> {
+    Arc::new((0..count.get()).map(|_| Arbiter::new().handle()).collect())
+}
+
+/// Starts the supervisor on the first of the actors' arbiters and returns its address. Routing a callback
+/// then moves it from the HTTP worker to that thread once; supervisor, provider and persistence actors
+/// sharing a thread pass messages without waking another thread.
 pub fn start(settings: &SupervisorSettings, store: Arc<dyn CallbackStore>) -> Addr<Supervisor> {
-    Supervisor::new(settings, store).start()
+    let arbiters = start_arbiters(settings.arbiters);
+    let home = arbiters[0].clone();
+    let settings = settings.clone();
+    Supervisor::start_in_arbiter(&home, move |_| Supervisor::on(&settings, store, arbiters))
 }

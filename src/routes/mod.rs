@@ -32,10 +32,17 @@ fn endpoint_path(provider: &dyn Provider, endpoint: &Endpoint) -> String {
 /// token as last segment (`…/<endpoint>/<token>`), and `/v1/webhooks/<provider>/health`.
 pub fn configure(config: &mut ServiceConfig) {
     let mut scope = web::scope("/v1");
-    for provider in PROVIDERS.iter().copied() {
-        for endpoint in provider.endpoints() {
-            let path = endpoint_path(provider, endpoint);
-            for pattern in [path.clone(), format!("{path}/{{url_token}}")] {
+    // Static paths first: the router tries resources in order, and only paths with a URL token segment
+    // need its pattern matching.
+    for with_token in [false, true] {
+        for provider in PROVIDERS.iter().copied() {
+            for endpoint in provider.endpoints() {
+                let path = endpoint_path(provider, endpoint);
+                let pattern = if with_token {
+                    format!("{path}/{{url_token}}")
+                } else {
+                    path
+                };
                 let mut resource = web::resource(pattern)
                     .app_data(web::Data::new(EndpointRoute { provider, endpoint }));
                 for method in endpoint.methods {
@@ -47,12 +54,14 @@ pub fn configure(config: &mut ServiceConfig) {
                 }
                 scope = scope.service(resource);
             }
+            if !with_token {
+                scope = scope.service(
+                    web::resource(format!("/webhooks/{}/health", provider.slug()))
+                        .app_data(web::Data::new(HealthRoute { provider }))
+                        .route(web::get().to(health)),
+                );
+            }
         }
-        scope = scope.service(
-            web::resource(format!("/webhooks/{}/health", provider.slug()))
-                .app_data(web::Data::new(HealthRoute { provider }))
-                .route(web::get().to(health)),
-        );
     }
     config
         .service(scope)

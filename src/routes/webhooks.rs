@@ -13,14 +13,16 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use mmo_actors::providers::{AcceptanceRules, Answer};
 use mmo_actors::supervisor::Quarantine;
-use mmo_actors::{Callback, Provider, RejectedCallback, RouteCallback, Status, Supervisor};
+use mmo_actors::{
+    Callback, Provider, RecordOutcome, RejectedCallback, RouteCallback, Status, Supervisor,
+};
 
 use super::loggable_path;
 use super::EndpointRoute;
 use crate::auth::{Authenticator, Presented, Refusal};
 use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
-use crate::request_context::{ClientAddress, RequestId};
+use crate::request_context::{CallbackSummary, ClientAddress, RequestId};
 
 /// How much of an unauthenticated or oversized body is kept in quarantine.
 const QUARANTINED_PREFIX_BYTES: usize = 4096;
@@ -142,12 +144,12 @@ pub async fn receive_callback(
         Answer::Decision => return Ok(decide_now(&state, route.provider, callback, received_at)),
     };
 
-    let (provider, callback_type, key, status) = (
-        callback.provider,
-        callback.callback_type,
-        callback.provider_transaction_id.clone(),
-        callback.status,
-    );
+    request.extensions_mut().insert(CallbackSummary {
+        provider: callback.provider,
+        callback_type: callback.callback_type.as_str(),
+        key: callback.provider_transaction_id.clone(),
+        outcome: None,
+    });
     let answer = state
         .supervisor
         .send(RouteCallback {
@@ -158,17 +160,23 @@ pub async fn receive_callback(
         .await;
     match answer {
         Ok(Ok(outcome)) => {
-            tracing::info!(provider, %callback_type, key, %status, ?outcome, "callback stored");
+            if let Some(summary) = request.extensions_mut().get_mut::<CallbackSummary>() {
+                summary.outcome = Some(match outcome {
+                    // Journaled: durable, on its way to MongoDB.
+                    RecordOutcome::Journaled | RecordOutcome::Stored => "stored",
+                    other => other.as_str(),
+                });
+            }
             Ok(HttpResponse::Ok()
                 .content_type(ContentType::json())
                 .body(ack))
         }
         Ok(Err(error)) => {
-            tracing::error!(provider, %callback_type, key, %error, "callback not stored");
+            tracing::error!(%error, "callback not stored");
             Err(ApiError::from_pipeline(error, &request_id.0))
         }
         Err(error) => {
-            tracing::error!(provider, %callback_type, key, %error, "supervisor did not answer");
+            tracing::error!(%error, "supervisor did not answer");
             Err(ApiError::Unavailable(mmo_actors::PipelineError::Timeout))
         }
     }

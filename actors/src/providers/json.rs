@@ -4,6 +4,7 @@
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 use super::ParseError;
@@ -11,93 +12,146 @@ use super::ParseError;
 /// Deepest nesting accepted. MongoDB refuses documents nested more than 100 levels; real callbacks use < 10.
 pub const MAX_DEPTH: usize = 32;
 
-/// Parses a body into a JSON object, refusing non-objects, absurd nesting and duplicate keys.
+/// Parses a body into a JSON object, refusing non-objects, absurd nesting and duplicate keys — in one
+/// pass over the bytes.
 pub fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|error| ParseError::InvalidJson(error.to_string()))?;
+    let found = Found::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = Strict {
+        depth: 0,
+        found: &found,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value))
+    .map_err(|error| ParseError::InvalidJson(error.to_string()))?;
     if !value.is_object() {
         return Err(ParseError::NotAnObject);
     }
-    if depth(&value) > MAX_DEPTH {
+    if found.too_deep.get() {
         return Err(ParseError::TooDeep { max: MAX_DEPTH });
     }
     // serde_json keeps the last of repeated keys silently; another parser (or a signature over the raw
     // bytes) may see the first. An ambiguous callback is refused rather than guessed at.
-    serde_json::from_slice::<NoDuplicateKeys>(body)
-        .map_err(|error| ParseError::DuplicateKey(error.to_string()))?;
+    if let Some(key) = found.duplicate.take() {
+        return Err(ParseError::DuplicateKey(format!("`{key}` appears twice")));
+    }
     Ok(value)
 }
 
-/// A walk over a JSON document that fails on the first object with a repeated key.
-struct NoDuplicateKeys;
+/// What the strict parse noticed on the way; reported once the whole body parsed, so that a syntax error
+/// anywhere still reads as one.
+#[derive(Default)]
+struct Found {
+    too_deep: std::cell::Cell<bool>,
+    /// The first repeated key.
+    duplicate: std::cell::RefCell<Option<String>>,
+}
 
-impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+/// Builds a `Value` as serde_json's own deserializer does, noting nesting beyond [`MAX_DEPTH`] and
+/// repeated keys on the way.
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    depth: usize,
+    found: &'a Found,
+}
+
+/// How serde_json (with `arbitrary_precision`) hands a number to a visitor: a map with this one key.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct NoDuplicateKeysVisitor;
+impl Strict<'_> {
+    fn deeper(self) -> Self {
+        if self.depth + 1 > MAX_DEPTH {
+            self.found.too_deep.set(true);
+        }
+        Self {
+            depth: self.depth + 1,
+            found: self.found,
+        }
+    }
+}
 
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
-    type Value = NoDuplicateKeys;
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
+    type Value = Value;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_bool<E>(self, flag: bool) -> Result<Value, E> {
+        Ok(Value::Bool(flag))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_i64<E>(self, number: i64) -> Result<Value, E> {
+        Ok(Value::from(number))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_u64<E>(self, number: u64) -> Result<Value, E> {
+        Ok(Value::from(number))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_f64<E>(self, number: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number))
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_str<E>(self, text: &str) -> Result<Value, E> {
+        Ok(Value::String(text.to_owned()))
     }
 
-    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
-        Ok(NoDuplicateKeys)
+    fn visit_string<E>(self, text: String) -> Result<Value, E> {
+        Ok(Value::String(text))
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> Result<NoDuplicateKeys, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(NoDuplicateKeys)
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<NoDuplicateKeys, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<NoDuplicateKeys>()?;
-            if !seen.insert(key) {
-                return Err(serde::de::Error::custom("a key appears twice"));
-            }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.deeper();
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
         }
-        Ok(NoDuplicateKeys)
+        Ok(Value::Array(items))
     }
-}
 
-fn depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Value::Object(serde_json::Map::new()));
+        };
+        if first == NUMBER_TOKEN {
+            // A number: its exact text is kept.
+            let text: String = map.next_value()?;
+            return text
+                .parse::<serde_json::Number>()
+                .map(Value::Number)
+                .map_err(serde::de::Error::custom);
+        }
+        let inner = self.deeper();
+        let mut fields = serde_json::Map::new();
+        fields.insert(first, map.next_value_seed(inner)?);
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(inner)?;
+            if fields.contains_key(&key) {
+                self.found
+                    .duplicate
+                    .borrow_mut()
+                    .get_or_insert_with(|| key.clone());
+            }
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -249,6 +303,22 @@ mod tests {
         assert_eq!(
             amount(Some(&huge), "amount"),
             Err(ParseError::InvalidField("amount"))
+        );
+    }
+
+    #[test]
+    fn parse_object_keeps_numbers_as_their_exact_text() {
+        let value =
+            parse_object(br#"{"a": 1000.10, "b": [0.1, 254708374149, -5], "c": 1e400}"#).unwrap();
+        assert_eq!(value["a"].to_string(), "1000.10");
+        assert_eq!(value["b"].to_string(), "[0.1,254708374149,-5]");
+        assert_eq!(
+            value,
+            serde_json::from_slice::<Value>(
+                br#"{"a": 1000.10, "b": [0.1, 254708374149, -5], "c": 1e400}"#
+            )
+            .unwrap(),
+            "the same value serde_json builds"
         );
     }
 

@@ -1,52 +1,153 @@
 //! The BSON shape of stored callbacks.
+//!
+//! A callback's document is built once, as raw BSON, when the callback is journaled: the journal keeps
+//! those bytes and the drain inserts them as they are, without decoding and re-encoding the payload.
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Decimal128, Document};
+use mongodb::bson::{
+    Bson, DateTime as BsonDateTime, Decimal128, Document, RawArrayBuf, RawBson, RawBsonRef,
+    RawDocument, RawDocumentBuf,
+};
 use serde_json::Value;
 
-use crate::callback::{Callback, CallbackKey, Delivery};
+use crate::callback::{intern, Callback, CallbackType, Delivery, Status};
 
-/// The filter that identifies one stored callback: the fields of the unique index.
-pub fn key_filter(key: &CallbackKey) -> Document {
-    doc! {
-        "provider": key.provider,
-        "callback_type": key.callback_type.as_str(),
-        "provider_transaction_id": &key.provider_transaction_id,
-        "status": key.status.as_str(),
-    }
-}
+/// How many delivery ids a stored callback remembers (the most recent). A re-applied delivery is only
+/// ever one of the entries still in the local journal, far fewer than this, so counting stays exact while
+/// the document stays bounded however often an operator resends.
+pub const MAX_DELIVERY_IDS: i32 = 1000;
 
-/// The document written for the first delivery of a callback.
-pub fn callback_document(callback: &Callback, delivery: &Delivery) -> Document {
+/// The document written for the first delivery of a callback, as raw BSON. Its `_id` is the delivery's
+/// id, so that applying the same delivery again finds its own document. It is written only after the
+/// callback was folded into its transaction, hence `processed: true`.
+pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumentBuf {
     let at = bson_time(delivery.received_at);
-    let mut document = key_filter(&callback.key());
-    document.insert("reason", callback.reason);
-    document.insert("result_code", callback.result_code.as_deref());
-    document.insert("result_description", callback.result_description.as_deref());
-    document.insert(
+    let text = |value: Option<&str>| value.map_or(RawBson::Null, RawBson::from);
+    let mut document = RawDocumentBuf::new();
+    document.append("_id", delivery.id);
+    document.append("provider", callback.provider);
+    document.append("callback_type", callback.callback_type.as_str());
+    document.append(
+        "provider_transaction_id",
+        callback.provider_transaction_id.as_str(),
+    );
+    document.append("status", callback.status.as_str());
+    document.append("reason", text(callback.reason));
+    document.append("result_code", text(callback.result_code.as_deref()));
+    document.append(
+        "result_description",
+        text(callback.result_description.as_deref()),
+    );
+    document.append(
         "amount",
         callback
             .amount
-            .map_or(Bson::Null, |amount| decimal128(&amount.to_string())),
+            .map_or(RawBson::Null, |amount| raw_decimal(&amount.to_string())),
     );
-    document.insert("currency", callback.currency.as_deref());
-    document.insert("msisdn", callback.msisdn.as_deref());
-    document.insert("receipt", callback.receipt.as_deref());
-    document.insert("transaction_time", callback.transaction_time.map(bson_time));
-    document.insert(
+    document.append("currency", text(callback.currency.as_deref()));
+    document.append("msisdn", text(callback.msisdn.as_deref()));
+    document.append("receipt", text(callback.receipt.as_deref()));
+    document.append(
+        "transaction_time",
+        callback
+            .transaction_time
+            .map_or(RawBson::Null, |time| RawBson::DateTime(bson_time(time))),
+    );
+    document.append(
         "transaction_time_raw",
-        callback.transaction_time_raw.as_deref(),
+        text(callback.transaction_time_raw.as_deref()),
     );
-    document.insert("callback_data", json_to_bson(&callback.payload));
-    document.insert("received_at", at);
-    document.insert("last_received_at", at);
-    document.insert("deliveries", 1_i64);
+    document.append("callback_data", json_to_raw(&callback.payload));
+    document.append("received_at", at);
+    document.append("last_received_at", at);
+    document.append("deliveries", 1_i64);
     // Which deliveries were counted: applying one twice (a retry, a re-drained journal entry) counts it once.
-    document.insert("delivery_ids", vec![delivery.id.as_str()]);
-    document.insert("processed", false);
+    let mut delivery_ids = RawArrayBuf::new();
+    delivery_ids.push(delivery.id);
+    document.append("delivery_ids", delivery_ids);
+    document.append("processed", true);
     document
+}
+
+/// The callback (without its payload) and first delivery a callback document describes: what folding and
+/// counting need, read from the raw bytes in one pass without decoding the payload.
+pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
+    let mut callback = Callback {
+        provider: "",
+        callback_type: CallbackType::StkPush,
+        provider_transaction_id: String::new(),
+        status: Status::Unknown,
+        reason: None,
+        result_code: None,
+        result_description: None,
+        amount: None,
+        currency: None,
+        msisdn: None,
+        receipt: None,
+        transaction_time: None,
+        transaction_time_raw: None,
+        payload: Value::Null,
+    };
+    let (mut provider, mut kind, mut status, mut id, mut received_at) =
+        (None, None, None, None, None);
+    let time = |at: BsonDateTime| DateTime::from_timestamp_millis(at.timestamp_millis());
+    for element in document.iter() {
+        let (key, value) = element.ok()?;
+        let text = || match value {
+            RawBsonRef::String(text) => Some(text.to_owned()),
+            _ => None,
+        };
+        match key {
+            "_id" => id = value.as_object_id(),
+            "provider" => provider = value.as_str().map(intern),
+            "callback_type" => kind = value.as_str().and_then(CallbackType::parse),
+            "provider_transaction_id" => callback.provider_transaction_id = text()?,
+            "status" => status = value.as_str().and_then(Status::parse),
+            "reason" => callback.reason = value.as_str().map(intern),
+            "result_code" => callback.result_code = text(),
+            "result_description" => callback.result_description = text(),
+            "amount" => {
+                callback.amount = match value {
+                    RawBsonRef::Decimal128(amount) => amount.to_string().parse().ok(),
+                    _ => None,
+                }
+            }
+            "currency" => callback.currency = text(),
+            "msisdn" => callback.msisdn = text(),
+            "receipt" => callback.receipt = text(),
+            "transaction_time" => callback.transaction_time = value.as_datetime().and_then(time),
+            "transaction_time_raw" => callback.transaction_time_raw = text(),
+            "received_at" => received_at = value.as_datetime().and_then(time),
+            _ => {}
+        }
+    }
+    callback.provider = provider?;
+    callback.callback_type = kind?;
+    callback.status = status?;
+    let delivery = Delivery {
+        id: id?,
+        received_at: received_at?,
+    };
+    Some((callback, delivery))
+}
+
+/// A stored callback's payload (`callback_data`), as BSON.
+pub fn payload_of(document: &RawDocument) -> Bson {
+    document
+        .get("callback_data")
+        .ok()
+        .flatten()
+        .and_then(|payload| Bson::try_from(payload).ok())
+        .unwrap_or(Bson::Null)
+}
+
+/// The normalized callback a stored document describes (its payload left out): what folding a stored
+/// callback into its transaction needs. `None` when the document is not a callback this version knows.
+pub fn stored_callback(document: &Document) -> Option<Callback> {
+    let raw = RawDocumentBuf::from_document(document).ok()?;
+    recorded(&raw).map(|(callback, _)| callback)
 }
 
 /// A BSON date (millisecond precision, as MongoDB stores dates).
@@ -57,26 +158,44 @@ pub fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
 /// The raw payload as BSON. Integers stay integers; other numbers become Decimal128 from their exact JSON
 /// text (a float would lose cents), or their text when out of Decimal128's range. NUL, which BSON keys
 /// cannot hold, is replaced.
-pub fn json_to_bson(value: &Value) -> Bson {
+pub fn json_to_raw(value: &Value) -> RawBson {
     match value {
-        Value::Null => Bson::Null,
-        Value::Bool(flag) => Bson::Boolean(*flag),
-        Value::Number(number) => {
-            if let Some(int) = number.as_i64() {
-                Bson::Int64(int)
-            } else {
-                decimal128(&number.to_string())
+        Value::Null => RawBson::Null,
+        Value::Bool(flag) => RawBson::Boolean(*flag),
+        Value::Number(number) => match number.as_i64() {
+            Some(int) => RawBson::Int64(int),
+            None => raw_decimal(&number.to_string()),
+        },
+        Value::String(text) => RawBson::String(text.clone()),
+        Value::Array(items) => {
+            let mut array = RawArrayBuf::new();
+            for item in items {
+                array.push(json_to_raw(item));
             }
+            RawBson::Array(array)
         }
-        Value::String(text) => Bson::String(text.clone()),
-        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
-        Value::Object(fields) => Bson::Document(
-            fields
-                .iter()
-                .map(|(key, value)| (key.replace('\0', "\u{FFFD}"), json_to_bson(value)))
-                .collect(),
-        ),
+        Value::Object(fields) => {
+            let mut document = RawDocumentBuf::new();
+            for (key, value) in fields {
+                if key.contains('\0') {
+                    document.append(key.replace('\0', "\u{FFFD}"), json_to_raw(value));
+                } else {
+                    document.append(key, json_to_raw(value));
+                }
+            }
+            RawBson::Document(document)
+        }
     }
+}
+
+/// The payload as a (decoded) BSON value.
+pub fn json_to_bson(value: &Value) -> Bson {
+    Bson::try_from(json_to_raw(value)).unwrap_or(Bson::Null)
+}
+
+fn raw_decimal(text: &str) -> RawBson {
+    Decimal128::from_str(text)
+        .map_or_else(|_| RawBson::String(text.to_owned()), RawBson::Decimal128)
 }
 
 pub(super) fn decimal128(text: &str) -> Bson {
@@ -86,6 +205,8 @@ pub(super) fn decimal128(text: &str) -> Bson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::by_slug;
+    use crate::providers::fixtures::all;
 
     #[test]
     fn numbers_keep_their_exact_value() {
@@ -110,5 +231,38 @@ mod tests {
             panic!("not a document")
         };
         assert!(document.contains_key("a\u{FFFD}b"));
+    }
+
+    #[test]
+    fn every_fixture_reads_back_from_its_document() {
+        for scenario in all() {
+            let provider = by_slug(scenario.provider).unwrap();
+            let mut callback = provider
+                .parse(
+                    scenario.callback_type,
+                    scenario.payload.to_string().as_bytes(),
+                )
+                .unwrap();
+            let delivery = Delivery::new(Utc::now());
+            let document = callback_document(&callback, &delivery);
+            let (read, read_delivery) = recorded(&document).expect(scenario.name);
+            assert_eq!(read_delivery.id, delivery.id);
+            assert_eq!(
+                read_delivery.received_at.timestamp_millis(),
+                delivery.received_at.timestamp_millis()
+            );
+            assert_eq!(
+                payload_of(&document),
+                json_to_bson(&callback.payload),
+                "{}",
+                scenario.name
+            );
+            callback.payload = Value::Null;
+            // Stored times have millisecond precision.
+            callback.transaction_time = callback
+                .transaction_time
+                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()));
+            assert_eq!(read, callback, "{}", scenario.name);
+        }
     }
 }

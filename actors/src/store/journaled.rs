@@ -6,9 +6,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+use super::{callback_document, CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::{Entry, Journal};
+use crate::journal::{EntryRef, Journal};
 
 #[derive(Clone)]
 pub struct JournaledStore {
@@ -28,15 +28,16 @@ impl CallbackStore for JournaledStore {
         delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
         let journal = Arc::clone(&self.journal);
+        // The document MongoDB will store, built and encoded here once, on the caller's thread: the
+        // writer thread only commits bytes, and the drain inserts them as they are.
+        let document = callback_document(&callback, &delivery);
+        let bytes = EntryRef::Record {
+            document: &document,
+        }
+        .encode();
         async move {
-            let entry = Entry::Record {
-                callback: Box::new(Callback::clone(&callback)),
-                delivery,
-            };
-            journal
-                .append(&entry)
-                .await
-                .map(|()| RecordOutcome::Journaled)
+            journal.append_bytes(bytes?).await?;
+            Ok(RecordOutcome::Journaled)
         }
         .boxed()
     }
@@ -47,12 +48,12 @@ impl CallbackStore for JournaledStore {
         delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let journal = Arc::clone(&self.journal);
-        async move {
-            journal
-                .append(&Entry::CountDelivery { key, delivery })
-                .await
+        let bytes = EntryRef::CountDelivery {
+            key: &key,
+            delivery: &delivery,
         }
-        .boxed()
+        .encode();
+        async move { journal.append_bytes(bytes?).await }.boxed()
     }
 
     fn quarantine(
@@ -60,13 +61,10 @@ impl CallbackStore for JournaledStore {
         rejected: Arc<RejectedCallback>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let journal = Arc::clone(&self.journal);
-        async move {
-            journal
-                .append(&Entry::Quarantine {
-                    rejected: RejectedCallback::clone(&rejected),
-                })
-                .await
+        let bytes = EntryRef::Quarantine {
+            rejected: &rejected,
         }
-        .boxed()
+        .encode();
+        async move { journal.append_bytes(bytes?).await }.boxed()
     }
 }

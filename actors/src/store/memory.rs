@@ -16,7 +16,7 @@ use crate::callback::{Callback, CallbackKey, Delivery};
 pub struct StoredCallback {
     pub callback: Arc<Callback>,
     pub deliveries: u64,
-    delivery_ids: HashSet<String>,
+    delivery_ids: HashSet<mongodb::bson::oid::ObjectId>,
 }
 
 #[derive(Default, Clone)]
@@ -49,7 +49,7 @@ impl InMemoryStore {
 
 impl StoredCallback {
     fn count(&mut self, delivery: &Delivery) {
-        if self.delivery_ids.insert(delivery.id.clone()) {
+        if self.delivery_ids.insert(delivery.id) {
             self.deliveries += 1;
         }
     }

@@ -1,23 +1,30 @@
-//! Where callbacks are kept: the [`CallbackStore`] trait, its MongoDB implementation (the real one) and an
-//! in-memory implementation for isolating actors in tests.
+//! Where callbacks are kept: the [`CallbackStore`] trait, its MongoDB implementation (the real one), the
+//! journaled store the actors write to in service, and an in-memory implementation for isolating actors
+//! in tests.
 
+mod batch;
 mod document;
+pub mod errors;
 mod journaled;
 mod memory;
 mod mongo;
 mod transactions;
 
-pub use document::{callback_document, json_to_bson};
+pub use document::{callback_document, json_to_bson, payload_of, recorded, stored_callback};
 pub use journaled::JournaledStore;
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use mongodb::bson::oid::ObjectId;
 
 use crate::callback::{Callback, CallbackKey, Delivery};
+use crate::journal::Entry;
 
 /// What happened to a callback handed to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,19 +40,37 @@ pub enum RecordOutcome {
     Journaled,
 }
 
+impl RecordOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Duplicate => "repeat",
+            Self::Disagreeing => "conflict",
+            Self::Journaled => "journaled",
+        }
+    }
+}
+
 /// A body that was not accepted (unparseable or unauthenticated), kept for audit in `rejected_callbacks`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RejectedCallback {
     /// Unique per rejection, so that keeping it twice (a re-drained journal entry) keeps it once.
-    pub id: String,
+    pub id: ObjectId,
+    #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
     pub path: String,
     pub reason: String,
     pub request_id: String,
     pub received_at: DateTime<Utc>,
+    /// Whether the sender proved who it is: unauthenticated entries expire, authenticated ones never do.
+    #[serde(default = "authenticated_by_default")]
+    pub authenticated: bool,
 }
 
-/// Storage failures. Every variant means "not stored": the caller must not acknowledge.
+fn authenticated_by_default() -> bool {
+    true
+}
+
 impl RejectedCallback {
     pub fn new(
         raw: Vec<u8>,
@@ -54,18 +79,25 @@ impl RejectedCallback {
         request_id: String,
         received_at: DateTime<Utc>,
     ) -> Self {
-        let id = mongodb::bson::oid::ObjectId::new().to_hex();
         Self {
-            id,
+            id: ObjectId::new(),
             raw,
             path,
             reason,
             request_id,
             received_at,
+            authenticated: true,
         }
+    }
+
+    /// A rejection of a sender that did not prove who it is.
+    pub fn unauthenticated(mut self) -> Self {
+        self.authenticated = false;
+        self
     }
 }
 
+/// Storage failures. Every variant means "not stored": the caller must not acknowledge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
@@ -76,6 +108,32 @@ pub enum StoreError {
     Rejected(String),
     #[error("local journal full: {0}")]
     Full(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed without anything changing about the entry (MongoDB down, an
+    /// election, a timeout) — as opposed to a failure that counts towards quarantine.
+    pub fn is_unavailability(&self) -> bool {
+        !matches!(self, Self::Rejected(_))
+    }
+}
+
+/// What applying one journal entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Record(RecordOutcome),
+    Counted,
+    Quarantined,
+}
+
+/// The outcome of one entry of a batch handed to [`CallbackStore::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryOutcome {
+    Applied(Applied),
+    Failed(StoreError),
+    /// Not attempted: an earlier entry of the same group failed in this batch, and order within a group
+    /// is kept.
+    Deferred,
 }
 
 /// Durable storage for callbacks. Implementations must be safe for concurrent use by many actors and, for
@@ -101,4 +159,58 @@ pub trait CallbackStore: Send + Sync + 'static {
         &self,
         rejected: Arc<RejectedCallback>,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Applies journal entries, in order within each group (see [`Entry::group`]); one outcome per
+    /// entry. Every entry must be idempotent: a batch may be applied again after a crash.
+    ///
+    /// The default applies entries one at a time; the MongoDB store writes whole batches per operation.
+    fn apply<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Vec<EntryOutcome>> {
+        async move {
+            let mut failed_groups: HashSet<String> = HashSet::new();
+            let mut outcomes = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let group = entry.group();
+                if failed_groups.contains(&group) {
+                    outcomes.push(EntryOutcome::Deferred);
+                    continue;
+                }
+                let result = match entry {
+                    Entry::Record { document } => match recorded(document) {
+                        Some((mut callback, delivery)) => {
+                            callback.payload = payload_of(document).into_relaxed_extjson();
+                            self.record(Arc::new(callback), delivery)
+                                .await
+                                .map(Applied::Record)
+                        }
+                        None => Err(StoreError::Rejected(
+                            "a recorded callback document cannot be read".into(),
+                        )),
+                    },
+                    Entry::CountDelivery { key, delivery } => self
+                        .count_delivery(key.clone(), delivery.clone())
+                        .await
+                        .map(|()| Applied::Counted),
+                    Entry::Quarantine { rejected } => self
+                        .quarantine(Arc::new(rejected.clone()))
+                        .await
+                        .map(|()| Applied::Quarantined),
+                };
+                outcomes.push(match result {
+                    Ok(applied) => EntryOutcome::Applied(applied),
+                    Err(error) => {
+                        failed_groups.insert(group);
+                        EntryOutcome::Failed(error)
+                    }
+                });
+            }
+            outcomes
+        }
+        .boxed()
+    }
+
+    /// Looks for stored callbacks that were never folded into their transactions and folds them; returns
+    /// how many. Stores without a transactions view have nothing to do.
+    fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        futures_util::future::ready(Ok(0)).boxed()
+    }
 }

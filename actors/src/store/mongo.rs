@@ -2,40 +2,58 @@
 //! in `transactions` (see `transactions.rs`), rejected bodies in `rejected_callbacks`.
 //!
 //! Idempotency across pool members and service instances comes from the unique index on
-//! (`provider`, `callback_type`, `provider_transaction_id`, `status`): the first delivery inserts, a repeat
-//! hits duplicate-key error 11000 and only counts a delivery. Writes use `w: majority, j: true`, so a
-//! resolved `record` means durable on a majority of the replica set.
+//! (`provider`, `callback_type`, `provider_transaction_id`, `status`): a repeat finds the stored document
+//! and only counts a delivery. Writes use `w: majority, j: true`, so an applied entry is durable on a
+//! majority of the replica set. Journal entries are applied in batches (see `batch.rs`); the single-entry
+//! methods of [`CallbackStore`] are batches of one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use mongodb::bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
-use mongodb::{Client, Collection, IndexModel};
+use mongodb::bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
-use super::document::{bson_time, callback_document, key_filter};
-use super::transactions::{body_disagreements, Transactions};
-use super::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+use super::document::stored_callback;
+use super::errors::classify;
+use super::transactions::{Fold, Transactions};
+use super::{Applied, CallbackStore, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
+use crate::journal::Entry;
 
-const DUPLICATE_KEY: i32 = 11000;
 const UNIQUE_INDEX: &str = "callback_identity";
 
 /// Connection settings, from the service's configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MongoSettings {
+    /// May carry credentials: never printed (see the `Debug` implementation).
     pub uri: String,
     pub database: String,
     /// How long to wait for a usable server before failing an operation.
     pub server_selection_timeout: Duration,
     pub connect_timeout: Duration,
-    /// Upper bound on one whole store operation, so that a caller gets an answer in seconds.
+    /// Upper bound on one whole store operation (one batch of the drain), so that a caller gets an answer
+    /// in seconds.
     pub operation_timeout: Duration,
+    /// How long rejected bodies of unauthenticated senders are kept (a TTL index expires them); bodies of
+    /// authenticated senders are kept for good.
+    pub unauthenticated_retention: Duration,
+}
+
+impl std::fmt::Debug for MongoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoSettings")
+            .field("uri", &"<redacted>")
+            .field("database", &self.database)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("unauthenticated_retention", &self.unauthenticated_retention)
+            .finish()
+    }
 }
 
 /// MongoDB-backed [`CallbackStore`]. Cheap to clone.
@@ -44,14 +62,16 @@ pub struct MongoStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     client: Client,
-    callbacks: Collection<Document>,
-    rejected: Collection<Document>,
-    transactions: Transactions,
-    /// `callbacks` for bookkeeping on derived state (the `processed` flag): primary-acknowledged only.
-    derived_callbacks: Collection<Document>,
+    pub(super) database: Database,
+    pub(super) callbacks: Collection<Document>,
+    /// The same collection, for inserting documents journaled as raw BSON.
+    pub(super) raw_callbacks: Collection<RawDocumentBuf>,
+    pub(super) rejected: Collection<Document>,
+    pub(super) transactions: Transactions,
     operation_timeout: Duration,
+    pub(super) unauthenticated_retention: Duration,
     /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
     indexes: OnceCell<()>,
 }
@@ -80,12 +100,12 @@ impl MongoStore {
             inner: Arc::new(Inner {
                 client: client.clone(),
                 callbacks: database.collection("callbacks"),
+                raw_callbacks: database.collection("callbacks"),
                 rejected: database.collection("rejected_callbacks"),
-                transactions: Transactions::new(
-                    database.collection_with_options("transactions", derived_writes()),
-                ),
-                derived_callbacks: database.collection_with_options("callbacks", derived_writes()),
+                transactions: Transactions::new(database.collection("transactions")),
+                database,
                 operation_timeout: settings.operation_timeout,
+                unauthenticated_retention: settings.unauthenticated_retention,
                 indexes: OnceCell::new(),
             }),
         })
@@ -104,12 +124,17 @@ impl MongoStore {
                 .run_command(doc! {"ping": 1})
                 .await
                 .map(|_| ())
-                .map_err(unavailable)
+                .map_err(|error| classify(&error))
         })
         .await
     }
 
-    /// The `callbacks` collection, for operators' tools and tests.
+    /// The database, for operators' tools and tests.
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    /// The `callbacks` collection.
     pub fn callbacks(&self) -> &Collection<Document> {
         &self.inner.callbacks
     }
@@ -123,10 +148,31 @@ impl MongoStore {
     pub fn rejected(&self) -> &Collection<Document> {
         &self.inner.rejected
     }
+
+    /// Folds callbacks left `processed: false` into their transactions and marks them processed; returns
+    /// how many. Callback documents are written only after their fold, so none is normally left; this
+    /// heals documents written otherwise (by an earlier version, or by hand) so that the view converges.
+    pub async fn fold_unprocessed(&self, limit: i64) -> Result<usize, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        bounded(self.inner.operation_timeout, async move {
+            inner.fold_unprocessed(limit).await
+        })
+        .await
+    }
+
+    async fn apply_one(&self, entry: Entry) -> Result<Applied, StoreError> {
+        match self.apply(std::slice::from_ref(&entry)).await.pop() {
+            Some(EntryOutcome::Applied(applied)) => Ok(applied),
+            Some(EntryOutcome::Failed(error)) => Err(error),
+            Some(EntryOutcome::Deferred) | None => {
+                Err(StoreError::Unavailable("the entry was not applied".into()))
+            }
+        }
+    }
 }
 
 impl Inner {
-    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+    pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.indexes
             .get_or_try_init(|| async {
                 let identity = IndexModel::builder()
@@ -134,157 +180,102 @@ impl Inner {
                     .options(IndexOptions::builder().unique(true).name(UNIQUE_INDEX.to_owned()).build())
                     .build();
                 let by_time = IndexModel::builder().keys(doc! {"received_at": 1}).build();
+                // Tiny: only documents still to fold are in it.
+                let unprocessed = IndexModel::builder()
+                    .keys(doc! {"processed": 1})
+                    .options(
+                        IndexOptions::builder()
+                            .name("unprocessed".to_owned())
+                            .partial_filter_expression(doc! {"processed": false})
+                            .build(),
+                    )
+                    .build();
                 self.callbacks
-                    .create_indexes([identity, by_time])
+                    .create_indexes([identity, by_time, unprocessed])
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|error| classify(&error))?;
+                // Rejected bodies of unauthenticated senders carry `expire_at`; nothing else expires.
+                let expiry = IndexModel::builder()
+                    .keys(doc! {"expire_at": 1})
+                    .options(
+                        IndexOptions::builder()
+                            .name("unauthenticated_expiry".to_owned())
+                            .expire_after(Duration::ZERO)
+                            .build(),
+                    )
+                    .build();
                 self.rejected
-                    .create_index(IndexModel::builder().keys(doc! {"received_at": 1}).build())
+                    .create_indexes([
+                        IndexModel::builder().keys(doc! {"received_at": 1}).build(),
+                        expiry,
+                    ])
                     .await
-                    .map_err(unavailable)?;
-                self.transactions.ensure_indexes().await.map_err(unavailable)?;
+                    .map_err(|error| classify(&error))?;
+                self.transactions
+                    .ensure_indexes()
+                    .await
+                    .map_err(|error| classify(&error))?;
                 Ok(())
             })
             .await
             .copied()
     }
 
-    /// Inserts the callback (first delivery) or counts a delivery (repeat), then folds it into its
-    /// transaction and marks it `processed`. A repeat whose body disagrees with the stored callback flags
-    /// its transaction instead. Every step is idempotent per delivery id, so a retried or re-drained
-    /// delivery is counted once and heals a half-done one.
-    async fn record(
-        &self,
-        callback: &Callback,
-        delivery: &Delivery,
-    ) -> Result<RecordOutcome, StoreError> {
+    async fn fold_unprocessed(&self, limit: i64) -> Result<usize, StoreError> {
         self.ensure_indexes().await?;
-        let id = ObjectId::new();
-        let mut document = callback_document(callback, delivery);
-        document.insert("_id", id);
-        match self.callbacks.insert_one(document).await {
-            Ok(_) => {
-                self.process(callback, id, delivery.received_at).await?;
-                Ok(RecordOutcome::Stored)
-            }
-            Err(error) if is_duplicate_key(&error) => {
-                let stored = match self.count(&callback.key(), delivery).await? {
-                    Some(stored) => stored,
-                    // Counted before (the same delivery applied again): read it as it is.
-                    None => self
-                        .callbacks
-                        .find_one(key_filter(&callback.key()))
-                        .await
-                        .map_err(classify)?
-                        .ok_or_else(|| {
-                            StoreError::Unavailable(
-                                "a duplicate vanished before it was counted".into(),
-                            )
-                        })?,
-                };
-                let stored_id = stored
-                    .get_object_id("_id")
-                    .map_err(|error| StoreError::Rejected(error.to_string()))?;
-                let disagreements = body_disagreements(&stored, callback);
-                if !disagreements.is_empty() {
-                    self.transactions
-                        .record_disagreement(callback, stored_id, &disagreements, delivery)
-                        .await?;
-                    return Ok(RecordOutcome::Disagreeing);
-                }
-                if !stored.get_bool("processed").unwrap_or(false) {
-                    self.process(callback, stored_id, delivery.received_at)
-                        .await?;
-                }
-                Ok(RecordOutcome::Duplicate)
-            }
-            Err(error) => Err(classify(error)),
-        }
-    }
-
-    async fn process(
-        &self,
-        callback: &Callback,
-        id: ObjectId,
-        received_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.transactions.apply(callback, id, received_at).await?;
-        self.derived_callbacks
-            .update_one(doc! {"_id": id}, doc! {"$set": {"processed": true}})
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    /// Counts `delivery` on the stored callback with `key` unless it was counted already; returns the
-    /// updated document, or `None` when there was nothing new to count.
-    async fn count(
-        &self,
-        key: &CallbackKey,
-        delivery: &Delivery,
-    ) -> Result<Option<Document>, StoreError> {
-        let mut filter = key_filter(key);
-        filter.insert("delivery_ids", doc! {"$ne": &delivery.id});
-        let update = doc! {
-            "$inc": {"deliveries": 1_i64},
-            "$max": {"last_received_at": bson_time(delivery.received_at)},
-            "$push": {"delivery_ids": &delivery.id},
-        };
-        self.callbacks
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(classify)
-    }
-
-    async fn count_delivery(
-        &self,
-        key: &CallbackKey,
-        delivery: &Delivery,
-    ) -> Result<(), StoreError> {
-        if self.count(key, delivery).await?.is_some() {
-            return Ok(());
-        }
-        let exists = self
+        let mut cursor = self
             .callbacks
-            .count_documents(key_filter(key))
+            .find(doc! {"processed": false})
+            .projection(doc! {"callback_data": 0, "delivery_ids": 0})
+            .limit(limit)
             .await
-            .map_err(classify)?
-            > 0;
-        if exists {
-            return Ok(());
-        }
-        Err(StoreError::Rejected(format!(
-            "no stored callback {} {} to count a delivery on",
-            key.callback_type, key.provider_transaction_id
-        )))
-    }
-
-    async fn quarantine(&self, rejected: &RejectedCallback) -> Result<(), StoreError> {
-        let id = ObjectId::parse_str(&rejected.id).unwrap_or_else(|_| ObjectId::new());
-        let mut document = doc! {
-            "_id": id,
-            "raw": String::from_utf8_lossy(&rejected.raw).into_owned(),
-            "path": &rejected.path,
-            "reason": &rejected.reason,
-            "request_id": &rejected.request_id,
-            "received_at": bson_time(rejected.received_at),
-        };
-        if std::str::from_utf8(&rejected.raw).is_err() {
-            // Not UTF-8: keep the exact bytes beside the readable approximation.
-            document.insert(
-                "raw_bytes",
-                Binary {
-                    subtype: BinarySubtype::Generic,
-                    bytes: rejected.raw.clone(),
-                },
+            .map_err(|error| classify(&error))?;
+        let mut documents = Vec::new();
+        while cursor.advance().await.map_err(|error| classify(&error))? {
+            documents.push(
+                cursor
+                    .deserialize_current()
+                    .map_err(|error| classify(&error))?,
             );
         }
-        match self.rejected.insert_one(document).await {
-            // Kept already (the same rejection applied again).
-            Err(error) if is_duplicate_key(&error) => Ok(()),
-            other => other.map(|_| ()).map_err(classify),
+        let stored: Vec<(ObjectId, Callback, chrono::DateTime<chrono::Utc>)> = documents
+            .iter()
+            .filter_map(|document| {
+                let id = document.get_object_id("_id").ok()?;
+                let at = document.get_datetime("received_at").ok()?;
+                let at = chrono::DateTime::from_timestamp_millis(at.timestamp_millis())?;
+                Some((id, stored_callback(document)?, at))
+            })
+            .collect();
+        let folds: Vec<Fold> = stored
+            .iter()
+            .map(|(id, callback, at)| Fold {
+                callback,
+                id: *id,
+                received_at: *at,
+            })
+            .collect();
+        let results = self.transactions.fold(&folds).await;
+        let folded: Vec<ObjectId> = folds
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .map(|(fold, _)| fold.id)
+            .collect();
+        if !folded.is_empty() {
+            self.callbacks
+                .update_many(
+                    doc! {"_id": {"$in": &folded}},
+                    doc! {"$set": {"processed": true}},
+                )
+                .await
+                .map_err(|error| classify(&error))?;
+            tracing::warn!(
+                folded = folded.len(),
+                "callbacks left unprocessed were folded into their transactions"
+            );
         }
+        Ok(folded.len())
     }
 }
 
@@ -294,10 +285,16 @@ impl CallbackStore for MongoStore {
         callback: Arc<Callback>,
         delivery: Delivery,
     ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
-        let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move {
-            inner.record(&callback, &delivery).await
-        })
+        let store = self.clone();
+        async move {
+            let entry = Entry::record(&callback, &delivery);
+            match store.apply_one(entry).await? {
+                Applied::Record(outcome) => Ok(outcome),
+                other => Err(StoreError::Rejected(format!(
+                    "unexpected outcome {other:?}"
+                ))),
+            }
+        }
         .boxed()
     }
 
@@ -306,10 +303,13 @@ impl CallbackStore for MongoStore {
         key: CallbackKey,
         delivery: Delivery,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move {
-            inner.count_delivery(&key, &delivery).await
-        })
+        let store = self.clone();
+        async move {
+            store
+                .apply_one(Entry::CountDelivery { key, delivery })
+                .await
+                .map(|_| ())
+        }
         .boxed()
     }
 
@@ -317,25 +317,34 @@ impl CallbackStore for MongoStore {
         &self,
         rejected: Arc<RejectedCallback>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        let inner = Arc::clone(&self.inner);
-        bounded(self.inner.operation_timeout, async move {
-            inner.quarantine(&rejected).await
-        })
+        let store = self.clone();
+        async move {
+            store
+                .apply_one(Entry::Quarantine {
+                    rejected: RejectedCallback::clone(&rejected),
+                })
+                .await
+                .map(|_| ())
+        }
         .boxed()
     }
-}
 
-/// Write options for state derived from the durable callbacks (see `transactions`): acknowledged by the
-/// primary, not waiting for the journal or a majority.
-fn derived_writes() -> mongodb::options::CollectionOptions {
-    mongodb::options::CollectionOptions::builder()
-        .write_concern(
-            WriteConcern::builder()
-                .w(Acknowledgment::Nodes(1))
-                .journal(false)
-                .build(),
-        )
-        .build()
+    fn apply<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Vec<EntryOutcome>> {
+        let count = entries.len();
+        let limit = self.inner.operation_timeout;
+        async move {
+            match tokio::time::timeout(limit, super::batch::apply(&self.inner, entries)).await {
+                Ok(outcomes) => outcomes,
+                // Whatever was written meanwhile is applied again, harmlessly.
+                Err(_) => vec![EntryOutcome::Failed(StoreError::Timeout(limit)); count],
+            }
+        }
+        .boxed()
+    }
+
+    fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        self.fold_unprocessed(1000).boxed()
+    }
 }
 
 /// Bounds a store operation: the driver's own defaults can wait 30 s, far beyond a provider's patience.
@@ -346,29 +355,4 @@ async fn bounded<T>(
     tokio::time::timeout(limit, operation)
         .await
         .unwrap_or(Err(StoreError::Timeout(limit)))
-}
-
-pub(super) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        error.kind.as_ref(),
-        ErrorKind::Write(WriteFailure::WriteError(write_error)) if write_error.code == DUPLICATE_KEY
-    )
-}
-
-/// A write error about the document itself is a rejection; anything else is the server being unreachable.
-fn classify(error: mongodb::error::Error) -> StoreError {
-    match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write_error)) => StoreError::Rejected(format!(
-            "code {}: {}",
-            write_error.code, write_error.message
-        )),
-        ErrorKind::BsonSerialization(_) | ErrorKind::InvalidArgument { .. } => {
-            StoreError::Rejected(error.to_string())
-        }
-        _ => unavailable(error),
-    }
-}
-
-pub(super) fn unavailable(error: mongodb::error::Error) -> StoreError {
-    StoreError::Unavailable(error.to_string())
 }

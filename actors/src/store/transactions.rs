@@ -1,33 +1,59 @@
 //! The `transactions` collection: one document per (provider, flow, transaction key) holding the
 //! transaction's current state, folded from its callbacks by the rules in [`crate::transaction`].
 //!
-//! Updates are optimistic and race-safe across pool members and service instances: a transaction is read,
-//! the next state computed, and written back only if its `version` is unchanged (else re-read and retried);
-//! the first write for a key is an insert guarded by a unique index. Applying the same callback twice is a
-//! no-op (its id is already in `callback_ids`).
+//! Folding is batched: the callbacks of many transactions are folded per call, each transaction's in the
+//! order given. A transaction seen for the first time is inserted whole (one `insert_many` for all of
+//! them); one that exists already is updated optimistically — read, fold, and write back only if its
+//! `version` is unchanged (else re-read and retry) — which is race-safe across pool members and service
+//! instances. Folding the same callback twice is a no-op (its id is already in `callback_ids`).
 //!
-//! This view is derived from `callbacks`, which are written `w: majority, j: true` before anything else:
-//! its writes are acknowledged by the primary alone (`w: 1`), which keeps them off the journal's commit
-//! wait. Should a failover roll one back, the callback stays `processed: false`, and its next delivery
-//! folds it in again.
+//! Writes use the client's `w: majority, j: true`: an acknowledged fold survives a failover, and a
+//! callback document is written only after its fold was acknowledged (see `batch.rs`), so the view
+//! converges after any crash.
+//!
+//! What could grow without limit is capped: `conflicts` keeps the first [`MAX_CONFLICT_ENTRIES`] entries
+//! (with their payloads) and `conflict_count` counts all of them.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::document::{bson_time, decimal128, json_to_bson};
-use super::mongo::{is_duplicate_key, unavailable};
+use super::document::{bson_time, decimal128};
+use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::StoreError;
 use crate::callback::{Callback, Delivery, Status};
 use crate::transaction::{transition, Conflict, Snapshot};
 
 const MAX_ATTEMPTS: usize = 8;
+/// Conflict entries kept per transaction: the first ones, payloads included.
+pub const MAX_CONFLICT_ENTRIES: i32 = 50;
+/// Transactions updated concurrently when a batch folds into existing ones.
+const CONCURRENT_UPDATES: usize = 16;
 
 /// Flows of one provider that report the same payment under different keys, joined by receipt:
 /// (provider, flow whose `receipt` is the other's key, flow keyed by that receipt). An M-Pesa STK result's
 /// `MpesaReceiptNumber` is the C2B confirmation's `TransID`.
 const RECEIPT_LINKS: &[(&str, &str, &str)] = &[("mpesa", "stk_push", "c2b")];
+
+/// A stored callback to fold into its transaction.
+pub(super) struct Fold<'a> {
+    pub callback: &'a Callback,
+    /// The `_id` of the callback's document.
+    pub id: ObjectId,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One transaction's share of a batch: its identity and its callbacks (indexes into the folds), in order.
+struct Group {
+    identity: Document,
+    flow: &'static str,
+    members: Vec<usize>,
+}
 
 #[derive(Clone)]
 pub(super) struct Transactions {
@@ -66,71 +92,139 @@ impl Transactions {
             .map(|_| ())
     }
 
-    /// Folds a stored callback (`callback_id`) into its transaction.
-    pub(super) async fn apply(
-        &self,
-        callback: &Callback,
-        callback_id: ObjectId,
-        received_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let Some(flow) = callback.callback_type.flow() else {
-            return Ok(());
-        };
-        let key = doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id};
-        // Most callbacks start a transaction: try the insert first, fold into the existing one if taken.
-        let first = Snapshot::from_callback(callback);
-        let mut document = key.clone();
-        document.extend(snapshot_fields(&first));
-        document.extend(doc! {
-            "first_callback_at": bson_time(received_at),
-            "last_callback_at": bson_time(received_at),
-            "callback_ids": [callback_id],
-            "conflict": false,
-            "conflicts": [],
-            "linked_transactions": [],
-            "version": 1_i64,
-            "updated_at": bson_time(Utc::now()),
-        });
-        match self.collection.insert_one(document).await {
-            Ok(_) => {
-                return self
-                    .link(&key, flow, callback, first.receipt.as_deref())
-                    .await
-            }
-            Err(error) if is_duplicate_key(&error) => {}
-            Err(error) => return Err(unavailable(error)),
+    /// Folds stored callbacks into their transactions; one result per fold. A failure is per transaction:
+    /// the other transactions of the batch are folded all the same.
+    pub(super) async fn fold(&self, folds: &[Fold<'_>]) -> Vec<Result<(), StoreError>> {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_identity: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for (index, fold) in folds.iter().enumerate() {
+            let callback = fold.callback;
+            let Some(flow) = callback.callback_type.flow() else {
+                continue;
+            };
+            let identity = (
+                callback.provider,
+                flow,
+                callback.provider_transaction_id.as_str(),
+            );
+            let slot = *by_identity.entry(identity).or_insert_with(|| {
+                groups.push(Group {
+                    identity: doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id},
+                    flow,
+                    members: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[slot].members.push(index);
         }
+
+        // Most callbacks start a transaction: insert every group as new, and fold the ones that exist.
+        let fresh: Vec<(Document, Option<String>)> = groups
+            .iter()
+            .map(|group| fresh_transaction(group, folds))
+            .collect();
+        let mut outcomes: Vec<Result<Option<String>, StoreError>> = fresh
+            .iter()
+            .map(|(_, receipt)| Ok(receipt.clone()))
+            .collect();
+        let mut existing = Vec::new();
+        if !fresh.is_empty() {
+            let documents = fresh.iter().map(|(document, _)| document);
+            if let Err(error) = self.collection.insert_many(documents).ordered(false).await {
+                match error.kind.as_ref() {
+                    ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                        for write_error in failure.write_errors.iter().flatten() {
+                            if write_error.code == DUPLICATE_KEY {
+                                existing.push(write_error.index);
+                            } else {
+                                outcomes[write_error.index] =
+                                    Err(by_code(write_error.code, &write_error.message));
+                            }
+                        }
+                    }
+                    _ => {
+                        let failure = classify(&error);
+                        outcomes
+                            .iter_mut()
+                            .for_each(|outcome| *outcome = Err(failure.clone()));
+                    }
+                }
+            }
+        }
+        let updated: Vec<(usize, Result<Option<String>, StoreError>)> = stream::iter(existing)
+            .map(|slot| {
+                let group = &groups[slot];
+                async move { (slot, self.fold_existing(group, folds).await) }
+            })
+            .buffer_unordered(CONCURRENT_UPDATES)
+            .collect()
+            .await;
+        for (slot, outcome) in updated {
+            outcomes[slot] = outcome;
+        }
+
+        let linked = self.link(&groups, folds, &outcomes).await;
+        let mut results: Vec<Result<(), StoreError>> = vec![Ok(()); folds.len()];
+        for ((group, outcome), link) in groups.iter().zip(outcomes).zip(linked) {
+            let result = outcome.and(link).map(|_| ());
+            for member in &group.members {
+                results[*member] = result.clone();
+            }
+        }
+        results
+    }
+
+    /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt.
+    async fn fold_existing(
+        &self,
+        group: &Group,
+        folds: &[Fold<'_>],
+    ) -> Result<Option<String>, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = self
                 .collection
-                .find_one(key.clone())
+                .find_one(group.identity.clone())
                 .await
-                .map_err(unavailable)?
+                .map_err(|error| classify(&error))?
                 .ok_or_else(|| {
                     StoreError::Unavailable("a transaction vanished while being updated".into())
                 })?;
-            let already_applied = current
-                .get_array("callback_ids")
-                .is_ok_and(|ids| ids.contains(&Bson::ObjectId(callback_id)));
-            if already_applied {
-                return Ok(());
+            let applied = current.get_array("callback_ids").ok();
+            let pending: Vec<&Fold> = group
+                .members
+                .iter()
+                .map(|member| &folds[*member])
+                .filter(|fold| !applied.is_some_and(|ids| ids.contains(&Bson::ObjectId(fold.id))))
+                .collect();
+            let mut snapshot = snapshot_of(&current);
+            if pending.is_empty() {
+                return Ok(snapshot.receipt);
             }
             let version = current.get_i64("version").unwrap_or(0);
-            let step = transition(&snapshot_of(&current), callback);
-            let mut set = snapshot_fields(&step.next);
+            let mut entries = Vec::new();
+            for fold in &pending {
+                let step = transition(&snapshot, fold.callback);
+                warn_conflicts(fold.callback, &step.conflicts);
+                entries.extend(conflict_entries(&step.conflicts, fold));
+                snapshot = step.next;
+            }
+            let first = pending.iter().map(|fold| fold.received_at).min();
+            let last = pending.iter().map(|fold| fold.received_at).max();
+            let mut set = snapshot_fields(&snapshot);
             set.insert("version", version + 1);
             set.insert("updated_at", bson_time(Utc::now()));
-            if !step.conflicts.is_empty() {
+            if !entries.is_empty() {
                 set.insert("conflict", true);
-                warn_conflicts(callback, &step.conflicts);
             }
+            let ids: Vec<ObjectId> = pending.iter().map(|fold| fold.id).collect();
             let update = doc! {
                 "$set": set,
-                "$min": {"first_callback_at": bson_time(received_at)},
-                "$max": {"last_callback_at": bson_time(received_at)},
+                "$min": {"first_callback_at": first.map(bson_time)},
+                "$max": {"last_callback_at": last.map(bson_time)},
+                "$inc": {"conflict_count": entries.len() as i64},
                 "$push": {
-                    "callback_ids": callback_id,
-                    "conflicts": {"$each": conflict_entries(&step.conflicts, callback, callback_id, received_at, false)},
+                    "callback_ids": {"$each": ids},
+                    "conflicts": {"$each": entries, "$slice": MAX_CONFLICT_ENTRIES},
                 },
             };
             let filter =
@@ -139,16 +233,17 @@ impl Transactions {
                 .collection
                 .update_one(filter, update)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|error| classify(&error))?;
             if result.matched_count == 1 {
-                return self
-                    .link(&key, flow, callback, step.next.receipt.as_deref())
-                    .await;
+                return Ok(snapshot.receipt);
             }
         }
         Err(StoreError::Unavailable(format!(
             "transaction {} stayed contended for {MAX_ATTEMPTS} attempts",
-            callback.provider_transaction_id
+            group
+                .identity
+                .get_str("transaction_key")
+                .unwrap_or_default()
         )))
     }
 
@@ -157,98 +252,210 @@ impl Transactions {
     pub(super) async fn record_disagreement(
         &self,
         callback: &Callback,
+        payload: Bson,
         stored_id: ObjectId,
         conflicts: &[Conflict],
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let received_at = delivery.received_at;
         let Some(flow) = callback.callback_type.flow() else {
             return Ok(());
         };
         warn_conflicts(callback, conflicts);
         // Filtered on the delivery id, so the same delivery applied twice is listed once.
-        let key = doc! {
+        let filter = doc! {
             "provider": callback.provider,
             "flow": flow,
             "transaction_key": &callback.provider_transaction_id,
-            "conflicts.delivery_id": {"$ne": &delivery.id},
+            "conflicts.delivery_id": {"$ne": delivery.id},
         };
-        let mut entries = conflict_entries(conflicts, callback, stored_id, received_at, true);
+        let fold = Fold {
+            callback,
+            id: stored_id,
+            received_at: delivery.received_at,
+        };
+        let mut entries = conflict_entries(conflicts, &fold);
         for entry in &mut entries {
-            entry.insert("delivery_id", &delivery.id);
+            entry.insert("delivery_id", delivery.id);
+            entry.insert("callback_data", payload.clone());
         }
         let update = doc! {
             "$set": {"conflict": true, "updated_at": bson_time(Utc::now())},
-            "$inc": {"version": 1_i64},
-            "$push": {"conflicts": {"$each": entries}},
+            "$inc": {"version": 1_i64, "conflict_count": entries.len() as i64},
+            "$push": {"conflicts": {"$each": entries, "$slice": MAX_CONFLICT_ENTRIES}},
         };
         self.collection
-            .update_one(key, update)
+            .update_one(filter, update)
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| classify(&error))?;
         Ok(())
     }
 
-    /// Joins this transaction with the one of another flow that reports the same payment, both ways.
+    /// Removes a callback id a fold added for a callback whose document turned out to be a repeat (another
+    /// instance stored the same callback first): the transaction lists only callbacks that exist.
+    pub(super) async fn forget_callback(
+        &self,
+        callback: &Callback,
+        id: ObjectId,
+    ) -> Result<(), StoreError> {
+        let Some(flow) = callback.callback_type.flow() else {
+            return Ok(());
+        };
+        self.collection
+            .update_one(
+                doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id},
+                doc! {"$pull": {"callback_ids": id}},
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| classify(&error))
+    }
+
+    /// Joins transactions of other flows that report the same payment, both ways, for the groups folded
+    /// successfully; one result per group.
     async fn link(
         &self,
-        key: &Document,
-        flow: &str,
-        callback: &Callback,
-        receipt: Option<&str>,
-    ) -> Result<(), StoreError> {
+        groups: &[Group],
+        folds: &[Fold<'_>],
+        outcomes: &[Result<Option<String>, StoreError>],
+    ) -> Vec<Result<(), StoreError>> {
+        let mut results = vec![Ok(()); groups.len()];
         for (provider, receipt_flow, keyed_flow) in RECEIPT_LINKS {
-            if callback.provider != *provider {
-                continue;
-            }
-            let other = if flow == *receipt_flow {
-                let Some(receipt) = receipt else { continue };
-                doc! {"provider": provider, "flow": keyed_flow, "transaction_key": receipt}
-            } else if flow == *keyed_flow {
-                doc! {"provider": provider, "flow": receipt_flow, "receipt": &callback.provider_transaction_id}
-            } else {
-                continue;
-            };
-            let Some(other) = self.collection.find_one(other).await.map_err(unavailable)? else {
-                continue;
-            };
-            let reference = |document: &Document| {
-                doc! {
-                    "provider": document.get("provider").cloned().unwrap_or(Bson::Null),
-                    "flow": document.get("flow").cloned().unwrap_or(Bson::Null),
-                    "transaction_key": document.get("transaction_key").cloned().unwrap_or(Bson::Null),
+            // (group, filter of the other side, value looked up)
+            let mut by_receipt = Vec::new();
+            let mut by_key = Vec::new();
+            for (slot, (group, outcome)) in groups.iter().zip(outcomes).enumerate() {
+                let Ok(receipt) = outcome else { continue };
+                let callback = folds[group.members[0]].callback;
+                if callback.provider != *provider {
+                    continue;
                 }
-            };
-            let this_ref = reference(key);
-            let other_ref = reference(&other);
-            self.collection
-                .update_one(
-                    key.clone(),
-                    doc! {"$addToSet": {"linked_transactions": other_ref}},
-                )
-                .await
-                .map_err(unavailable)?;
-            self.collection
-                .update_one(
-                    doc! {"_id": other.get("_id").cloned().unwrap_or(Bson::Null)},
-                    doc! {"$addToSet": {"linked_transactions": this_ref}},
-                )
-                .await
-                .map_err(unavailable)?;
-            tracing::info!(
-                key = %callback.provider_transaction_id,
-                other = ?other.get("transaction_key"),
-                "linked transactions reporting the same payment"
+                if group.flow == *receipt_flow {
+                    if let Some(receipt) = receipt {
+                        by_receipt.push((slot, receipt.clone()));
+                    }
+                } else if group.flow == *keyed_flow {
+                    by_key.push((slot, callback.provider_transaction_id.clone()));
+                }
+            }
+            // An STK result's receipt is a C2B confirmation's key; a C2B key is an STK result's receipt.
+            let lookups = [
+                (by_receipt, *keyed_flow, "transaction_key"),
+                (by_key, *receipt_flow, "receipt"),
+            ];
+            for (wanted, other_flow, field) in lookups {
+                if wanted.is_empty() {
+                    continue;
+                }
+                let values: Vec<&str> = wanted.iter().map(|(_, value)| value.as_str()).collect();
+                let filter =
+                    doc! {"provider": provider, "flow": other_flow, field: {"$in": values}};
+                let found = match self.find_all(filter).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        for (slot, _) in &wanted {
+                            results[*slot] = Err(error.clone());
+                        }
+                        continue;
+                    }
+                };
+                for other in found {
+                    let Ok(value) = other.get_str(field) else {
+                        continue;
+                    };
+                    for (slot, _) in wanted.iter().filter(|(_, wanted)| wanted == value) {
+                        if let Err(error) = self.join(&groups[*slot].identity, &other).await {
+                            results[*slot] = Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Lists each of two transactions in the other's `linked_transactions`.
+    async fn join(&self, this: &Document, other: &Document) -> Result<(), StoreError> {
+        let reference = |document: &Document| {
+            doc! {
+                "provider": document.get("provider").cloned().unwrap_or(Bson::Null),
+                "flow": document.get("flow").cloned().unwrap_or(Bson::Null),
+                "transaction_key": document.get("transaction_key").cloned().unwrap_or(Bson::Null),
+            }
+        };
+        let (this_ref, other_ref) = (reference(this), reference(other));
+        self.collection
+            .update_one(
+                this.clone(),
+                doc! {"$addToSet": {"linked_transactions": &other_ref}},
+            )
+            .await
+            .map_err(|error| classify(&error))?;
+        self.collection
+            .update_one(
+                other_ref.clone(),
+                doc! {"$addToSet": {"linked_transactions": &this_ref}},
+            )
+            .await
+            .map_err(|error| classify(&error))?;
+        tracing::info!(
+            key = ?this.get("transaction_key"),
+            other = ?other.get("transaction_key"),
+            "linked transactions reporting the same payment"
+        );
+        Ok(())
+    }
+
+    async fn find_all(&self, filter: Document) -> Result<Vec<Document>, StoreError> {
+        let mut cursor = self
+            .collection
+            .find(filter)
+            .await
+            .map_err(|error| classify(&error))?;
+        let mut found = Vec::new();
+        while cursor.advance().await.map_err(|error| classify(&error))? {
+            found.push(
+                cursor
+                    .deserialize_current()
+                    .map_err(|error| classify(&error))?,
             );
         }
-        Ok(())
+        Ok(found)
     }
 }
 
-/// Body fields of a repeat that disagree with the stored callback it repeats: the transaction rules
-/// applied to the stored callback's fields (same key, same status, so only amount and MSISDN can differ).
-pub(super) fn body_disagreements(stored: &Document, incoming: &Callback) -> Vec<Conflict> {
-    transition(&snapshot_of(stored), incoming).conflicts
+/// The document of a transaction that does not exist yet, folded from its group's callbacks; and its
+/// receipt.
+fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (Document, Option<String>) {
+    let first = &folds[group.members[0]];
+    let mut snapshot = Snapshot::from_callback(first.callback);
+    let mut entries = Vec::new();
+    for member in &group.members[1..] {
+        let fold = &folds[*member];
+        let step = transition(&snapshot, fold.callback);
+        warn_conflicts(fold.callback, &step.conflicts);
+        entries.extend(conflict_entries(&step.conflicts, fold));
+        snapshot = step.next;
+    }
+    let members = || group.members.iter().map(|member| &folds[*member]);
+    let first_at = members().map(|fold| fold.received_at).min();
+    let last_at = members().map(|fold| fold.received_at).max();
+    let ids: Vec<ObjectId> = members().map(|fold| fold.id).collect();
+    let conflict_count = entries.len() as i64;
+    entries.truncate(MAX_CONFLICT_ENTRIES as usize);
+    let mut document = group.identity.clone();
+    document.extend(snapshot_fields(&snapshot));
+    document.extend(doc! {
+        "first_callback_at": first_at.map(bson_time),
+        "last_callback_at": last_at.map(bson_time),
+        "callback_ids": ids,
+        "conflict": conflict_count > 0,
+        "conflicts": entries,
+        "conflict_count": conflict_count,
+        "linked_transactions": [],
+        "version": 1_i64,
+        "updated_at": bson_time(Utc::now()),
+    });
+    (document, snapshot.receipt)
 }
 
 fn warn_conflicts(callback: &Callback, conflicts: &[Conflict]) {
@@ -264,28 +471,18 @@ fn warn_conflicts(callback: &Callback, conflicts: &[Conflict]) {
     }
 }
 
-fn conflict_entries(
-    conflicts: &[Conflict],
-    callback: &Callback,
-    callback_id: ObjectId,
-    at: DateTime<Utc>,
-    keep_payload: bool,
-) -> Vec<Document> {
+fn conflict_entries(conflicts: &[Conflict], fold: &Fold<'_>) -> Vec<Document> {
     conflicts
         .iter()
         .map(|conflict| {
-            let mut entry = doc! {
+            doc! {
                 "field": conflict.field,
                 "current": &conflict.current,
                 "incoming": &conflict.incoming,
-                "callback_type": callback.callback_type.as_str(),
-                "callback_id": callback_id,
-                "at": bson_time(at),
-            };
-            if keep_payload {
-                entry.insert("callback_data", json_to_bson(&callback.payload));
+                "callback_type": fold.callback.callback_type.as_str(),
+                "callback_id": fold.id,
+                "at": bson_time(fold.received_at),
             }
-            entry
         })
         .collect()
 }
@@ -301,7 +498,8 @@ fn snapshot_fields(snapshot: &Snapshot) -> Document {
     }
 }
 
-fn snapshot_of(document: &Document) -> Snapshot {
+/// What a stored transaction (or callback: the fields are named alike) says.
+pub(super) fn snapshot_of(document: &Document) -> Snapshot {
     let text = |field| document.get_str(field).ok().map(str::to_owned);
     Snapshot {
         status: document

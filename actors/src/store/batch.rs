@@ -1,0 +1,672 @@
+//! Applying a batch of journal entries to MongoDB in a handful of operations instead of several round
+//! trips per entry.
+//!
+//! 1. **Look up** which recorded callbacks are stored already (one `find` by the unique index).
+//! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
+//!    updates for existing ones), in journal order per transaction.
+//! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
+//!    callback document exists only once its fold was acknowledged, so it is written `processed: true`,
+//!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time.
+//! 4. **Count** repeated deliveries — repeats of stored callbacks and the journal's delivery counts —
+//!    aggregated per callback (one `update` command with a statement per callback).
+//! 5. **Quarantine** rejected bodies (one unordered `insert_many`; a duplicate `_id` means kept already).
+//!
+//! Failures are per entry: an entry that fails blocks only the later entries of its group (its
+//! transaction), which are reported [`EntryOutcome::Deferred`]. Every step is idempotent, so a batch can
+//! be applied again after a crash or a timeout.
+
+use std::collections::HashMap;
+
+use mongodb::bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
+use mongodb::error::ErrorKind;
+
+use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
+use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::mongo::Inner;
+use super::transactions::{snapshot_of, Fold};
+use super::{Applied, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
+use crate::callback::{Callback, CallbackKey, Delivery};
+use crate::journal::Entry;
+use crate::transaction::{transition, Snapshot};
+
+/// What a recorded callback turned out to be.
+enum Kind {
+    /// Not stored yet: fold it, then insert it.
+    New,
+    /// Its own document exists: this very delivery was applied before (a re-drained entry).
+    AppliedBefore,
+    /// A repeat of a stored callback, whose document (without payload) is here.
+    Repeat(Document),
+    /// A repeat of a new callback earlier in this batch (its index).
+    RepeatInBatch(usize),
+}
+
+/// The batch's entries and what has become of them.
+struct Batch<'a> {
+    entries: &'a [Entry],
+    /// For each recorded callback, what its document describes (read once from the raw bytes).
+    records: &'a [Option<(Callback, Delivery)>],
+    groups: Vec<String>,
+    outcomes: Vec<Option<EntryOutcome>>,
+    /// The first failed entry of each group: later entries of the group wait.
+    failed: HashMap<String, usize>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(entries: &'a [Entry], records: &'a [Option<(Callback, Delivery)>]) -> Self {
+        let groups = entries.iter().map(Entry::group).collect();
+        let outcomes = vec![None; entries.len()];
+        Self {
+            entries,
+            records,
+            groups,
+            outcomes,
+            failed: HashMap::new(),
+        }
+    }
+
+    fn fail(&mut self, index: usize, error: StoreError) {
+        self.outcomes[index] = Some(EntryOutcome::Failed(error));
+        let first = self
+            .failed
+            .entry(self.groups[index].clone())
+            .or_insert(index);
+        *first = (*first).min(index);
+    }
+
+    fn succeed(&mut self, index: usize, applied: Applied) {
+        self.outcomes[index] = Some(EntryOutcome::Applied(applied));
+    }
+
+    /// Whether an earlier entry of this entry's group failed.
+    fn blocked(&self, index: usize) -> bool {
+        self.failed
+            .get(&self.groups[index])
+            .is_some_and(|first| *first < index)
+    }
+
+    /// Whether this entry is still to be decided and may go ahead.
+    fn open(&self, index: usize) -> bool {
+        self.outcomes[index].is_none() && !self.blocked(index)
+    }
+
+    fn record(&self, index: usize) -> (&'a Callback, &'a Delivery) {
+        match &self.records[index] {
+            Some((callback, delivery)) => (callback, delivery),
+            None => unreachable!("entry {index} is a readable record"),
+        }
+    }
+
+    fn document(&self, index: usize) -> &'a RawDocumentBuf {
+        match &self.entries[index] {
+            Entry::Record { document } => document,
+            _ => unreachable!("entry {index} is a record"),
+        }
+    }
+
+    fn finish(self) -> Vec<EntryOutcome> {
+        self.outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(EntryOutcome::Deferred))
+            .collect()
+    }
+}
+
+/// Applies `entries`; one outcome per entry.
+pub(super) async fn apply(inner: &Inner, entries: &[Entry]) -> Vec<EntryOutcome> {
+    if let Err(error) = inner.ensure_indexes().await {
+        return vec![EntryOutcome::Failed(error); entries.len()];
+    }
+    let decoded: Vec<Option<(Callback, Delivery)>> = entries
+        .iter()
+        .map(|entry| match entry {
+            Entry::Record { document } => recorded(document),
+            _ => None,
+        })
+        .collect();
+    let mut batch = Batch::new(entries, &decoded);
+    let mut records = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if matches!(entry, Entry::Record { .. }) {
+            if decoded[index].is_some() {
+                records.push(index);
+            } else {
+                batch.fail(
+                    index,
+                    StoreError::Rejected("a callback document that cannot be read".into()),
+                );
+            }
+        }
+    }
+    let kinds = classify_records(inner, &mut batch, &records).await;
+    fold_new(inner, &mut batch, &kinds).await;
+    let raced = insert_new(inner, &mut batch, &kinds).await;
+    count_repeats(inner, &mut batch, kinds, raced).await;
+    quarantine(inner, &mut batch).await;
+    batch.finish()
+}
+
+/// Step 1: which records are new, repeats, or applied before.
+async fn classify_records(
+    inner: &Inner,
+    batch: &mut Batch<'_>,
+    records: &[usize],
+) -> Vec<(usize, Kind)> {
+    let keys: Vec<CallbackKey> = records
+        .iter()
+        .map(|index| batch.record(*index).0.key())
+        .collect();
+    let stored = match find_stored(inner, &keys).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            for index in records {
+                batch.fail(*index, error.clone());
+            }
+            return Vec::new();
+        }
+    };
+    let mut new_in_batch: HashMap<&CallbackKey, usize> = HashMap::new();
+    let mut kinds = Vec::with_capacity(records.len());
+    for (index, key) in records.iter().zip(&keys) {
+        let (_, delivery) = batch.record(*index);
+        let kind = match stored.get(key) {
+            Some(document) if document.get_object_id("_id").ok() == Some(delivery.id) => {
+                Kind::AppliedBefore
+            }
+            Some(document) => Kind::Repeat(document.clone()),
+            None => match new_in_batch.get(key) {
+                Some(first) => Kind::RepeatInBatch(*first),
+                None => {
+                    new_in_batch.insert(key, *index);
+                    Kind::New
+                }
+            },
+        };
+        kinds.push((*index, kind));
+    }
+    for (index, kind) in &kinds {
+        if matches!(kind, Kind::AppliedBefore) {
+            batch.succeed(*index, Applied::Record(RecordOutcome::Stored));
+        }
+    }
+    kinds
+}
+
+/// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` through the
+/// unique index, one `$in` per provider and callback type.
+async fn find_stored(
+    inner: &Inner,
+    keys: &[CallbackKey],
+) -> Result<HashMap<CallbackKey, Document>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut by_type: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    for key in keys {
+        by_type
+            .entry((key.provider, key.callback_type.as_str()))
+            .or_default()
+            .push(&key.provider_transaction_id);
+    }
+    let clauses: Vec<Document> = by_type
+        .into_iter()
+        .map(|((provider, callback_type), ids)| {
+            doc! {"provider": provider, "callback_type": callback_type, "provider_transaction_id": {"$in": ids}}
+        })
+        .collect();
+    let filter = if clauses.len() == 1 {
+        clauses.into_iter().next().unwrap_or_default()
+    } else {
+        doc! {"$or": clauses}
+    };
+    let mut cursor = inner
+        .callbacks
+        .find(filter)
+        .projection(doc! {"callback_data": 0, "delivery_ids": 0})
+        .await
+        .map_err(|error| classify(&error))?;
+    let mut stored = HashMap::new();
+    while cursor.advance().await.map_err(|error| classify(&error))? {
+        let document: Document = cursor
+            .deserialize_current()
+            .map_err(|error| classify(&error))?;
+        if let Some(key) = stored_key(&document, keys) {
+            stored.insert(key, document);
+        }
+    }
+    Ok(stored)
+}
+
+/// The key among `keys` a stored document has.
+fn stored_key(document: &Document, keys: &[CallbackKey]) -> Option<CallbackKey> {
+    let (provider, callback_type, id, status) = (
+        document.get_str("provider").ok()?,
+        document.get_str("callback_type").ok()?,
+        document.get_str("provider_transaction_id").ok()?,
+        document.get_str("status").ok()?,
+    );
+    keys.iter()
+        .find(|key| {
+            key.provider == provider
+                && key.callback_type.as_str() == callback_type
+                && key.provider_transaction_id == id
+                && key.status.as_str() == status
+        })
+        .cloned()
+}
+
+/// Step 2: folds the new callbacks into their transactions.
+async fn fold_new(inner: &Inner, batch: &mut Batch<'_>, kinds: &[(usize, Kind)]) {
+    let new: Vec<usize> = kinds
+        .iter()
+        .filter(|(index, kind)| matches!(kind, Kind::New) && batch.open(*index))
+        .map(|(index, _)| *index)
+        .collect();
+    let folds: Vec<Fold> = new
+        .iter()
+        .map(|index| {
+            let (callback, delivery) = batch.record(*index);
+            Fold {
+                callback,
+                id: delivery.id,
+                received_at: delivery.received_at,
+            }
+        })
+        .collect();
+    let results = inner.transactions.fold(&folds).await;
+    drop(folds);
+    for (index, result) in new.into_iter().zip(results) {
+        if let Err(error) = result {
+            batch.fail(index, error);
+        }
+    }
+}
+
+/// Step 3: inserts the new callbacks whose fold succeeded. Returns the ones another writer stored first
+/// (an identity already taken: a concurrent instance), with that stored document: they are repeats.
+async fn insert_new(
+    inner: &Inner,
+    batch: &mut Batch<'_>,
+    kinds: &[(usize, Kind)],
+) -> Vec<(usize, Document)> {
+    let new: Vec<usize> = kinds
+        .iter()
+        .filter(|(index, kind)| matches!(kind, Kind::New) && batch.open(*index))
+        .map(|(index, _)| *index)
+        .collect();
+    if new.is_empty() {
+        return Vec::new();
+    }
+    let documents: Vec<&RawDocumentBuf> = new.iter().map(|index| batch.document(*index)).collect();
+    let mut duplicates = Vec::new();
+    if let Err(error) = inner
+        .raw_callbacks
+        .insert_many(documents)
+        .ordered(false)
+        .await
+    {
+        match error.kind.as_ref() {
+            ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                for write_error in failure.write_errors.iter().flatten() {
+                    let index = new[write_error.index];
+                    if write_error.code == DUPLICATE_KEY {
+                        duplicates.push(index);
+                    } else {
+                        batch.fail(index, by_code(write_error.code, &write_error.message));
+                    }
+                }
+            }
+            _ => {
+                let failure = classify(&error);
+                for index in &new {
+                    batch.fail(*index, failure.clone());
+                }
+            }
+        }
+    }
+    for index in &new {
+        if batch.outcomes[*index].is_none() && !duplicates.contains(index) {
+            batch.succeed(*index, Applied::Record(RecordOutcome::Stored));
+        }
+    }
+    if duplicates.is_empty() {
+        return Vec::new();
+    }
+
+    // Either this very document (written by an attempt whose answer was lost) or another writer's.
+    let keys: Vec<CallbackKey> = duplicates
+        .iter()
+        .map(|index| batch.record(*index).0.key())
+        .collect();
+    let stored = match find_stored(inner, &keys).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            for index in duplicates {
+                batch.fail(index, error.clone());
+            }
+            return Vec::new();
+        }
+    };
+    let mut raced = Vec::new();
+    for (index, key) in duplicates.into_iter().zip(keys) {
+        let (callback, delivery) = batch.record(index);
+        match stored.get(&key) {
+            Some(document) if document.get_object_id("_id").ok() == Some(delivery.id) => {
+                batch.succeed(index, Applied::Record(RecordOutcome::Stored));
+            }
+            Some(document) => {
+                // Folded under an id that has no document: take it out of the transaction again.
+                if let Err(error) = inner
+                    .transactions
+                    .forget_callback(callback, delivery.id)
+                    .await
+                {
+                    batch.fail(index, error);
+                    continue;
+                }
+                raced.push((index, document.clone()));
+            }
+            None => batch.fail(
+                index,
+                StoreError::Unavailable("a duplicate vanished before it was read".into()),
+            ),
+        }
+    }
+    raced
+}
+
+/// Step 4: counts the deliveries of repeats and of the journal's delivery counts, once per delivery id,
+/// and flags repeats whose body disagrees with the stored callback.
+async fn count_repeats(
+    inner: &Inner,
+    batch: &mut Batch<'_>,
+    kinds: Vec<(usize, Kind)>,
+    raced: Vec<(usize, Document)>,
+) {
+    // Repeats with what they repeat: a stored document, or the snapshot of the first in this batch.
+    let mut repeats: Vec<(usize, Snapshot, ObjectId)> = Vec::new();
+    for (index, kind) in kinds.into_iter().chain(
+        raced
+            .into_iter()
+            .map(|(index, document)| (index, Kind::Repeat(document))),
+    ) {
+        match kind {
+            Kind::Repeat(document) => {
+                let id = document.get_object_id("_id").unwrap_or_default();
+                // Same key and status: only the body (amount, MSISDN) can disagree.
+                repeats.push((index, snapshot_of(&document), id));
+            }
+            Kind::RepeatInBatch(first) => {
+                if !matches!(
+                    batch.outcomes[first],
+                    Some(EntryOutcome::Applied(Applied::Record(
+                        RecordOutcome::Stored
+                    )))
+                ) {
+                    // What it repeats is not stored: try again with it.
+                    if batch.outcomes[index].is_none() {
+                        batch.fail(
+                            index,
+                            StoreError::Unavailable(
+                                "the callback it repeats was not stored".into(),
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                let (original, first_delivery) = batch.record(first);
+                repeats.push((index, Snapshot::from_callback(original), first_delivery.id));
+            }
+            Kind::New | Kind::AppliedBefore => {}
+        }
+    }
+    repeats.retain(|(index, _, _)| batch.open(*index));
+
+    // Deliveries to count, per stored callback, in batch order.
+    let mut counts: Vec<(CallbackKey, Vec<usize>)> = Vec::new();
+    let mut slots: HashMap<CallbackKey, usize> = HashMap::new();
+    let mut add = |key: CallbackKey, index: usize| {
+        let slot = *slots.entry(key.clone()).or_insert_with(|| {
+            counts.push((key, Vec::new()));
+            counts.len() - 1
+        });
+        counts[slot].1.push(index);
+    };
+    for (index, _, _) in &repeats {
+        add(batch.record(*index).0.key(), *index);
+    }
+    for index in 0..batch.entries.len() {
+        if let Entry::CountDelivery { key, .. } = &batch.entries[index] {
+            if batch.open(index) {
+                add(key.clone(), index);
+            }
+        }
+    }
+    if counts.is_empty() {
+        return;
+    }
+
+    let known: HashMap<CallbackKey, ObjectId> = repeats
+        .iter()
+        .map(|(index, _, id)| (batch.record(*index).0.key(), *id))
+        .collect();
+    match count_deliveries(inner, batch, &counts, &known).await {
+        Ok(missing) => {
+            for slot in missing {
+                for index in &counts[slot].1 {
+                    let key = &counts[slot].0;
+                    batch.fail(
+                        *index,
+                        StoreError::Rejected(format!(
+                            "no stored callback {} {} to count a delivery on",
+                            key.callback_type, key.provider_transaction_id
+                        )),
+                    );
+                }
+            }
+        }
+        Err(error) => {
+            for (_, indexes) in &counts {
+                for index in indexes {
+                    batch.fail(*index, error.clone());
+                }
+            }
+            return;
+        }
+    }
+    for (_, indexes) in &counts {
+        for index in indexes {
+            if batch.outcomes[*index].is_none()
+                && matches!(batch.entries[*index], Entry::CountDelivery { .. })
+            {
+                batch.succeed(*index, Applied::Counted);
+            }
+        }
+    }
+
+    for (index, snapshot, stored_id) in repeats {
+        if batch.outcomes[index].is_some() {
+            continue;
+        }
+        let (callback, delivery) = batch.record(index);
+        let disagreements = transition(&snapshot, callback).conflicts;
+        if disagreements.is_empty() {
+            batch.succeed(index, Applied::Record(RecordOutcome::Duplicate));
+            continue;
+        }
+        let payload = payload_of(batch.document(index));
+        let kept = inner
+            .transactions
+            .record_disagreement(callback, payload, stored_id, &disagreements, delivery)
+            .await;
+        match kept {
+            Ok(()) => batch.succeed(index, Applied::Record(RecordOutcome::Disagreeing)),
+            Err(error) => batch.fail(index, error),
+        }
+    }
+}
+
+/// Adds each group's delivery ids to its stored callback unless counted already, in one `update_many`
+/// over the callbacks' `_id`s (one statement: far cheaper for MongoDB than a statement per callback).
+/// `known` gives the `_id` of callbacks already looked up; the others are found by key. Returns the
+/// slots whose callback is not stored.
+async fn count_deliveries(
+    inner: &Inner,
+    batch: &Batch<'_>,
+    counts: &[(CallbackKey, Vec<usize>)],
+    known: &HashMap<CallbackKey, ObjectId>,
+) -> Result<Vec<usize>, StoreError> {
+    let unknown: Vec<CallbackKey> = counts
+        .iter()
+        .filter(|(key, _)| !known.contains_key(key))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let found = find_stored(inner, &unknown).await?;
+    let mut missing = Vec::new();
+    let mut targets: Vec<ObjectId> = Vec::with_capacity(counts.len());
+    let mut additions: Vec<Document> = Vec::with_capacity(counts.len());
+    for (slot, (key, indexes)) in counts.iter().enumerate() {
+        let id = known.get(key).copied().or_else(|| {
+            found
+                .get(key)
+                .and_then(|document| document.get_object_id("_id").ok())
+        });
+        let Some(id) = id else {
+            missing.push(slot);
+            continue;
+        };
+        let deliveries: Vec<&Delivery> = indexes
+            .iter()
+            .map(|index| match &batch.entries[*index] {
+                Entry::Record { .. } => batch.record(*index).1,
+                Entry::CountDelivery { delivery, .. } => delivery,
+                Entry::Quarantine { .. } => unreachable!("quarantines count nothing"),
+            })
+            .collect();
+        let ids: Vec<ObjectId> = deliveries.iter().map(|delivery| delivery.id).collect();
+        let latest = deliveries
+            .iter()
+            .map(|delivery| delivery.received_at)
+            .max()
+            .map(bson_time);
+        targets.push(id);
+        additions.push(doc! {"ids": ids, "at": latest});
+    }
+    if targets.is_empty() {
+        return Ok(missing);
+    }
+    inner
+        .callbacks
+        .update_many(
+            doc! {"_id": {"$in": &targets}},
+            count_pipeline(&targets, additions),
+        )
+        .await
+        .map_err(|error| classify(&error))?;
+    Ok(missing)
+}
+
+/// The update that counts, on each target callback, the delivery ids it has not counted yet (its entry of
+/// `additions`, found by the position of its `_id` in `targets`), and keeps the most recent ones.
+fn count_pipeline(targets: &[ObjectId], additions: Vec<Document>) -> Vec<Document> {
+    vec![
+        doc! {"$set": {"_count": {"$arrayElemAt": [
+            {"$literal": additions},
+            {"$indexOfArray": [{"$literal": targets}, "$_id"]},
+        ]}}},
+        doc! {"$set": {"_new": {"$setDifference": ["$_count.ids", {"$ifNull": ["$delivery_ids", []]}]}}},
+        doc! {"$set": {
+            "deliveries": {"$add": [{"$ifNull": ["$deliveries", 0_i64]}, {"$size": "$_new"}]},
+            "last_received_at": {"$cond": [
+                {"$gt": [{"$size": "$_new"}, 0]},
+                {"$max": ["$last_received_at", "$_count.at"]},
+                "$last_received_at",
+            ]},
+            "delivery_ids": {"$slice": [
+                {"$concatArrays": [{"$ifNull": ["$delivery_ids", []]}, "$_new"]},
+                -MAX_DELIVERY_IDS,
+            ]},
+        }},
+        doc! {"$unset": ["_count", "_new"]},
+    ]
+}
+
+/// Step 5: keeps rejected bodies.
+async fn quarantine(inner: &Inner, batch: &mut Batch<'_>) {
+    let rejected: Vec<usize> = (0..batch.entries.len())
+        .filter(|index| {
+            matches!(batch.entries[*index], Entry::Quarantine { .. }) && batch.open(*index)
+        })
+        .collect();
+    if rejected.is_empty() {
+        return;
+    }
+    let documents: Vec<Document> = rejected
+        .iter()
+        .map(|index| match &batch.entries[*index] {
+            Entry::Quarantine { rejected } => {
+                rejected_document(rejected, inner.unauthenticated_retention)
+            }
+            _ => unreachable!("entry {index} is a quarantine"),
+        })
+        .collect();
+    if let Err(error) = inner.rejected.insert_many(&documents).ordered(false).await {
+        match error.kind.as_ref() {
+            ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                for write_error in failure.write_errors.iter().flatten() {
+                    // A duplicate `_id` is this very rejection, kept already.
+                    if write_error.code != DUPLICATE_KEY {
+                        batch.fail(
+                            rejected[write_error.index],
+                            by_code(write_error.code, &write_error.message),
+                        );
+                    }
+                }
+            }
+            _ => {
+                let failure = classify(&error);
+                for index in &rejected {
+                    batch.fail(*index, failure.clone());
+                }
+            }
+        }
+    }
+    for index in rejected {
+        if batch.outcomes[index].is_none() {
+            batch.succeed(index, Applied::Quarantined);
+        }
+    }
+}
+
+/// The `rejected_callbacks` document of a rejection. Unauthenticated ones carry `expire_at`, which the
+/// TTL index honours.
+pub(super) fn rejected_document(
+    rejected: &RejectedCallback,
+    unauthenticated_retention: std::time::Duration,
+) -> Document {
+    let mut document = doc! {
+        "_id": rejected.id,
+        "raw": String::from_utf8_lossy(&rejected.raw).into_owned(),
+        "path": &rejected.path,
+        "reason": &rejected.reason,
+        "request_id": &rejected.request_id,
+        "received_at": bson_time(rejected.received_at),
+        "authenticated": rejected.authenticated,
+    };
+    if std::str::from_utf8(&rejected.raw).is_err() {
+        // Not UTF-8: keep the exact bytes beside the readable approximation.
+        document.insert(
+            "raw_bytes",
+            mongodb::bson::Binary {
+                subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                bytes: rejected.raw.clone(),
+            },
+        );
+    }
+    if !rejected.authenticated {
+        let retention = chrono::Duration::from_std(unauthenticated_retention)
+            .unwrap_or(chrono::Duration::days(30));
+        document.insert("expire_at", bson_time(rejected.received_at + retention));
+    }
+    document
+}
