@@ -96,6 +96,8 @@ pub struct JournalSettings {
     pub commit_window_ms: u64,
     /// Entries the drain reads per round.
     pub drain_batch: NonZeroUsize,
+    /// Batches the drain writes at once (of different transactions).
+    pub drain_pipeline: NonZeroUsize,
     /// Attempts before an entry that keeps failing (not for unavailability) is quarantined.
     pub max_attempts: u32,
     /// On shutdown, how long to keep draining to MongoDB before exiting (the rest waits for the next start).

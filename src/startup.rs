@@ -47,6 +47,7 @@ impl Application {
         let drain_settings = DrainSettings {
             batch: settings.journal.drain_batch.get(),
             max_attempts: settings.journal.max_attempts,
+            pipeline: settings.journal.drain_pipeline.get(),
             ..DrainSettings::default()
         };
         Drain::new(

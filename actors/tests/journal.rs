@@ -273,3 +273,151 @@ async fn a_poisoned_entry_is_quarantined_after_bounded_attempts() {
         "the payload is kept"
     );
 }
+
+/// Records the order in which callbacks reach it, taking a little while per callback so that the drain's
+/// batches overlap; refuses the callbacks of one key (a document MongoDB would never accept).
+#[derive(Default)]
+struct RecordingStore {
+    inner: InMemoryStore,
+    applied: std::sync::Mutex<Vec<(String, chrono::DateTime<Utc>)>>,
+    refused_key: Option<String>,
+    refusals: AtomicUsize,
+}
+
+impl CallbackStore for RecordingStore {
+    fn record(
+        &self,
+        callback: Arc<Callback>,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<RecordOutcome, StoreError>> {
+        if self.refused_key.as_deref() == Some(callback.provider_transaction_id.as_str()) {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            return future::ready(Err(StoreError::Rejected("document too large".into()))).boxed();
+        }
+        self.applied.lock().unwrap().push((
+            callback.provider_transaction_id.clone(),
+            delivery.received_at,
+        ));
+        let stored = self.inner.record(callback, delivery);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            stored.await
+        }
+        .boxed()
+    }
+    fn count_delivery(
+        &self,
+        key: CallbackKey,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.count_delivery(key, delivery)
+    }
+    fn quarantine(
+        &self,
+        rejected: Arc<RejectedCallback>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.quarantine(rejected)
+    }
+}
+
+#[actix::test]
+async fn overlapping_batches_keep_each_transactions_order() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    let start = Utc::now();
+    // 20 transactions, 6 deliveries each, interleaved in the journal; each delivery's time is its rank.
+    for round in 0..6_i64 {
+        for transaction in 0..20 {
+            let delivery = Delivery::new(start + chrono::Duration::milliseconds(round));
+            let entry = Entry::record(&stk(&format!("ws_CO_order_{transaction}")), &delivery);
+            journal.append(&entry).await.unwrap();
+        }
+    }
+    let store = Arc::new(RecordingStore::default());
+    let settings = DrainSettings {
+        batch: 7,
+        pipeline: 2,
+        ..DrainSettings::default()
+    };
+    Drain::new(Arc::clone(&journal), store.clone(), settings).start();
+    drained(&journal).await;
+
+    let applied = store.applied.lock().unwrap().clone();
+    assert_eq!(applied.len(), 120, "every delivery was applied once");
+    let mut last: std::collections::HashMap<String, chrono::DateTime<Utc>> = Default::default();
+    for (key, at) in applied {
+        if let Some(previous) = last.insert(key.clone(), at) {
+            assert!(previous < at, "{key}: applied out of journal order");
+        }
+    }
+}
+
+#[actix::test]
+async fn a_failing_entry_waits_alone_while_the_drain_goes_on() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    let store = Arc::new(RecordingStore {
+        refused_key: Some("ws_CO_refused".into()),
+        ..RecordingStore::default()
+    });
+    let settings = DrainSettings {
+        max_attempts: 2,
+        retry_after: Duration::from_secs(1),
+        ..DrainSettings::default()
+    };
+    journal.append(&record("ws_CO_refused")).await.unwrap();
+    Drain::new(Arc::clone(&journal), store.clone(), settings).start();
+    while store.refusals.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Arriving after the failure, while the failed entry waits for its second attempt.
+    for i in 0..40 {
+        journal
+            .append(&record(&format!("ws_CO_after_{i}")))
+            .await
+            .unwrap();
+    }
+    while store.applied.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store.refusals.load(Ordering::SeqCst),
+        1,
+        "the others were stored while the failed entry waited for its next attempt"
+    );
+    drained(&journal).await;
+    assert_eq!(store.refusals.load(Ordering::SeqCst), 2, "bounded attempts");
+    let rejected = store.inner.rejected();
+    assert_eq!(rejected.len(), 1, "the failing entry was quarantined");
+    assert!(rejected[0].reason.contains("document too large"));
+}
+
+#[actix::test]
+async fn entries_journaled_as_json_by_an_earlier_version_are_still_drained() {
+    let journal = Journal::open(&directory(), 1 << 30).unwrap();
+    let callback = stk("ws_CO_legacy");
+    let key = callback.key();
+    let at = Utc::now();
+    let id = mongodb::bson::oid::ObjectId::new().to_hex();
+    let legacy = serde_json::json!({"Record": {"callback": callback, "delivery": {"id": id, "received_at": at}}});
+    journal
+        .append_bytes(serde_json::to_vec(&legacy).unwrap())
+        .await
+        .unwrap();
+    let count = serde_json::json!({"CountDelivery": {"key": key, "delivery": {
+        "id": mongodb::bson::oid::ObjectId::new().to_hex(), "received_at": at}}});
+    journal
+        .append_bytes(serde_json::to_vec(&count).unwrap())
+        .await
+        .unwrap();
+    let store = InMemoryStore::new();
+    Drain::new(
+        Arc::clone(&journal),
+        Arc::new(store.clone()),
+        DrainSettings::default(),
+    )
+    .start();
+    drained(&journal).await;
+    let stored = store.get(&key).expect("the legacy record was stored");
+    assert_eq!(stored.deliveries, 2);
+    assert_eq!(stored.callback.amount, callback.amount);
+    assert!(store.rejected().is_empty(), "nothing was quarantined");
+}

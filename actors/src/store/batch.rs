@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use mongodb::bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
+use mongodb::bson::{doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
@@ -138,31 +138,44 @@ pub(super) async fn apply(inner: &Inner, entries: &[Entry]) -> Vec<EntryOutcome>
             }
         }
     }
-    let kinds = classify_records(inner, &mut batch, &records).await;
+    let (kinds, targets) = look_up(inner, &mut batch, &records).await;
     fold_new(inner, &mut batch, &kinds).await;
     let raced = insert_new(inner, &mut batch, &kinds).await;
-    count_repeats(inner, &mut batch, kinds, raced).await;
+    count_repeats(inner, &mut batch, kinds, raced, targets).await;
     quarantine(inner, &mut batch).await;
     batch.finish()
 }
 
-/// Step 1: which records are new, repeats, or applied before.
-async fn classify_records(
+/// Step 1: which records are new, repeats, or applied before; and which stored callbacks the delivery
+/// counts apply to. A count whose callback is neither stored nor recorded earlier in this batch fails
+/// here, before anything is written, so that the later entries of its transaction wait for it.
+async fn look_up(
     inner: &Inner,
     batch: &mut Batch<'_>,
     records: &[usize],
-) -> Vec<(usize, Kind)> {
+) -> (Vec<(usize, Kind)>, HashMap<CallbackKey, ObjectId>) {
+    let counts: Vec<(usize, &CallbackKey)> = (0..batch.entries.len())
+        .filter_map(|index| match &batch.entries[index] {
+            Entry::CountDelivery { key, .. } if batch.open(index) => Some((index, key)),
+            _ => None,
+        })
+        .collect();
     let keys: Vec<CallbackKey> = records
         .iter()
         .map(|index| batch.record(*index).0.key())
         .collect();
-    let stored = match find_stored(inner, &keys).await {
+    let looked_up: Vec<CallbackKey> = keys
+        .iter()
+        .cloned()
+        .chain(counts.iter().map(|(_, key)| (*key).clone()))
+        .collect();
+    let stored = match find_stored(inner, &looked_up).await {
         Ok(stored) => stored,
         Err(error) => {
-            for index in records {
+            for index in records.iter().chain(counts.iter().map(|(index, _)| index)) {
                 batch.fail(*index, error.clone());
             }
-            return Vec::new();
+            return (Vec::new(), HashMap::new());
         }
     };
     let mut new_in_batch: HashMap<&CallbackKey, usize> = HashMap::new();
@@ -189,7 +202,24 @@ async fn classify_records(
             batch.succeed(*index, Applied::Record(RecordOutcome::Stored));
         }
     }
-    kinds
+    let mut targets = HashMap::new();
+    for (index, key) in counts {
+        if let Some(id) = stored
+            .get(key)
+            .and_then(|document| document.get_object_id("_id").ok())
+        {
+            targets.insert(key.clone(), id);
+        } else if !new_in_batch.get(key).is_some_and(|first| *first < index) {
+            batch.fail(
+                index,
+                StoreError::Rejected(format!(
+                    "no stored callback {} {} to count a delivery on",
+                    key.callback_type, key.provider_transaction_id
+                )),
+            );
+        }
+    }
+    (kinds, targets)
 }
 
 /// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` through the
@@ -297,7 +327,44 @@ async fn insert_new(
     if new.is_empty() {
         return Vec::new();
     }
-    let documents: Vec<&RawDocumentBuf> = new.iter().map(|index| batch.document(*index)).collect();
+    // Delivery counts of these callbacks later in this batch (an operator's quick resend, answered from
+    // the provider actor's cache) are folded into the inserted document instead of updating it after.
+    let mut merged: HashMap<usize, Vec<usize>> = HashMap::new();
+    {
+        let firsts: HashMap<CallbackKey, usize> = new
+            .iter()
+            .map(|index| (batch.record(*index).0.key(), *index))
+            .collect();
+        for index in 0..batch.entries.len() {
+            if let Entry::CountDelivery { key, .. } = &batch.entries[index] {
+                if let Some(first) = firsts.get(key).filter(|first| **first < index) {
+                    if batch.open(index) {
+                        merged.entry(*first).or_default().push(index);
+                    }
+                }
+            }
+        }
+    }
+    let owned: Vec<Option<RawDocumentBuf>> = new
+        .iter()
+        .map(|index| {
+            merged.get(index).map(|counts| {
+                let deliveries: Vec<&Delivery> = counts
+                    .iter()
+                    .filter_map(|count| match &batch.entries[*count] {
+                        Entry::CountDelivery { delivery, .. } => Some(delivery),
+                        _ => None,
+                    })
+                    .collect();
+                with_deliveries(batch.document(*index), &deliveries)
+            })
+        })
+        .collect();
+    let documents: Vec<&RawDocumentBuf> = new
+        .iter()
+        .zip(&owned)
+        .map(|(index, owned)| owned.as_ref().unwrap_or_else(|| batch.document(*index)))
+        .collect();
     let mut duplicates = Vec::new();
     if let Err(error) = inner
         .raw_callbacks
@@ -327,6 +394,9 @@ async fn insert_new(
     for index in &new {
         if batch.outcomes[*index].is_none() && !duplicates.contains(index) {
             batch.succeed(*index, Applied::Record(RecordOutcome::Stored));
+            for count in merged.get(index).into_iter().flatten() {
+                batch.succeed(*count, Applied::Counted);
+            }
         }
     }
     if duplicates.is_empty() {
@@ -375,6 +445,36 @@ async fn insert_new(
     raced
 }
 
+/// A callback's first document with more deliveries counted in it: `deliveries`, `delivery_ids` and
+/// `last_received_at` rewritten, every other field as it was.
+fn with_deliveries(document: &RawDocumentBuf, more: &[&Delivery]) -> RawDocumentBuf {
+    let mut rewritten = RawDocumentBuf::new();
+    for element in document.iter().flatten() {
+        match element {
+            ("deliveries", _) => rewritten.append("deliveries", 1 + more.len() as i64),
+            ("delivery_ids", RawBsonRef::Array(ids)) => {
+                let mut all = RawArrayBuf::new();
+                for id in ids.into_iter().flatten().filter_map(|id| id.as_object_id()) {
+                    all.push(id);
+                }
+                for delivery in more {
+                    all.push(delivery.id);
+                }
+                rewritten.append("delivery_ids", all);
+            }
+            ("last_received_at", RawBsonRef::DateTime(first)) => {
+                let latest = more
+                    .iter()
+                    .map(|delivery| bson_time(delivery.received_at))
+                    .fold(first, std::cmp::max);
+                rewritten.append("last_received_at", latest);
+            }
+            (key, value) => rewritten.append_ref(key, value),
+        }
+    }
+    rewritten
+}
+
 /// Step 4: counts the deliveries of repeats and of the journal's delivery counts, once per delivery id,
 /// and flags repeats whose body disagrees with the stored callback.
 async fn count_repeats(
@@ -382,6 +482,7 @@ async fn count_repeats(
     batch: &mut Batch<'_>,
     kinds: Vec<(usize, Kind)>,
     raced: Vec<(usize, Document)>,
+    mut targets: HashMap<CallbackKey, ObjectId>,
 ) {
     // Repeats with what they repeat: a stored document, or the snapshot of the first in this batch.
     let mut repeats: Vec<(usize, Snapshot, ObjectId)> = Vec::new();
@@ -446,11 +547,12 @@ async fn count_repeats(
         return;
     }
 
-    let known: HashMap<CallbackKey, ObjectId> = repeats
-        .iter()
-        .map(|(index, _, id)| (batch.record(*index).0.key(), *id))
-        .collect();
-    match count_deliveries(inner, batch, &counts, &known).await {
+    targets.extend(
+        repeats
+            .iter()
+            .map(|(index, _, id)| (batch.record(*index).0.key(), *id)),
+    );
+    match count_deliveries(inner, batch, &counts, &targets).await {
         Ok(missing) => {
             for slot in missing {
                 for index in &counts[slot].1 {

@@ -158,15 +158,21 @@ pub fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
 /// The raw payload as BSON. Integers stay integers; other numbers become Decimal128 from their exact JSON
 /// text (a float would lose cents), or their text when out of Decimal128's range. NUL, which BSON keys
 /// cannot hold, is replaced.
+///
+/// Written straight into one buffer (nested documents get their length filled in afterwards) rather than
+/// built as nested BSON values: this runs for every callback accepted.
 pub fn json_to_raw(value: &Value) -> RawBson {
     match value {
-        Value::Null => RawBson::Null,
-        Value::Bool(flag) => RawBson::Boolean(*flag),
-        Value::Number(number) => match number.as_i64() {
-            Some(int) => RawBson::Int64(int),
-            None => raw_decimal(&number.to_string()),
-        },
-        Value::String(text) => RawBson::String(text.clone()),
+        Value::Object(fields) => {
+            let mut bytes = Vec::with_capacity(256);
+            write_fields(
+                &mut bytes,
+                fields.iter().map(|(key, value)| (key.as_str(), value)),
+            );
+            RawBson::Document(
+                RawDocumentBuf::from_bytes(bytes).expect("a document written whole is valid"),
+            )
+        }
         Value::Array(items) => {
             let mut array = RawArrayBuf::new();
             for item in items {
@@ -174,18 +180,103 @@ pub fn json_to_raw(value: &Value) -> RawBson {
             }
             RawBson::Array(array)
         }
-        Value::Object(fields) => {
-            let mut document = RawDocumentBuf::new();
-            for (key, value) in fields {
-                if key.contains('\0') {
-                    document.append(key.replace('\0', "\u{FFFD}"), json_to_raw(value));
-                } else {
-                    document.append(key, json_to_raw(value));
-                }
-            }
-            RawBson::Document(document)
-        }
+        Value::Null => RawBson::Null,
+        Value::Bool(flag) => RawBson::Boolean(*flag),
+        Value::Number(number) => match number.as_i64() {
+            Some(int) => RawBson::Int64(int),
+            None => raw_decimal(&number.to_string()),
+        },
+        Value::String(text) => RawBson::String(text.clone()),
     }
+}
+
+/// BSON element types written by [`write_value`].
+mod element {
+    pub const STRING: u8 = 0x02;
+    pub const DOCUMENT: u8 = 0x03;
+    pub const ARRAY: u8 = 0x04;
+    pub const BOOLEAN: u8 = 0x08;
+    pub const NULL: u8 = 0x0A;
+    pub const INT64: u8 = 0x12;
+    pub const DECIMAL128: u8 = 0x13;
+}
+
+/// Writes a whole BSON document of `fields`: its length, its elements, the closing NUL.
+fn write_fields<'a>(bytes: &mut Vec<u8>, fields: impl Iterator<Item = (&'a str, &'a Value)>) {
+    let start = bytes.len();
+    bytes.extend_from_slice(&[0; 4]);
+    for (key, value) in fields {
+        write_value(bytes, key, value);
+    }
+    close_document(bytes, start);
+}
+
+/// Writes a BSON array: a document keyed "0", "1", ….
+fn write_items(bytes: &mut Vec<u8>, items: &[Value]) {
+    let start = bytes.len();
+    bytes.extend_from_slice(&[0; 4]);
+    let mut key = String::new();
+    for (index, item) in items.iter().enumerate() {
+        key.clear();
+        std::fmt::Write::write_fmt(&mut key, format_args!("{index}")).expect("writing to a String");
+        write_value(bytes, &key, item);
+    }
+    close_document(bytes, start);
+}
+
+fn close_document(bytes: &mut Vec<u8>, start: usize) {
+    bytes.push(0);
+    let length = i32::try_from(bytes.len() - start).unwrap_or(i32::MAX);
+    bytes[start..start + 4].copy_from_slice(&length.to_le_bytes());
+}
+
+/// Writes one element: its type, its key (a C string: NUL replaced), its value.
+fn write_value(bytes: &mut Vec<u8>, key: &str, value: &Value) {
+    let decimal = match value {
+        Value::Number(number) if number.as_i64().is_none() => {
+            Decimal128::from_str(&number.to_string()).ok()
+        }
+        _ => None,
+    };
+    let kind = match value {
+        Value::Null => element::NULL,
+        Value::Bool(_) => element::BOOLEAN,
+        Value::Number(number) if number.as_i64().is_some() => element::INT64,
+        Value::Number(_) if decimal.is_some() => element::DECIMAL128,
+        Value::Number(_) | Value::String(_) => element::STRING,
+        Value::Array(_) => element::ARRAY,
+        Value::Object(_) => element::DOCUMENT,
+    };
+    bytes.push(kind);
+    if key.contains('\0') {
+        bytes.extend_from_slice(key.replace('\0', "\u{FFFD}").as_bytes());
+    } else {
+        bytes.extend_from_slice(key.as_bytes());
+    }
+    bytes.push(0);
+    match value {
+        Value::Null => {}
+        Value::Bool(flag) => bytes.push(u8::from(*flag)),
+        Value::Number(number) => match (number.as_i64(), decimal) {
+            (Some(int), _) => bytes.extend_from_slice(&int.to_le_bytes()),
+            (None, Some(decimal)) => bytes.extend_from_slice(&decimal.bytes()),
+            // Out of Decimal128's range: kept as its text.
+            (None, None) => write_string(bytes, &number.to_string()),
+        },
+        Value::String(text) => write_string(bytes, text),
+        Value::Array(items) => write_items(bytes, items),
+        Value::Object(fields) => write_fields(
+            bytes,
+            fields.iter().map(|(key, value)| (key.as_str(), value)),
+        ),
+    }
+}
+
+fn write_string(bytes: &mut Vec<u8>, text: &str) {
+    let length = i32::try_from(text.len() + 1).unwrap_or(i32::MAX);
+    bytes.extend_from_slice(&length.to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(0);
 }
 
 /// The payload as a (decoded) BSON value.
@@ -222,6 +313,49 @@ mod tests {
             Some("1000.10")
         );
         assert!(document.get("huge").is_some());
+    }
+
+    /// What the writer produces is what the bson crate itself encodes for the same values.
+    #[test]
+    fn the_payload_writer_agrees_with_the_bson_crate() {
+        fn reference(value: &Value) -> Bson {
+            match value {
+                Value::Null => Bson::Null,
+                Value::Bool(flag) => Bson::Boolean(*flag),
+                Value::Number(number) => match number.as_i64() {
+                    Some(int) => Bson::Int64(int),
+                    None => decimal128(&number.to_string()),
+                },
+                Value::String(text) => Bson::String(text.clone()),
+                Value::Array(items) => Bson::Array(items.iter().map(reference).collect()),
+                Value::Object(fields) => Bson::Document(
+                    fields
+                        .iter()
+                        .map(|(key, value)| (key.replace('\0', "\u{FFFD}"), reference(value)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut payloads: Vec<Value> = all().into_iter().map(|scenario| scenario.payload).collect();
+        payloads.push(
+            serde_json::from_str(
+                r#"{"a\u0000b": [1, -2, 3.50, 1e400, "x\u0000y", null, true, {"n": []}, [[{}]]], "é": 0.1}"#,
+            )
+            .unwrap(),
+        );
+        for payload in payloads {
+            let Bson::Document(expected) = reference(&payload) else {
+                panic!("payloads are objects")
+            };
+            let RawBson::Document(written) = json_to_raw(&payload) else {
+                panic!("an object is written as a document")
+            };
+            assert_eq!(
+                written.as_bytes(),
+                RawDocumentBuf::from_document(&expected).unwrap().as_bytes(),
+                "{payload}"
+            );
+        }
     }
 
     #[test]

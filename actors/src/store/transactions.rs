@@ -18,7 +18,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
-use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use std::str::FromStr;
+
+use mongodb::bson::{
+    doc, oid::ObjectId, Bson, Decimal128, Document, RawArrayBuf, RawBson, RawDocumentBuf,
+};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
@@ -58,11 +62,16 @@ struct Group {
 #[derive(Clone)]
 pub(super) struct Transactions {
     collection: Collection<Document>,
+    /// The same collection, for inserting documents built as raw BSON.
+    raw: Collection<RawDocumentBuf>,
 }
 
 impl Transactions {
     pub(super) fn new(collection: Collection<Document>) -> Self {
-        Self { collection }
+        Self {
+            raw: collection.clone_with_type(),
+            collection,
+        }
     }
 
     pub(super) fn collection(&self) -> &Collection<Document> {
@@ -119,7 +128,7 @@ impl Transactions {
         }
 
         // Most callbacks start a transaction: insert every group as new, and fold the ones that exist.
-        let fresh: Vec<(Document, Option<String>)> = groups
+        let fresh: Vec<(RawDocumentBuf, Option<String>)> = groups
             .iter()
             .map(|group| fresh_transaction(group, folds))
             .collect();
@@ -130,7 +139,7 @@ impl Transactions {
         let mut existing = Vec::new();
         if !fresh.is_empty() {
             let documents = fresh.iter().map(|(document, _)| document);
-            if let Err(error) = self.collection.insert_many(documents).ordered(false).await {
+            if let Err(error) = self.raw.insert_many(documents).ordered(false).await {
                 match error.kind.as_ref() {
                     ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                         for write_error in failure.write_errors.iter().flatten() {
@@ -425,7 +434,7 @@ impl Transactions {
 
 /// The document of a transaction that does not exist yet, folded from its group's callbacks; and its
 /// receipt.
-fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (Document, Option<String>) {
+fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (RawDocumentBuf, Option<String>) {
     let first = &folds[group.members[0]];
     let mut snapshot = Snapshot::from_callback(first.callback);
     let mut entries = Vec::new();
@@ -442,19 +451,45 @@ fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (Document, Option<Str
     let ids: Vec<ObjectId> = members().map(|fold| fold.id).collect();
     let conflict_count = entries.len() as i64;
     entries.truncate(MAX_CONFLICT_ENTRIES as usize);
-    let mut document = group.identity.clone();
-    document.extend(snapshot_fields(&snapshot));
-    document.extend(doc! {
-        "first_callback_at": first_at.map(bson_time),
-        "last_callback_at": last_at.map(bson_time),
-        "callback_ids": ids,
-        "conflict": conflict_count > 0,
-        "conflicts": entries,
-        "conflict_count": conflict_count,
-        "linked_transactions": [],
-        "version": 1_i64,
-        "updated_at": bson_time(Utc::now()),
-    });
+    // Written as raw BSON straight away: one is built for nearly every callback.
+    let text = |value: Option<&str>| value.map_or(RawBson::Null, RawBson::from);
+    let callback = first.callback;
+    let mut document = RawDocumentBuf::new();
+    document.append("provider", callback.provider);
+    document.append("flow", group.flow);
+    document.append("transaction_key", callback.provider_transaction_id.as_str());
+    document.append("status", snapshot.status.as_str());
+    document.append("reason", text(snapshot.reason.as_deref()));
+    document.append(
+        "amount",
+        snapshot
+            .amount
+            .and_then(|amount| Decimal128::from_str(&amount.to_string()).ok())
+            .map_or(RawBson::Null, RawBson::Decimal128),
+    );
+    document.append("currency", text(snapshot.currency.as_deref()));
+    document.append("msisdn", text(snapshot.msisdn.as_deref()));
+    document.append("receipt", text(snapshot.receipt.as_deref()));
+    let time = |at: Option<DateTime<Utc>>| at.map_or(RawBson::Null, |at| bson_time(at).into());
+    document.append("first_callback_at", time(first_at));
+    document.append("last_callback_at", time(last_at));
+    let mut callback_ids = RawArrayBuf::new();
+    for id in ids {
+        callback_ids.push(id);
+    }
+    document.append("callback_ids", callback_ids);
+    document.append("conflict", conflict_count > 0);
+    let mut conflicts = RawArrayBuf::new();
+    for entry in &entries {
+        if let Ok(entry) = RawDocumentBuf::from_document(entry) {
+            conflicts.push(entry);
+        }
+    }
+    document.append("conflicts", conflicts);
+    document.append("conflict_count", conflict_count);
+    document.append("linked_transactions", RawArrayBuf::new());
+    document.append("version", 1_i64);
+    document.append("updated_at", bson_time(Utc::now()));
     (document, snapshot.receipt)
 }
 

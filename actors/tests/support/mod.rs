@@ -55,3 +55,29 @@ impl CallbackStore for PoisonedStore {
         self.inner.quarantine(rejected)
     }
 }
+
+/// A MongoDB store on a database of its own, on the MongoDB that scripts/test.sh started.
+pub async fn mongo_store() -> mmo_actors::store::MongoStore {
+    let uri = std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
+    mmo_actors::store::MongoStore::connect(&mmo_actors::store::MongoSettings {
+        uri,
+        database: format!("actors_{}", mongodb::bson::oid::ObjectId::new().to_hex()),
+        server_selection_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(5),
+        operation_timeout: std::time::Duration::from_secs(10),
+        unauthenticated_retention: std::time::Duration::from_secs(86_400),
+    })
+    .await
+    .unwrap()
+}
+
+/// An MTN collection callback for `reference` with `status`, parsed.
+pub fn mtn(reference: &str, status: &str) -> Callback {
+    let payload =
+        mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures::collection_for(reference, status);
+    by_slug("mtn")
+        .unwrap()
+        .parse(CallbackType::Collection, payload.to_string().as_bytes())
+        .unwrap()
+}

@@ -1,0 +1,212 @@
+//! Journal entries applied to the real MongoDB in batches (the drain's path): what a batch writes, that
+//! applying it again changes nothing, and that failures stay with their own transaction.
+
+mod support;
+
+use chrono::{Duration as Age, Utc};
+use mmo_actors::callback::Delivery;
+use mmo_actors::journal::Entry;
+use mmo_actors::store::{Applied, EntryOutcome, MongoStore, RejectedCallback};
+use mmo_actors::{CallbackStore, RecordOutcome, StoreError};
+use mongodb::bson::{doc, Document};
+use support::{mongo_store, mtn, stk};
+
+async fn one(store: &MongoStore, collection: &str, filter: Document) -> Document {
+    store
+        .database()
+        .collection::<Document>(collection)
+        .find_one(filter)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no document in {collection}"))
+}
+
+async fn count(store: &MongoStore, collection: &str, filter: Document) -> u64 {
+    store
+        .database()
+        .collection::<Document>(collection)
+        .count_documents(filter)
+        .await
+        .unwrap()
+}
+
+#[actix::test]
+async fn a_batch_stores_folds_and_counts_and_applying_it_again_changes_nothing() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
+    // Stored before the batch: a repeat of it is counted on its document.
+    let earlier = stk("ws_CO_batch_earlier");
+    assert_eq!(
+        store
+            .record(std::sync::Arc::new(earlier.clone()), at(0))
+            .await,
+        Ok(RecordOutcome::Stored)
+    );
+
+    let pending = mtn("batch-mtn-1", "PENDING");
+    let successful = mtn("batch-mtn-1", "SUCCESSFUL");
+    let first_stk = stk("ws_CO_batch_1");
+    let rejected = RejectedCallback::new(
+        b"{not json".to_vec(),
+        "/v1/webhooks/mtn/collection".into(),
+        "invalid format".into(),
+        "req-batch".into(),
+        now,
+    );
+    let entries = vec![
+        Entry::record(&pending, &at(1)),
+        Entry::record(&first_stk, &at(2)),
+        Entry::record(&successful, &at(3)),
+        // A quick resend of the STK result answered from the cache: counted in the inserted document.
+        Entry::CountDelivery {
+            key: first_stk.key(),
+            delivery: at(4),
+        },
+        // A repeat of a callback stored earlier: counted on its document.
+        Entry::record(&earlier, &at(5)),
+        Entry::CountDelivery {
+            key: earlier.key(),
+            delivery: at(6),
+        },
+        // A delivery count for a callback nobody stored: refused, for the drain to retry, then quarantine.
+        Entry::CountDelivery {
+            key: stk("ws_CO_batch_never").key(),
+            delivery: at(7),
+        },
+        Entry::Quarantine { rejected },
+    ];
+
+    let outcomes = store.apply(&entries).await;
+    assert_eq!(
+        outcomes[..6],
+        [
+            EntryOutcome::Applied(Applied::Record(RecordOutcome::Stored)),
+            EntryOutcome::Applied(Applied::Record(RecordOutcome::Stored)),
+            EntryOutcome::Applied(Applied::Record(RecordOutcome::Stored)),
+            EntryOutcome::Applied(Applied::Counted),
+            EntryOutcome::Applied(Applied::Record(RecordOutcome::Duplicate)),
+            EntryOutcome::Applied(Applied::Counted),
+        ]
+    );
+    assert!(
+        matches!(&outcomes[6], EntryOutcome::Failed(StoreError::Rejected(reason)) if reason.contains("no stored callback")),
+        "{:?}",
+        outcomes[6]
+    );
+    assert_eq!(outcomes[7], EntryOutcome::Applied(Applied::Quarantined));
+
+    let check = |store: MongoStore| async move {
+        let stk = one(
+            &store,
+            "callbacks",
+            doc! {"provider_transaction_id": "ws_CO_batch_1"},
+        )
+        .await;
+        assert_eq!(stk.get_i64("deliveries").unwrap(), 2);
+        assert_eq!(stk.get_array("delivery_ids").unwrap().len(), 2);
+        assert!(stk.get_bool("processed").unwrap());
+        let earlier = one(
+            &store,
+            "callbacks",
+            doc! {"provider_transaction_id": "ws_CO_batch_earlier"},
+        )
+        .await;
+        assert_eq!(earlier.get_i64("deliveries").unwrap(), 3);
+        let transaction = one(
+            &store,
+            "transactions",
+            doc! {"transaction_key": "batch-mtn-1"},
+        )
+        .await;
+        assert_eq!(transaction.get_str("status").unwrap(), "successful");
+        assert_eq!(transaction.get_array("callback_ids").unwrap().len(), 2);
+        assert_eq!(
+            count(
+                &store,
+                "callbacks",
+                doc! {"provider_transaction_id": "batch-mtn-1"}
+            )
+            .await,
+            2,
+            "PENDING and SUCCESSFUL are two callbacks of one transaction"
+        );
+        assert_eq!(count(&store, "rejected_callbacks", doc! {}).await, 1);
+    };
+    check(store.clone()).await;
+
+    // A crash before the journal removed them: the same entries again change nothing.
+    let again = store.apply(&entries).await;
+    assert!(again[..6]
+        .iter()
+        .all(|outcome| matches!(outcome, EntryOutcome::Applied(_))));
+    check(store.clone()).await;
+    store.database().drop().await.unwrap();
+}
+
+#[actix::test]
+async fn a_failure_stays_with_its_transaction() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    // A delivery count that cannot be applied (its callback was never stored), then a new status of the
+    // same transaction, then another transaction: the second waits (order within a transaction), the
+    // third goes ahead.
+    let entries = vec![
+        Entry::CountDelivery {
+            key: mtn("fail-1", "PENDING").key(),
+            delivery: Delivery::new(now),
+        },
+        Entry::record(&mtn("fail-1", "SUCCESSFUL"), &Delivery::new(now)),
+        Entry::record(&mtn("fail-2", "SUCCESSFUL"), &Delivery::new(now)),
+    ];
+    let outcomes = store.apply(&entries).await;
+    assert!(
+        matches!(outcomes[0], EntryOutcome::Failed(StoreError::Rejected(_))),
+        "{:?}",
+        outcomes[0]
+    );
+    assert_eq!(outcomes[1], EntryOutcome::Deferred);
+    assert_eq!(
+        outcomes[2],
+        EntryOutcome::Applied(Applied::Record(RecordOutcome::Stored))
+    );
+    assert_eq!(
+        count(
+            &store,
+            "callbacks",
+            doc! {"provider_transaction_id": "fail-1"}
+        )
+        .await,
+        0,
+        "nothing of the waiting transaction was written"
+    );
+    store.database().drop().await.unwrap();
+}
+
+#[actix::test]
+async fn callbacks_left_unprocessed_are_folded_by_the_sweep() {
+    let store = mongo_store().await;
+    // As an earlier version (or a failover that lost a derived write) would leave it: stored, not folded.
+    let callback = mtn("sweep-1", "SUCCESSFUL");
+    let document = mmo_actors::store::callback_document(&callback, &Delivery::new(Utc::now()));
+    let mut document = document.to_document().unwrap();
+    document.insert("processed", false);
+    store.callbacks().insert_one(document).await.unwrap();
+    assert_eq!(
+        count(&store, "transactions", doc! {"transaction_key": "sweep-1"}).await,
+        0
+    );
+
+    assert_eq!(store.sweep().await, Ok(1));
+    let transaction = one(&store, "transactions", doc! {"transaction_key": "sweep-1"}).await;
+    assert_eq!(transaction.get_str("status").unwrap(), "successful");
+    let stored = one(
+        &store,
+        "callbacks",
+        doc! {"provider_transaction_id": "sweep-1"},
+    )
+    .await;
+    assert!(stored.get_bool("processed").unwrap());
+    assert_eq!(store.sweep().await, Ok(0), "nothing left to fold");
+    store.database().drop().await.unwrap();
+}
