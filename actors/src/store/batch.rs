@@ -209,7 +209,7 @@ async fn look_up(
             .and_then(|document| document.get_object_id("_id").ok())
         {
             targets.insert(key.clone(), id);
-        } else if !new_in_batch.get(key).is_some_and(|first| *first < index) {
+        } else if new_in_batch.get(key).is_none_or(|first| *first >= index) {
             batch.fail(
                 index,
                 StoreError::Rejected(format!(
