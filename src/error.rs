@@ -21,6 +21,8 @@ pub enum ApiError {
     InvalidFormat,
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("body not received in time")]
+    RequestTimeout,
     #[error("callback not stored: {0}")]
     Unavailable(PipelineError),
     #[error("unexpected failure: {message}")]
@@ -51,6 +53,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidFormat => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -84,6 +87,11 @@ impl ResponseError for ApiError {
                 "error": "Payload Too Large",
                 "message": format!("Request body exceeds {limit} bytes"),
                 "code": "PAYLOAD_TOO_LARGE",
+            }),
+            Self::RequestTimeout => json!({
+                "error": "Request Timeout",
+                "message": "Request body not received in time",
+                "code": "REQUEST_TIMEOUT",
             }),
             Self::Unavailable(cause) => json!({
                 "error": "Service Unavailable",

@@ -93,6 +93,7 @@ pub struct RateLimits {
     webhooks: Limit,
     health: Limit,
     provider_sources: Limit,
+    ipv6_prefix_len: u8,
 }
 
 impl RateLimits {
@@ -101,6 +102,7 @@ impl RateLimits {
             webhooks: Limit::new(settings.webhooks_per_minute),
             health: Limit::new(settings.health_per_minute),
             provider_sources: Limit::new(settings.provider_sources_per_minute),
+            ipv6_prefix_len: settings.ipv6_prefix_len,
         }
     }
 
@@ -108,7 +110,13 @@ impl RateLimits {
     pub fn check(&self, bucket: Bucket, client: &Client) -> Decision {
         let key = match client {
             Client::Identity(index) => format!("token:{index}"),
-            Client::Address(address) => format!("ip:{address}"),
+            Client::Address(IpAddr::V4(address)) => format!("ip:{address}"),
+            // One IPv6 network counts as one client: an attacker holding a /64 must not get 2^64 allowances.
+            Client::Address(IpAddr::V6(address)) => {
+                let network = ipnet::Ipv6Net::new(*address, self.ipv6_prefix_len)
+                    .map_or(*address, |network| network.network());
+                format!("ip:{network}/{}", self.ipv6_prefix_len)
+            }
         };
         match bucket {
             Bucket::Webhooks => self.webhooks.check(key),
@@ -143,6 +151,7 @@ mod tests {
             webhooks_per_minute: n,
             health_per_minute: n,
             provider_sources_per_minute: n,
+            ipv6_prefix_len: 64,
         })
     }
 
@@ -164,6 +173,30 @@ mod tests {
                     .duration_since(UNIX_EPOCH)
                     .unwrap()
                     .as_secs()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_network() {
+        let limits = limits(1);
+        let address = |text: &str| Client::Address(text.parse().unwrap());
+        assert!(limits
+            .check(Bucket::Webhooks, &address("2001:db8:1:2::1"))
+            .retry_after
+            .is_none());
+        assert!(
+            limits
+                .check(Bucket::Webhooks, &address("2001:db8:1:2:ffff::9"))
+                .retry_after
+                .is_some(),
+            "another address of the same /64 shares its allowance"
+        );
+        assert!(
+            limits
+                .check(Bucket::Webhooks, &address("2001:db8:1:3::1"))
+                .retry_after
+                .is_none(),
+            "another /64 is another client"
         );
     }
 

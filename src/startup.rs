@@ -17,6 +17,7 @@ use mmo_actors::{supervisor, CallbackStore, Supervisor};
 use crate::configuration::Settings;
 use crate::rate_limit::RateLimits;
 use crate::request_context::{rate_limit, request_context};
+use crate::routes::probes::Reachability;
 use crate::routes::{self, AppState};
 
 pub struct Application {
@@ -33,8 +34,14 @@ impl Application {
     /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
     /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let journal = Journal::open_with(settings.journal.options())
+        let journal = Journal::open_with(settings.journal_options())
             .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
+        Self::build_on(settings, journal).await
+    }
+
+    /// Like [`Application::build`], on a journal opened by the caller (tests open one on a storage
+    /// backend that observes its fsyncs).
+    pub async fn build_on(settings: Settings, journal: Arc<Journal>) -> anyhow::Result<Self> {
         let store = MongoStore::connect(&settings.mongo()).await?;
         {
             let store = store.clone();
@@ -70,11 +77,30 @@ impl Application {
             rate_limits: RateLimits::new(&settings.rate_limit),
             acceptance_rules: settings.c2b_validation.rules(),
             pseudonymization_salt: settings.privacy.hashing_salt(),
+            mongodb: Reachability::default(),
             max_body_bytes: settings.server.max_body_bytes.get(),
+            body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
             // A dead actor is retried once, so the pipeline may take two calls.
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),
         });
 
+        {
+            // MongoDB's reachability, checked in the background: probes read the last answer and never
+            // wait on MongoDB themselves.
+            let (state, every) = (
+                state.clone(),
+                Duration::from_millis(settings.mongodb.ping_interval_ms),
+            );
+            actix_web::rt::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                loop {
+                    ticks.tick().await;
+                    let reachable = state.store.ping().await.is_ok();
+                    state.mongodb.set(reachable);
+                    metrics::gauge!("mmo_mongodb_reachable").set(f64::from(u8::from(reachable)));
+                }
+            });
+        }
         {
             // Forget clients whose allowance is whole again, so address churn cannot grow memory.
             let state = state.clone();
@@ -99,11 +125,25 @@ impl Application {
             settings.server.client_request_timeout_ms,
         ))
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // actix-server treats SIGINT as a forced stop; both signals are handled below, gracefully.
+        .disable_signals();
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
+        {
+            // SIGTERM (orchestrators) and SIGINT (Ctrl-C) alike: stop accepting, let in-flight requests
+            // finish, then `run_until_stopped` drains the journal.
+            let handle = server.handle();
+            actix_web::rt::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!(
+                    "shutting down: finishing in-flight requests, then draining the journal"
+                );
+                handle.stop(true).await;
+            });
+        }
         let shutdown_drain = Duration::from_secs(settings.journal.shutdown_drain_secs);
         Ok(Self {
             port,
@@ -113,6 +153,11 @@ impl Application {
             journal,
             shutdown_drain,
         })
+    }
+
+    /// Stops the server gracefully, as SIGTERM does (for tests that run the application in-process).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     pub fn port(&self) -> u16 {
@@ -150,5 +195,22 @@ impl Application {
             tracing::info!("journal drained");
         }
         Ok(())
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::error!(%error, "SIGTERM cannot be handled; Ctrl-C still can");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }

@@ -183,12 +183,10 @@ impl DrainState {
             match self.finish(done).await {
                 Some(error) => {
                     tracing::warn!(%error, backlog = self.journal.backlog().entries, retry_in_ms = self.backoff.as_millis() as u64, "MongoDB did not take the journal's entries; retrying");
-                    metrics::gauge!("mmo_mongodb_reachable").set(0.0);
                     paused_until = Instant::now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
                 }
                 None => {
-                    metrics::gauge!("mmo_mongodb_reachable").set(1.0);
                     self.backoff = self.settings.retry_after;
                 }
             }

@@ -15,6 +15,8 @@
 //! The writer's health is visible ([`Journal::is_healthy`]): after a failed commit (an I/O error, a full
 //! disk) or the writer thread's death, readiness reports the journal as failing until a commit succeeds.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -208,6 +210,9 @@ mod legacy {
                     request_id: rejected.request_id,
                     received_at: rejected.received_at,
                     authenticated: true,
+                    client: None,
+                    provider: None,
+                    callback_type: None,
                 },
             },
         })
@@ -267,6 +272,11 @@ pub struct JournalOptions {
     pub commit_window: Duration,
     /// redb's page cache: what the journal may hold in memory, whatever the backlog.
     pub cache_bytes: usize,
+    /// Largest amount of unauthenticated senders' quarantined bodies held at once, apart from
+    /// `max_bytes`: however much junk arrives, callbacks keep their whole budget.
+    pub unauthenticated_max_bytes: u64,
+    /// The share of `unauthenticated_max_bytes` one client may hold, so that one sender cannot take all.
+    pub unauthenticated_client_share: f64,
 }
 
 impl JournalOptions {
@@ -276,6 +286,8 @@ impl JournalOptions {
             max_bytes: 1 << 30,
             commit_window: Duration::ZERO,
             cache_bytes: 16 << 20,
+            unauthenticated_max_bytes: 64 << 20,
+            unauthenticated_client_share: 0.1,
         }
     }
 }
@@ -288,11 +300,66 @@ enum Request {
     Append {
         bytes: Vec<u8>,
         done: Answer,
+        /// For an unauthenticated sender's entry: whose it is, released when it drains.
+        owner: Option<Owner>,
     },
     /// Drained entries (`seq`, `bytes`) to delete.
     Remove(Vec<(u64, u64)>),
     /// Answered once everything sent before it is committed.
     Barrier(oneshot::Sender<()>),
+}
+
+/// Which budget an append counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Callbacks, delivery counts, and what authenticated senders sent: `max_bytes`.
+    Callbacks,
+    /// A body of a sender that did not authenticate: `unauthenticated_max_bytes`, and a share of it per
+    /// client (`None`: a client not known, as for entries left by a previous run).
+    Unauthenticated { client: Option<IpAddr> },
+}
+
+/// Whose unauthenticated entry this is, and its size.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    client: Option<IpAddr>,
+    bytes: u64,
+}
+
+/// What the journal holds. Unauthenticated senders' bodies are counted apart, so that they can never
+/// crowd out callbacks.
+#[derive(Default)]
+struct Accounting {
+    backlog: Backlog,
+    unauthenticated: u64,
+    by_client: HashMap<Option<IpAddr>, u64>,
+    /// Unauthenticated entries by number, released as they drain.
+    owners: HashMap<u64, Owner>,
+}
+
+impl Accounting {
+    fn release(&mut self, seq: u64, bytes: u64) {
+        self.backlog.entries = self.backlog.entries.saturating_sub(1);
+        self.backlog.bytes = self.backlog.bytes.saturating_sub(bytes);
+        if let Some(owner) = self.owners.remove(&seq) {
+            self.unreserve(owner);
+        }
+    }
+
+    fn unreserve(&mut self, owner: Owner) {
+        self.unauthenticated = self.unauthenticated.saturating_sub(owner.bytes);
+        if let Some(held) = self.by_client.get_mut(&owner.client) {
+            *held = held.saturating_sub(owner.bytes);
+            if *held == 0 {
+                self.by_client.remove(&owner.client);
+            }
+        }
+    }
+
+    /// Bytes counted against `max_bytes`.
+    fn callback_bytes(&self) -> u64 {
+        self.backlog.bytes.saturating_sub(self.unauthenticated)
+    }
 }
 
 /// What the writer reports of itself.
@@ -309,8 +376,10 @@ pub struct Journal {
     db: Arc<Database>,
     path: PathBuf,
     writer: mpsc::Sender<Request>,
-    backlog: Arc<Mutex<Backlog>>,
+    accounting: Arc<Mutex<Accounting>>,
     max_bytes: u64,
+    unauthenticated_max_bytes: u64,
+    client_max_bytes: u64,
     appended: Arc<Notify>,
     health: Arc<WriterHealth>,
     observer: Arc<dyn CommitObserver>,
@@ -321,9 +390,8 @@ pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, took: Duration, appends: usize);
 }
 
-struct NoObserver;
-
-impl CommitObserver for NoObserver {
+/// No observer.
+impl CommitObserver for () {
     fn committed(&self, _took: Duration, _appends: usize) {}
 }
 
@@ -344,7 +412,7 @@ impl Journal {
     /// Opens (or creates) the journal and starts its writer thread. What a previous run left undrained is
     /// still there, in order.
     pub fn open_with(options: JournalOptions) -> Result<Arc<Self>, JournalError> {
-        Self::open_on(options, None, Arc::new(NoObserver))
+        Self::open_on(options, None, Arc::new(()))
     }
 
     /// Like [`Journal::open_with`], on a storage backend of the caller's (tests count and fail fsyncs
@@ -373,7 +441,7 @@ impl Journal {
         };
         let db = Arc::new(db);
 
-        let (mut backlog, mut next_seq) = (Backlog::default(), 0_u64);
+        let (mut accounting, mut next_seq) = (Accounting::default(), 0_u64);
         {
             let txn = db.begin_write().map_err(redb::Error::from)?;
             txn.open_table(ENTRIES).map_err(redb::Error::from)?;
@@ -382,20 +450,30 @@ impl Journal {
             let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
             for row in table.iter().map_err(redb::Error::from)? {
                 let (seq, value) = row.map_err(redb::Error::from)?;
-                backlog.entries += 1;
-                backlog.bytes += value.value().len() as u64;
-                next_seq = next_seq.max(seq.value() + 1);
+                let (seq, bytes) = (seq.value(), value.value());
+                accounting.backlog.entries += 1;
+                accounting.backlog.bytes += bytes.len() as u64;
+                if is_unauthenticated(bytes) {
+                    let owner = Owner {
+                        client: None,
+                        bytes: bytes.len() as u64,
+                    };
+                    accounting.unauthenticated += owner.bytes;
+                    *accounting.by_client.entry(None).or_default() += owner.bytes;
+                    accounting.owners.insert(seq, owner);
+                }
+                next_seq = next_seq.max(seq + 1);
             }
         }
-        if backlog.entries > 0 {
+        if accounting.backlog.entries > 0 {
             tracing::warn!(
-                entries = backlog.entries,
-                bytes = backlog.bytes,
+                entries = accounting.backlog.entries,
+                bytes = accounting.backlog.bytes,
                 "journal holds undrained callbacks from a previous run"
             );
         }
 
-        let backlog = Arc::new(Mutex::new(backlog));
+        let accounting = Arc::new(Mutex::new(accounting));
         let appended = Arc::new(Notify::new());
         let health = Arc::new(WriterHealth::default());
         let (sender, receiver) = mpsc::channel::<Request>();
@@ -404,7 +482,7 @@ impl Journal {
                 db: Arc::clone(&db),
                 next_seq,
                 appended: Arc::clone(&appended),
-                backlog: Arc::clone(&backlog),
+                accounting: Arc::clone(&accounting),
                 health: Arc::clone(&health),
                 observer: Arc::clone(&observer),
                 commit_window: options.commit_window,
@@ -418,8 +496,12 @@ impl Journal {
             db,
             path,
             writer: sender,
-            backlog,
+            accounting,
             max_bytes: options.max_bytes,
+            unauthenticated_max_bytes: options.unauthenticated_max_bytes,
+            client_max_bytes: (options.unauthenticated_max_bytes as f64
+                * options.unauthenticated_client_share.clamp(0.0, 1.0))
+                as u64,
             appended,
             health,
             observer,
@@ -432,31 +514,64 @@ impl Journal {
         self.append_bytes(entry.encode()?).await
     }
 
-    /// Appends an already encoded entry (see [`EntryRef::encode`]).
+    /// Appends an already encoded entry (see [`EntryRef::encode`]) against the callbacks' budget.
     pub async fn append_bytes(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.append_in(bytes, Budget::Callbacks).await
+    }
+
+    /// Appends an encoded entry against `budget`; resolves once it is on disk (fsync'd). Refused
+    /// ([`StoreError::Full`]) when the budget would be exceeded.
+    pub async fn append_in(&self, bytes: Vec<u8>, budget: Budget) -> Result<(), StoreError> {
         let size = bytes.len() as u64;
-        {
-            let mut backlog = self.backlog.lock().expect("journal lock");
-            if backlog.bytes + size > self.max_bytes {
-                return Err(StoreError::Full(format!(
-                    "{} of {} bytes in use",
-                    backlog.bytes, self.max_bytes
-                )));
-            }
-            backlog.bytes += size;
-            backlog.entries += 1;
-        }
+        let owner = {
+            let mut accounting = self.accounting.lock().expect("journal lock");
+            let owner = match budget {
+                Budget::Callbacks => {
+                    if accounting.callback_bytes() + size > self.max_bytes {
+                        return Err(StoreError::Full(format!(
+                            "{} of {} bytes in use",
+                            accounting.callback_bytes(),
+                            self.max_bytes
+                        )));
+                    }
+                    None
+                }
+                Budget::Unauthenticated { client } => {
+                    let held = accounting.by_client.get(&client).copied().unwrap_or(0);
+                    if accounting.unauthenticated + size > self.unauthenticated_max_bytes
+                        || held + size > self.client_max_bytes
+                    {
+                        return Err(StoreError::Full(format!(
+                            "unauthenticated bodies: {} of {} bytes in use, {held} by this client",
+                            accounting.unauthenticated, self.unauthenticated_max_bytes
+                        )));
+                    }
+                    accounting.unauthenticated += size;
+                    *accounting.by_client.entry(client).or_default() += size;
+                    Some(Owner {
+                        client,
+                        bytes: size,
+                    })
+                }
+            };
+            accounting.backlog.bytes += size;
+            accounting.backlog.entries += 1;
+            owner
+        };
         let (done, written) = oneshot::channel();
-        let result = match self.writer.send(Request::Append { bytes, done }) {
+        let result = match self.writer.send(Request::Append { bytes, done, owner }) {
             Ok(()) => written
                 .await
                 .unwrap_or_else(|_| Err("journal writer stopped".into())),
             Err(_) => Err("journal writer stopped".into()),
         };
         result.map_err(|error| {
-            let mut backlog = self.backlog.lock().expect("journal lock");
-            backlog.bytes -= size;
-            backlog.entries -= 1;
+            let mut accounting = self.accounting.lock().expect("journal lock");
+            accounting.backlog.bytes -= size;
+            accounting.backlog.entries -= 1;
+            if let Some(owner) = owner {
+                accounting.unreserve(owner);
+            }
             StoreError::Unavailable(format!("journal write failed: {error}"))
         })
     }
@@ -501,7 +616,15 @@ impl Journal {
     }
 
     pub fn backlog(&self) -> Backlog {
-        *self.backlog.lock().expect("journal lock")
+        self.accounting.lock().expect("journal lock").backlog
+    }
+
+    /// Bytes of unauthenticated senders' bodies held (their own budget).
+    pub fn unauthenticated_bytes(&self) -> u64 {
+        self.accounting
+            .lock()
+            .expect("journal lock")
+            .unauthenticated
     }
 
     /// When the oldest entry still journaled was received, if any. Blocking: reads the first entry.
@@ -512,7 +635,12 @@ impl Journal {
 
     /// Whether another callback of typical size can be accepted.
     pub fn is_accepting(&self) -> bool {
-        self.backlog().bytes + 64 * 1024 <= self.max_bytes
+        let callback_bytes = self
+            .accounting
+            .lock()
+            .expect("journal lock")
+            .callback_bytes();
+        callback_bytes + 64 * 1024 <= self.max_bytes
     }
 
     /// Whether the writer is alive and its last commit succeeded.
@@ -554,6 +682,18 @@ impl Journal {
     pub fn observer(&self) -> &Arc<dyn CommitObserver> {
         &self.observer
     }
+}
+
+/// Whether journaled bytes are the quarantined body of a sender that did not authenticate (read cheaply:
+/// only quarantine entries are decoded).
+fn is_unauthenticated(bytes: &[u8]) -> bool {
+    let quarantine = mongodb::bson::RawDocument::from_bytes(bytes)
+        .ok()
+        .and_then(|document| document.iter().next())
+        .and_then(Result::ok)
+        .is_some_and(|(key, _)| key == "Quarantine");
+    quarantine
+        && matches!(Entry::decode(bytes), Ok(Entry::Quarantine { rejected }) if !rejected.authenticated)
 }
 
 fn journaled(seq: u64, bytes: &[u8]) -> Journaled {
@@ -628,7 +768,7 @@ struct Writer {
     db: Arc<Database>,
     next_seq: u64,
     appended: Arc<Notify>,
-    backlog: Arc<Mutex<Backlog>>,
+    accounting: Arc<Mutex<Accounting>>,
     health: Arc<WriterHealth>,
     observer: Arc<dyn CommitObserver>,
     commit_window: Duration,
@@ -637,7 +777,7 @@ struct Writer {
 /// What the writer gathered for one commit.
 #[derive(Default)]
 struct Round {
-    appends: Vec<(Vec<u8>, Answer)>,
+    appends: Vec<(Vec<u8>, Answer, Option<Owner>)>,
     removals: Vec<(u64, u64)>,
     barriers: Vec<oneshot::Sender<()>>,
 }
@@ -645,7 +785,7 @@ struct Round {
 impl Round {
     fn take(&mut self, request: Request) {
         match request {
-            Request::Append { bytes, done } => self.appends.push((bytes, done)),
+            Request::Append { bytes, done, owner } => self.appends.push((bytes, done, owner)),
             Request::Remove(drained) => self.removals.extend(drained),
             Request::Barrier(done) => self.barriers.push(done),
         }
@@ -695,7 +835,11 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, appends: Vec<(Vec<u8>, Answer)>, removals: Vec<(u64, u64)>) {
+    fn commit(
+        &mut self,
+        appends: Vec<(Vec<u8>, Answer, Option<Owner>)>,
+        removals: Vec<(u64, u64)>,
+    ) {
         let stored = appends.len();
         let started = Instant::now();
         let committed = (|| -> Result<u64, redb::Error> {
@@ -707,7 +851,7 @@ impl Writer {
             let mut seq = self.next_seq;
             {
                 let mut table = txn.open_table(ENTRIES)?;
-                for (bytes, _) in &appends {
+                for (bytes, _, _) in &appends {
                     table.insert(seq, bytes.as_slice())?;
                     seq += 1;
                 }
@@ -720,16 +864,21 @@ impl Writer {
         })();
         let outcome = match committed {
             Ok(seq) => {
+                let first = self.next_seq;
                 self.next_seq = seq;
                 self.health.failing.store(false, Ordering::Relaxed);
                 if stored > 0 {
                     self.health.commits.fetch_add(1, Ordering::Relaxed);
                     self.observer.committed(started.elapsed(), stored);
                 }
-                let mut backlog = self.backlog.lock().expect("journal lock");
-                for (_, bytes) in &removals {
-                    backlog.entries = backlog.entries.saturating_sub(1);
-                    backlog.bytes = backlog.bytes.saturating_sub(*bytes);
+                let mut accounting = self.accounting.lock().expect("journal lock");
+                for (offset, (_, _, owner)) in appends.iter().enumerate() {
+                    if let Some(owner) = owner {
+                        accounting.owners.insert(first + offset as u64, *owner);
+                    }
+                }
+                for (drained, bytes) in &removals {
+                    accounting.release(*drained, *bytes);
                 }
                 Ok(())
             }
@@ -739,7 +888,7 @@ impl Writer {
                 Err(error.to_string())
             }
         };
-        for (_, done) in appends {
+        for (_, done, _) in appends {
             let _ = done.send(outcome.clone());
         }
         if stored > 0 {
@@ -807,5 +956,146 @@ impl StorageBackend for BoxedBackend {
         end: Bound<u64>,
     ) -> Result<bool, redb::BackendError> {
         self.0.query_lock_range(start, end)
+    }
+}
+
+/// A storage backend for tests that must see the journal's fsyncs: it counts them, can hold them until
+/// released, and can make them fail — what proves that no append is answered before its sync returned.
+pub mod testing {
+    use std::ops::Bound;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use redb::backends::FileBackend;
+    use redb::StorageBackend;
+
+    /// Shared controls of a [`SyncProbeBackend`].
+    #[derive(Debug, Default)]
+    pub struct SyncProbe {
+        started: AtomicU64,
+        finished: AtomicU64,
+        fail: AtomicBool,
+        held: Mutex<bool>,
+        released: Condvar,
+    }
+
+    impl SyncProbe {
+        /// Syncs begun (a commit reached its fsync).
+        pub fn started(&self) -> u64 {
+            self.started.load(Ordering::SeqCst)
+        }
+
+        /// Syncs returned.
+        pub fn finished(&self) -> u64 {
+            self.finished.load(Ordering::SeqCst)
+        }
+
+        /// From now on, syncs wait until [`SyncProbe::release`].
+        pub fn hold(&self) {
+            *self.held.lock().expect("probe lock") = true;
+        }
+
+        pub fn release(&self) {
+            *self.held.lock().expect("probe lock") = false;
+            self.released.notify_all();
+        }
+
+        /// From now on, syncs fail (as a disk error would).
+        pub fn fail(&self, failing: bool) {
+            self.fail.store(failing, Ordering::SeqCst);
+        }
+    }
+
+    /// A file backend whose `sync_data` is observed and controlled by a [`SyncProbe`].
+    #[derive(Debug)]
+    pub struct SyncProbeBackend {
+        inner: FileBackend,
+        probe: Arc<SyncProbe>,
+    }
+
+    impl SyncProbeBackend {
+        /// Opens (or creates) the journal file in `dir` for [`super::Journal::open_on`].
+        pub fn open(dir: &std::path::Path, probe: Arc<SyncProbe>) -> std::io::Result<Self> {
+            std::fs::create_dir_all(dir)?;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(super::Journal::file(dir))?;
+            let inner = FileBackend::new(file).map_err(std::io::Error::other)?;
+            Ok(Self { inner, probe })
+        }
+    }
+
+    impl StorageBackend for SyncProbeBackend {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.probe.started.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.probe.held.lock().expect("probe lock");
+            while *held {
+                held = self.probe.released.wait(held).expect("probe lock");
+            }
+            drop(held);
+            let result = if self.probe.fail.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                self.inner.sync_data()
+            };
+            self.probe.finished.fetch_add(1, Ordering::SeqCst);
+            result
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> Result<(), std::io::Error> {
+            self.inner.close()
+        }
+        fn try_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_shared_range(start, end)
+        }
+        fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+            self.inner.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.query_lock_range(start, end)
+        }
     }
 }

@@ -421,3 +421,80 @@ async fn entries_journaled_as_json_by_an_earlier_version_are_still_drained() {
     assert_eq!(stored.callback.amount, callback.amount);
     assert!(store.rejected().is_empty(), "nothing was quarantined");
 }
+
+fn probed(probe: &Arc<mmo_actors::journal::testing::SyncProbe>) -> Arc<Journal> {
+    use mmo_actors::journal::testing::SyncProbeBackend;
+    let dir = directory();
+    let backend = SyncProbeBackend::open(&dir, Arc::clone(probe)).unwrap();
+    Journal::open_on(
+        JournalOptions::new(&dir),
+        Some(Box::new(backend)),
+        Arc::new(()),
+    )
+    .unwrap()
+}
+
+#[actix::test]
+async fn no_append_is_answered_before_its_fsync_returned() {
+    let probe = Arc::new(mmo_actors::journal::testing::SyncProbe::default());
+    let journal = probed(&probe);
+    let synced = probe.finished();
+    probe.hold();
+    let appends: Vec<_> = (0..8)
+        .map(|i| {
+            let journal = Arc::clone(&journal);
+            actix::spawn(async move { journal.append(&record(&format!("ws_CO_sync_{i}"))).await })
+        })
+        .collect();
+    // The writer reached the fsync of their commit and is held there (a journal that skipped the
+    // fsync would never get here: the bound turns that into a failure).
+    for waited in 0.. {
+        if probe.started() > synced {
+            break;
+        }
+        assert!(waited < 10_000, "the commit never called fsync");
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        appends.iter().all(|append| !append.is_finished()),
+        "no append was answered while its fsync had not returned"
+    );
+    probe.release();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+    assert!(probe.finished() > synced);
+    assert!(journal.is_healthy());
+}
+
+#[actix::test]
+async fn a_failed_fsync_fails_every_append_of_its_commit_and_the_journal_reports_it() {
+    let probe = Arc::new(mmo_actors::journal::testing::SyncProbe::default());
+    let journal = probed(&probe);
+    journal
+        .append(&record("ws_CO_before_failure"))
+        .await
+        .unwrap();
+    assert!(journal.is_healthy());
+    probe.fail(true);
+    let appends = (0..8).map(|i| {
+        let journal = Arc::clone(&journal);
+        async move { journal.append(&record(&format!("ws_CO_failed_{i}"))).await }
+    });
+    for result in join_all(appends).await {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "an append whose fsync failed is refused: {result:?}"
+        );
+    }
+    assert!(!journal.is_healthy(), "readiness sees the failing writer");
+    assert_eq!(
+        journal.backlog().entries,
+        1,
+        "refused appends are not counted"
+    );
+}

@@ -1,14 +1,17 @@
-//! Body signatures, always over the raw bytes received (never re-serialized JSON), checked in constant time
-//! against every configured secret so that keys can rotate.
+//! Body signatures, checked in constant time against every configured secret so that keys can rotate.
 //!
-//! - `X-MTN-Signature`: hex or base64 of HMAC-SHA256(secret, body) — the API document's convention for a
-//!   signing gateway in front of MTN (MTN itself signs nothing).
+//! - `X-MTN-Signature`: hex or base64 of HMAC-SHA256(secret, body), over the raw bytes received — the API
+//!   document's convention for a signing gateway in front of MTN (MTN itself signs nothing).
 //! - Airtel's body `hash`: base64(HMAC-SHA256(key, X)). Which bytes X are is not pinned down publicly, so
-//!   every form implementers use is tried (see [`AirtelHashForm`]).
+//!   every form implementers use is tried (see [`AirtelHashForm`]): the `transaction` object's raw bytes
+//!   as received, and two re-serializations (the body without `hash`; `{"transaction": …}`), compact, in
+//!   the received field order. Two of the forms sign `transaction` alone, and then nothing beside it is
+//!   vouched for ([`AirtelHashForm::signed_part`]).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use mmo_actors::providers::SignedPart;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::Sha256;
@@ -80,6 +83,16 @@ pub enum AirtelHashForm {
 }
 
 impl AirtelHashForm {
+    /// What the form signs, when it is less than the whole body.
+    pub fn signed_part(self) -> Option<SignedPart> {
+        match self {
+            Self::RawTransaction | Self::TransactionEnvelope => {
+                Some(SignedPart::Field("transaction"))
+            }
+            Self::BodyWithoutHash => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RawTransaction => "raw_transaction",

@@ -1,7 +1,7 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
 mod health;
-mod probes;
+pub mod probes;
 mod webhooks;
 
 use actix_web::web::{self, ServiceConfig};

@@ -1,8 +1,10 @@
 //! `GET /livez` and `GET /readyz`, unauthenticated and not rate limited, for load balancers and
-//! orchestrators. Liveness: the process answers HTTP. Readiness: the journal can accept callbacks and no
-//! actor pool is failing beyond its restart policy. MongoDB's reachability and the journal's backlog are
-//! reported, but an unreachable MongoDB does not make the service unready: callbacks are still kept (in
-//! the journal) and acknowledged, and reach MongoDB when it returns.
+//! orchestrators. Liveness: the process answers HTTP. Readiness: the journal's writer is healthy (alive,
+//! its last commit succeeded), the journal can accept callbacks, and no actor pool is failing beyond its
+//! restart policy. MongoDB's reachability (checked in the background every `mongodb.ping_interval_ms`:
+//! a probe never waits on MongoDB) and the journal's backlog are reported, but an unreachable MongoDB
+//! does not make the service unready: callbacks are still kept (in the journal) and acknowledged, and
+//! reach MongoDB when it returns.
 
 use actix_web::{web, HttpResponse};
 use chrono::{SecondsFormat, Utc};
@@ -11,12 +13,38 @@ use serde_json::json;
 
 use super::AppState;
 
+/// MongoDB's reachability as last checked: unknown until the first check answers.
+#[derive(Debug, Default)]
+pub struct Reachability(std::sync::atomic::AtomicU8);
+
+impl Reachability {
+    // 0 is unknown: the default, until the first check answers.
+    const REACHABLE: u8 = 1;
+    const UNREACHABLE: u8 = 2;
+
+    pub fn set(&self, reachable: bool) {
+        let state = if reachable {
+            Self::REACHABLE
+        } else {
+            Self::UNREACHABLE
+        };
+        self.0.store(state, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::REACHABLE => "reachable",
+            Self::UNREACHABLE => "unreachable",
+            _ => "unknown",
+        }
+    }
+}
+
 pub async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "alive"}))
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mongodb = state.store.ping().await;
     let failing: Vec<&str> = match state.supervisor.send(GetStats).await {
         Ok(stats) => stats
             .pools
@@ -27,14 +55,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => vec!["supervisor"],
     };
     let backlog = state.journal.backlog();
-    let accepting = state.journal.is_accepting();
-    let ready = accepting && failing.is_empty();
+    let (healthy, accepting) = (state.journal.is_healthy(), state.journal.is_accepting());
+    let ready = healthy && accepting && failing.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
-            "journal": if accepting { "accepting" } else { "full" },
+            "journal": match (healthy, accepting) {
+                (false, _) => "failing",
+                (true, false) => "full",
+                (true, true) => "accepting",
+            },
             "journal_backlog": {"entries": backlog.entries, "bytes": backlog.bytes},
-            "mongodb": if mongodb.is_ok() { "reachable" } else { "unreachable" },
+            "mongodb": state.mongodb.as_str(),
             "failing_actor_pools": failing,
         },
         "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),

@@ -30,8 +30,10 @@ const QUARANTINED_PREFIX_BYTES: usize = 4096;
 /// What every handler shares.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
-    /// For readiness checks; callbacks reach the store only through the supervisor and the journal.
+    /// For the query API; callbacks reach the store only through the supervisor and the journal.
     pub store: mmo_actors::store::MongoStore,
+    /// MongoDB's reachability as last checked in the background (see `startup`).
+    pub mongodb: crate::routes::probes::Reachability,
     pub journal: std::sync::Arc<mmo_actors::journal::Journal>,
     pub authenticator: Authenticator,
     pub rate_limits: RateLimits,
@@ -40,6 +42,8 @@ pub struct AppState {
     /// When set, personal data is replaced by salted digests before anything is stored.
     pub pseudonymization_salt: Option<Vec<u8>>,
     pub max_body_bytes: usize,
+    /// How long a sender may take to send a body once its headers arrived.
+    pub body_read_timeout: Duration,
     /// Longest wait for the actor system's answer before giving up with a 503.
     pub pipeline_timeout: Duration,
 }
@@ -52,78 +56,116 @@ pub async fn receive_callback(
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let received_at = Utc::now();
-    let body = match read_body(payload, state.max_body_bytes).await {
+    let url_token = url_token(&request);
+    let client = client_address(&request, &state);
+    let rejection = |reason: String, raw: &[u8]| {
+        RejectedCallback::new(
+            raw.to_vec(),
+            loggable_path(request.path()),
+            reason,
+            request_id.0.clone(),
+            received_at,
+        )
+        .for_endpoint(route.provider.name(), route.endpoint.callback_type.as_str())
+        .from_client(client)
+    };
+    // Whether the sender identified itself (bearer token, URL token, source address): decides which
+    // quarantine budget a refused body counts against.
+    let identified = |body: &[u8]| {
+        let presented = Presented {
+            headers: request.headers(),
+            client,
+            url_token: url_token.as_deref(),
+            body,
+        };
+        state
+            .authenticator
+            .cheap_proofs(route.provider.slug(), &presented)
+            .is_ok()
+    };
+
+    let body = match read_body(payload, state.max_body_bytes, state.body_read_timeout).await {
         Ok(body) => body,
         Err(BodyError::Unreadable(error)) => {
             tracing::warn!(%error, "request body could not be read");
             return Err(ApiError::InvalidFormat);
         }
-        Err(BodyError::TooLarge { prefix }) => {
+        Err(refused @ (BodyError::TooLarge { .. } | BodyError::TooSlow { .. })) => {
             // Kept for audit like any refused callback, but only its beginning: the rest was never read.
-            let reason = format!(
-                "body larger than {} bytes (first {} kept)",
-                state.max_body_bytes,
-                prefix.len()
-            );
-            let path = loggable_path(request.path());
-            let rejected =
-                RejectedCallback::new(prefix, path, reason, request_id.0.clone(), received_at);
-            if let Err(error) = state.quarantine(rejected).await {
-                tracing::error!(%error, "oversized request could not be quarantined");
-            }
-            return Err(ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            });
+            let (reason, error, prefix) = match refused {
+                BodyError::TooLarge { prefix } => (
+                    format!(
+                        "body larger than {} bytes (first {} kept)",
+                        state.max_body_bytes,
+                        prefix.len()
+                    ),
+                    ApiError::PayloadTooLarge {
+                        limit: state.max_body_bytes,
+                    },
+                    prefix,
+                ),
+                BodyError::TooSlow { prefix } => (
+                    format!(
+                        "body not received within {} s (first {} bytes kept)",
+                        state.body_read_timeout.as_secs(),
+                        prefix.len()
+                    ),
+                    ApiError::RequestTimeout,
+                    prefix,
+                ),
+                BodyError::Unreadable(_) => unreachable!("matched above"),
+            };
+            let rejected = rejection(reason, &prefix);
+            state.keep_refused(rejected, identified(&[])).await;
+            return Err(error);
         }
     };
-    let rejection = |reason: String, raw: &[u8]| {
-        let path = loggable_path(request.path());
-        RejectedCallback::new(
-            raw.to_vec(),
-            path,
-            reason,
-            request_id.0.clone(),
-            received_at,
-        )
-    };
 
-    let url_token = url_token(&request);
-    let client = client_address(&request, &state);
     let presented = Presented {
         headers: request.headers(),
         client,
         url_token: url_token.as_deref(),
         body: &body,
     };
-    if let Err(refusal) = state
+    let verified = match state
         .authenticator
         .verify(route.provider.slug(), &presented)
     {
-        tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
-        // Kept for audit (an attack or a misconfigured operator shows up here); the answer is 401 either way.
-        // Only a bounded prefix: unauthenticated senders must not be able to fill the journal.
-        let kept = &body[..body.len().min(QUARANTINED_PREFIX_BYTES)];
-        let mut reason = format!("unauthorized: {}", refusal.reason());
-        if kept.len() < body.len() {
-            reason.push_str(&format!(
-                " (body truncated to {} of {} bytes)",
-                kept.len(),
-                body.len()
-            ));
+        Ok(verified) => verified,
+        Err(refusal) => {
+            tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
+            metrics::counter!("mmo_auth_refusals_total", "provider" => route.provider.name(), "reason" => refusal.kind())
+                .increment(1);
+            // Kept for audit (an attack or a misconfigured operator shows up here), within a budget of its
+            // own; the answer is 401 either way. Only a bounded prefix.
+            let kept = &body[..body.len().min(QUARANTINED_PREFIX_BYTES)];
+            let mut reason = format!("unauthorized: {}", refusal.reason());
+            if kept.len() < body.len() {
+                reason.push_str(&format!(
+                    " (body truncated to {} of {} bytes)",
+                    kept.len(),
+                    body.len()
+                ));
+            }
+            state.keep_refused(rejection(reason, kept), false).await;
+            return Err(match refusal {
+                Refusal::Unauthorized(_) => ApiError::Unauthorized,
+                Refusal::InvalidSignature(_) => ApiError::InvalidSignature,
+            });
         }
-        if let Err(error) = state.quarantine(rejection(reason, kept)).await {
-            tracing::error!(%error, "unauthenticated request could not be quarantined");
-        }
-        return Err(match refusal {
-            Refusal::Unauthorized(_) => ApiError::Unauthorized,
-            Refusal::InvalidSignature(_) => ApiError::InvalidSignature,
-        });
-    }
+    };
 
-    let mut callback = match route.provider.parse(route.endpoint.callback_type, &body) {
+    let callback_type = route.endpoint.callback_type;
+    let parsed = match verified.signed {
+        Some(part) => route.provider.parse_signed(callback_type, &body, part),
+        None => route.provider.parse(callback_type, &body),
+    };
+    let mut callback = match parsed {
         Ok(callback) => callback,
         Err(parse_error) => {
             tracing::warn!(error = %parse_error, "callback quarantined: cannot be understood");
+            metrics::counter!("mmo_callbacks_total", "provider" => route.provider.name(), "callback_type" => callback_type.as_str(), "outcome" => "quarantined")
+                .increment(1);
             return match state
                 .quarantine(rejection(format!("invalid format: {parse_error}"), &body))
                 .await
@@ -238,14 +280,33 @@ enum BodyError {
     TooLarge {
         prefix: Vec<u8>,
     },
+    /// Not received in time: the first bytes that did arrive are kept for the quarantine.
+    TooSlow {
+        prefix: Vec<u8>,
+    },
 }
 
-/// Reads the body up to `limit` bytes. Beyond it, stops reading and returns the beginning of what arrived.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+/// Reads the body up to `limit` bytes within `deadline`. Beyond either, stops reading and returns the
+/// beginning of what arrived.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    within: Duration,
+) -> Result<web::Bytes, BodyError> {
     use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| BodyError::Unreadable(error.to_string()))?;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(chunk)) => chunk.map_err(|error| BodyError::Unreadable(error.to_string()))?,
+            Ok(None) => return Ok(body.freeze()),
+            Err(_) => {
+                body.truncate(QUARANTINED_PREFIX_BYTES);
+                return Err(BodyError::TooSlow {
+                    prefix: body.to_vec(),
+                });
+            }
+        };
         if body.len() + chunk.len() > limit {
             body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
             body.truncate(QUARANTINED_PREFIX_BYTES);
@@ -255,7 +316,6 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
 }
 
 /// The URL token of a request: its last path segment after the endpoint, else its `token` query parameter.
@@ -279,6 +339,14 @@ fn client_address(request: &HttpRequest, state: &AppState) -> std::net::IpAddr {
     state.authenticator.client(peer, request.headers())
 }
 
+/// Whether to log now: at most one sampled line per second, whatever the rate of events.
+fn log_sample() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = Utc::now().timestamp();
+    LAST.fetch_max(now, Ordering::Relaxed) < now
+}
+
 /// The `token` query parameter, for operators that cannot add a path segment.
 #[derive(serde::Deserialize)]
 struct TokenQuery {
@@ -286,6 +354,39 @@ struct TokenQuery {
 }
 
 impl AppState {
+    /// Keeps a refused body within the right budget. The body of a sender that did not identify itself
+    /// is written without the answer waiting for it, within the quarantine's own budget: past it, the
+    /// request is counted and sampled in the logs but its body is not kept — never at the expense of
+    /// callbacks.
+    async fn keep_refused(&self, rejected: RejectedCallback, identified: bool) {
+        if identified {
+            if let Err(error) = self.quarantine(rejected).await {
+                tracing::error!(%error, "refused request could not be quarantined");
+            }
+            return;
+        }
+        let supervisor = self.supervisor.clone();
+        let timeout = self.pipeline_timeout;
+        actix_web::rt::spawn(async move {
+            let client = rejected.client;
+            let kept = supervisor
+                .send(Quarantine {
+                    rejected: rejected.unauthenticated(),
+                })
+                .timeout(timeout)
+                .await;
+            if !matches!(kept, Ok(Ok(()))) {
+                metrics::counter!("mmo_unauthenticated_unkept_total").increment(1);
+                if log_sample() {
+                    tracing::warn!(
+                        ?client,
+                        "unauthenticated request not kept: its quarantine budget is spent (sampled: one line per second)"
+                    );
+                }
+            }
+        });
+    }
+
     async fn quarantine(
         &self,
         rejected: RejectedCallback,

@@ -35,7 +35,7 @@ async fn a_missing_or_wrong_token_is_refused_stored_nowhere_but_quarantine() {
         app.stored("ws_CO_unauth").await.is_empty(),
         "an unauthenticated callback is never stored as genuine"
     );
-    let quarantined = app.quarantined().await;
+    let quarantined = app.quarantined_at_least(3).await;
     assert_eq!(quarantined.len(), 3);
     assert!(quarantined.iter().all(|document| document
         .get_str("reason")
@@ -62,7 +62,7 @@ async fn only_a_bounded_prefix_of_an_unauthenticated_body_is_kept() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let quarantined = app.quarantined().await;
+    let quarantined = app.quarantined_at_least(1).await;
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].get_str("raw").unwrap().len(), 4096);
     assert!(quarantined[0]
@@ -254,4 +254,52 @@ async fn a_full_journal_answers_503_instead_of_acknowledging() {
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["checks"]["journal"], "full");
+}
+
+#[actix_web::test]
+async fn a_failed_fsync_is_answered_503_and_readiness_reports_the_journal_failing() {
+    use mmo_actors::journal::testing::{SyncProbe, SyncProbeBackend};
+    use mmo_actors::journal::Journal;
+    use std::sync::Arc;
+
+    let mut settings = test_settings(&[]);
+    settings.journal.dir = crate::helpers::journal_dir();
+    let probe = Arc::new(SyncProbe::default());
+    let backend = SyncProbeBackend::open(&settings.journal.dir, Arc::clone(&probe)).unwrap();
+    let journal = Journal::open_on(
+        settings.journal_options(),
+        Some(Box::new(backend)),
+        Arc::new(()),
+    )
+    .unwrap();
+    let app = crate::helpers::spawn_app_on(settings, journal).await;
+
+    let fine = app
+        .post(
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            &Mpesa::c2b_confirmation_for("SYNC-OK"),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::OK);
+    assert!(
+        probe.finished() >= 1,
+        "the acknowledgement followed an fsync"
+    );
+
+    probe.fail(true);
+    let requests = (0..6).map(|i| {
+        let payload = Mpesa::c2b_confirmation_for(&format!("SYNC-FAIL-{i}"));
+        let app = &app;
+        async move {
+            app.post("/v1/webhooks/mpesa/c2b/confirmation", &payload)
+                .await
+        }
+    });
+    for reply in futures_util::future::join_all(requests).await {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.body["code"], "STORAGE_UNAVAILABLE");
+    }
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["journal"], "failing");
 }

@@ -86,13 +86,29 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(&[])).await
 }
 
-/// Starts the app on port 0 with its own journal directory (each instance has its own, as in production).
+/// A journal directory of a test's own (each instance has its own, as in production).
+pub fn journal_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mmo-api-journal-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Starts the app on port 0 with its own journal directory.
 pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
-    settings.journal.dir =
-        std::env::temp_dir().join(format!("mmo-api-journal-{}", uuid::Uuid::new_v4().simple()));
+    settings.journal.dir = journal_dir();
     let application = Application::build(settings)
         .await
         .expect("application builds");
+    serve(application)
+}
+
+/// Starts the app on port 0 on a journal the test opened.
+pub async fn spawn_app_on(settings: Settings, journal: Arc<Journal>) -> TestApp {
+    let application = Application::build_on(settings, journal)
+        .await
+        .expect("application builds");
+    serve(application)
+}
+
+fn serve(application: Application) -> TestApp {
     let journal = application.journal();
     let address = format!("http://127.0.0.1:{}", application.port());
     let store = application.store();
@@ -170,6 +186,17 @@ impl TestApp {
         self.send(Method::GET, path, Vec::new(), token, None).await
     }
 
+    /// Waits until the service has checked MongoDB's reachability once (it does so in the background).
+    pub async fn mongodb_checked(&self) {
+        for _ in 0..400 {
+            if self.get("/readyz", None).await.body["checks"]["mongodb"] != "unknown" {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("MongoDB's reachability was never checked");
+    }
+
     /// Waits until everything acknowledged so far has been drained from the journal into MongoDB.
     pub async fn drained(&self) {
         for _ in 0..600 {
@@ -218,6 +245,19 @@ impl TestApp {
     pub async fn quarantined(&self) -> Vec<Document> {
         self.drained().await;
         all(&self.rejected, doc! {}).await
+    }
+
+    /// The quarantined bodies, once there are at least `count`: the bodies of unauthenticated requests
+    /// are written without the 401 waiting for them.
+    pub async fn quarantined_at_least(&self, count: usize) -> Vec<Document> {
+        for _ in 0..400 {
+            let kept = self.quarantined().await;
+            if kept.len() >= count {
+                return kept;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("fewer than {count} bodies were quarantined");
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod authentication;
 mod errors;
+mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;

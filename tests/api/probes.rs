@@ -11,6 +11,7 @@ async fn probes_answer_without_a_token_and_are_never_throttled() {
         ("MMO__RATE_LIMIT__HEALTH_PER_MINUTE", "1"),
     ]))
     .await;
+    app.mongodb_checked().await;
     for _ in 0..5 {
         let live = app.get("/livez", None).await;
         assert_eq!(live.status, StatusCode::OK);
@@ -27,6 +28,7 @@ async fn probes_answer_without_a_token_and_are_never_throttled() {
 async fn readiness_reports_an_unreachable_mongodb_but_holds_while_the_journal_accepts() {
     let app = spawn_app_with(unreachable_mongodb(&[])).await;
     assert_eq!(app.get("/livez", None).await.status, StatusCode::OK);
+    app.mongodb_checked().await;
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     assert_eq!(ready.body["checks"]["mongodb"], "unreachable");

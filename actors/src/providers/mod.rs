@@ -25,6 +25,13 @@ pub fn by_slug(slug: &str) -> Option<&'static dyn Provider> {
         .find(|provider| provider.slug() == slug)
 }
 
+/// The part of a body a verified signature covers, when it is less than the whole body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedPart {
+    /// One top-level field (e.g. Airtel's `transaction`, for the hash forms computed over it alone).
+    Field(&'static str),
+}
+
 /// HTTP methods a provider may deliver a callback with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -83,6 +90,18 @@ pub trait Provider: Send + Sync + 'static {
     fn endpoints(&self) -> &'static [Endpoint];
     /// Parses a raw body tolerantly; fails only when the payload cannot identify a transaction.
     fn parse(&self, callback_type: CallbackType, body: &[u8]) -> Result<Callback, ParseError>;
+
+    /// Parses a body whose verified signature covers only part of it: normalized fields must come from
+    /// that part alone, never from unsigned fields beside it. Providers whose signatures cover whole
+    /// bodies keep the default.
+    fn parse_signed(
+        &self,
+        callback_type: CallbackType,
+        body: &[u8],
+        _signed: SignedPart,
+    ) -> Result<Callback, ParseError> {
+        self.parse(callback_type, body)
+    }
 
     /// For [`Answer::Decision`] endpoints: the decision on a parsed request. Providers without such
     /// endpoints keep the default, which refuses (no rule can accept what nobody configured).

@@ -754,6 +754,9 @@ pub(super) fn rejected_document(
         "request_id": &rejected.request_id,
         "received_at": bson_time(rejected.received_at),
         "authenticated": rejected.authenticated,
+        "client": rejected.client.map(|client| client.to_string()),
+        "provider": rejected.provider.as_deref(),
+        "callback_type": rejected.callback_type.as_deref(),
     };
     if std::str::from_utf8(&rejected.raw).is_err() {
         // Not UTF-8: keep the exact bytes beside the readable approximation.

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 
 use super::{callback_document, CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::{EntryRef, Journal};
+use crate::journal::{Budget, EntryRef, Journal};
 
 #[derive(Clone)]
 pub struct JournaledStore {
@@ -65,6 +65,14 @@ impl CallbackStore for JournaledStore {
             rejected: &rejected,
         }
         .encode();
-        async move { journal.append_bytes(bytes?).await }.boxed()
+        // Unauthenticated senders' bodies have a budget of their own: they never crowd out callbacks.
+        let budget = if rejected.authenticated {
+            Budget::Callbacks
+        } else {
+            Budget::Unauthenticated {
+                client: rejected.client,
+            }
+        };
+        async move { journal.append_in(bytes?, budget).await }.boxed()
     }
 }

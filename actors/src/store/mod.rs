@@ -65,6 +65,14 @@ pub struct RejectedCallback {
     /// Whether the sender proved who it is: unauthenticated entries expire, authenticated ones never do.
     #[serde(default = "authenticated_by_default")]
     pub authenticated: bool,
+    /// The sender's address (through trusted proxies), for audit.
+    #[serde(default)]
+    pub client: Option<std::net::IpAddr>,
+    /// The endpoint it was sent to: stored provider name and callback type.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub callback_type: Option<String>,
 }
 
 fn authenticated_by_default() -> bool {
@@ -87,12 +95,28 @@ impl RejectedCallback {
             request_id,
             received_at,
             authenticated: true,
+            client: None,
+            provider: None,
+            callback_type: None,
         }
+    }
+
+    /// The endpoint it was sent to.
+    pub fn for_endpoint(mut self, provider: &str, callback_type: &str) -> Self {
+        self.provider = Some(provider.to_owned());
+        self.callback_type = Some(callback_type.to_owned());
+        self
     }
 
     /// A rejection of a sender that did not prove who it is.
     pub fn unauthenticated(mut self) -> Self {
         self.authenticated = false;
+        self
+    }
+
+    /// The sender's address.
+    pub fn from_client(mut self, client: std::net::IpAddr) -> Self {
+        self.client = Some(client);
         self
     }
 }

@@ -8,7 +8,7 @@ pub mod fixtures;
 use serde_json::Value;
 
 use super::json::{self, parse_object};
-use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider};
+use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider, SignedPart};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str =
@@ -55,11 +55,36 @@ impl Provider for AirtelMoney {
     fn parse(&self, callback_type: CallbackType, body: &[u8]) -> Result<Callback, ParseError> {
         match callback_type {
             CallbackType::Payment | CallbackType::Disbursement | CallbackType::Notification => {
-                parse_transaction(callback_type, parse_object(body)?)
+                parse_transaction(callback_type, parse_object(body)?, Trust::WholeBody)
             }
             other => Err(ParseError::UnsupportedType(other)),
         }
     }
+
+    /// A hash that signs only `transaction` vouches for nothing in `data.transaction` (amount, currency,
+    /// MSISDN): those are left out of the normalized callback (the payload keeps them, as received).
+    fn parse_signed(
+        &self,
+        callback_type: CallbackType,
+        body: &[u8],
+        signed: SignedPart,
+    ) -> Result<Callback, ParseError> {
+        match (callback_type, signed) {
+            (
+                CallbackType::Payment | CallbackType::Disbursement | CallbackType::Notification,
+                SignedPart::Field("transaction"),
+            ) => parse_transaction(callback_type, parse_object(body)?, Trust::TransactionOnly),
+            _ => self.parse(callback_type, body),
+        }
+    }
+}
+
+/// Which parts of an Airtel body normalized fields may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    WholeBody,
+    /// Only the signed `transaction` object.
+    TransactionOnly,
 }
 
 /// Airtel transaction status or error code → normalized status and reason.
@@ -115,12 +140,16 @@ pub fn status_of(code: &str) -> (Status, Option<&'static str>) {
     }
 }
 
-fn parse_transaction(callback_type: CallbackType, payload: Value) -> Result<Callback, ParseError> {
+fn parse_transaction(
+    callback_type: CallbackType,
+    payload: Value,
+    trust: Trust,
+) -> Result<Callback, ParseError> {
     let transaction = payload.get("transaction").filter(|t| t.is_object());
     let merchant = payload
         .get("data")
         .and_then(|data| data.get("transaction"))
-        .filter(|t| t.is_object());
+        .filter(|t| t.is_object() && trust == Trust::WholeBody);
     // A field from the top-level transaction, else from the API document's `data.transaction`.
     let field = |names: &[&str]| {
         [transaction, merchant]
@@ -189,6 +218,33 @@ mod tests {
         assert_eq!(callback.status, Status::Failed);
         assert_eq!(callback.result_code.as_deref(), Some("TF"));
         assert_eq!(callback.receipt.as_deref(), Some("MP210603.1234.L06941"));
+    }
+
+    #[test]
+    fn a_hash_over_the_transaction_alone_vouches_for_nothing_in_data() {
+        let body = serde_json::json!({
+            "transaction": {"id": "A9", "status_code": "TS", "airtel_money_id": "MP9"},
+            "data": {"transaction": {"id": "A9", "amount": "999999", "currency": "KES", "msisdn": "254700000000"}},
+        });
+        let bytes = body.to_string();
+        let trusting = AirtelMoney
+            .parse(CallbackType::Payment, bytes.as_bytes())
+            .unwrap();
+        assert_eq!(trusting.amount.unwrap().to_string(), "999999");
+        let signed = AirtelMoney
+            .parse_signed(
+                CallbackType::Payment,
+                bytes.as_bytes(),
+                SignedPart::Field("transaction"),
+            )
+            .unwrap();
+        assert_eq!(signed.provider_transaction_id, "A9");
+        assert_eq!(signed.status, Status::Successful);
+        assert_eq!(
+            (signed.amount, signed.currency, signed.msisdn),
+            (None, None, None)
+        );
+        assert_eq!(signed.payload, body, "the payload is kept as received");
     }
 
     #[test]
