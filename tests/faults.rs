@@ -54,7 +54,7 @@ impl Service {
     async fn start(journal: &Path, mongodb_uri: &str, database: &str) -> Self {
         let log = std::fs::File::create(journal.with_extension("log")).unwrap();
         let out = journal.with_extension("out");
-        let child = Command::new(env!("CARGO_BIN_EXE_mmo-webhooks"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mmo-webhooks"))
             .env("MMO_CONFIG_DIR", root().join("config"))
             .env("MMO__SERVER__HOST", "127.0.0.1")
             .env("MMO__SERVER__PORT", "0")
@@ -90,6 +90,8 @@ impl Service {
             }
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the service did not report its port: {}", out.display());
     }
 
