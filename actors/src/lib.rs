@@ -6,8 +6,10 @@
 //! HTTP handler ──RouteCallback──▶ Supervisor ──HandleCallback──▶ ProviderActor (pool per provider,
 //!                                                                 in-memory idempotency cache)
 //!                                                  ──PersistCallback──▶ PersistenceActor (pool)
-//!                                                                          ──▶ CallbackStore (MongoDB:
-//!                                                                              callbacks, transactions)
+//!                                                                          ──▶ JournaledStore ──▶ Journal
+//!                                                                              (fsync'd; the 200 goes out)
+//! Journal ──▶ Drain (batches, in order per transaction) ──▶ MongoStore (MongoDB: transactions, callbacks,
+//!                                                                       rejected_callbacks)
 //! ```
 //!
 //! Parsing and normalization are plain functions in [`providers`], transaction rules in [`transaction`],
@@ -19,6 +21,7 @@ pub mod callback;
 pub mod drain;
 pub mod journal;
 pub mod persistence;
+pub mod pipeline_error;
 pub mod pool;
 pub mod privacy;
 pub mod provider_actor;
@@ -30,4 +33,5 @@ pub mod transaction;
 pub use callback::{Callback, CallbackType, Status};
 pub use providers::{Endpoint, Provider, PROVIDERS};
 pub use store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
-pub use supervisor::{PipelineError, RouteCallback, Supervisor, SupervisorSettings};
+pub use pipeline_error::PipelineError;
+pub use supervisor::{RouteCallback, Supervisor, SupervisorSettings};

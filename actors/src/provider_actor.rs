@@ -17,7 +17,7 @@ use crate::callback::{Callback, Delivery};
 use crate::persistence::{CountDelivery, PersistCallback, PersistenceActor};
 use crate::pool::Pool;
 use crate::store::RecordOutcome;
-use crate::supervisor::PipelineError;
+use crate::pipeline_error::PipelineError;
 
 pub struct ProviderActor {
     cache: IdempotencyCache,

@@ -22,7 +22,7 @@ use mongodb::error::ErrorKind;
 
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
-use super::mongo::Inner;
+use super::collections::Collections;
 use super::transactions::{snapshot_of, Fold};
 use super::{Applied, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
@@ -113,10 +113,7 @@ impl<'a> Batch<'a> {
 }
 
 /// Applies `entries`; one outcome per entry.
-pub(super) async fn apply(inner: &Inner, entries: &[Entry]) -> Vec<EntryOutcome> {
-    if let Err(error) = inner.ensure_indexes().await {
-        return vec![EntryOutcome::Failed(error); entries.len()];
-    }
+pub(super) async fn apply(store: &Collections, entries: &[Entry]) -> Vec<EntryOutcome> {
     let decoded: Vec<Option<(Callback, Delivery)>> = entries
         .iter()
         .map(|entry| match entry {
@@ -138,11 +135,11 @@ pub(super) async fn apply(inner: &Inner, entries: &[Entry]) -> Vec<EntryOutcome>
             }
         }
     }
-    let (kinds, targets) = look_up(inner, &mut batch, &records).await;
-    fold_new(inner, &mut batch, &kinds).await;
-    let raced = insert_new(inner, &mut batch, &kinds).await;
-    count_repeats(inner, &mut batch, kinds, raced, targets).await;
-    quarantine(inner, &mut batch).await;
+    let (kinds, targets) = look_up(store, &mut batch, &records).await;
+    fold_new(store, &mut batch, &kinds).await;
+    let raced = insert_new(store, &mut batch, &kinds).await;
+    count_repeats(store, &mut batch, kinds, raced, targets).await;
+    quarantine(store, &mut batch).await;
     batch.finish()
 }
 
@@ -150,7 +147,7 @@ pub(super) async fn apply(inner: &Inner, entries: &[Entry]) -> Vec<EntryOutcome>
 /// counts apply to. A count whose callback is neither stored nor recorded earlier in this batch fails
 /// here, before anything is written, so that the later entries of its transaction wait for it.
 async fn look_up(
-    inner: &Inner,
+    store: &Collections,
     batch: &mut Batch<'_>,
     records: &[usize],
 ) -> (Vec<(usize, Kind)>, HashMap<CallbackKey, ObjectId>) {
@@ -169,7 +166,7 @@ async fn look_up(
         .cloned()
         .chain(counts.iter().map(|(_, key)| (*key).clone()))
         .collect();
-    let stored = match find_stored(inner, &looked_up).await {
+    let stored = match find_stored(store, &looked_up).await {
         Ok(stored) => stored,
         Err(error) => {
             for index in records.iter().chain(counts.iter().map(|(index, _)| index)) {
@@ -225,7 +222,7 @@ async fn look_up(
 /// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` through the
 /// unique index, one `$in` per provider and callback type.
 async fn find_stored(
-    inner: &Inner,
+    store: &Collections,
     keys: &[CallbackKey],
 ) -> Result<HashMap<CallbackKey, Document>, StoreError> {
     if keys.is_empty() {
@@ -249,7 +246,7 @@ async fn find_stored(
     } else {
         doc! {"$or": clauses}
     };
-    let mut cursor = inner
+    let mut cursor = store
         .callbacks
         .find(filter)
         .projection(doc! {"callback_data": 0, "delivery_ids": 0})
@@ -286,7 +283,7 @@ fn stored_key(document: &Document, keys: &[CallbackKey]) -> Option<CallbackKey> 
 }
 
 /// Step 2: folds the new callbacks into their transactions.
-async fn fold_new(inner: &Inner, batch: &mut Batch<'_>, kinds: &[(usize, Kind)]) {
+async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, Kind)]) {
     let new: Vec<usize> = kinds
         .iter()
         .filter(|(index, kind)| matches!(kind, Kind::New) && batch.open(*index))
@@ -303,7 +300,7 @@ async fn fold_new(inner: &Inner, batch: &mut Batch<'_>, kinds: &[(usize, Kind)])
             }
         })
         .collect();
-    let results = inner.transactions.fold(&folds).await;
+    let results = store.transactions.fold(&folds).await;
     drop(folds);
     for (index, result) in new.into_iter().zip(results) {
         if let Err(error) = result {
@@ -315,7 +312,7 @@ async fn fold_new(inner: &Inner, batch: &mut Batch<'_>, kinds: &[(usize, Kind)])
 /// Step 3: inserts the new callbacks whose fold succeeded. Returns the ones another writer stored first
 /// (an identity already taken: a concurrent instance), with that stored document: they are repeats.
 async fn insert_new(
-    inner: &Inner,
+    store: &Collections,
     batch: &mut Batch<'_>,
     kinds: &[(usize, Kind)],
 ) -> Vec<(usize, Document)> {
@@ -366,7 +363,7 @@ async fn insert_new(
         .map(|(index, owned)| owned.as_ref().unwrap_or_else(|| batch.document(*index)))
         .collect();
     let mut duplicates = Vec::new();
-    if let Err(error) = inner
+    if let Err(error) = store
         .raw_callbacks
         .insert_many(documents)
         .ordered(false)
@@ -408,7 +405,7 @@ async fn insert_new(
         .iter()
         .map(|index| batch.record(*index).0.key())
         .collect();
-    let stored = match find_stored(inner, &keys).await {
+    let stored = match find_stored(store, &keys).await {
         Ok(stored) => stored,
         Err(error) => {
             for index in duplicates {
@@ -426,7 +423,7 @@ async fn insert_new(
             }
             Some(document) => {
                 // Folded under an id that has no document: take it out of the transaction again.
-                if let Err(error) = inner
+                if let Err(error) = store
                     .transactions
                     .forget_callback(callback, delivery.id)
                     .await
@@ -478,7 +475,7 @@ fn with_deliveries(document: &RawDocumentBuf, more: &[&Delivery]) -> RawDocument
 /// Step 4: counts the deliveries of repeats and of the journal's delivery counts, once per delivery id,
 /// and flags repeats whose body disagrees with the stored callback.
 async fn count_repeats(
-    inner: &Inner,
+    store: &Collections,
     batch: &mut Batch<'_>,
     kinds: Vec<(usize, Kind)>,
     raced: Vec<(usize, Document)>,
@@ -552,7 +549,7 @@ async fn count_repeats(
             .iter()
             .map(|(index, _, id)| (batch.record(*index).0.key(), *id)),
     );
-    match count_deliveries(inner, batch, &counts, &targets).await {
+    match count_deliveries(store, batch, &counts, &targets).await {
         Ok(missing) => {
             for slot in missing {
                 for index in &counts[slot].1 {
@@ -597,7 +594,7 @@ async fn count_repeats(
             continue;
         }
         let payload = payload_of(batch.document(index));
-        let kept = inner
+        let kept = store
             .transactions
             .record_disagreement(callback, payload, stored_id, &disagreements, delivery)
             .await;
@@ -613,7 +610,7 @@ async fn count_repeats(
 /// `known` gives the `_id` of callbacks already looked up; the others are found by key. Returns the
 /// slots whose callback is not stored.
 async fn count_deliveries(
-    inner: &Inner,
+    store: &Collections,
     batch: &Batch<'_>,
     counts: &[(CallbackKey, Vec<usize>)],
     known: &HashMap<CallbackKey, ObjectId>,
@@ -623,7 +620,7 @@ async fn count_deliveries(
         .filter(|(key, _)| !known.contains_key(key))
         .map(|(key, _)| key.clone())
         .collect();
-    let found = find_stored(inner, &unknown).await?;
+    let found = find_stored(store, &unknown).await?;
     let mut missing = Vec::new();
     let mut targets: Vec<ObjectId> = Vec::with_capacity(counts.len());
     let mut additions: Vec<Document> = Vec::with_capacity(counts.len());
@@ -657,7 +654,7 @@ async fn count_deliveries(
     if targets.is_empty() {
         return Ok(missing);
     }
-    inner
+    store
         .callbacks
         .update_many(
             doc! {"_id": {"$in": &targets}},
@@ -694,7 +691,7 @@ fn count_pipeline(targets: &[ObjectId], additions: Vec<Document>) -> Vec<Documen
 }
 
 /// Step 5: keeps rejected bodies.
-async fn quarantine(inner: &Inner, batch: &mut Batch<'_>) {
+async fn quarantine(store: &Collections, batch: &mut Batch<'_>) {
     let rejected: Vec<usize> = (0..batch.entries.len())
         .filter(|index| {
             matches!(batch.entries[*index], Entry::Quarantine { .. }) && batch.open(*index)
@@ -707,12 +704,12 @@ async fn quarantine(inner: &Inner, batch: &mut Batch<'_>) {
         .iter()
         .map(|index| match &batch.entries[*index] {
             Entry::Quarantine { rejected } => {
-                rejected_document(rejected, inner.unauthenticated_retention)
+                rejected_document(rejected, store.unauthenticated_retention)
             }
             _ => unreachable!("entry {index} is a quarantine"),
         })
         .collect();
-    if let Err(error) = inner.rejected.insert_many(&documents).ordered(false).await {
+    if let Err(error) = store.rejected.insert_many(&documents).ordered(false).await {
         match error.kind.as_ref() {
             ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                 for write_error in failure.write_errors.iter().flatten() {

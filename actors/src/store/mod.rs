@@ -3,6 +3,7 @@
 //! in tests.
 
 mod batch;
+mod collections;
 mod document;
 pub mod errors;
 mod journaled;

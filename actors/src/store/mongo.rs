@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use mongodb::bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
+use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
 use super::document::stored_callback;
 use super::errors::classify;
-use super::transactions::{Fold, Transactions};
+use super::collections::Collections;
+use super::transactions::Fold;
 use super::{Applied, CallbackStore, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
 use crate::journal::Entry;
@@ -62,16 +63,10 @@ pub struct MongoStore {
     inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
+struct Inner {
     client: Client,
-    pub(super) database: Database,
-    pub(super) callbacks: Collection<Document>,
-    /// The same collection, for inserting documents journaled as raw BSON.
-    pub(super) raw_callbacks: Collection<RawDocumentBuf>,
-    pub(super) rejected: Collection<Document>,
-    pub(super) transactions: Transactions,
+    collections: Collections,
     operation_timeout: Duration,
-    pub(super) unauthenticated_retention: Duration,
     /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
     indexes: OnceCell<()>,
 }
@@ -99,13 +94,8 @@ impl MongoStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: client.clone(),
-                callbacks: database.collection("callbacks"),
-                raw_callbacks: database.collection("callbacks"),
-                rejected: database.collection("rejected_callbacks"),
-                transactions: Transactions::new(database.collection("transactions")),
-                database,
+                collections: Collections::new(database, settings.unauthenticated_retention),
                 operation_timeout: settings.operation_timeout,
-                unauthenticated_retention: settings.unauthenticated_retention,
                 indexes: OnceCell::new(),
             }),
         })
@@ -131,22 +121,22 @@ impl MongoStore {
 
     /// The database, for operators' tools and tests.
     pub fn database(&self) -> &Database {
-        &self.inner.database
+        &self.inner.collections.database
     }
 
     /// The `callbacks` collection.
     pub fn callbacks(&self) -> &Collection<Document> {
-        &self.inner.callbacks
+        &self.inner.collections.callbacks
     }
 
     /// The `transactions` collection.
     pub fn transactions(&self) -> &Collection<Document> {
-        self.inner.transactions.collection()
+        self.inner.collections.transactions.collection()
     }
 
     /// The `rejected_callbacks` collection.
     pub fn rejected(&self) -> &Collection<Document> {
-        &self.inner.rejected
+        &self.inner.collections.rejected
     }
 
     /// Folds callbacks left `processed: false` into their transactions and marks them processed; returns
@@ -172,7 +162,7 @@ impl MongoStore {
 }
 
 impl Inner {
-    pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.indexes
             .get_or_try_init(|| async {
                 let identity = IndexModel::builder()
@@ -190,7 +180,7 @@ impl Inner {
                             .build(),
                     )
                     .build();
-                self.callbacks
+                self.collections.callbacks
                     .create_indexes([identity, by_time, unprocessed])
                     .await
                     .map_err(|error| classify(&error))?;
@@ -204,14 +194,14 @@ impl Inner {
                             .build(),
                     )
                     .build();
-                self.rejected
+                self.collections.rejected
                     .create_indexes([
                         IndexModel::builder().keys(doc! {"received_at": 1}).build(),
                         expiry,
                     ])
                     .await
                     .map_err(|error| classify(&error))?;
-                self.transactions
+                self.collections.transactions
                     .ensure_indexes()
                     .await
                     .map_err(|error| classify(&error))?;
@@ -224,6 +214,7 @@ impl Inner {
     async fn fold_unprocessed(&self, limit: i64) -> Result<usize, StoreError> {
         self.ensure_indexes().await?;
         let mut cursor = self
+            .collections
             .callbacks
             .find(doc! {"processed": false})
             .projection(doc! {"callback_data": 0, "delivery_ids": 0})
@@ -255,7 +246,7 @@ impl Inner {
                 received_at: *at,
             })
             .collect();
-        let results = self.transactions.fold(&folds).await;
+        let results = self.collections.transactions.fold(&folds).await;
         let folded: Vec<ObjectId> = folds
             .iter()
             .zip(&results)
@@ -263,7 +254,7 @@ impl Inner {
             .map(|(fold, _)| fold.id)
             .collect();
         if !folded.is_empty() {
-            self.callbacks
+            self.collections.callbacks
                 .update_many(
                     doc! {"_id": {"$in": &folded}},
                     doc! {"$set": {"processed": true}},
@@ -333,7 +324,13 @@ impl CallbackStore for MongoStore {
         let count = entries.len();
         let limit = self.inner.operation_timeout;
         async move {
-            match tokio::time::timeout(limit, super::batch::apply(&self.inner, entries)).await {
+            let applying = async {
+                if let Err(error) = self.inner.ensure_indexes().await {
+                    return vec![EntryOutcome::Failed(error); entries.len()];
+                }
+                super::batch::apply(&self.inner.collections, entries).await
+            };
+            match tokio::time::timeout(limit, applying).await {
                 Ok(outcomes) => outcomes,
                 // Whatever was written meanwhile is applied again, harmlessly.
                 Err(_) => vec![EntryOutcome::Failed(StoreError::Timeout(limit)); count],
