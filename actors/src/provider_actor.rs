@@ -15,9 +15,9 @@ use actix::{Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture,
 use crate::cache::IdempotencyCache;
 use crate::callback::{Callback, Delivery};
 use crate::persistence::{CountDelivery, PersistCallback, PersistenceActor};
+use crate::pipeline_error::PipelineError;
 use crate::pool::Pool;
 use crate::store::RecordOutcome;
-use crate::pipeline_error::PipelineError;
 
 pub struct ProviderActor {
     cache: IdempotencyCache,

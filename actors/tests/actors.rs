@@ -492,3 +492,84 @@ async fn applying_the_same_delivery_twice_counts_it_once() {
     assert_eq!(store.rejected().count_documents(doc! {}).await.unwrap(), 1);
     store.callbacks().drop().await.unwrap();
 }
+
+/// The store production uses: the journal, drained to the real MongoDB.
+#[actix::test]
+async fn through_the_journal_the_supervisor_acknowledges_and_mongodb_receives_once() {
+    use mmo_actors::drain::{Drain, DrainSettings};
+    use mmo_actors::journal::Journal;
+    use mmo_actors::store::JournaledStore;
+
+    let dir = std::env::temp_dir().join(format!("mmo-actors-journal-{}", uuid_like()));
+    let journal = Journal::open(&dir, 1 << 30).unwrap();
+    let mongodb = support::mongo_store().await;
+    Drain::new(
+        Arc::clone(&journal),
+        Arc::new(mongodb.clone()),
+        DrainSettings::default(),
+    )
+    .start();
+    let journaled: Arc<dyn CallbackStore> = Arc::new(JournaledStore::new(Arc::clone(&journal)));
+    let addr = Supervisor::new(&settings(2, 16), journaled).start();
+
+    let route = |callback: Callback| RouteCallback {
+        callback,
+        received_at: Utc::now(),
+    };
+    let pending = support::mtn("journal-actor-1", "PENDING");
+    let successful = support::mtn("journal-actor-1", "SUCCESSFUL");
+    assert_eq!(
+        addr.send(route(pending.clone())).await.unwrap(),
+        Ok(RecordOutcome::Journaled),
+        "acknowledged once journaled"
+    );
+    assert_eq!(
+        addr.send(route(pending)).await.unwrap(),
+        Ok(RecordOutcome::Duplicate),
+        "a repeat is answered from the provider actor's cache"
+    );
+    assert_eq!(
+        addr.send(route(successful)).await.unwrap(),
+        Ok(RecordOutcome::Journaled)
+    );
+
+    for _ in 0..400 {
+        if journal.backlog().entries == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(journal.backlog().entries, 0, "the journal drained");
+    let stored: Vec<mongodb::bson::Document> = {
+        let mut cursor = mongodb
+            .callbacks()
+            .find(doc! {"provider_transaction_id": "journal-actor-1"})
+            .sort(doc! {"received_at": 1})
+            .await
+            .unwrap();
+        let mut stored = Vec::new();
+        while cursor.advance().await.unwrap() {
+            stored.push(cursor.deserialize_current().unwrap());
+        }
+        stored
+    };
+    let statuses: Vec<&str> = stored
+        .iter()
+        .map(|document| document.get_str("status").unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2, "{stored:?}");
+    assert!(statuses.contains(&"pending") && statuses.contains(&"successful"));
+    let pending = stored
+        .iter()
+        .find(|document| document.get_str("status").unwrap() == "pending")
+        .unwrap();
+    assert_eq!(pending.get_i64("deliveries").unwrap(), 2);
+    let transaction = mongodb
+        .transactions()
+        .find_one(doc! {"transaction_key": "journal-actor-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(transaction.get_str("status").unwrap(), "successful");
+    mongodb.database().drop().await.unwrap();
+}

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use mongodb::bson::{doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 
+use super::collections::Collections;
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
-use super::collections::Collections;
 use super::transactions::{snapshot_of, Fold};
 use super::{Applied, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};

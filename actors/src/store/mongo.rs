@@ -17,9 +17,9 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
+use super::collections::Collections;
 use super::document::stored_callback;
 use super::errors::classify;
-use super::collections::Collections;
 use super::transactions::Fold;
 use super::{Applied, CallbackStore, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
@@ -254,7 +254,8 @@ impl Inner {
             .map(|(fold, _)| fold.id)
             .collect();
         if !folded.is_empty() {
-            self.collections.callbacks
+            self.collections
+                .callbacks
                 .update_many(
                     doc! {"_id": {"$in": &folded}},
                     doc! {"$set": {"processed": true}},
