@@ -88,17 +88,34 @@ impl Transactions {
                     .build(),
             )
             .build();
+        // Partial indexes: only transactions with a receipt, only those in conflict. Most documents are
+        // in neither, and an index entry costs every insert and a share of MongoDB's cache.
         let by_receipt = IndexModel::builder()
             .keys(doc! {"provider": 1, "flow": 1, "receipt": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("by_receipt".to_owned())
+                    .partial_filter_expression(doc! {"receipt": {"$type": "string"}})
+                    .build(),
+            )
             .build();
-        let conflicts = IndexModel::builder()
+        let conflicted = IndexModel::builder()
             .keys(doc! {"conflict": 1})
-            .options(IndexOptions::builder().sparse(true).build())
+            .options(
+                IndexOptions::builder()
+                    .name("conflicted".to_owned())
+                    .partial_filter_expression(doc! {"conflict": true})
+                    .build(),
+            )
             .build();
         self.collection
-            .create_indexes([identity, by_receipt, conflicts])
-            .await
-            .map(|_| ())
+            .create_indexes([identity, by_receipt, conflicted])
+            .await?;
+        // Their full predecessors (earlier versions) are dropped: absent ones are no error.
+        for replaced in ["provider_1_flow_1_receipt_1", "conflict_1"] {
+            let _ = self.collection.drop_index(replaced).await;
+        }
+        Ok(())
     }
 
     /// Folds stored callbacks into their transactions; one result per fold. A failure is per transaction:
@@ -356,8 +373,12 @@ impl Transactions {
                     continue;
                 }
                 let values: Vec<&str> = wanted.iter().map(|(_, value)| value.as_str()).collect();
-                let filter =
-                    doc! {"provider": provider, "flow": other_flow, field: {"$in": values}};
+                // `$type` lets the planner use the partial receipt index (it cannot infer it from `$in`).
+                let filter = doc! {
+                    "provider": provider,
+                    "flow": other_flow,
+                    field: {"$in": values, "$type": "string"},
+                };
                 let found = match self.find_all(filter).await {
                     Ok(found) => found,
                     Err(error) => {
