@@ -29,6 +29,18 @@ pub enum ApiError {
     Internal { request_id: String, message: String },
     #[error("no such endpoint")]
     NotFound,
+    #[error("no such {0}")]
+    NoSuch(&'static str),
+    #[error("invalid parameter `{parameter}`: {problem}")]
+    InvalidParameter { parameter: String, problem: String },
+    #[error("query failed: {0}")]
+    QueryFailed(String),
+    /// The request is sound but the resource's state forbids it (a replay of a replayed body).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// A replayed body still cannot be understood.
+    #[error("{0}")]
+    ReplayFailed(String),
 }
 
 impl ApiError {
@@ -56,7 +68,11 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::NoSuch(_) => StatusCode::NOT_FOUND,
+            Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::QueryFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::ReplayFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -116,10 +132,36 @@ impl ResponseError for ApiError {
                 "message": "No such endpoint",
                 "code": "NOT_FOUND",
             }),
+            Self::NoSuch(what) => json!({
+                "error": "Not Found",
+                "message": format!("No such {what}"),
+                "code": "NOT_FOUND",
+            }),
+            Self::InvalidParameter { parameter, problem } => json!({
+                "error": "Bad Request",
+                "message": format!("Invalid parameter `{parameter}`: {problem}"),
+                "code": "INVALID_PARAMETER",
+            }),
+            Self::QueryFailed(_) => json!({
+                "error": "Service Unavailable",
+                "message": "MongoDB could not answer; retry later",
+                "code": "STORAGE_UNAVAILABLE",
+                "retry_after": RETRY_AFTER_SECS,
+            }),
+            Self::Conflict { code, message } => json!({
+                "error": "Conflict",
+                "message": message,
+                "code": code,
+            }),
+            Self::ReplayFailed(reason) => json!({
+                "error": "Unprocessable Entity",
+                "message": reason,
+                "code": "REPLAY_FAILED",
+            }),
         };
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::QueryFailed(_) => {
                 response.insert_header((RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
             }
             Self::TooManyRequests { retry_after } => {

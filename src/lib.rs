@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod configuration;
 pub mod error;
+pub mod metrics;
+pub mod query;
 pub mod rate_limit;
 pub mod request_context;
 pub mod routes;

@@ -27,6 +27,16 @@ pub enum Bucket {
     ProviderSources,
 }
 
+impl Bucket {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhooks => "webhooks",
+            Self::Health => "health",
+            Self::ProviderSources => "provider_sources",
+        }
+    }
+}
+
 /// The answer for one request: what goes into the `X-RateLimit-*` headers, and whether it may proceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {

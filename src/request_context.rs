@@ -163,6 +163,7 @@ pub async fn rate_limit(
 
     let mut response = match decision.retry_after {
         Some(retry_after) => {
+            metrics::counter!("mmo_rate_limited_total", "scope" => bucket.as_str()).increment(1);
             tracing::warn!(?bucket, client = ?client, retry_after, "rate limit exceeded");
             let refusal = ApiError::TooManyRequests { retry_after }.error_response();
             request.into_response(refusal)

@@ -42,6 +42,8 @@ impl Application {
     /// Like [`Application::build`], on a journal opened by the caller (tests open one on a storage
     /// backend that observes its fsyncs).
     pub async fn build_on(settings: Settings, journal: Arc<Journal>) -> anyhow::Result<Self> {
+        // Installed before anything records.
+        crate::metrics::handle();
         let store = MongoStore::connect(&settings.mongo()).await?;
         {
             let store = store.clone();
@@ -74,6 +76,8 @@ impl Application {
             store: store.clone(),
             journal: Arc::clone(&journal),
             authenticator: settings.authenticator(),
+            admin_tokens: crate::auth::SecretSet::new(&settings.auth.admin_tokens),
+            client_tokens: crate::auth::SecretSet::new(&settings.auth.client_tokens),
             rate_limits: RateLimits::new(&settings.rate_limit),
             acceptance_rules: settings.c2b_validation.rules(),
             pseudonymization_salt: settings.privacy.hashing_salt(),

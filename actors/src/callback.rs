@@ -214,6 +214,9 @@ impl CallbackKey {
 pub struct Delivery {
     pub id: ObjectId,
     pub received_at: DateTime<Utc>,
+    /// The quarantined body (`rejected_callbacks` id) this delivery was recovered from by a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<ObjectId>,
 }
 
 impl Delivery {
@@ -221,6 +224,7 @@ impl Delivery {
         Self {
             id: ObjectId::new(),
             received_at,
+            replayed_from: None,
         }
     }
 }

@@ -314,9 +314,8 @@ impl DrainState {
                     match outcomes.next().unwrap_or(EntryOutcome::Deferred) {
                         EntryOutcome::Applied(result) => {
                             applied += 1;
-                            if let Applied::Record(outcome) = result {
-                                metrics::counter!("mmo_drain_records_total", "outcome" => outcome.as_str())
-                                    .increment(1);
+                            if let Some(entry) = slot.entry.as_ref().ok().and_then(Option::as_ref) {
+                                count_callback(entry, result);
                             }
                             Verdict::Remove
                         }
@@ -484,6 +483,29 @@ impl From<Journaled> for Slot {
             entry: journaled.entry.map(Some),
         }
     }
+}
+
+/// Counts what MongoDB now holds, per provider, callback type and outcome (`stored`, `repeat`,
+/// `conflict`).
+fn count_callback(entry: &Entry, applied: Applied) {
+    let (provider, callback_type, outcome) = match (entry, applied) {
+        (Entry::Record { document }, Applied::Record(outcome)) => (
+            document.get_str("provider").unwrap_or_default(),
+            document.get_str("callback_type").unwrap_or_default(),
+            outcome.as_str(),
+        ),
+        (Entry::CountDelivery { key, .. }, _) => {
+            (key.provider, key.callback_type.as_str(), "repeat")
+        }
+        _ => return,
+    };
+    metrics::counter!(
+        "mmo_callbacks_total",
+        "provider" => provider.to_owned(),
+        "callback_type" => callback_type.to_owned(),
+        "outcome" => outcome,
+    )
+    .increment(1);
 }
 
 /// Applies a batch, turning a panic inside the store into a failure of the entry that caused it: after a

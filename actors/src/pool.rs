@@ -161,10 +161,10 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
     {
         let index = self.member_for(route);
         let member = &self.members[index];
-        let _admission = member
-            .admissions
-            .try_acquire()
-            .map_err(|_| PoolError::Busy)?;
+        let Ok(_admission) = member.admissions.try_acquire() else {
+            metrics::counter!("mmo_mailbox_rejections_total", "pool" => self.name).increment(1);
+            return Err(PoolError::Busy);
+        };
         for _attempt in 0..2 {
             let addr = self.live_addr(index).ok_or(PoolError::Failed)?;
             match tokio::time::timeout(self.call_timeout, addr.send(message.clone())).await {
@@ -211,6 +211,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         });
         *current = (self.start)(index);
         let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!("mmo_actor_restarts_total", "pool" => self.name).increment(1);
         if excess > 0 {
             tracing::error!(
                 pool = self.name,

@@ -152,6 +152,19 @@ impl Actor for Supervisor {
 pub struct RouteCallback {
     pub callback: Callback,
     pub received_at: DateTime<Utc>,
+    /// The quarantined body this callback was recovered from, when an operator replayed one.
+    pub replayed_from: Option<mongodb::bson::oid::ObjectId>,
+}
+
+impl RouteCallback {
+    /// A callback as it arrived.
+    pub fn new(callback: Callback, received_at: DateTime<Utc>) -> Self {
+        Self {
+            callback,
+            received_at,
+            replayed_from: None,
+        }
+    }
 }
 
 /// Keep a rejected body for audit.
@@ -189,9 +202,11 @@ impl Handler<RouteCallback> for Supervisor {
             return Box::pin(async move { Err(PipelineError::UnknownProvider(provider)) });
         };
         let route = message.callback.key().route();
+        let mut delivery = Delivery::new(message.received_at);
+        delivery.replayed_from = message.replayed_from;
         let handle = HandleCallback {
             callback: Arc::new(message.callback),
-            delivery: Delivery::new(message.received_at),
+            delivery,
         };
         Box::pin(async move { pool.call(route, handle).await? })
     }

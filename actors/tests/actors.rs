@@ -297,10 +297,7 @@ async fn the_pool_routes_every_repeat_of_a_key_to_the_same_member() {
     for key in &keys {
         for _ in 0..3 {
             let answer = addr
-                .send(RouteCallback {
-                    callback: stk(key),
-                    received_at: Utc::now(),
-                })
+                .send(RouteCallback::new(stk(key), Utc::now()))
                 .await
                 .unwrap();
             assert!(answer.is_ok());
@@ -318,10 +315,7 @@ async fn the_supervisor_restarts_a_panicking_child_and_keeps_serving() {
     let addr = supervisor.start();
 
     let poisoned = addr
-        .send(RouteCallback {
-            callback: stk("poison"),
-            received_at: Utc::now(),
-        })
+        .send(RouteCallback::new(stk("poison"), Utc::now()))
         .await
         .unwrap();
     assert_eq!(
@@ -345,10 +339,7 @@ async fn the_supervisor_restarts_a_panicking_child_and_keeps_serving() {
 
     for key in ["after-1", "after-2", "after-3"] {
         let answer = addr
-            .send(RouteCallback {
-                callback: stk(key),
-                received_at: Utc::now(),
-            })
+            .send(RouteCallback::new(stk(key), Utc::now()))
             .await
             .unwrap();
         assert_eq!(answer, Ok(RecordOutcome::Stored));
@@ -512,10 +503,7 @@ async fn through_the_journal_the_supervisor_acknowledges_and_mongodb_receives_on
     let journaled: Arc<dyn CallbackStore> = Arc::new(JournaledStore::new(Arc::clone(&journal)));
     let addr = Supervisor::new(&settings(2, 16), journaled).start();
 
-    let route = |callback: Callback| RouteCallback {
-        callback,
-        received_at: Utc::now(),
-    };
+    let route = |callback: Callback| RouteCallback::new(callback, Utc::now());
     let pending = support::mtn("journal-actor-1", "PENDING");
     let successful = support::mtn("journal-actor-1", "SUCCESSFUL");
     assert_eq!(

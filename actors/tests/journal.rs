@@ -426,12 +426,7 @@ fn probed(probe: &Arc<mmo_actors::journal::testing::SyncProbe>) -> Arc<Journal> 
     use mmo_actors::journal::testing::SyncProbeBackend;
     let dir = directory();
     let backend = SyncProbeBackend::open(&dir, Arc::clone(probe)).unwrap();
-    Journal::open_on(
-        JournalOptions::new(&dir),
-        Some(Box::new(backend)),
-        Arc::new(()),
-    )
-    .unwrap()
+    Journal::open_on(JournalOptions::new(&dir), Some(Box::new(backend))).unwrap()
 }
 
 #[actix::test]

@@ -1,7 +1,9 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
 mod health;
+mod metrics;
 pub mod probes;
+mod query;
 mod webhooks;
 
 use actix_web::web::{self, ServiceConfig};
@@ -63,8 +65,19 @@ pub fn configure(config: &mut ServiceConfig) {
             }
         }
     }
+    let scope = scope
+        .route("/transactions", web::get().to(query::transactions))
+        .route(
+            "/transactions/{provider}/{transaction_key}",
+            web::get().to(query::transaction),
+        )
+        .route("/callbacks", web::get().to(query::callbacks))
+        .route("/rejected", web::get().to(query::rejected))
+        .route("/rejected/{id}/replay", web::post().to(query::replay))
+        .route("/reports/daily", web::get().to(query::daily_report));
     config
         .service(scope)
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/livez", web::get().to(probes::livez))
         .route("/readyz", web::get().to(probes::readyz))
         .default_service(web::to(not_found));
@@ -92,6 +105,19 @@ pub fn loggable_path(path: &str) -> String {
     {
         Some(prefix) => format!("{prefix}<redacted>"),
         None => path.to_owned(),
+    }
+}
+
+/// Admits a request carrying a token from `auth.admin_tokens` (metrics and the query API).
+pub fn require_admin(request: &actix_web::HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let presented = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(crate::auth::bearer_token);
+    match presented {
+        Some(token) if state.admin_tokens.contains(token) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
     }
 }
 

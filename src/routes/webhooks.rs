@@ -36,6 +36,10 @@ pub struct AppState {
     pub mongodb: crate::routes::probes::Reachability,
     pub journal: std::sync::Arc<mmo_actors::journal::Journal>,
     pub authenticator: Authenticator,
+    /// Tokens of those who operate the service: metrics and the query API.
+    pub admin_tokens: crate::auth::SecretSet,
+    /// Tokens of the merchant's own systems (expected payments).
+    pub client_tokens: crate::auth::SecretSet,
     pub rate_limits: RateLimits,
     /// Rules for questions answered at once (M-Pesa C2B validation).
     pub acceptance_rules: AcceptanceRules,
@@ -181,23 +185,19 @@ pub async fn receive_callback(
         mmo_actors::privacy::pseudonymize(&mut callback, salt);
     }
 
-    let ack = match route.endpoint.answer {
-        Answer::AfterStoring(ack) => ack,
-        Answer::Decision => return Ok(decide_now(&state, route.provider, callback, received_at)),
-    };
-
     request.extensions_mut().insert(CallbackSummary {
         provider: callback.provider,
         callback_type: callback.callback_type.as_str(),
         key: callback.provider_transaction_id.clone(),
         outcome: None,
     });
+    let ack = match route.endpoint.answer {
+        Answer::AfterStoring(ack) => ack,
+        Answer::Decision => return Ok(decide_now(&state, route.provider, callback, received_at)),
+    };
     let answer = state
         .supervisor
-        .send(RouteCallback {
-            callback,
-            received_at,
-        })
+        .send(RouteCallback::new(callback, received_at))
         .timeout(state.pipeline_timeout)
         .await;
     match answer {
@@ -224,6 +224,24 @@ pub async fn receive_callback(
     }
 }
 
+/// Decides a question (M-Pesa C2B validation) from local rules, and records the decision on the callback:
+/// `pending` when accepted (the payment may follow), `failed` with the reason otherwise.
+pub(crate) fn apply_decision(
+    provider: &dyn Provider,
+    callback: &mut Callback,
+    rules: &AcceptanceRules,
+) -> mmo_actors::providers::Decision {
+    let decision = provider.decide(callback, rules);
+    callback.status = if decision.accepted {
+        Status::Pending
+    } else {
+        Status::Failed
+    };
+    callback.reason = decision.reason;
+    callback.result_code = Some(decision.code.to_owned());
+    decision
+}
+
 /// Answers a question (M-Pesa C2B validation) from local rules at once, and stores the request with its
 /// decision without waiting: the operator gives only seconds, and a validation moves no money — the
 /// payment, if it happens, arrives as a confirmation that is stored before it is acknowledged.
@@ -233,30 +251,13 @@ fn decide_now(
     mut callback: Callback,
     received_at: chrono::DateTime<Utc>,
 ) -> HttpResponse {
-    let decision = provider.decide(&callback, &state.acceptance_rules);
-    callback.status = if decision.accepted {
-        Status::Pending
-    } else {
-        Status::Failed
-    };
-    callback.reason = decision.reason;
-    callback.result_code = Some(decision.code.to_owned());
-    tracing::info!(
-        provider = callback.provider,
-        key = %callback.provider_transaction_id,
-        code = decision.code,
-        accepted = decision.accepted,
-        "validation answered"
-    );
+    let decision = apply_decision(provider, &mut callback, &state.acceptance_rules);
     let supervisor = state.supervisor.clone();
     let timeout = state.pipeline_timeout;
     actix_web::rt::spawn(async move {
         let key = callback.provider_transaction_id.clone();
         match supervisor
-            .send(RouteCallback {
-                callback,
-                received_at,
-            })
+            .send(RouteCallback::new(callback, received_at))
             .timeout(timeout)
             .await
         {

@@ -266,12 +266,7 @@ async fn a_failed_fsync_is_answered_503_and_readiness_reports_the_journal_failin
     settings.journal.dir = crate::helpers::journal_dir();
     let probe = Arc::new(SyncProbe::default());
     let backend = SyncProbeBackend::open(&settings.journal.dir, Arc::clone(&probe)).unwrap();
-    let journal = Journal::open_on(
-        settings.journal_options(),
-        Some(Box::new(backend)),
-        Arc::new(()),
-    )
-    .unwrap();
+    let journal = Journal::open_on(settings.journal_options(), Some(Box::new(backend))).unwrap();
     let app = crate::helpers::spawn_app_on(settings, journal).await;
 
     let fine = app

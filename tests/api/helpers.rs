@@ -182,6 +182,28 @@ impl TestApp {
         }
     }
 
+    /// A GET answered with text (metrics, CSV), with a bearer token.
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        self.get_text_with(path, token, "*/*").await
+    }
+
+    pub async fn get_text_with(&self, path: &str, token: &str, accept: &str) -> String {
+        let mut response = self
+            .client
+            .get(format!("{}{}", self.address, path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .insert_header(("Accept", accept))
+            .send()
+            .await
+            .expect("request reaches the service");
+        let bytes = response
+            .body()
+            .limit(16 << 20)
+            .await
+            .expect("response body");
+        String::from_utf8(bytes.to_vec()).expect("text")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(Method::GET, path, Vec::new(), token, None).await
     }

@@ -118,6 +118,7 @@ pub trait Provider: Send + Sync + 'static {
 /// Logs an unknown provider code once per process (per code), so a new code is noticed without flooding
 /// the logs; the callback itself is stored with status `unknown`.
 pub fn note_unknown_code(provider: &'static str, code: &str) {
+    metrics::counter!("mmo_unknown_result_codes_total", "provider" => provider).increment(1);
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     const MAX_REMEMBERED: usize = 1024;

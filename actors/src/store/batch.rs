@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use mongodb::bson::{doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 
-use super::collections::Collections;
+use super::collections::{timed, Collections};
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::transactions::{snapshot_of, Fold};
@@ -363,12 +363,12 @@ async fn insert_new(
         .map(|(index, owned)| owned.as_ref().unwrap_or_else(|| batch.document(*index)))
         .collect();
     let mut duplicates = Vec::new();
-    if let Err(error) = store
-        .raw_callbacks
-        .insert_many(documents)
-        .ordered(false)
-        .await
-    {
+    let inserted = timed(
+        "callbacks",
+        store.raw_callbacks.insert_many(documents).ordered(false),
+    )
+    .await;
+    if let Err(error) = inserted {
         match error.kind.as_ref() {
             ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                 for write_error in failure.write_errors.iter().flatten() {
@@ -654,14 +654,15 @@ async fn count_deliveries(
     if targets.is_empty() {
         return Ok(missing);
     }
-    store
-        .callbacks
-        .update_many(
+    timed(
+        "callbacks",
+        store.callbacks.update_many(
             doc! {"_id": {"$in": &targets}},
             count_pipeline(&targets, additions),
-        )
-        .await
-        .map_err(|error| classify(&error))?;
+        ),
+    )
+    .await
+    .map_err(|error| classify(&error))?;
     Ok(missing)
 }
 
@@ -709,7 +710,12 @@ async fn quarantine(store: &Collections, batch: &mut Batch<'_>) {
             _ => unreachable!("entry {index} is a quarantine"),
         })
         .collect();
-    if let Err(error) = store.rejected.insert_many(&documents).ordered(false).await {
+    let kept = timed(
+        "rejected_callbacks",
+        store.rejected.insert_many(&documents).ordered(false),
+    )
+    .await;
+    if let Err(error) = kept {
         match error.kind.as_ref() {
             ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                 for write_error in failure.write_errors.iter().flatten() {

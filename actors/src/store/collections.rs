@@ -1,9 +1,11 @@
-//! The collections the store writes to, shared by the MongoDB store and its batch writer.
+//! The collections the store writes to, shared by the MongoDB store and its batch writer, and what they
+//! share: timing writes, the indexes behind the query API.
 
 use std::time::Duration;
 
-use mongodb::bson::{Document, RawDocumentBuf};
-use mongodb::{Collection, Database};
+use mongodb::bson::{doc, Document, RawDocumentBuf};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
 
 use super::transactions::Transactions;
 
@@ -30,4 +32,37 @@ impl Collections {
             unauthenticated_retention,
         }
     }
+}
+
+/// Runs a write, recording how long MongoDB took in `mmo_mongodb_write_duration_seconds{collection}`.
+pub(super) async fn timed<T>(
+    collection: &'static str,
+    write: impl std::future::IntoFuture<Output = T>,
+) -> T {
+    let started = std::time::Instant::now();
+    let result = write.await;
+    metrics::histogram!("mmo_mongodb_write_duration_seconds", "collection" => collection)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Listing newest first, by `field` then `_id` (keyset pagination), scanned backwards.
+pub(super) fn newest(field: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! {field: 1, "_id": 1})
+        .options(IndexOptions::builder().name("newest".to_owned()).build())
+        .build()
+}
+
+/// Finding by MSISDN, newest first; only documents that have one.
+pub(super) fn by_msisdn(field: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! {"msisdn": 1, field: 1, "_id": 1})
+        .options(
+            IndexOptions::builder()
+                .name("by_msisdn".to_owned())
+                .partial_filter_expression(doc! {"msisdn": {"$type": "string"}})
+                .build(),
+        )
+        .build()
 }

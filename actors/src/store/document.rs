@@ -68,6 +68,9 @@ pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumen
     delivery_ids.push(delivery.id);
     document.append("delivery_ids", delivery_ids);
     document.append("processed", true);
+    if let Some(rejected) = delivery.replayed_from {
+        document.append("replayed_from", rejected);
+    }
     document
 }
 
@@ -92,6 +95,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
     };
     let (mut provider, mut kind, mut status, mut id, mut received_at) =
         (None, None, None, None, None);
+    let mut replayed_from = None;
     let time = |at: BsonDateTime| DateTime::from_timestamp_millis(at.timestamp_millis());
     for element in document.iter() {
         let (key, value) = element.ok()?;
@@ -120,6 +124,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
             "transaction_time" => callback.transaction_time = value.as_datetime().and_then(time),
             "transaction_time_raw" => callback.transaction_time_raw = text(),
             "received_at" => received_at = value.as_datetime().and_then(time),
+            "replayed_from" => replayed_from = value.as_object_id(),
             _ => {}
         }
     }
@@ -129,6 +134,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
     let delivery = Delivery {
         id: id?,
         received_at: received_at?,
+        replayed_from,
     };
     Some((callback, delivery))
 }

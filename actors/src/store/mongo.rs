@@ -17,7 +17,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
-use super::collections::Collections;
+use super::collections::{by_msisdn, newest, Collections};
 use super::document::stored_callback;
 use super::errors::classify;
 use super::transactions::Fold;
@@ -162,14 +162,17 @@ impl MongoStore {
 }
 
 impl Inner {
+    /// Every index the service relies on: the unique identities that make it correct, and one behind
+    /// every filter of the query API (listing newest first by time, or by MSISDN). Replaced indexes of
+    /// earlier versions are dropped.
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.indexes
             .get_or_try_init(|| async {
+                let collections = &self.collections;
                 let identity = IndexModel::builder()
                     .keys(doc! {"provider": 1, "callback_type": 1, "provider_transaction_id": 1, "status": 1})
                     .options(IndexOptions::builder().unique(true).name(UNIQUE_INDEX.to_owned()).build())
                     .build();
-                let by_time = IndexModel::builder().keys(doc! {"received_at": 1}).build();
                 // Tiny: only documents still to fold are in it.
                 let unprocessed = IndexModel::builder()
                     .keys(doc! {"processed": 1})
@@ -180,8 +183,14 @@ impl Inner {
                             .build(),
                     )
                     .build();
-                self.collections.callbacks
-                    .create_indexes([identity, by_time, unprocessed])
+                collections
+                    .callbacks
+                    .create_indexes([
+                        identity,
+                        newest("received_at"),
+                        by_msisdn("received_at"),
+                        unprocessed,
+                    ])
                     .await
                     .map_err(|error| classify(&error))?;
                 // Rejected bodies of unauthenticated senders carry `expire_at`; nothing else expires.
@@ -194,14 +203,16 @@ impl Inner {
                             .build(),
                     )
                     .build();
-                self.collections.rejected
-                    .create_indexes([
-                        IndexModel::builder().keys(doc! {"received_at": 1}).build(),
-                        expiry,
-                    ])
+                collections
+                    .rejected
+                    .create_indexes([newest("received_at"), expiry])
                     .await
                     .map_err(|error| classify(&error))?;
-                self.collections.transactions
+                for collection in [&collections.callbacks, &collections.rejected] {
+                    let _ = collection.drop_index("received_at_1").await;
+                }
+                collections
+                    .transactions
                     .ensure_indexes()
                     .await
                     .map_err(|error| classify(&error))?;

@@ -27,6 +27,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
+use super::collections::{by_msisdn, newest, timed};
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::StoreError;
@@ -109,7 +110,13 @@ impl Transactions {
             )
             .build();
         self.collection
-            .create_indexes([identity, by_receipt, conflicted])
+            .create_indexes([
+                identity,
+                by_receipt,
+                conflicted,
+                newest("first_callback_at"),
+                by_msisdn("first_callback_at"),
+            ])
             .await?;
         // Their full predecessors (earlier versions) are dropped: absent ones are no error.
         for replaced in ["provider_1_flow_1_receipt_1", "conflict_1"] {
@@ -156,7 +163,12 @@ impl Transactions {
         let mut existing = Vec::new();
         if !fresh.is_empty() {
             let documents = fresh.iter().map(|(document, _)| document);
-            if let Err(error) = self.raw.insert_many(documents).ordered(false).await {
+            let inserted = timed(
+                "transactions",
+                self.raw.insert_many(documents).ordered(false),
+            )
+            .await;
+            if let Err(error) = inserted {
                 match error.kind.as_ref() {
                     ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                         for write_error in failure.write_errors.iter().flatten() {
@@ -255,9 +267,7 @@ impl Transactions {
             };
             let filter =
                 doc! {"_id": current.get("_id").cloned().unwrap_or(Bson::Null), "version": version};
-            let result = self
-                .collection
-                .update_one(filter, update)
+            let result = timed("transactions", self.collection.update_one(filter, update))
                 .await
                 .map_err(|error| classify(&error))?;
             if result.matched_count == 1 {

@@ -1,0 +1,135 @@
+//! Prometheus metrics: the `metrics` facade records (here and in `mmo-actors`), one recorder per process
+//! collects, and `GET /metrics` renders the text exposition format for an admin token.
+//!
+//! Every metric is described here (its HELP line) and listed in the README. Durations are histograms in
+//! seconds; the journal's group commit size is a histogram of appends per commit.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for every `*_seconds` histogram: from a fraction of a millisecond (an fsync on a fast disk) to
+/// ten seconds (a MongoDB operation timing out).
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Appends per journal commit.
+const GROUP_SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// The process's recorder, installed once (tests start several applications in one process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("mmo_journal_group_commit_size".to_owned()),
+                    GROUP_SIZES,
+                )
+            })
+            .expect("bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then that one keeps recording.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    describe_counter!(
+        "mmo_callbacks_total",
+        "Callbacks by provider, callback type and outcome: stored, repeat, conflict (as MongoDB now holds them), quarantined (refused as unreadable)."
+    );
+    describe_counter!(
+        "mmo_http_requests_total",
+        "HTTP requests by route pattern and status."
+    );
+    describe_histogram!(
+        "mmo_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route pattern."
+    );
+    describe_counter!(
+        "mmo_auth_refusals_total",
+        "Callbacks refused for authentication, by provider and reason (unauthorized, invalid_signature)."
+    );
+    describe_counter!(
+        "mmo_rate_limited_total",
+        "Requests refused with 429, by limit (webhooks, health, provider_sources)."
+    );
+    describe_counter!(
+        "mmo_unauthenticated_unkept_total",
+        "Bodies of unauthenticated requests not kept because their quarantine budget was spent."
+    );
+    describe_gauge!(
+        "mmo_journal_backlog_entries",
+        "Entries in the local journal not yet applied to MongoDB."
+    );
+    describe_gauge!(
+        "mmo_journal_backlog_bytes",
+        Unit::Bytes,
+        "Bytes of entries in the local journal not yet applied to MongoDB."
+    );
+    describe_gauge!(
+        "mmo_journal_oldest_entry_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest entry still in the journal (0 when empty)."
+    );
+    describe_gauge!(
+        "mmo_journal_healthy",
+        "1 when the journal's writer is alive and its last commit succeeded."
+    );
+    describe_histogram!(
+        "mmo_journal_fsync_duration_seconds",
+        Unit::Seconds,
+        "Time of one durable journal commit (its fsync)."
+    );
+    describe_histogram!(
+        "mmo_journal_group_commit_size",
+        "Appends sharing one durable journal commit."
+    );
+    describe_counter!(
+        "mmo_drain_applied_total",
+        "Journal entries applied to MongoDB."
+    );
+    describe_histogram!(
+        "mmo_drain_batch_duration_seconds",
+        Unit::Seconds,
+        "Time to apply one batch of journal entries to MongoDB."
+    );
+    describe_counter!(
+        "mmo_drain_poisoned_total",
+        "Journal entries quarantined after failing journal.max_attempts times."
+    );
+    describe_histogram!(
+        "mmo_mongodb_write_duration_seconds",
+        Unit::Seconds,
+        "Time of one MongoDB write operation, by collection."
+    );
+    describe_gauge!(
+        "mmo_mongodb_reachable",
+        "1 when the last background check reached MongoDB."
+    );
+    describe_counter!(
+        "mmo_actor_restarts_total",
+        "Actors started afresh after a failure, by pool."
+    );
+    describe_counter!(
+        "mmo_mailbox_rejections_total",
+        "Messages refused because an actor's mailbox was full (answered 503), by pool."
+    );
+    describe_counter!(
+        "mmo_unknown_result_codes_total",
+        "Callbacks carrying a result code no table knows (stored as unknown), by provider."
+    );
+    describe_counter!(
+        "mmo_airtel_hash_checks_total",
+        "Airtel hash checks by the form that matched (raw_transaction, body_without_hash, transaction_envelope), none or absent."
+    );
+}
