@@ -24,3 +24,12 @@ use_test_mongodb() {
   export MMO_TEST_MONGODB_URI
   trap 'scripts/mongodb.sh stop' EXIT
 }
+
+# The OpenAPI validator the tests run against /openapi.json (openapi-spec-validator, from PyPI), under
+# .tools/validator.
+ensure_openapi_validator() {
+  if [ -d .tools/validator/openapi_spec_validator ]; then return 0; fi
+  echo "installing openapi-spec-validator into .tools/validator" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target .tools/validator 'openapi-spec-validator==0.7.1'
+}

@@ -6,6 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 source scripts/common.sh
+ensure_openapi_validator
 use_test_mongodb
 
 if cargo nextest --version >/dev/null 2>&1; then

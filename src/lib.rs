@@ -8,6 +8,7 @@ pub mod auth;
 pub mod configuration;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 pub mod rate_limit;
 pub mod request_context;

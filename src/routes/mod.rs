@@ -13,6 +13,7 @@ use mmo_actors::{Endpoint, Provider, PROVIDERS};
 use crate::error::ApiError;
 
 pub use health::health;
+pub use query::Replayed;
 pub use webhooks::{receive_callback, AppState};
 
 /// The provider and endpoint a webhook route serves (resource-level app data).
@@ -78,9 +79,58 @@ pub fn configure(config: &mut ServiceConfig) {
     config
         .service(scope)
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/openapi.json", web::get().to(crate::openapi::openapi))
         .route("/livez", web::get().to(probes::livez))
         .route("/readyz", web::get().to(probes::readyz))
         .default_service(web::to(not_found));
+}
+
+/// A route the service serves: its method and path pattern (`{name}` marks a path parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub method: &'static str,
+    pub path: String,
+}
+
+/// Every route [`configure`] registers, for checks that the OpenAPI document describes them all.
+pub fn served() -> Vec<Served> {
+    let route = |method, path: &str| Served {
+        method,
+        path: path.to_owned(),
+    };
+    let mut routes = Vec::new();
+    for provider in PROVIDERS.iter().copied() {
+        for endpoint in provider.endpoints() {
+            let path = format!("/v1{}", endpoint_path(provider, endpoint));
+            for method in endpoint.methods {
+                let method = match method {
+                    Method::Post => "POST",
+                    Method::Put => "PUT",
+                };
+                routes.push(route(method, &path));
+                routes.push(route(method, &format!("{path}/{{url_token}}")));
+            }
+        }
+        routes.push(route(
+            "GET",
+            &format!("/v1/webhooks/{}/health", provider.slug()),
+        ));
+    }
+    for (method, path) in [
+        ("GET", "/v1/transactions"),
+        ("GET", "/v1/transactions/{provider}/{transaction_key}"),
+        ("GET", "/v1/callbacks"),
+        ("GET", "/v1/rejected"),
+        ("POST", "/v1/rejected/{id}/replay"),
+        ("GET", "/v1/reports/daily"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/livez"),
+        ("GET", "/readyz"),
+    ] {
+        routes.push(route(method, path));
+    }
+    routes
 }
 
 /// A request path fit for logs and audit records: a URL token segment after an endpoint is replaced.

@@ -7,6 +7,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;
+mod openapi;
 mod operating;
 mod probes;
 mod rate_limits;

@@ -1,0 +1,375 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of everything the service serves, generated from the
+//! code — the webhook endpoints from the provider registry (with each one's acknowledgement), the query
+//! API's item types through their `utoipa` schemas, and the error body every failure shares.
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use mmo_actors::providers::{Answer, Method};
+use mmo_actors::PROVIDERS;
+use serde_json::{json, Map, Value};
+use utoipa::PartialSchema;
+
+use crate::query::{
+    CallbackItem, DailyReport, RejectedItem, ReportLine, TransactionDetail, TransactionItem,
+    TransactionReference,
+};
+use crate::routes::Replayed;
+
+pub async fn openapi() -> HttpResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| document().to_string());
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.as_str())
+}
+
+fn schema<T: PartialSchema>() -> Value {
+    serde_json::to_value(T::schema()).unwrap_or(Value::Null)
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}})
+}
+
+/// The errors a callback endpoint may answer, besides its acknowledgement.
+fn callback_errors() -> Map<String, Value> {
+    let mut responses = Map::new();
+    for (status, description) in [
+        ("400", "Not understood (INVALID_FORMAT): the body was quarantined first"),
+        ("401", "A required proof is missing or wrong (AUTH_REQUIRED), or a signature does not verify (INVALID_SIGNATURE)"),
+        ("408", "The body did not arrive in time (REQUEST_TIMEOUT)"),
+        ("413", "The body is too large (PAYLOAD_TOO_LARGE)"),
+        ("429", "Over the client's rate limit (RATE_LIMIT_EXCEEDED)"),
+        ("500", "Unexpected (INTERNAL_ERROR)"),
+        ("503", "Not stored: retry later (STORAGE_UNAVAILABLE, OVERLOADED)"),
+    ] {
+        responses.insert(status.to_owned(), error_response(description));
+    }
+    responses
+}
+
+fn admin_errors(responses: &mut Map<String, Value>) {
+    responses.insert(
+        "400".into(),
+        error_response("A parameter is invalid (INVALID_PARAMETER); the message names it"),
+    );
+    responses.insert(
+        "401".into(),
+        error_response("No admin token (AUTH_REQUIRED)"),
+    );
+    responses.insert(
+        "503".into(),
+        error_response("MongoDB could not answer (STORAGE_UNAVAILABLE)"),
+    );
+}
+
+fn parameter(name: &str, location: &str, description: &str, schema: Value) -> Value {
+    json!({
+        "name": name,
+        "in": location,
+        "required": location == "path",
+        "description": description,
+        "schema": schema,
+    })
+}
+
+fn list_parameters(names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|name| match *name {
+            "provider" => parameter(name, "query", "mpesa, mtn, airtel, or a stored name (mtn_mobile_money)", json!({"type": "string"})),
+            "status" => parameter(name, "query", "Normalized status", json!({"type": "string", "enum": ["successful", "failed", "pending", "cancelled", "expired", "ambiguous", "unknown"]})),
+            "callback_type" => parameter(name, "query", "Callback type (stk_push, collection, …)", json!({"type": "string"})),
+            "since" | "until" => parameter(name, "query", "RFC 3339 time or YYYY-MM-DD (since inclusive, until exclusive)", json!({"type": "string"})),
+            "msisdn" => parameter(name, "query", "The payer's or payee's number, as sent (hashed like the stored ones when personal data is hashed)", json!({"type": "string"})),
+            "conflict" => parameter(name, "query", "Only transactions in conflict (true) or not (false)", json!({"type": "boolean"})),
+            "limit" => parameter(name, "query", "Items per page, 1 to 500 (default 50)", json!({"type": "integer", "minimum": 1, "maximum": 500})),
+            "cursor" => parameter(name, "query", "The next_cursor of the previous page", json!({"type": "string"})),
+            _ => parameter(name, "query", "", json!({"type": "string"})),
+        })
+        .collect()
+}
+
+fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": reference(item)},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    })
+}
+
+fn get_json(summary: &str, security: &str, parameters: Vec<Value>, body: Value) -> Value {
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": summary, "content": {"application/json": {"schema": body}}}),
+    );
+    if security == "admin" {
+        admin_errors(&mut responses);
+    }
+    let mut operation = json!({
+        "summary": summary,
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if security == "admin" {
+        operation["security"] = json!([{"adminToken": []}]);
+    }
+    operation
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for provider in PROVIDERS {
+        for endpoint in provider.endpoints() {
+            let ack = match endpoint.answer {
+                Answer::AfterStoring(ack) => serde_json::from_str(ack).unwrap_or(Value::Null),
+                Answer::Decision => json!({"ResultCode": "0", "ResultDesc": "Accepted"}),
+            };
+            let mut responses = callback_errors();
+            responses.insert(
+                "200".into(),
+                json!({
+                    "description": match endpoint.answer {
+                        Answer::AfterStoring(_) => "Journaled (fsync'd) before this acknowledgement",
+                        Answer::Decision => "Decided at once from local rules; accepted, or rejected with a C2B000xx code",
+                    },
+                    "content": {"application/json": {"schema": {"type": "object"}, "example": ack}},
+                }),
+            );
+            let operation = json!({
+                "summary": format!("{} {} callback", provider.name(), endpoint.callback_type),
+                "tags": ["webhooks"],
+                "security": [{"bearerToken": []}, {}],
+                "requestBody": {
+                    "required": true,
+                    "description": "The operator's callback, as it sends it (see docs/providers.md)",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": responses,
+            });
+            let path = format!("/v1/webhooks/{}/{}", provider.slug(), endpoint.path);
+            for (pattern, with_token) in [
+                (path.clone(), false),
+                (format!("{path}/{{url_token}}"), true),
+            ] {
+                let mut item = Map::new();
+                for method in endpoint.methods {
+                    let mut operation = operation.clone();
+                    if with_token {
+                        operation["parameters"] = json!([parameter(
+                            "url_token",
+                            "path",
+                            "The secret registered in the callback URL (providers.<name>.url_tokens)",
+                            json!({"type": "string"}),
+                        )]);
+                    }
+                    let method = match method {
+                        Method::Post => "post",
+                        Method::Put => "put",
+                    };
+                    item.insert(method.to_owned(), operation);
+                }
+                paths.insert(pattern, Value::Object(item));
+            }
+        }
+        let mut health = get_json(
+            &format!("{} health", provider.name()),
+            "bearer",
+            Vec::new(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string", "const": "healthy"},
+                    "provider": {"type": "string", "const": provider.name()},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                },
+            }),
+        );
+        health["tags"] = json!(["health"]);
+        health["security"] = json!([{"bearerToken": []}]);
+        paths.insert(
+            format!("/v1/webhooks/{}/health", provider.slug()),
+            json!({"get": health}),
+        );
+    }
+
+    let list = |summary: &str, names: &[&str], item: &str| json!({"get": get_json(summary, "admin", list_parameters(names), page_of(item))});
+    paths.insert(
+        "/v1/transactions".into(),
+        list(
+            "Transactions, newest first",
+            &[
+                "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
+            ],
+            "TransactionItem",
+        ),
+    );
+    let mut detail = get_json(
+        "A transaction and its callbacks, oldest first",
+        "admin",
+        vec![
+            parameter(
+                "provider",
+                "path",
+                "mpesa, mtn, airtel, or a stored name",
+                json!({"type": "string"}),
+            ),
+            parameter(
+                "transaction_key",
+                "path",
+                "The transaction's key",
+                json!({"type": "string"}),
+            ),
+            parameter(
+                "flow",
+                "query",
+                "Needed when the key names transactions of several flows",
+                json!({"type": "string"}),
+            ),
+        ],
+        reference("TransactionDetail"),
+    );
+    detail["responses"]["404"] = error_response("No such transaction (NOT_FOUND)");
+    paths.insert(
+        "/v1/transactions/{provider}/{transaction_key}".into(),
+        json!({"get": detail}),
+    );
+    paths.insert(
+        "/v1/callbacks".into(),
+        list(
+            "Callbacks, newest first",
+            &[
+                "provider",
+                "callback_type",
+                "status",
+                "since",
+                "until",
+                "msisdn",
+                "limit",
+                "cursor",
+            ],
+            "CallbackItem",
+        ),
+    );
+    paths.insert(
+        "/v1/rejected".into(),
+        list(
+            "Quarantined bodies, newest first",
+            &[
+                "provider",
+                "callback_type",
+                "since",
+                "until",
+                "limit",
+                "cursor",
+            ],
+            "RejectedItem",
+        ),
+    );
+    let mut replay = get_json(
+        "Runs a quarantined body through today's parsers; stored as a callback when understood",
+        "admin",
+        vec![parameter(
+            "id",
+            "path",
+            "The rejected body's id",
+            json!({"type": "string"}),
+        )],
+        reference("Replayed"),
+    );
+    replay["responses"]["404"] = error_response("No such rejected callback (NOT_FOUND)");
+    replay["responses"]["409"] =
+        error_response("Not replayable (NOT_REPLAYABLE: unauthenticated sender) or replayed already (ALREADY_REPLAYED)");
+    replay["responses"]["422"] =
+        error_response("Still not understood (REPLAY_FAILED); nothing changed");
+    paths.insert("/v1/rejected/{id}/replay".into(), json!({"post": replay}));
+    let mut report = get_json(
+        "One day's figures per provider and callback type; with Accept: text/csv, the day's transactions as CSV",
+        "admin",
+        vec![
+            json!({"name": "date", "in": "query", "required": true, "description": "The UTC day, YYYY-MM-DD", "schema": {"type": "string", "format": "date"}}),
+            parameter("provider", "query", "mpesa, mtn, airtel, or a stored name", json!({"type": "string"})),
+        ],
+        reference("DailyReport"),
+    );
+    report["responses"]["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
+    paths.insert("/v1/reports/daily".into(), json!({"get": report}));
+
+    let mut metrics = get_json(
+        "Prometheus metrics",
+        "admin",
+        Vec::new(),
+        json!({"type": "string"}),
+    );
+    metrics["responses"]["200"]["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+    paths.insert("/metrics".into(), json!({"get": metrics}));
+    let probe = |summary: &str| {
+        json!({"get": {
+            "summary": summary,
+            "tags": ["probes"],
+            "responses": {
+                "200": {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": {"description": "Not ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+            },
+        }})
+    };
+    paths.insert("/livez".into(), probe("The process answers"));
+    paths.insert(
+        "/readyz".into(),
+        probe("The journal accepts callbacks and no actor pool is failing"),
+    );
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": {
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        }}),
+    );
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mmo-webhooks",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Receives mobile-money operators' callbacks, keeps each one durably before acknowledging it, and lets its operators query what it keeps.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "auth.bearer_tokens"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "auth.admin_tokens"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message", "code"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "code": {"type": "string"},
+                        "retry_after": {"type": "integer"},
+                        "request_id": {"type": "string"},
+                    },
+                },
+                "TransactionItem": schema::<TransactionItem>(),
+                "TransactionReference": schema::<TransactionReference>(),
+                "ReportLine": schema::<ReportLine>(),
+                "TransactionDetail": schema::<TransactionDetail>(),
+                "CallbackItem": schema::<CallbackItem>(),
+                "RejectedItem": schema::<RejectedItem>(),
+                "DailyReport": schema::<DailyReport>(),
+                "Replayed": schema::<Replayed>(),
+            },
+        },
+    })
+}
