@@ -34,4 +34,8 @@ EXPOSE 8000
 # SIGTERM lets in-flight requests finish (server.shutdown_timeout_secs), then drains the journal to MongoDB
 # for up to journal.shutdown_drain_secs before the process exits 0. Give the container at least the sum.
 STOPSIGNAL SIGTERM
+# The runtime image has no curl: the binary probes its own /readyz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/mmo-webhooks", "probe", "--url", "http://127.0.0.1:8000"]
 ENTRYPOINT ["/usr/local/bin/mmo-webhooks"]
+CMD ["serve"]

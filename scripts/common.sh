@@ -5,8 +5,8 @@
 ensure_local_mongodb() {
   STARTED_MONGODB=false
   if ! scripts/mongodb.sh status >/dev/null 2>&1; then
-    scripts/mongodb.sh start >/dev/null
     STARTED_MONGODB=true
+    scripts/mongodb.sh start >/dev/null
   fi
 }
 

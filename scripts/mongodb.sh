@@ -45,10 +45,19 @@ start() {
   install
   if running; then echo "$uri"; return 0; fi
   mkdir -p "$home/db"
-  "$mongod" --dbpath "$home/db" --bind_ip 127.0.0.1 --port "$port" --replSet rs0 \
+  if ! "$mongod" --dbpath "$home/db" --bind_ip 127.0.0.1 --port "$port" --replSet rs0 \
     --wiredTigerCacheSizeGB 0.25 --setParameter diagnosticDataCollectionEnabled=false \
-    --fork --logpath "$home/mongod.log" --pidfilepath "$pidfile" >/dev/null
-  PYTHONPATH="$tools/py" python3 "$root/scripts/rs_initiate.py" "$port"
+    --fork --logpath "$home/mongod.log" --pidfilepath "$pidfile" >/dev/null; then
+    echo "mongodb.sh: mongod did not start on port $port; see $home/mongod.log" >&2
+    stop
+    return 1
+  fi
+  # A start that fails half-way stops what it started: no orphan mongod.
+  if ! PYTHONPATH="$tools/py" python3 "$root/scripts/rs_initiate.py" "$port"; then
+    echo "mongodb.sh: the replica set did not come up; stopping mongod (log: $home/mongod.log)" >&2
+    stop
+    return 1
+  fi
   echo "$uri"
 }
 

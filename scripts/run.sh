@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Starts mmo-webhooks on http://127.0.0.1:8000 against a local MongoDB, installing and starting that
-# MongoDB first if needed (scripts/mongodb.sh). Uses config/local.toml (MMO_ENV=local) unless MMO_ENV is set.
-# Stop with Ctrl-C: the service shuts down gracefully and the MongoDB this script started is stopped.
+# MongoDB first if needed (scripts/mongodb.sh; MMO_MONGODB_PORT picks its port, 27057 by default). Uses
+# config/local.toml (MMO_ENV=local) unless MMO_ENV is set; the MongoDB's URI is handed to the service.
+# Stop with Ctrl-C: the service finishes in-flight requests, drains its journal and exits; then the MongoDB
+# this script started is stopped (also when the service fails to start).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 source scripts/common.sh
-ensure_local_mongodb
 trap stop_mongodb_if_started EXIT
+ensure_local_mongodb
 
 export MMO_ENV="${MMO_ENV:-local}"
 export MMO_CONFIG_DIR="$root/config"
-cargo run --release --bin mmo-webhooks
+export MMO__MONGODB__URI="${MMO__MONGODB__URI:-$(scripts/mongodb.sh uri)}"
+echo "MongoDB: $MMO__MONGODB__URI (log: ${MMO_MONGODB_HOME:-$root/.tools/mongodb-data}/mongod.log)"
+if [ ! -x target/release/mmo-webhooks ]; then
+  echo "Building the release binary: about five minutes the first time on two cores (cargo prints progress)."
+fi
+cargo build --release --bin mmo-webhooks
+# Not exec'd: when the service ends (Ctrl-C, or a failed start), the EXIT trap stops MongoDB.
+target/release/mmo-webhooks serve

@@ -5,6 +5,7 @@
 //! This crate is the HTTP face; the actor system, parsers and stores live in `mmo-actors`.
 
 pub mod auth;
+pub mod cli;
 pub mod configuration;
 pub mod error;
 pub mod metrics;

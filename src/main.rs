@@ -1,3 +1,5 @@
+use clap::Parser;
+use mmo_webhooks::cli::{self, Cli, Command, ConfigAction, JournalAction};
 use mmo_webhooks::configuration::{self, Sources};
 use mmo_webhooks::startup::Application;
 use mmo_webhooks::telemetry;
@@ -7,6 +9,43 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    let code = match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => return serve().await,
+        Command::Scenarios => cli::scenarios(),
+        Command::Send {
+            provider,
+            scenario,
+            url,
+            token,
+            times,
+            url_token,
+            signature_secret,
+            hash_key,
+        } => {
+            cli::send(
+                &provider,
+                &scenario,
+                &url,
+                &token,
+                times,
+                url_token.as_deref(),
+                signature_secret.as_deref(),
+                hash_key.as_deref(),
+            )
+            .await
+        }
+        Command::Probe { url } => cli::probe(&url).await,
+        Command::Config {
+            action: ConfigAction::Check,
+        } => cli::config_check(),
+        Command::Journal {
+            action: JournalAction::Status { dir },
+        } => cli::journal_status(dir),
+    };
+    std::process::exit(code);
+}
+
+async fn serve() -> anyhow::Result<()> {
     let loaded = match configuration::load(&Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -18,8 +57,28 @@ async fn main() -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let application = Application::build(loaded.settings).await?;
-    tracing::info!(port = application.port(), "mmo-webhooks listening");
+    let settings = loaded.settings;
+    let (host, database, journal) = (
+        settings.server.host.clone(),
+        settings.mongodb.database.clone(),
+        settings.journal.dir.clone(),
+    );
+    let application = Application::build(settings).await?;
+    let port = application.port();
+    tracing::info!(
+        port,
+        url = %format!("http://{host}:{port}"),
+        database,
+        journal = %journal.display(),
+        "mmo-webhooks listening"
+    );
+    // One line a person can act on, whatever the log format.
+    eprintln!(
+        "mmo-webhooks is ready on http://{host}:{port}/v1/webhooks/… — callbacks need a bearer token \
+         from auth.bearer_tokens (MMO__AUTH__BEARER_TOKENS); MongoDB database `{database}`; journal \
+         in {}. Try: mmo-webhooks send mpesa stk_push_success --url http://{host}:{port}",
+        journal.display()
+    );
     application.run_until_stopped().await?;
     tracing::info!("mmo-webhooks stopped");
     Ok(())

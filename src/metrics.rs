@@ -41,95 +41,131 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-fn describe() {
-    describe_counter!(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric the service records: name, kind, unit, meaning (its HELP line; the README lists them).
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
         "mmo_callbacks_total",
-        "Callbacks by provider, callback type and outcome: stored, repeat, conflict (as MongoDB now holds them), quarantined (refused as unreadable)."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Callbacks by provider, callback type and outcome: stored, repeat, conflict (as MongoDB now holds them), quarantined (refused as unreadable).",
+    ),
+    (
         "mmo_http_requests_total",
-        "HTTP requests by route pattern and status."
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "HTTP requests by route pattern and status.",
+    ),
+    (
         "mmo_http_request_duration_seconds",
-        Unit::Seconds,
-        "Time to answer an HTTP request, by route pattern."
-    );
-    describe_counter!(
+        Kind::Histogram,
+        "Time to answer an HTTP request, by route pattern.",
+    ),
+    (
         "mmo_auth_refusals_total",
-        "Callbacks refused for authentication, by provider and reason (unauthorized, invalid_signature)."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Callbacks refused for authentication, by provider and reason (unauthorized, invalid_signature).",
+    ),
+    (
         "mmo_rate_limited_total",
-        "Requests refused with 429, by limit (webhooks, health, provider_sources)."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Requests refused with 429, by limit (webhooks, health, provider_sources).",
+    ),
+    (
         "mmo_unauthenticated_unkept_total",
-        "Bodies of unauthenticated requests not kept because their quarantine budget was spent."
-    );
-    describe_gauge!(
+        Kind::Counter,
+        "Bodies of unauthenticated requests not kept because their quarantine budget was spent.",
+    ),
+    (
         "mmo_journal_backlog_entries",
-        "Entries in the local journal not yet applied to MongoDB."
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Entries in the local journal not yet applied to MongoDB.",
+    ),
+    (
         "mmo_journal_backlog_bytes",
-        Unit::Bytes,
-        "Bytes of entries in the local journal not yet applied to MongoDB."
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Bytes of entries in the local journal not yet applied to MongoDB.",
+    ),
+    (
         "mmo_journal_oldest_entry_age_seconds",
-        Unit::Seconds,
-        "Age of the oldest entry still in the journal (0 when empty)."
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Age of the oldest entry still in the journal (0 when empty).",
+    ),
+    (
         "mmo_journal_healthy",
-        "1 when the journal's writer is alive and its last commit succeeded."
-    );
-    describe_histogram!(
+        Kind::Gauge,
+        "1 when the journal's writer is alive and its last commit succeeded.",
+    ),
+    (
         "mmo_journal_fsync_duration_seconds",
-        Unit::Seconds,
-        "Time of one durable journal commit (its fsync)."
-    );
-    describe_histogram!(
+        Kind::Histogram,
+        "Time of one durable journal commit (its fsync).",
+    ),
+    (
         "mmo_journal_group_commit_size",
-        "Appends sharing one durable journal commit."
-    );
-    describe_counter!(
+        Kind::Histogram,
+        "Appends sharing one durable journal commit.",
+    ),
+    (
         "mmo_drain_applied_total",
-        "Journal entries applied to MongoDB."
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "Journal entries applied to MongoDB.",
+    ),
+    (
         "mmo_drain_batch_duration_seconds",
-        Unit::Seconds,
-        "Time to apply one batch of journal entries to MongoDB."
-    );
-    describe_counter!(
+        Kind::Histogram,
+        "Time to apply one batch of journal entries to MongoDB.",
+    ),
+    (
         "mmo_drain_poisoned_total",
-        "Journal entries quarantined after failing journal.max_attempts times."
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "Journal entries quarantined after failing journal.max_attempts times.",
+    ),
+    (
         "mmo_mongodb_write_duration_seconds",
-        Unit::Seconds,
-        "Time of one MongoDB write operation, by collection."
-    );
-    describe_gauge!(
+        Kind::Histogram,
+        "Time of one MongoDB write operation, by collection.",
+    ),
+    (
         "mmo_mongodb_reachable",
-        "1 when the last background check reached MongoDB."
-    );
-    describe_counter!(
+        Kind::Gauge,
+        "1 when the last background check reached MongoDB.",
+    ),
+    (
         "mmo_actor_restarts_total",
-        "Actors started afresh after a failure, by pool."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Actors started afresh after a failure, by pool.",
+    ),
+    (
         "mmo_mailbox_rejections_total",
-        "Messages refused because an actor's mailbox was full (answered 503), by pool."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Messages refused because an actor's mailbox was full (answered 503), by pool.",
+    ),
+    (
         "mmo_unknown_result_codes_total",
-        "Callbacks carrying a result code no table knows (stored as unknown), by provider."
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Callbacks carrying a result code no table knows (stored as unknown), by provider.",
+    ),
+    (
         "mmo_airtel_hash_checks_total",
-        "Airtel hash checks by the form that matched (raw_transaction, body_without_hash, transaction_envelope), none or absent."
-    );
+        Kind::Counter,
+        "Airtel hash checks by the form that matched (raw_transaction, body_without_hash, transaction_envelope), none or absent.",
+    ),
+];
+
+fn describe() {
+    for (name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => describe_counter!(*name, *help),
+            Kind::Gauge => describe_gauge!(*name, *help),
+            Kind::Histogram if name.ends_with("_seconds") => {
+                describe_histogram!(*name, Unit::Seconds, *help)
+            }
+            Kind::Histogram => describe_histogram!(*name, *help),
+        }
+    }
 }

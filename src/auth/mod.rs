@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub const SIGNATURE_HEADER: &str = "x-mtn-signature";
 
 /// A proof a provider's callbacks can be required to carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Proof {
     Bearer,
@@ -42,7 +42,7 @@ pub enum Proof {
 }
 
 /// What to do with an Airtel `hash` that matches no candidate form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashMode {
     /// Accept, and log and count which form matched (or that none did): for learning Airtel's form.

@@ -4,25 +4,33 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::lists::list_of_secrets;
+use super::lists::{list_of_secrets, redacted_list};
 use super::providers::ProviderSettings;
 use super::{invalid, ConfigurationError};
 use crate::auth::Authenticator;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AuthSettings {
     /// Accepted `Authorization: Bearer` tokens on callbacks (for providers that require `bearer`) and
     /// health endpoints; several at once allow rotation.
-    #[serde(deserialize_with = "list_of_secrets")]
+    #[serde(deserialize_with = "list_of_secrets", serialize_with = "redacted_list")]
     pub bearer_tokens: Vec<SecretString>,
     /// Tokens of the people and systems that operate the service: `/metrics` and the query API. Kept apart
     /// from the operators' tokens, so that an operator's token never reads payments.
-    #[serde(default, deserialize_with = "list_of_secrets")]
+    #[serde(
+        default,
+        deserialize_with = "list_of_secrets",
+        serialize_with = "redacted_list"
+    )]
     pub admin_tokens: Vec<SecretString>,
     /// Tokens of the merchant's own systems, which register expected payments (`/v1/expectations`).
-    #[serde(default, deserialize_with = "list_of_secrets")]
+    #[serde(
+        default,
+        deserialize_with = "list_of_secrets",
+        serialize_with = "redacted_list"
+    )]
     pub client_tokens: Vec<SecretString>,
 }
 

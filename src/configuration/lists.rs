@@ -70,3 +70,23 @@ pub(super) fn list_of_proofs<'de, D: serde::Deserializer<'de>>(
         })
         .collect()
 }
+
+/// A secret as printed by `mmo-webhooks config check`: whether it is set, never its value.
+pub(super) fn redacted<S: serde::Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    serializer.serialize_str(if secret.expose_secret().is_empty() {
+        ""
+    } else {
+        "<redacted>"
+    })
+}
+
+pub(super) fn redacted_list<S: serde::Serializer>(
+    secrets: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(secrets.iter().map(|_| "<redacted>"))
+}

@@ -31,9 +31,9 @@ use mmo_actors::journal::JournalOptions;
 use mmo_actors::store::MongoSettings;
 use mmo_actors::{SupervisorSettings, PROVIDERS};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub server: ServerSettings,
     pub mongodb: MongoDbSettings,

@@ -8,12 +8,12 @@ use mmo_actors::pool::RestartPolicy;
 use mmo_actors::providers::AcceptanceRules;
 use mmo_actors::SupervisorSettings;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::lists::comma_separated;
+use super::lists::{comma_separated, redacted};
 use super::{invalid, ConfigurationError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ActorSettings {
     pub arbiters: NonZeroUsize,
     pub persistence_pool_size: NonZeroUsize,
@@ -62,21 +62,22 @@ impl ActorSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CacheSettings {
     pub capacity: NonZeroUsize,
     pub ttl_secs: u64,
 }
 
 /// Whether personal data (MSISDNs, customer names) is stored as it came or as salted digests.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct PrivacySettings {
     pub personal_data: PersonalData,
     /// Salt of the digests when `personal_data = "hash"`. Keep it stable: a new salt gives new digests.
+    #[serde(serialize_with = "redacted")]
     pub salt: SecretString,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PersonalData {
     Keep,
@@ -102,7 +103,7 @@ impl PrivacySettings {
 }
 
 /// Local rules answering M-Pesa C2B validation requests (`/v1/webhooks/mpesa/c2b/validation`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct C2bValidationSettings {
     /// `BusinessShortCode`s payments may be made to; empty accepts any.
     #[serde(deserialize_with = "comma_separated")]

@@ -4,29 +4,41 @@ use std::num::NonZeroUsize;
 
 use ipnet::IpNet;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::lists::{list_of_networks, list_of_proofs, list_of_secrets};
+use super::lists::{list_of_networks, list_of_proofs, list_of_secrets, redacted_list};
 use super::{invalid, ConfigurationError};
 use crate::auth::{HashMode, Proof, ProviderPolicy};
 
 /// One provider's section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ProviderSettings {
     /// Provider actors; a callback goes to member hash(idempotency key) % pool_size.
     pub pool_size: NonZeroUsize,
     /// Proofs a callback must ALL carry: `bearer`, `url_token`, `source_ip`, `hmac_header`, `airtel_hash`.
     #[serde(default = "default_proofs", deserialize_with = "list_of_proofs")]
     pub require: Vec<Proof>,
-    #[serde(default, deserialize_with = "list_of_secrets")]
+    #[serde(
+        default,
+        deserialize_with = "list_of_secrets",
+        serialize_with = "redacted_list"
+    )]
     pub url_tokens: Vec<SecretString>,
     #[serde(default, deserialize_with = "list_of_networks")]
     pub allowed_ips: Vec<IpNet>,
     /// Secrets for `X-MTN-Signature` (HMAC-SHA256 of the raw body); several allow rotation.
-    #[serde(default, deserialize_with = "list_of_secrets")]
+    #[serde(
+        default,
+        deserialize_with = "list_of_secrets",
+        serialize_with = "redacted_list"
+    )]
     pub signature_secrets: Vec<SecretString>,
     /// Airtel callback keys for the body `hash`.
-    #[serde(default, deserialize_with = "list_of_secrets")]
+    #[serde(
+        default,
+        deserialize_with = "list_of_secrets",
+        serialize_with = "redacted_list"
+    )]
     pub hash_keys: Vec<SecretString>,
     #[serde(default)]
     pub hash_mode: HashMode,

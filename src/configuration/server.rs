@@ -4,12 +4,12 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::lists::list_of_networks;
 use super::{invalid, ConfigurationError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -40,7 +40,7 @@ impl ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RateLimitSettings {
     /// Per client (bearer identity, else source address) on webhook endpoints.
     pub webhooks_per_minute: NonZeroU32,
@@ -65,14 +65,14 @@ impl RateLimitSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogSettings {
     /// A `tracing` filter such as `info` or `mmo_webhooks=debug,info`; `RUST_LOG` overrides it.
     pub level: String,
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,

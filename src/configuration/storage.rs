@@ -8,17 +8,19 @@ use std::time::Duration;
 use mmo_actors::journal::JournalOptions;
 use mmo_actors::store::MongoSettings;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::lists::redacted;
 use super::{invalid, ConfigurationError};
 
 /// The most delivery ids a stored callback remembers; a drain batch must not be larger, so that an entry
 /// applied again after a crash always finds its delivery id.
 const MAX_DRAIN_BATCH: usize = 1000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MongoDbSettings {
     /// May carry credentials, hence secret.
+    #[serde(serialize_with = "redacted")]
     pub uri: SecretString,
     pub database: String,
     pub server_selection_timeout_ms: u64,
@@ -52,7 +54,7 @@ impl MongoDbSettings {
 }
 
 /// The local durable journal callbacks are written to before they are acknowledged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct JournalSettings {
     pub dir: PathBuf,
     /// Largest backlog of callbacks kept; beyond it callbacks are answered 503 instead of acknowledged.
@@ -103,7 +105,7 @@ impl JournalSettings {
 }
 
 /// What is kept of refused bodies.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct QuarantineSettings {
     /// Bodies of unauthenticated requests waiting in the journal, at most (a budget apart from
     /// `journal.max_bytes`: an anonymous flood never crowds out callbacks). Past it the 401 still goes out;

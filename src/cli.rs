@@ -1,0 +1,272 @@
+//! The command line: one binary, `serve` by default, and the tools around it. The client subcommands
+//! (`scenarios`, `send`, `probe`) need no server configuration and run anywhere.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mmo_actors::providers::by_slug;
+use mmo_actors::providers::fixtures::{all, Scenario};
+use mmo_actors::Provider;
+
+use crate::auth::{sign_base64, sign_hex};
+use crate::configuration::{self, Sources};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mmo-webhooks",
+    version,
+    about = "Receives mobile-money operators' callbacks (M-Pesa, MTN MoMo, Airtel Money), keeps each one \
+             durably before acknowledging it, and lets you query what it keeps.",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default). Configuration: config/default.toml, config/$MMO_ENV.toml, the
+    /// file named by $MMO_CONFIG, then MMO__SECTION__KEY environment variables; $MMO_CONFIG_DIR names
+    /// the config directory (default ./config).
+    Serve,
+    /// Post a realistic callback from the built-in scenarios to a running service, with the proofs you
+    /// give, and print the answer (like `stripe trigger`).
+    Send {
+        /// mpesa, mtn or airtel.
+        provider: String,
+        /// A scenario name (see `mmo-webhooks scenarios`).
+        scenario: String,
+        /// The service's address.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// Bearer token (auth.bearer_tokens). Default: the local development token.
+        #[arg(long, env = "MMO_TOKEN", default_value = "local-development-token")]
+        token: String,
+        /// Send it this many times (repeats are stored once and counted as deliveries).
+        #[arg(long, default_value_t = 1)]
+        times: u32,
+        /// URL token to append to the path (providers.<name>.url_tokens).
+        #[arg(long, env = "MMO_URL_TOKEN")]
+        url_token: Option<String>,
+        /// Secret to sign an X-MTN-Signature header with (providers.mtn.signature_secrets).
+        #[arg(long, env = "MMO_SIGNATURE_SECRET")]
+        signature_secret: Option<String>,
+        /// Key to compute Airtel's body hash with (providers.airtel.hash_keys), over `transaction`.
+        #[arg(long, env = "MMO_HASH_KEY")]
+        hash_key: Option<String>,
+    },
+    /// List the built-in scenarios, one `<provider> <scenario>` pair per line.
+    Scenarios,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Journal tools.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
+    /// Exit 0 when the service at --url answers /readyz ready (the container's health check).
+    Probe {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Load the layered configuration, report every problem with its key, and print the effective
+    /// configuration with secrets redacted.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalAction {
+    /// Show the journal's backlog, its oldest entry and its size, without starting the service (the
+    /// journal is opened read-only; a running service holds it, so stop it first or ask its /readyz).
+    Status {
+        /// The journal directory; default: journal.dir of the configuration.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The scenario's payload, the endpoint path and the methods it takes.
+fn find(provider: &str, name: &str) -> Result<(Scenario, &'static dyn Provider, String), String> {
+    let scenario = all()
+        .into_iter()
+        .find(|scenario| scenario.provider == provider && scenario.name == name)
+        .ok_or_else(|| {
+            format!("no scenario `{provider} {name}`: `mmo-webhooks scenarios` lists them")
+        })?;
+    let registered = by_slug(provider)
+        .ok_or_else(|| format!("no provider `{provider}` (mpesa, mtn, airtel)"))?;
+    let endpoint = registered
+        .endpoints()
+        .iter()
+        .find(|endpoint| endpoint.callback_type == scenario.callback_type)
+        .ok_or_else(|| format!("no endpoint for {}", scenario.callback_type))?;
+    Ok((
+        scenario.clone(),
+        registered,
+        format!("/v1/webhooks/{provider}/{}", endpoint.path),
+    ))
+}
+
+pub fn scenarios() -> i32 {
+    for scenario in all() {
+        println!("{} {}", scenario.provider, scenario.name);
+    }
+    0
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    provider: &str,
+    name: &str,
+    url: &str,
+    token: &str,
+    times: u32,
+    url_token: Option<&str>,
+    signature_secret: Option<&str>,
+    hash_key: Option<&str>,
+) -> i32 {
+    let (scenario, _, mut path) = match find(provider, name) {
+        Ok(found) => found,
+        Err(problem) => {
+            eprintln!("mmo-webhooks send: {problem}");
+            return 2;
+        }
+    };
+    let mut payload = scenario.payload;
+    if let Some(key) = hash_key {
+        // Form (a): over the `transaction` object exactly as it appears in the body sent.
+        let transaction = payload["transaction"].to_string();
+        payload["hash"] = sign_base64(key.as_bytes(), transaction.as_bytes()).into();
+    }
+    let body = payload.to_string();
+    if let Some(url_token) = url_token {
+        path = format!("{path}/{url_token}");
+    }
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut failed = false;
+    for _ in 0..times.max(1) {
+        let mut request = client
+            .post(format!("{}{path}", url.trim_end_matches('/')))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .content_type("application/json");
+        if let Some(secret) = signature_secret {
+            request = request.insert_header((
+                "X-MTN-Signature",
+                sign_hex(secret.as_bytes(), body.as_bytes()),
+            ));
+        }
+        match request.send_body(body.clone()).await {
+            Ok(mut response) => {
+                let answer = response.body().await.unwrap_or_default();
+                println!(
+                    "{} {} {}",
+                    response.status().as_u16(),
+                    scenario.key,
+                    String::from_utf8_lossy(&answer)
+                );
+                failed |= !response.status().is_success();
+            }
+            Err(error) => {
+                eprintln!("mmo-webhooks send: {url}{path}: {error}");
+                return 1;
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+pub async fn probe(url: &str) -> i32 {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .finish();
+    match client
+        .get(format!("{}/readyz", url.trim_end_matches('/')))
+        .send()
+        .await
+    {
+        Ok(mut response) if response.status().is_success() => {
+            println!("ready");
+            let _ = response.body().await;
+            0
+        }
+        Ok(mut response) => {
+            let body = response.body().await.unwrap_or_default();
+            eprintln!(
+                "not ready ({}): {}",
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body)
+            );
+            1
+        }
+        Err(error) => {
+            eprintln!("no answer from {url}: {error}");
+            1
+        }
+    }
+}
+
+pub fn config_check() -> i32 {
+    match configuration::load(&Sources::from_process()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            match serde_json::to_string_pretty(&loaded.settings) {
+                Ok(printed) => println!("{printed}"),
+                Err(error) => eprintln!("the configuration could not be printed: {error}"),
+            }
+            0
+        }
+        Err(error) => {
+            eprintln!("mmo-webhooks: {error}");
+            2
+        }
+    }
+}
+
+pub fn journal_status(dir: Option<PathBuf>) -> i32 {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match configuration::load(&Sources::from_process()) {
+            Ok(loaded) => loaded.settings.journal.dir,
+            Err(error) => {
+                eprintln!("mmo-webhooks: {error} (or name the journal with --dir)");
+                return 2;
+            }
+        },
+    };
+    match mmo_actors::journal::status(&dir) {
+        Ok(status) => {
+            println!("journal       {}", dir.display());
+            println!("entries       {}", status.backlog.entries);
+            println!("bytes         {}", status.backlog.bytes);
+            println!("file size     {}", status.file_bytes);
+            match status.oldest_received_at {
+                Some(at) => println!(
+                    "oldest entry  {} ({} s ago)",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    (chrono::Utc::now() - at).num_seconds()
+                ),
+                None => println!("oldest entry  none: empty"),
+            }
+            0
+        }
+        Err(error) => {
+            eprintln!(
+                "mmo-webhooks journal status: {error}\n(a running service holds its journal: stop it first, or read its /readyz)"
+            );
+            1
+        }
+    }
+}

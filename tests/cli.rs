@@ -1,0 +1,282 @@
+//! The command line, end to end: the real binary, run as a user would.
+
+use std::process::{Command, Output};
+
+use mmo_actors::journal::{Entry, Journal};
+use mongodb::bson::doc;
+
+mod support;
+
+use support::{mongodb_uri, root, temp_dir, unique, Service, TOKEN};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmo-webhooks"));
+    // Nothing from the developer's environment: each test says what it needs.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MMO") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_and_version_describe_the_binary() {
+    let help = binary().arg("--help").output().unwrap();
+    assert!(help.status.success());
+    for subcommand in ["serve", "send", "scenarios", "config", "journal", "probe"] {
+        assert!(stdout(&help).contains(subcommand), "{}", stdout(&help));
+    }
+    let send_help = binary().args(["send", "--help"]).output().unwrap();
+    assert!(stdout(&send_help).contains("--signature-secret"));
+    let version = binary().arg("--version").output().unwrap();
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("mmo-webhooks {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn scenarios_lists_every_fixture_as_provider_and_name() {
+    let output = binary().arg("scenarios").output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    let fixtures = mmo_actors::providers::fixtures::all();
+    assert_eq!(lines.len(), fixtures.len());
+    for scenario in fixtures {
+        assert!(lines.contains(&format!("{} {}", scenario.provider, scenario.name)));
+    }
+    assert!(lines.iter().all(|line| {
+        let provider = line.split(' ').next().unwrap();
+        ["mpesa", "mtn", "airtel"].contains(&provider)
+    }));
+}
+
+#[actix_web::test]
+async fn send_posts_a_scenario_with_its_proofs_and_probe_sees_readiness() {
+    let (uri, database, journal) = (mongodb_uri(), unique("cli_send"), temp_dir("cli"));
+    let service = Service::start_with(
+        &journal,
+        &uri,
+        &database,
+        &[
+            ("MMO__PROVIDERS__MTN__REQUIRE", "bearer,hmac_header"),
+            (
+                "MMO__PROVIDERS__MTN__SIGNATURE_SECRETS",
+                "mtn-signing-secret-0123",
+            ),
+            ("MMO__PROVIDERS__AIRTEL__REQUIRE", "bearer,airtel_hash"),
+            (
+                "MMO__PROVIDERS__AIRTEL__HASH_KEYS",
+                "airtel-callback-key-0123",
+            ),
+            ("MMO__PROVIDERS__AIRTEL__HASH_MODE", "enforce"),
+            ("MMO__PROVIDERS__MPESA__REQUIRE", "url_token"),
+            ("MMO__PROVIDERS__MPESA__URL_TOKENS", "mpesa-url-token-0123"),
+        ],
+    )
+    .await;
+
+    let probe = binary()
+        .args(["probe", "--url", &service.url])
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{}", stderr(&probe));
+
+    let sent = binary()
+        .args(["send", "mtn", "collection_success", "--url", &service.url])
+        .args(["--token", TOKEN, "--times", "2"])
+        .args(["--signature-secret", "mtn-signing-secret-0123"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}{}", stdout(&sent), stderr(&sent));
+    let printed = stdout(&sent);
+    let answers: Vec<&str> = printed.lines().collect();
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|answer| answer.starts_with("200 ")));
+    assert!(answers[0].contains(r#"{"status":"accepted","message":"Callback received"}"#));
+
+    // Each provider's proofs, computed by the command: a URL token, an Airtel hash.
+    let mpesa = binary()
+        .args(["send", "mpesa", "stk_push_success", "--url", &service.url])
+        .args(["--url-token", "mpesa-url-token-0123"])
+        .output()
+        .unwrap();
+    assert!(stdout(&mpesa).starts_with("200 "), "{}", stdout(&mpesa));
+    let airtel = binary()
+        .args([
+            "send",
+            "airtel",
+            "payment_documented_success",
+            "--url",
+            &service.url,
+        ])
+        .args(["--token", TOKEN, "--hash-key", "airtel-callback-key-0123"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&airtel).starts_with("200 "),
+        "{}{}",
+        stdout(&airtel),
+        stderr(&airtel)
+    );
+    let refused = binary()
+        .args(["send", "mtn", "collection_expired", "--url", &service.url])
+        .args(["--token", TOKEN])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a refused callback fails the command"
+    );
+    assert!(
+        stdout(&refused).starts_with("401 "),
+        "no signature: {}",
+        stdout(&refused)
+    );
+
+    let callbacks = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&database)
+        .collection::<mongodb::bson::Document>("callbacks");
+    let key = mmo_actors::providers::fixtures::all()
+        .into_iter()
+        .find(|scenario| scenario.name == "collection_success")
+        .unwrap()
+        .key;
+    let mut stored = None;
+    for _ in 0..200 {
+        stored = callbacks
+            .find_one(doc! {"provider_transaction_id": key})
+            .await
+            .unwrap()
+            .filter(|document| document.get_i64("deliveries").unwrap_or(0) == 2);
+        if stored.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stored.is_some(), "stored once, with two deliveries");
+    drop(service);
+
+    let gone = binary()
+        .args(["probe", "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1));
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let output = binary()
+        .env("MMO_CONFIG_DIR", root().join("config"))
+        .env("MMO__AUTH__BEARER_TOKENS", "a-secret-bearer-token-123")
+        .env(
+            "MMO__MONGODB__URI",
+            "mongodb://user:hunter2@db.example/?replicaSet=rs0",
+        )
+        .env("MMO__SERVER__PORT", "9123")
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(printed["server"]["port"], 9123);
+    assert_eq!(printed["mongodb"]["uri"], "<redacted>");
+    assert_eq!(
+        printed["auth"]["bearer_tokens"],
+        serde_json::json!(["<redacted>"])
+    );
+    let everything = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(!everything.contains("hunter2") && !everything.contains("a-secret-bearer-token-123"));
+
+    let invalid = binary()
+        .env("MMO_CONFIG_DIR", root().join("config"))
+        .env("MMO__AUTH__BEARER_TOKENS", "a-secret-bearer-token-123")
+        .env("MMO__SERVER__PORT", "eighty")
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(
+        stderr(&invalid).contains("server.port"),
+        "{}",
+        stderr(&invalid)
+    );
+
+    // Run from elsewhere without MMO_CONFIG_DIR, the binary says how to point it at its configuration.
+    let elsewhere = binary()
+        .current_dir(std::env::temp_dir())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(
+        stderr(&elsewhere).contains("MMO_CONFIG_DIR"),
+        "{}",
+        stderr(&elsewhere)
+    );
+}
+
+#[actix_web::test]
+async fn journal_status_reads_a_stopped_services_journal() {
+    let dir = temp_dir("journal-status");
+    {
+        let journal = Journal::open(&dir, 1 << 30).unwrap();
+        for key in ["J1", "J2", "J3"] {
+            let callback = mmo_actors::providers::by_slug("mpesa")
+                .unwrap()
+                .parse(
+                    mmo_actors::CallbackType::C2bConfirmation,
+                    mmo_actors::providers::fixtures::MpesaCallbackFixtures::c2b_confirmation_for(
+                        key,
+                    )
+                    .to_string()
+                    .as_bytes(),
+                )
+                .unwrap();
+            journal
+                .append(&Entry::record(
+                    &callback,
+                    &mmo_actors::callback::Delivery::new(chrono::Utc::now()),
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    // The writer thread lets go of the file once the journal is dropped.
+    let mut output = None;
+    for _ in 0..100 {
+        let attempt = binary()
+            .args(["journal", "status", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        if attempt.status.success() {
+            output = Some(attempt);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let output = output.expect("the journal could be read");
+    let printed = stdout(&output);
+    assert!(printed.contains("entries       3"), "{printed}");
+    assert!(printed.contains("oldest entry  20"), "{printed}");
+
+    let missing = binary()
+        .args(["journal", "status", "--dir"])
+        .arg(dir.join("nothing-here"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
