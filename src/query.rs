@@ -147,7 +147,7 @@ pub struct Filters {
     pub cursor: Option<(i64, ObjectId)>,
 }
 
-fn invalid(parameter: &str, problem: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(parameter: &str, problem: impl Into<String>) -> ApiError {
     ApiError::InvalidParameter {
         parameter: parameter.to_owned(),
         problem: problem.into(),
@@ -313,7 +313,7 @@ fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
     BsonDateTime::from_millis(at.timestamp_millis())
 }
 
-fn rfc3339(document: &Document, field: &str) -> Option<String> {
+pub(crate) fn rfc3339(document: &Document, field: &str) -> Option<String> {
     document
         .get_datetime(field)
         .ok()
@@ -321,18 +321,18 @@ fn rfc3339(document: &Document, field: &str) -> Option<String> {
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-fn text(document: &Document, field: &str) -> Option<String> {
+pub(crate) fn text(document: &Document, field: &str) -> Option<String> {
     document.get_str(field).ok().map(str::to_owned)
 }
 
-fn decimal(document: &Document, field: &str) -> Option<String> {
+pub(crate) fn decimal(document: &Document, field: &str) -> Option<String> {
     match document.get(field) {
         Some(Bson::Decimal128(amount)) => Some(amount.to_string()),
         _ => None,
     }
 }
 
-fn unavailable(error: mongodb::error::Error) -> ApiError {
+pub(crate) fn unavailable(error: mongodb::error::Error) -> ApiError {
     ApiError::QueryFailed(error.to_string())
 }
 

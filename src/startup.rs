@@ -86,7 +86,21 @@ impl Application {
             body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
             // A dead actor is retried once, so the pipeline may take two calls.
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),
+            reconciler_give_up_after: Duration::from_secs(settings.reconciler.give_up_after_secs),
         });
+        if settings.reconciler.enabled {
+            let operators = crate::operators::Operators::from_settings(&settings);
+            tracing::info!(
+                operators = ?operators.configured(),
+                "reconciler started"
+            );
+            mmo_actors::reconciler::start(
+                settings.reconciler(),
+                store.reconciliations().clone(),
+                Arc::new(operators),
+                supervisor.clone().recipient(),
+            );
+        }
 
         {
             // MongoDB's reachability, checked in the background: probes read the last answer and never

@@ -22,10 +22,14 @@ pub enum CallbackType {
     Remittance,
     Payment,
     Notification,
+    /// An operator's answer to a status query, asked by the reconciler.
+    StatusQuery,
+    /// M-Pesa's asynchronous answer to a Transaction Status query (its result or its queue timeout).
+    TransactionStatusResult,
 }
 
 impl CallbackType {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::StkPush,
         Self::B2cResult,
         Self::B2cTimeout,
@@ -36,6 +40,8 @@ impl CallbackType {
         Self::Remittance,
         Self::Payment,
         Self::Notification,
+        Self::StatusQuery,
+        Self::TransactionStatusResult,
     ];
 
     /// The type stored as `text` (`stk_push`, …).
@@ -55,6 +61,8 @@ impl CallbackType {
             Self::Remittance => "remittance",
             Self::Payment => "payment",
             Self::Notification => "notification",
+            Self::StatusQuery => "status_query",
+            Self::TransactionStatusResult => "transaction_status_result",
         }
     }
 }
@@ -63,7 +71,10 @@ impl CallbackType {
     /// The transaction flow a callback of this type reports on: callbacks of one flow with one key shape
     /// one document in `transactions`. A B2C result and its queue timeout share the `b2c` flow.
     /// `None` for callbacks that describe no transaction state of their own: a C2B validation (a
-    /// question, answered before any money moves) and an Airtel notification (no flow is named).
+    /// question, answered before any money moves) and an Airtel notification (no flow is named); and for
+    /// answers to status queries, whose flow is the one asked about ([`Callback::flow`]). A Transaction
+    /// Status result names no flow either: the reconciler that asked knows it, and records what the
+    /// result says as a `status_query` of the right flow.
     pub const fn flow(self) -> Option<&'static str> {
         match self {
             Self::StkPush => Some("stk_push"),
@@ -73,7 +84,10 @@ impl CallbackType {
             Self::Disbursement => Some("disbursement"),
             Self::Remittance => Some("remittance"),
             Self::Payment => Some("payment"),
-            Self::C2bValidation | Self::Notification => None,
+            Self::C2bValidation
+            | Self::Notification
+            | Self::StatusQuery
+            | Self::TransactionStatusResult => None,
         }
     }
 }
@@ -163,9 +177,23 @@ pub struct Callback {
     pub transaction_time_raw: Option<String>,
     /// The whole payload as received (numbers keep their exact text).
     pub payload: Value,
+    /// For an answer to a status query: the flow of the transaction asked about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queried_flow: Option<&'static str>,
 }
 
 impl Callback {
+    /// The transaction flow this callback reports on (see [`CallbackType::flow`]).
+    pub fn flow(&self) -> Option<&'static str> {
+        self.queried_flow.or(self.callback_type.flow())
+    }
+
+    /// Whether this is the reconciler's record of an operator's answer rather than a callback the operator
+    /// sent by itself.
+    pub fn is_status_answer(&self) -> bool {
+        self.callback_type == CallbackType::StatusQuery
+    }
+
     /// A digest of the body fields that must not change between repeats (amount, currency, MSISDN,
     /// receipt): a repeat with a different digest is not a plain duplicate but a disagreement.
     pub fn fingerprint(&self) -> u64 {
@@ -264,6 +292,8 @@ struct OwnedCallback {
     transaction_time: Option<DateTime<Utc>>,
     transaction_time_raw: Option<String>,
     payload: Value,
+    #[serde(default)]
+    queried_flow: Option<String>,
 }
 
 /// What a [`CallbackKey`] deserializes through.
@@ -293,6 +323,7 @@ impl<'de> Deserialize<'de> for Callback {
             transaction_time: c.transaction_time,
             transaction_time_raw: c.transaction_time_raw,
             payload: c.payload,
+            queried_flow: c.queried_flow.as_deref().map(intern),
         })
     }
 }

@@ -26,6 +26,7 @@ pub mod pool;
 pub mod privacy;
 pub mod provider_actor;
 pub mod providers;
+pub mod reconciler;
 pub mod store;
 pub mod supervisor;
 pub mod transaction;

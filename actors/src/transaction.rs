@@ -7,6 +7,10 @@
 //! - An amount or MSISDN that differs from the one already known is a conflict too (one payment has one
 //!   amount and one payer), whatever the statuses.
 //! - Fields the transaction lacks (amount, currency, MSISDN, receipt) are filled from later callbacks.
+//! - An operator's answer to a status query (`status_query`) follows the same rules — it never demotes a
+//!   terminal status, and contradicting a callback is a conflict (a forged or mistaken callback shows up
+//!   this way) — and one more: when a callback and a query agree on a terminal status, whichever came
+//!   first, the transaction is **verified**. `settled_by` says which of the two set the terminal status.
 
 use rust_decimal::Decimal;
 
@@ -21,6 +25,44 @@ pub struct Snapshot {
     pub currency: Option<String>,
     pub msisdn: Option<String>,
     pub receipt: Option<String>,
+    /// What set the terminal status; `None` while the transaction is not terminal.
+    pub settled_by: Option<Source>,
+    /// A callback and a status query agree on the terminal status.
+    pub verified: bool,
+}
+
+/// Where a transaction's terminal status came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A callback the operator sent.
+    Callback,
+    /// The operator's answer to a status query (the callback never came, or came later).
+    StatusQuery,
+}
+
+impl Source {
+    fn of(callback: &Callback) -> Self {
+        if callback.is_status_answer() {
+            Self::StatusQuery
+        } else {
+            Self::Callback
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Callback => "callback",
+            Self::StatusQuery => "status_query",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "callback" => Some(Self::Callback),
+            "status_query" => Some(Self::StatusQuery),
+            _ => None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -33,7 +75,17 @@ impl Snapshot {
             currency: callback.currency.clone(),
             msisdn: callback.msisdn.clone(),
             receipt: callback.receipt.clone(),
+            settled_by: callback.status.is_terminal().then(|| Source::of(callback)),
+            verified: false,
         }
+    }
+
+    /// Whether the reconciler should ask the operator about this transaction: it is not final yet, or
+    /// (for operators whose callbacks are confirmed by query) a callback's final status awaits
+    /// confirmation.
+    pub fn needs_query(&self, confirm_by_query: bool) -> bool {
+        !self.status.is_terminal()
+            || (confirm_by_query && !self.verified && self.settled_by == Some(Source::Callback))
     }
 }
 
@@ -69,10 +121,17 @@ pub fn transition(current: &Snapshot, incoming: &Callback) -> Transition {
                 current.status.to_string(),
                 incoming.status.to_string(),
             ));
+        } else if incoming.status == current.status
+            && current
+                .settled_by
+                .is_some_and(|source| source != Source::of(incoming))
+        {
+            next.verified = true;
         }
     } else {
         next.status = incoming.status;
         next.reason = incoming.reason.map(str::to_owned);
+        next.settled_by = incoming.status.is_terminal().then(|| Source::of(incoming));
     }
 
     if let (Some(known), Some(new)) = (current.amount, incoming.amount) {
@@ -155,6 +214,57 @@ mod tests {
             Some(Decimal::new(100000, 2)),
             "the first amount is kept"
         );
+    }
+
+    fn answer(status: &str) -> Callback {
+        let mut query = mtn(status);
+        query.callback_type = CallbackType::StatusQuery;
+        query.queried_flow = Some("collection");
+        query
+    }
+
+    #[test]
+    fn status_queries_settle_verify_and_never_demote() {
+        // A query recovers a transaction whose callback never came.
+        let recovered = transition(
+            &Snapshot::from_callback(&mtn("PENDING")),
+            &answer("SUCCESSFUL"),
+        );
+        assert_eq!(recovered.next.status, Status::Successful);
+        assert_eq!(recovered.next.settled_by, Some(Source::StatusQuery));
+        assert!(!recovered.next.verified);
+
+        // A query agreeing with a callback verifies it; so does a late callback agreeing with a query.
+        let confirmed = after("SUCCESSFUL", &answer("SUCCESSFUL"));
+        assert_eq!(confirmed.next.settled_by, Some(Source::Callback));
+        assert!(confirmed.next.verified && confirmed.conflicts.is_empty());
+        let late = transition(&recovered.next, &mtn("SUCCESSFUL"));
+        assert!(late.next.verified, "callback after query");
+
+        // The same source twice verifies nothing.
+        assert!(!after("SUCCESSFUL", &mtn("SUCCESSFUL")).next.verified);
+
+        // A query never demotes; a contradicting query is a conflict and verifies nothing.
+        let pending = after("SUCCESSFUL", &answer("PENDING"));
+        assert_eq!(pending.next.status, Status::Successful);
+        assert!(!pending.next.verified);
+        let forged = after("SUCCESSFUL", &answer("FAILED"));
+        assert_eq!(forged.next.status, Status::Successful);
+        assert_eq!(forged.conflicts[0].field, "status");
+        assert!(!forged.next.verified);
+    }
+
+    #[test]
+    fn which_transactions_need_a_query() {
+        let pending = Snapshot::from_callback(&mtn("PENDING"));
+        assert!(pending.needs_query(false));
+        let paid = Snapshot::from_callback(&mtn("SUCCESSFUL"));
+        assert!(!paid.needs_query(false));
+        assert!(paid.needs_query(true), "a callback awaiting confirmation");
+        let verified = after("SUCCESSFUL", &answer("SUCCESSFUL")).next;
+        assert!(!verified.needs_query(true));
+        let recovered = Snapshot::from_callback(&answer("FAILED"));
+        assert!(!recovered.needs_query(true), "the operator said so itself");
     }
 
     #[test]

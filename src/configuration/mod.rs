@@ -10,6 +10,7 @@ mod access;
 mod lists;
 mod pipeline;
 mod providers;
+mod reconciler;
 mod server;
 mod storage;
 #[cfg(test)]
@@ -19,7 +20,8 @@ pub use access::AuthSettings;
 pub use pipeline::{
     ActorSettings, C2bValidationSettings, CacheSettings, PersonalData, PrivacySettings,
 };
-pub use providers::ProviderSettings;
+pub use providers::{ProviderSettings, StatusApiSettings};
+pub use reconciler::ReconcilerConfig;
 pub use server::{LogFormat, LogSettings, RateLimitSettings, ServerSettings};
 pub use storage::{JournalSettings, MongoDbSettings, QuarantineSettings};
 
@@ -47,6 +49,7 @@ pub struct Settings {
     pub quarantine: QuarantineSettings,
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
+    pub reconciler: ReconcilerConfig,
     pub log: LogSettings,
 }
 
@@ -160,6 +163,7 @@ impl Settings {
         self.actors.validate(self.mongodb.operation_timeout_ms)?;
         self.privacy.validate()?;
         self.c2b_validation.validate()?;
+        self.reconciler.validate()?;
         for provider in PROVIDERS {
             let slug = provider.slug();
             let Some(settings) = self.providers.get(slug) else {
@@ -186,7 +190,7 @@ impl Settings {
     }
 
     pub fn mongo(&self) -> MongoSettings {
-        storage::mongo(&self.mongodb, &self.quarantine)
+        storage::mongo(&self.mongodb, &self.quarantine, self.confirm_by_query())
     }
 
     pub fn journal_options(&self) -> JournalOptions {
@@ -212,7 +216,27 @@ impl Settings {
             secrets.extend(&provider.url_tokens);
             secrets.extend(&provider.signature_secrets);
             secrets.extend(&provider.hash_keys);
+            secrets.extend(provider.api.secrets());
         }
         secrets
+    }
+
+    /// Stored names of the providers whose callbacks are confirmed by query.
+    pub fn confirm_by_query(&self) -> Vec<&'static str> {
+        PROVIDERS
+            .iter()
+            .filter(|provider| {
+                self.providers
+                    .get(provider.slug())
+                    .is_some_and(|settings| settings.confirm_by_query)
+            })
+            .map(|provider| provider.name())
+            .collect()
+    }
+
+    /// The reconciler's settings.
+    pub fn reconciler(&self) -> mmo_actors::reconciler::ReconcilerSettings {
+        self.reconciler
+            .settings(self.confirm_by_query(), self.privacy.hashing_salt())
     }
 }

@@ -137,7 +137,11 @@ impl QuarantineSettings {
 }
 
 /// The store's settings, from `[mongodb]` and `[quarantine]`.
-pub fn mongo(mongodb: &MongoDbSettings, quarantine: &QuarantineSettings) -> MongoSettings {
+pub fn mongo(
+    mongodb: &MongoDbSettings,
+    quarantine: &QuarantineSettings,
+    confirm_by_query: Vec<&'static str>,
+) -> MongoSettings {
     MongoSettings {
         uri: mongodb.uri.expose_secret().to_owned(),
         database: mongodb.database.clone(),
@@ -147,5 +151,6 @@ pub fn mongo(mongodb: &MongoDbSettings, quarantine: &QuarantineSettings) -> Mong
         unauthenticated_retention: Duration::from_secs(
             u64::from(quarantine.unauthenticated_retention_days) * 86_400,
         ),
+        confirm_by_query,
     }
 }

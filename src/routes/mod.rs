@@ -4,6 +4,7 @@ mod health;
 mod metrics;
 pub mod probes;
 mod query;
+mod reconciliation;
 mod webhooks;
 
 use actix_web::web::{self, ServiceConfig};
@@ -75,7 +76,16 @@ pub fn configure(config: &mut ServiceConfig) {
         .route("/callbacks", web::get().to(query::callbacks))
         .route("/rejected", web::get().to(query::rejected))
         .route("/rejected/{id}/replay", web::post().to(query::replay))
-        .route("/reports/daily", web::get().to(query::daily_report));
+        .route("/reports/daily", web::get().to(query::daily_report))
+        .route("/expectations", web::post().to(reconciliation::expect))
+        .route(
+            "/expectations/{provider}/{key}",
+            web::get().to(reconciliation::expectation),
+        )
+        .route(
+            "/reports/reconciliation",
+            web::get().to(reconciliation::report),
+        );
     config
         .service(scope)
         .route("/metrics", web::get().to(metrics::metrics))
@@ -123,6 +133,9 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/rejected"),
         ("POST", "/v1/rejected/{id}/replay"),
         ("GET", "/v1/reports/daily"),
+        ("POST", "/v1/expectations"),
+        ("GET", "/v1/expectations/{provider}/{key}"),
+        ("GET", "/v1/reports/reconciliation"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/livez"),
@@ -158,14 +171,18 @@ pub fn loggable_path(path: &str) -> String {
     }
 }
 
-/// Admits a request carrying a token from `auth.admin_tokens` (metrics and the query API).
-pub fn require_admin(request: &actix_web::HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let presented = request
+/// The bearer token a request presents, if any.
+fn presented_token(request: &actix_web::HttpRequest) -> Option<&str> {
+    request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(crate::auth::bearer_token);
-    match presented {
+        .and_then(crate::auth::bearer_token)
+}
+
+/// Admits a request carrying a token from `auth.admin_tokens` (metrics and the query API).
+pub fn require_admin(request: &actix_web::HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match presented_token(request) {
         Some(token) if state.admin_tokens.contains(token) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }

@@ -95,12 +95,9 @@ pub async fn rejected(
     Ok(HttpResponse::Ok().json(page))
 }
 
-pub async fn daily_report(
-    request: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&request, &state)?;
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+/// A report's `date` (required) and `provider` (optional, as its stored name); nothing else.
+pub(super) fn date_and_provider(query: &str) -> Result<(String, Option<&'static str>), ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|error| ApiError::InvalidParameter {
             parameter: "query".into(),
             problem: error.to_string(),
@@ -130,6 +127,15 @@ pub async fn daily_report(
         parameter: "date".into(),
         problem: "is required (YYYY-MM-DD)".into(),
     })?;
+    Ok((date, provider))
+}
+
+pub async fn daily_report(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let (date, provider) = date_and_provider(request.query_string())?;
     let wants_csv = request
         .headers()
         .get(header::ACCEPT)

@@ -50,6 +50,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Longest wait for the actor system's answer before giving up with a 503.
     pub pipeline_timeout: Duration,
+    /// How long the reconciler works on an expectation before flagging it unresolved.
+    pub reconciler_give_up_after: Duration,
 }
 
 pub async fn receive_callback(

@@ -3,10 +3,10 @@
 //! A provider declares its endpoints (path, callback type, HTTP methods, acknowledgement body) and parses raw
 //! bytes into a normalized [`Callback`]. Parsers are plain functions: no actor, no HTTP, no I/O.
 
-mod airtel;
+pub mod airtel;
 pub mod json;
-mod mpesa;
-mod mtn;
+pub mod mpesa;
+pub mod mtn;
 
 pub use airtel::AirtelMoney;
 pub use mpesa::Mpesa;

@@ -7,6 +7,7 @@ use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 
+use super::reconciliations::Reconciliations;
 use super::transactions::Transactions;
 
 pub(super) struct Collections {
@@ -16,18 +17,24 @@ pub(super) struct Collections {
     pub raw_callbacks: Collection<RawDocumentBuf>,
     pub rejected: Collection<Document>,
     pub transactions: Transactions,
+    pub reconciliations: Reconciliations,
     /// How long rejected bodies of unauthenticated senders are kept.
     pub unauthenticated_retention: Duration,
 }
 
 impl Collections {
-    pub fn new(database: Database, unauthenticated_retention: Duration) -> Self {
+    pub fn new(
+        database: Database,
+        unauthenticated_retention: Duration,
+        confirm_by_query: &[&'static str],
+    ) -> Self {
         let callbacks: Collection<Document> = database.collection("callbacks");
         Self {
             raw_callbacks: callbacks.clone_with_type(),
             callbacks,
             rejected: database.collection("rejected_callbacks"),
-            transactions: Transactions::new(database.collection("transactions")),
+            transactions: Transactions::new(database.collection("transactions"), confirm_by_query),
+            reconciliations: Reconciliations::new(&database),
             database,
             unauthenticated_retention,
         }

@@ -71,6 +71,10 @@ pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumen
     if let Some(rejected) = delivery.replayed_from {
         document.append("replayed_from", rejected);
     }
+    // Only answers to status queries name their flow apart from their type.
+    if let Some(flow) = callback.queried_flow {
+        document.append("flow", flow);
+    }
     document
 }
 
@@ -92,6 +96,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
         transaction_time: None,
         transaction_time_raw: None,
         payload: Value::Null,
+        queried_flow: None,
     };
     let (mut provider, mut kind, mut status, mut id, mut received_at) =
         (None, None, None, None, None);
@@ -125,6 +130,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
             "transaction_time_raw" => callback.transaction_time_raw = text(),
             "received_at" => received_at = value.as_datetime().and_then(time),
             "replayed_from" => replayed_from = value.as_object_id(),
+            "flow" => callback.queried_flow = value.as_str().map(intern),
             _ => {}
         }
     }

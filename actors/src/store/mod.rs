@@ -9,12 +9,14 @@ pub mod errors;
 mod journaled;
 mod memory;
 mod mongo;
+pub mod reconciliations;
 mod transactions;
 
 pub use document::{callback_document, json_to_bson, payload_of, recorded, stored_callback};
 pub use journaled::JournaledStore;
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
+pub use reconciliations::{Expectation, Reconciliations, WorkItem};
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -42,6 +42,8 @@ pub struct MongoSettings {
     /// How long rejected bodies of unauthenticated senders are kept (a TTL index expires them); bodies of
     /// authenticated senders are kept for good.
     pub unauthenticated_retention: Duration,
+    /// Providers (stored names) whose callbacks' final statuses the reconciler confirms by a status query.
+    pub confirm_by_query: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for MongoSettings {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for MongoSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("unauthenticated_retention", &self.unauthenticated_retention)
+            .field("confirm_by_query", &self.confirm_by_query)
             .finish()
     }
 }
@@ -94,7 +97,11 @@ impl MongoStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: client.clone(),
-                collections: Collections::new(database, settings.unauthenticated_retention),
+                collections: Collections::new(
+                    database,
+                    settings.unauthenticated_retention,
+                    &settings.confirm_by_query,
+                ),
                 operation_timeout: settings.operation_timeout,
                 indexes: OnceCell::new(),
             }),
@@ -132,6 +139,11 @@ impl MongoStore {
     /// The `transactions` collection.
     pub fn transactions(&self) -> &Collection<Document> {
         self.inner.collections.transactions.collection()
+    }
+
+    /// Expectations and the reconciler's work items.
+    pub fn reconciliations(&self) -> &super::Reconciliations {
+        &self.inner.collections.reconciliations
     }
 
     /// The `rejected_callbacks` collection.
@@ -216,6 +228,7 @@ impl Inner {
                     .ensure_indexes()
                     .await
                     .map_err(|error| classify(&error))?;
+                collections.reconciliations.ensure_indexes().await?;
                 Ok(())
             })
             .await

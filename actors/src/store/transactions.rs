@@ -11,6 +11,10 @@
 //! callback document is written only after its fold was acknowledged (see `batch.rs`), so the view
 //! converges after any crash.
 //!
+//! A transaction the reconciler should ask the operator about (see [`Snapshot::needs_query`]) carries
+//! `query_due`, the time since when; a partial index holds only those, so the reconciler finds them
+//! without scanning, and settled transactions cost nothing.
+//!
 //! What could grow without limit is capped: `conflicts` keeps the first [`MAX_CONFLICT_ENTRIES`] entries
 //! (with their payloads) and `conflict_count` counts all of them.
 
@@ -32,7 +36,7 @@ use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::StoreError;
 use crate::callback::{Callback, Delivery, Status};
-use crate::transaction::{transition, Conflict, Snapshot};
+use crate::transaction::{transition, Conflict, Snapshot, Source};
 
 const MAX_ATTEMPTS: usize = 8;
 /// Conflict entries kept per transaction: the first ones, payloads included.
@@ -56,6 +60,7 @@ pub(super) struct Fold<'a> {
 /// One transaction's share of a batch: its identity and its callbacks (indexes into the folds), in order.
 struct Group {
     identity: Document,
+    provider: &'static str,
     flow: &'static str,
     members: Vec<usize>,
 }
@@ -65,14 +70,21 @@ pub(super) struct Transactions {
     collection: Collection<Document>,
     /// The same collection, for inserting documents built as raw BSON.
     raw: Collection<RawDocumentBuf>,
+    /// Providers whose callbacks' final statuses are confirmed by a status query.
+    confirm_by_query: std::sync::Arc<[&'static str]>,
 }
 
 impl Transactions {
-    pub(super) fn new(collection: Collection<Document>) -> Self {
+    pub(super) fn new(collection: Collection<Document>, confirm_by_query: &[&'static str]) -> Self {
         Self {
             raw: collection.clone_with_type(),
             collection,
+            confirm_by_query: confirm_by_query.into(),
         }
+    }
+
+    fn confirms(&self, provider: &str) -> bool {
+        self.confirm_by_query.contains(&provider)
     }
 
     pub(super) fn collection(&self) -> &Collection<Document> {
@@ -109,11 +121,22 @@ impl Transactions {
                     .build(),
             )
             .build();
+        // What the reconciler looks for: only transactions awaiting an operator's answer.
+        let query_due = IndexModel::builder()
+            .keys(doc! {"query_due": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("query_due".to_owned())
+                    .partial_filter_expression(doc! {"query_due": {"$type": "date"}})
+                    .build(),
+            )
+            .build();
         self.collection
             .create_indexes([
                 identity,
                 by_receipt,
                 conflicted,
+                query_due,
                 newest("first_callback_at"),
                 by_msisdn("first_callback_at"),
             ])
@@ -132,7 +155,7 @@ impl Transactions {
         let mut by_identity: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (index, fold) in folds.iter().enumerate() {
             let callback = fold.callback;
-            let Some(flow) = callback.callback_type.flow() else {
+            let Some(flow) = callback.flow() else {
                 continue;
             };
             let identity = (
@@ -143,6 +166,7 @@ impl Transactions {
             let slot = *by_identity.entry(identity).or_insert_with(|| {
                 groups.push(Group {
                     identity: doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id},
+                    provider: callback.provider,
                     flow,
                     members: Vec::new(),
                 });
@@ -154,7 +178,7 @@ impl Transactions {
         // Most callbacks start a transaction: insert every group as new, and fold the ones that exist.
         let fresh: Vec<(RawDocumentBuf, Option<String>)> = groups
             .iter()
-            .map(|group| fresh_transaction(group, folds))
+            .map(|group| fresh_transaction(group, folds, self.confirms(group.provider)))
             .collect();
         let mut outcomes: Vec<Result<Option<String>, StoreError>> = fresh
             .iter()
@@ -255,9 +279,9 @@ impl Transactions {
                 set.insert("conflict", true);
             }
             let ids: Vec<ObjectId> = pending.iter().map(|fold| fold.id).collect();
-            let update = doc! {
+            let mut earliest = doc! {"first_callback_at": first.map(bson_time)};
+            let mut update = doc! {
                 "$set": set,
-                "$min": {"first_callback_at": first.map(bson_time)},
                 "$max": {"last_callback_at": last.map(bson_time)},
                 "$inc": {"conflict_count": entries.len() as i64},
                 "$push": {
@@ -265,6 +289,12 @@ impl Transactions {
                     "conflicts": {"$each": entries, "$slice": MAX_CONFLICT_ENTRIES},
                 },
             };
+            if snapshot.needs_query(self.confirms(group.provider)) {
+                earliest.insert("query_due", last.map(bson_time));
+            } else {
+                update.insert("$unset", doc! {"query_due": ""});
+            }
+            update.insert("$min", earliest);
             let filter =
                 doc! {"_id": current.get("_id").cloned().unwrap_or(Bson::Null), "version": version};
             let result = timed("transactions", self.collection.update_one(filter, update))
@@ -293,7 +323,7 @@ impl Transactions {
         conflicts: &[Conflict],
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let Some(flow) = callback.callback_type.flow() else {
+        let Some(flow) = callback.flow() else {
             return Ok(());
         };
         warn_conflicts(callback, conflicts);
@@ -333,7 +363,7 @@ impl Transactions {
         callback: &Callback,
         id: ObjectId,
     ) -> Result<(), StoreError> {
-        let Some(flow) = callback.callback_type.flow() else {
+        let Some(flow) = callback.flow() else {
             return Ok(());
         };
         self.collection
@@ -465,7 +495,11 @@ impl Transactions {
 
 /// The document of a transaction that does not exist yet, folded from its group's callbacks; and its
 /// receipt.
-fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (RawDocumentBuf, Option<String>) {
+fn fresh_transaction(
+    group: &Group,
+    folds: &[Fold<'_>],
+    confirm_by_query: bool,
+) -> (RawDocumentBuf, Option<String>) {
     let first = &folds[group.members[0]];
     let mut snapshot = Snapshot::from_callback(first.callback);
     let mut entries = Vec::new();
@@ -501,9 +535,14 @@ fn fresh_transaction(group: &Group, folds: &[Fold<'_>]) -> (RawDocumentBuf, Opti
     document.append("currency", text(snapshot.currency.as_deref()));
     document.append("msisdn", text(snapshot.msisdn.as_deref()));
     document.append("receipt", text(snapshot.receipt.as_deref()));
+    document.append("settled_by", text(snapshot.settled_by.map(Source::as_str)));
+    document.append("verified", snapshot.verified);
     let time = |at: Option<DateTime<Utc>>| at.map_or(RawBson::Null, |at| bson_time(at).into());
     document.append("first_callback_at", time(first_at));
     document.append("last_callback_at", time(last_at));
+    if snapshot.needs_query(confirm_by_query) {
+        document.append("query_due", time(last_at));
+    }
     let mut callback_ids = RawArrayBuf::new();
     for id in ids {
         callback_ids.push(id);
@@ -561,6 +600,8 @@ fn snapshot_fields(snapshot: &Snapshot) -> Document {
         "currency": snapshot.currency.as_deref(),
         "msisdn": snapshot.msisdn.as_deref(),
         "receipt": snapshot.receipt.as_deref(),
+        "settled_by": snapshot.settled_by.map(Source::as_str),
+        "verified": snapshot.verified,
     }
 }
 
@@ -581,5 +622,7 @@ pub(super) fn snapshot_of(document: &Document) -> Snapshot {
         currency: text("currency"),
         msisdn: text("msisdn"),
         receipt: text("receipt"),
+        settled_by: document.get_str("settled_by").ok().and_then(Source::parse),
+        verified: document.get_bool("verified").unwrap_or(false),
     }
 }

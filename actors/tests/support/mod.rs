@@ -67,6 +67,7 @@ pub async fn mongo_store() -> mmo_actors::store::MongoStore {
         connect_timeout: std::time::Duration::from_secs(5),
         operation_timeout: std::time::Duration::from_secs(10),
         unauthenticated_retention: std::time::Duration::from_secs(86_400),
+        confirm_by_query: Vec::new(),
     })
     .await
     .unwrap()

@@ -185,6 +185,7 @@ fn parse_transaction(
         transaction_time: None,
         transaction_time_raw: None,
         payload,
+        queried_flow: None,
     })
 }
 

@@ -209,6 +209,95 @@ impl MpesaCallbackFixtures {
         })
     }
 
+    /// A Transaction Status result as the current Daraja documentation prints it (numbers as numbers,
+    /// `DebitPartyName` twice, a parameter without `Value`), for the query whose own `ConversationID` is
+    /// `conversation_id`, reporting `status` ("Completed", "Cancelled", …) for receipt `receipt`.
+    pub fn transaction_status_result_for(
+        conversation_id: &str,
+        status: &str,
+        receipt: &str,
+        amount: &str,
+    ) -> Value {
+        let mut payload: Value = serde_json::from_str(
+            r#"{"Result": {
+                "ConversationID": "",
+                "OriginatorConversationID": "3213-416199-2",
+                "ReferenceData": {"ReferenceItem": {"Key": "Occasion"}},
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "ResultParameters": {"ResultParameter": [
+                    {"Key": "DebitPartyName", "Value": "600310 - Safaricom333"},
+                    {"Key": "DebitPartyName", "Value": "254708374149 - John Doe"},
+                    {"Key": "OriginatorConversationID", "Value": "3211-416020-3"},
+                    {"Key": "InitiatedTime", "Value": "20180223054112"},
+                    {"Key": "DebitAccountType", "Value": "Utility Account"},
+                    {"Key": "DebitPartyCharges", "Value": "Fee For B2C Payment|KES|22.40"},
+                    {"Key": "TransactionReason"},
+                    {"Key": "ReasonType", "Value": "Business Payment to Customer via API"},
+                    {"Key": "TransactionStatus", "Value": ""},
+                    {"Key": "FinalisedTime", "Value": "20180223054112"},
+                    {"Key": "Amount", "Value": ""},
+                    {"Key": "ConversationID", "Value": "AG_20180223_000041b09c22e613d6c9"},
+                    {"Key": "ReceiptNo", "Value": ""}
+                ]},
+                "ResultType": 0,
+                "TransactionID": "MBN0000000"
+            }}"#,
+        )
+        .expect("fixture is valid JSON");
+        let result = &mut payload["Result"];
+        result["ConversationID"] = json!(conversation_id);
+        let parameters = &mut result["ResultParameters"]["ResultParameter"];
+        parameters[8]["Value"] = json!(status);
+        parameters[10]["Value"] = json!(amount);
+        parameters[12]["Value"] = json!(receipt);
+        payload
+    }
+
+    /// The older Daraja v1 form: keys with spaces, numbers for `Amount` and times.
+    pub fn transaction_status_result_legacy() -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": 0,
+            "ResultDesc": "The service request has been accepted successfully.",
+            "OriginatorConversationID": "10816-694520-2",
+            "ConversationID": "AG_20170727_000059c52529a8e080bd",
+            "TransactionID": "LGR0000000",
+            "ResultParameters": {"ResultParameter": [
+                {"Key": "ReceiptNo", "Value": "LGR919G2AV"},
+                {"Key": "Conversation ID", "Value": "AG_20170727_00004492b1b6d0078fbe"},
+                {"Key": "FinalisedTime", "Value": 20170727101415_u64},
+                {"Key": "Amount", "Value": 10},
+                {"Key": "TransactionStatus", "Value": "Completed"},
+                {"Key": "ReasonType", "Value": "Salary Payment via API"},
+                {"Key": "TransactionReason"},
+                {"Key": "DebitPartyCharges", "Value": "Fee For B2C Payment|KES|33.00"},
+                {"Key": "DebitAccountType", "Value": "Utility Account"},
+                {"Key": "InitiatedTime", "Value": 20170727101415_u64},
+                {"Key": "Originator Conversation ID", "Value": "19455-773836-1"},
+                {"Key": "CreditPartyName", "Value": "254708374149 - John Doe"},
+                {"Key": "DebitPartyName", "Value": "600134 - Safaricom157"}
+            ]},
+            "ReferenceData": {"ReferenceItem": {"Key": "Occasion", "Value": "aaaa"}}
+        }})
+    }
+
+    /// A failed query (wrong initiator): no `ResultParameters`; says nothing about the payment.
+    pub fn transaction_status_query_failed() -> Value {
+        json!({"Result": {
+            "ResultType": 0,
+            "ResultCode": 2001,
+            "ResultDesc": "The initiator information is invalid.",
+            "OriginatorConversationID": "7488-6256766-1",
+            "ConversationID": "AG_20190104_00004ce9fc41b15aa227",
+            "TransactionID": "NA43XZPDE3",
+            "ReferenceData": {"ReferenceItem": {
+                "Key": "QueueTimeoutURL",
+                "Value": "http://internalapi.safaricom.co.ke/mpesa/b2cresults/v1/submit"
+            }}
+        }})
+    }
+
     /// Every scenario, with the key and status it must be stored under.
     pub fn all() -> Vec<Scenario> {
         let scenario = Scenario::of("mpesa");
@@ -324,6 +413,32 @@ impl MpesaCallbackFixtures {
                 Self::c2b_validation(),
                 "RKL51ZDR4F",
                 Status::Pending,
+            ),
+            scenario(
+                "transaction_status_completed",
+                CallbackType::TransactionStatusResult,
+                Self::transaction_status_result_for(
+                    "AG_20180223_0000493344ae97d86f75",
+                    "Completed",
+                    "MBN31H462N",
+                    "300",
+                ),
+                "AG_20180223_0000493344ae97d86f75",
+                Status::Successful,
+            ),
+            scenario(
+                "transaction_status_legacy_keys",
+                CallbackType::TransactionStatusResult,
+                Self::transaction_status_result_legacy(),
+                "AG_20170727_000059c52529a8e080bd",
+                Status::Successful,
+            ),
+            scenario(
+                "transaction_status_query_failed",
+                CallbackType::TransactionStatusResult,
+                Self::transaction_status_query_failed(),
+                "AG_20190104_00004ce9fc41b15aa227",
+                Status::Unknown,
             ),
         ]
     }

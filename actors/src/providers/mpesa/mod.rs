@@ -1,5 +1,5 @@
 //! Safaricom M-Pesa (Daraja): STK Push results, B2C results and queue timeouts, C2B confirmations and
-//! validations.
+//! validations, and the asynchronous results of Transaction Status queries the reconciler sends.
 //!
 //! Real shapes handled (see PROVIDERS.md): failed STK results without `CallbackMetadata`, items without
 //! `Value`, `ResultCode` as number or string, `ResultParameter`/`ReferenceItem` as array or single object,
@@ -55,6 +55,20 @@ static ENDPOINTS: &[Endpoint] = &[
         methods: &[Method::Post],
         answer: Answer::Decision,
     },
+    // The reconciler's Transaction Status queries name these as their ResultURL and QueueTimeOutURL. Both
+    // carry the same envelope; a queue timeout's non-zero ResultCode says nothing about the payment.
+    Endpoint {
+        path: "transaction-status/result",
+        callback_type: CallbackType::TransactionStatusResult,
+        methods: &[Method::Post],
+        answer: Answer::AfterStoring(ACK),
+    },
+    Endpoint {
+        path: "transaction-status/timeout",
+        callback_type: CallbackType::TransactionStatusResult,
+        methods: &[Method::Post],
+        answer: Answer::AfterStoring(ACK),
+    },
 ];
 
 impl Provider for Mpesa {
@@ -78,6 +92,7 @@ impl Provider for Mpesa {
             CallbackType::C2bConfirmation | CallbackType::C2bValidation => {
                 parse_c2b(callback_type, payload)
             }
+            CallbackType::TransactionStatusResult => parse_transaction_status(payload),
             other => Err(ParseError::UnsupportedType(other)),
         }
     }
@@ -216,6 +231,7 @@ fn parse_stk_push(payload: Value) -> Result<Callback, ParseError> {
         transaction_time,
         transaction_time_raw,
         payload,
+        queried_flow: None,
     })
 }
 
@@ -273,6 +289,7 @@ fn parse_b2c(callback_type: CallbackType, payload: Value) -> Result<Callback, Pa
         transaction_time,
         transaction_time_raw,
         payload,
+        queried_flow: None,
     })
 }
 
@@ -304,6 +321,85 @@ fn parse_c2b(callback_type: CallbackType, payload: Value) -> Result<Callback, Pa
         transaction_time_raw,
         provider_transaction_id: key,
         payload,
+        queried_flow: None,
+    })
+}
+
+/// Daraja's `TransactionStatus` of a Transaction Status result → normalized status and reason. Only
+/// "Completed", "Cancelled", "Declined" and "Expired" are final.
+pub fn transaction_status(text: &str) -> (Status, Option<&'static str>) {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "completed" => (Status::Successful, None),
+        "cancelled" => (Status::Cancelled, Some("cancelled")),
+        "declined" => (Status::Failed, Some("declined")),
+        "expired" => (Status::Expired, Some("expired")),
+        "initiated"
+        | "authorized"
+        | "pending"
+        | "pending authorized"
+        | "authorized/pending authorized" => (Status::Pending, None),
+        _ => (Status::Unknown, None),
+    }
+}
+
+/// A Transaction Status result (or its queue timeout), keyed by the query's own `ConversationID`: the
+/// reconciler that asked correlates it with the transaction it asked about. Keys are matched with and
+/// without spaces (`ConversationID` / `Conversation ID`), values as text or numbers. A non-zero
+/// `ResultCode` means the query failed (a timeout, a wrong initiator): nothing is said about the payment,
+/// so the status is `unknown` with reason `query_failed`.
+fn parse_transaction_status(payload: Value) -> Result<Callback, ParseError> {
+    let result = payload
+        .get("Result")
+        .filter(|result| result.is_object())
+        .ok_or(ParseError::MissingField("Result"))?;
+    let key = first_text(
+        result,
+        &[
+            "ConversationID",
+            "Conversation ID",
+            "OriginatorConversationID",
+            "Originator Conversation ID",
+        ],
+    )
+    .ok_or(ParseError::MissingField("Result.ConversationID"))?;
+    let result_code = json::text(result.get("ResultCode"));
+    let parameters = items(
+        result
+            .get("ResultParameters")
+            .and_then(|parameters| parameters.get("ResultParameter")),
+    );
+    let parameter = |name| named_value(&parameters, "Key", "Value", name);
+    let reported = json::text(parameter("TransactionStatus"));
+    let (status, reason) = match (result_code.as_deref(), reported.as_deref()) {
+        (Some("0"), Some(reported)) => {
+            let mapped = transaction_status(reported);
+            if mapped.0 == Status::Unknown {
+                note_unknown_code(NAME, reported);
+            }
+            mapped
+        }
+        (Some("0"), None) => (Status::Unknown, None),
+        _ => (Status::Unknown, Some("query_failed")),
+    };
+    let amount = json::amount(parameter("Amount"), "ResultParameters.Amount")?;
+    let (transaction_time, transaction_time_raw) =
+        time_fields(json::text(parameter("FinalisedTime")));
+    Ok(Callback {
+        provider: NAME,
+        callback_type: CallbackType::TransactionStatusResult,
+        provider_transaction_id: key,
+        status,
+        reason,
+        result_code,
+        result_description: json::text(result.get("ResultDesc")),
+        currency: amount.map(|_| CURRENCY.to_owned()),
+        amount,
+        msisdn: None,
+        receipt: json::text(parameter("ReceiptNo")),
+        transaction_time,
+        transaction_time_raw,
+        payload,
+        queried_flow: None,
     })
 }
 

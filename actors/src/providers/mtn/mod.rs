@@ -145,6 +145,7 @@ fn parse_transfer(callback_type: CallbackType, payload: Value) -> Result<Callbac
         transaction_time: None,
         transaction_time_raw: None,
         payload,
+        queried_flow: None,
     })
 }
 

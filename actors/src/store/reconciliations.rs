@@ -1,0 +1,583 @@
+//! What the reconciler works on, kept in MongoDB so that restarts and several instances share it:
+//!
+//! - `expectations`: payments a merchant started and expects a callback for (one per provider, callback
+//!   type and key).
+//! - `reconciliations`: one work item per transaction (provider, flow, key) the reconciler must get an
+//!   answer for — an expectation, a transaction left pending, or a callback to confirm. Items are
+//!   **claimed** by moving their `due_at` past a lease and writing a fresh `claim` id, in one atomic
+//!   `findOneAndUpdate`: whoever holds the claim asks the operator; nobody else can claim the item until
+//!   the lease ends, so a restart or a second instance never sends the same query twice at once, and an
+//!   instance that dies mid-query only delays the item by its lease. Every later write is filtered on the
+//!   claim id, so an instance whose lease ran out cannot overwrite its successor's work.
+//!
+//! States: `open` (asked again at `due_at`), `resolved` (a terminal status is known, or confirmed), and
+//! `unresolved` (no final answer before `give_up_at`: a person must look).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+use rust_decimal::Decimal;
+
+use super::document::{bson_time, decimal128, recorded};
+use super::errors::{classify, is_duplicate_key};
+use super::transactions::snapshot_of;
+use super::StoreError;
+use crate::callback::{intern, Callback, CallbackType};
+use crate::transaction::Snapshot;
+
+/// Why a transaction is reconciled (stored in `reasons`).
+pub mod reason {
+    /// The merchant registered an expectation and its deadline passed.
+    pub const EXPECTATION: &str = "expectation";
+    /// The transaction stayed pending or ambiguous.
+    pub const PENDING: &str = "pending";
+    /// A callback's final status is confirmed by query (`confirm_by_query`).
+    pub const CONFIRM: &str = "confirm";
+}
+
+/// A payment a merchant started, expecting its operator to call back.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// Stored provider name (`mpesa`, `mtn_mobile_money`, `airtel_money`).
+    pub provider: &'static str,
+    pub callback_type: CallbackType,
+    pub key: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub msisdn: Option<String>,
+    pub expected_within: Duration,
+}
+
+/// The stored expectation, and whether this call created it.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub created: bool,
+    pub document: Document,
+}
+
+/// A claimed work item.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub id: ObjectId,
+    /// This claim: later writes are filtered on it.
+    pub claim: ObjectId,
+    pub provider: &'static str,
+    pub flow: &'static str,
+    pub key: String,
+    pub reasons: Vec<String>,
+    /// Questions asked so far.
+    pub attempts: u32,
+    pub opened_at: DateTime<Utc>,
+    pub give_up_at: DateTime<Utc>,
+    /// An asynchronous answer being waited for (M-Pesa Transaction Status): its correlation id.
+    pub awaiting: Option<String>,
+    pub awaiting_since: Option<DateTime<Utc>>,
+}
+
+/// A transaction as the reconciler needs it.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub snapshot: Snapshot,
+    pub conflict: bool,
+}
+
+/// What the reconciler learnt about an item, for its `last_answer`.
+#[derive(Debug, Clone)]
+pub struct Note {
+    /// `final`, `pending`, `not_found`, `requested`, `throttled`, `error`, `callback`.
+    pub outcome: &'static str,
+    pub status: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+impl Note {
+    fn document(&self, at: DateTime<Utc>) -> Document {
+        doc! {
+            "at": bson_time(at),
+            "outcome": self.outcome,
+            "status": self.status,
+            "detail": self.detail.as_deref(),
+        }
+    }
+}
+
+/// The `expectations` and `reconciliations` collections.
+#[derive(Clone)]
+pub struct Reconciliations {
+    expectations: Collection<Document>,
+    items: Collection<Document>,
+    transactions: Collection<Document>,
+    callbacks: Collection<Document>,
+}
+
+/// Items in progress per transaction identity: (provider, flow, key).
+fn identity(provider: &str, flow: &str, key: &str) -> Document {
+    doc! {"provider": provider, "flow": flow, "key": key}
+}
+
+impl Reconciliations {
+    pub(super) fn new(database: &Database) -> Self {
+        Self {
+            expectations: database.collection("expectations"),
+            items: database.collection("reconciliations"),
+            transactions: database.collection("transactions"),
+            callbacks: database.collection("callbacks"),
+        }
+    }
+
+    /// The `expectations` collection (for the query API).
+    pub fn expectations(&self) -> &Collection<Document> {
+        &self.expectations
+    }
+
+    /// The `reconciliations` collection (for the query API and the report).
+    pub fn items(&self) -> &Collection<Document> {
+        &self.items
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .unique(true)
+                        .name(name.to_owned())
+                        .build(),
+                )
+                .build()
+        };
+        let plain = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_owned()).build())
+                .build()
+        };
+        self.expectations
+            .create_indexes([
+                unique(
+                    doc! {"provider": 1, "callback_type": 1, "key": 1},
+                    "expectation_identity",
+                ),
+                plain(doc! {"provider": 1, "key": 1}, "by_key"),
+            ])
+            .await
+            .map_err(|error| classify(&error))?;
+        // Only open items are ever claimed: the work index holds nothing else.
+        let work = IndexModel::builder()
+            .keys(doc! {"provider": 1, "due_at": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("open_by_due".to_owned())
+                    .partial_filter_expression(doc! {"state": "open"})
+                    .build(),
+            )
+            .build();
+        self.items
+            .create_indexes([
+                unique(
+                    doc! {"provider": 1, "flow": 1, "key": 1},
+                    "reconciliation_identity",
+                ),
+                work,
+                plain(doc! {"opened_at": 1}, "by_opened_at"),
+            ])
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
+    }
+
+    /// Registers an expectation (idempotent on provider, callback type and key) and the work item that
+    /// checks it once `expected_within` has passed.
+    pub async fn expect(
+        &self,
+        expectation: &Expectation,
+        now: DateTime<Utc>,
+        give_up_after: Duration,
+    ) -> Result<Registered, StoreError> {
+        let flow = expectation.callback_type.flow().ok_or_else(|| {
+            StoreError::Rejected(format!(
+                "callback type {} reports no transaction",
+                expectation.callback_type
+            ))
+        })?;
+        let due = now + expectation.expected_within;
+        let document = doc! {
+            "_id": ObjectId::new(),
+            "provider": expectation.provider,
+            "callback_type": expectation.callback_type.as_str(),
+            "flow": flow,
+            "key": &expectation.key,
+            "amount": decimal128(&expectation.amount.to_string()),
+            "currency": &expectation.currency,
+            "msisdn": expectation.msisdn.as_deref(),
+            "expected_within_secs": expectation.expected_within.as_secs() as i64,
+            "created_at": bson_time(now),
+            "due_at": bson_time(due),
+        };
+        let created = match self.expectations.insert_one(&document).await {
+            Ok(_) => true,
+            Err(error) if is_duplicate_key(&error) => false,
+            Err(error) => return Err(classify(&error)),
+        };
+        if created {
+            self.open(
+                (expectation.provider, flow, &expectation.key),
+                reason::EXPECTATION,
+                due,
+                now,
+                give_up_after,
+            )
+            .await?;
+            return Ok(Registered { created, document });
+        }
+        let stored = self
+            .expectations
+            .find_one(doc! {
+                "provider": expectation.provider,
+                "callback_type": expectation.callback_type.as_str(),
+                "key": &expectation.key,
+            })
+            .await
+            .map_err(|error| classify(&error))?
+            .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?;
+        Ok(Registered {
+            created,
+            document: stored,
+        })
+    }
+
+    /// Opens a work item for a transaction, due at `due` (or adds a reason to the item it has).
+    async fn open(
+        &self,
+        (provider, flow, key): (&str, &str, &str),
+        why: &str,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        give_up_after: Duration,
+    ) -> Result<(), StoreError> {
+        let give_up_at = due.max(now) + give_up_after;
+        let update = doc! {
+            "$setOnInsert": {
+                "state": "open",
+                "due_at": bson_time(due),
+                "attempts": 0_i32,
+                "opened_at": bson_time(now),
+                "give_up_at": bson_time(give_up_at),
+                "claim": Bson::Null,
+            },
+            "$addToSet": {"reasons": why},
+        };
+        // Two instances opening the same item at once: one inserts, the other's upsert fails on the unique
+        // index and succeeds when retried as an update.
+        for _ in 0..2 {
+            match self
+                .items
+                .update_one(identity(provider, flow, key), update.clone())
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(error) if is_duplicate_key(&error) => continue,
+                Err(error) => return Err(classify(&error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "reconciliation item contended".into(),
+        ))
+    }
+
+    /// Opens items for transactions whose `query_due` is at or before `before` (they have waited
+    /// `query_after` since), up to `limit`; returns how many. Their `query_due` is cleared once the item
+    /// exists, so each is fed once.
+    pub async fn feed(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        give_up_after: Duration,
+        limit: i64,
+    ) -> Result<usize, StoreError> {
+        let mut cursor = self
+            .transactions
+            .find(doc! {"query_due": {"$lte": bson_time(before)}})
+            .projection(
+                doc! {"provider": 1, "flow": 1, "transaction_key": 1, "status": 1, "query_due": 1},
+            )
+            .limit(limit)
+            .await
+            .map_err(|error| classify(&error))?;
+        let mut fed = 0;
+        while cursor.advance().await.map_err(|error| classify(&error))? {
+            let document: Document = cursor
+                .deserialize_current()
+                .map_err(|error| classify(&error))?;
+            let text = |field| document.get_str(field).unwrap_or_default().to_owned();
+            let (provider, flow, key) = (text("provider"), text("flow"), text("transaction_key"));
+            let terminal = crate::callback::Status::parse(&text("status"))
+                .is_some_and(|status| status.is_terminal());
+            let why = if terminal {
+                reason::CONFIRM
+            } else {
+                reason::PENDING
+            };
+            self.open((&provider, &flow, &key), why, now, now, give_up_after)
+                .await?;
+            // Cleared only if unchanged: a fold that set it again meanwhile is fed next time.
+            self.transactions
+                .update_one(
+                    doc! {"_id": document.get("_id").cloned().unwrap_or(Bson::Null), "query_due": document.get("query_due").cloned().unwrap_or(Bson::Null)},
+                    doc! {"$unset": {"query_due": ""}},
+                )
+                .await
+                .map_err(|error| classify(&error))?;
+            fed += 1;
+        }
+        Ok(fed)
+    }
+
+    /// Claims the open item of `provider` due longest ago, for `lease`.
+    pub async fn claim(
+        &self,
+        provider: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<WorkItem>, StoreError> {
+        let claim = ObjectId::new();
+        let found = self
+            .items
+            .find_one_and_update(
+                doc! {"provider": provider, "state": "open", "due_at": {"$lte": bson_time(now)}},
+                doc! {"$set": {"due_at": bson_time(now + lease), "claim": claim, "claimed_at": bson_time(now)}},
+            )
+            .sort(doc! {"due_at": 1})
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found.and_then(|document| work_item(&document, claim)))
+    }
+
+    /// The transaction an item is about, if it exists.
+    pub async fn transaction(&self, item: &WorkItem) -> Result<Option<Known>, StoreError> {
+        let found = self
+            .transactions
+            .find_one(
+                doc! {"provider": item.provider, "flow": item.flow, "transaction_key": &item.key},
+            )
+            .projection(doc! {"callback_ids": 0, "conflicts": 0})
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found.map(|document| Known {
+            snapshot: snapshot_of(&document),
+            conflict: document.get_bool("conflict").unwrap_or(false),
+        }))
+    }
+
+    /// The asynchronous answer stored under `correlation` (an M-Pesa Transaction Status result), if it
+    /// came.
+    pub async fn status_result(
+        &self,
+        provider: &str,
+        correlation: &str,
+    ) -> Result<Option<Callback>, StoreError> {
+        let found = self
+            .callbacks
+            .find_one(doc! {
+                "provider": provider,
+                "callback_type": CallbackType::TransactionStatusResult.as_str(),
+                "provider_transaction_id": correlation,
+            })
+            .sort(doc! {"received_at": -1})
+            .await
+            .map_err(|error| classify(&error))?;
+        let Some(document) = found else {
+            return Ok(None);
+        };
+        let raw = mongodb::bson::RawDocumentBuf::from_document(&document)
+            .map_err(|error| StoreError::Rejected(error.to_string()))?;
+        let Some((mut callback, _)) = recorded(&raw) else {
+            return Ok(None);
+        };
+        callback.payload = document
+            .get("callback_data")
+            .cloned()
+            .map(Bson::into_relaxed_extjson)
+            .unwrap_or_default();
+        Ok(Some(callback))
+    }
+
+    /// Asks again at `next` (a pending or unusable answer). `counted` says whether the question counts
+    /// as an attempt (a throttled one does not).
+    pub async fn reschedule(
+        &self,
+        item: &WorkItem,
+        next: DateTime<Utc>,
+        note: &Note,
+        counted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish(
+            item,
+            doc! {
+                "$set": {"due_at": bson_time(next), "claim": Bson::Null, "last_answer": note.document(now)},
+                "$inc": {"attempts": i32::from(counted)},
+            },
+        )
+        .await
+    }
+
+    /// Waits for an asynchronous answer with id `correlation` until `next`.
+    pub async fn await_answer(
+        &self,
+        item: &WorkItem,
+        correlation: &str,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let note = Note {
+            outcome: "requested",
+            status: None,
+            detail: Some(correlation.to_owned()),
+        };
+        self.finish(
+            item,
+            doc! {
+                "$set": {
+                    "due_at": bson_time(next),
+                    "claim": Bson::Null,
+                    "awaiting": {"correlation": correlation, "since": bson_time(now)},
+                    "last_answer": note.document(now),
+                },
+                "$inc": {"attempts": 1_i32},
+            },
+        )
+        .await
+    }
+
+    /// Stops waiting for an asynchronous answer (it came, or it never will) and asks again at `next`.
+    pub async fn stop_awaiting(
+        &self,
+        item: &WorkItem,
+        next: DateTime<Utc>,
+        note: &Note,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish(
+            item,
+            doc! {
+                "$set": {"due_at": bson_time(next), "claim": Bson::Null, "last_answer": note.document(now)},
+                "$unset": {"awaiting": ""},
+            },
+        )
+        .await
+    }
+
+    /// A terminal status is known (`by`: `callback`, `status_query` or `both`).
+    pub async fn resolve(
+        &self,
+        item: &WorkItem,
+        status: &'static str,
+        by: &'static str,
+        note: &Note,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish(
+            item,
+            doc! {
+                "$set": {
+                    "state": "resolved",
+                    "claim": Bson::Null,
+                    "resolved_at": bson_time(now),
+                    "outcome": {"status": status, "by": by},
+                    "last_answer": note.document(now),
+                },
+                "$unset": {"awaiting": ""},
+            },
+        )
+        .await
+    }
+
+    /// No final answer before `give_up_at`: the item is `unresolved`, and so is its transaction.
+    pub async fn give_up(
+        &self,
+        item: &WorkItem,
+        note: &Note,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mine = self
+            .finish(
+                item,
+                doc! {
+                    "$set": {
+                        "state": "unresolved",
+                        "claim": Bson::Null,
+                        "resolved_at": bson_time(now),
+                        "last_answer": note.document(now),
+                    },
+                    "$unset": {"awaiting": ""},
+                },
+            )
+            .await?;
+        if mine {
+            self.transactions
+                .update_one(
+                    doc! {"provider": item.provider, "flow": item.flow, "transaction_key": &item.key},
+                    doc! {"$set": {"unresolved": true, "updated_at": bson_time(now)}},
+                )
+                .await
+                .map_err(|error| classify(&error))?;
+        }
+        Ok(mine)
+    }
+
+    /// Applies an update to an item still claimed by `item.claim`; false when the claim was lost (its
+    /// lease ran out and another instance took over).
+    async fn finish(&self, item: &WorkItem, update: Document) -> Result<bool, StoreError> {
+        let result = self
+            .items
+            .update_one(doc! {"_id": item.id, "claim": item.claim}, update)
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(result.matched_count == 1)
+    }
+}
+
+fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
+    let time = |field| {
+        document
+            .get_datetime(field)
+            .ok()
+            .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+    };
+    let awaiting = document.get_document("awaiting").ok();
+    Some(WorkItem {
+        id: document.get_object_id("_id").ok()?,
+        claim,
+        provider: intern(document.get_str("provider").ok()?),
+        flow: intern(document.get_str("flow").ok()?),
+        key: document.get_str("key").ok()?.to_owned(),
+        reasons: document
+            .get_array("reasons")
+            .map(|reasons| {
+                reasons
+                    .iter()
+                    .filter_map(|reason| reason.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        attempts: document
+            .get_i32("attempts")
+            .ok()
+            .and_then(|attempts| u32::try_from(attempts).ok())
+            .unwrap_or(0),
+        opened_at: time("opened_at")?,
+        give_up_at: time("give_up_at")?,
+        awaiting: awaiting
+            .and_then(|awaiting| awaiting.get_str("correlation").ok().map(str::to_owned)),
+        awaiting_since: awaiting
+            .and_then(|awaiting| awaiting.get_datetime("since").ok())
+            .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis())),
+    })
+}
