@@ -74,6 +74,25 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
     },
+    /// Serve the operators' token and status APIs (Daraja, MTN MoMo, Airtel) on loopback, with scripted
+    /// payments whose callbacks are sent to --receiver on time, late, twice, never, or disagreeing
+    /// (POST /simulator/payments). For tests and local walk-throughs, never for production.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (printed at start-up).
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// The service that receives the callbacks.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        receiver: String,
+        /// Bearer token the callbacks carry (auth.bearer_tokens).
+        #[arg(long, env = "MMO_TOKEN", default_value = "local-development-token")]
+        receiver_token: String,
+        /// How long each status answer takes (ms).
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,5 +16,6 @@ pub mod rate_limit;
 pub mod reconciliation;
 pub mod request_context;
 pub mod routes;
+pub mod simulator;
 pub mod startup;
 pub mod telemetry;

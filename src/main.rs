@@ -35,6 +35,29 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Probe { url } => cli::probe(&url).await,
+        Command::Simulate {
+            host,
+            port,
+            receiver,
+            receiver_token,
+            latency_ms,
+        } => {
+            let listener = std::net::TcpListener::bind((host.as_str(), port))?;
+            let port = listener.local_addr()?.port();
+            let server = mmo_webhooks::simulator::serve(
+                listener,
+                receiver.clone(),
+                receiver_token,
+                std::time::Duration::from_millis(latency_ms),
+            )?;
+            eprintln!(
+                "mmo-webhooks simulator listening on http://{host}:{port} — operators' APIs for \
+                 [providers.<name>.api] base_url; script payments with POST /simulator/payments; \
+                 callbacks go to {receiver}"
+            );
+            server.await?;
+            0
+        }
         Command::Config {
             action: ConfigAction::Check,
         } => cli::config_check(),

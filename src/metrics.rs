@@ -155,6 +155,36 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Airtel hash checks by the form that matched (raw_transaction, body_without_hash, transaction_envelope), none or absent.",
     ),
+    (
+        "mmo_expectations_total",
+        Kind::Counter,
+        "Expectations registered (POST /v1/expectations, first time only), by provider.",
+    ),
+    (
+        "mmo_reconciler_queries_total",
+        Kind::Counter,
+        "Status queries sent to operators by the reconciler, by provider.",
+    ),
+    (
+        "mmo_reconciler_answers_total",
+        Kind::Counter,
+        "Operators' answers to status queries by provider and outcome: final, pending, not_found, requested (answered later), throttled, error.",
+    ),
+    (
+        "mmo_reconciler_recovered_total",
+        Kind::Counter,
+        "Transactions whose final status was recovered by a status query (no final callback had come), by provider.",
+    ),
+    (
+        "mmo_reconciler_resolved_total",
+        Kind::Counter,
+        "Reconciliations closed with a final status, by provider and by whom: callback, status_query, both, conflict.",
+    ),
+    (
+        "mmo_reconciler_unresolved_total",
+        Kind::Counter,
+        "Transactions the reconciler gave up on without a final status (flagged unresolved), by provider.",
+    ),
 ];
 
 fn describe() {

@@ -14,6 +14,9 @@ use crate::query::{
     CallbackItem, DailyReport, RejectedItem, ReportLine, TransactionDetail, TransactionItem,
     TransactionReference,
 };
+use crate::reconciliation::{
+    ExpectationItem, ExpectationView, ReconciliationItem, ReconciliationReport, Tally,
+};
 use crate::routes::Replayed;
 
 pub async fn openapi() -> HttpResponse {
@@ -305,6 +308,67 @@ pub fn document() -> Value {
     report["responses"]["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
     paths.insert("/v1/reports/daily".into(), json!({"get": report}));
 
+    let expect = json!({
+        "summary": "Registers a payment the merchant started and expects a callback for (idempotent on provider, callback type and key)",
+        "tags": ["reconciliation"],
+        "security": [{"clientToken": []}],
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["provider", "callback_type", "key", "amount", "currency"],
+                "properties": {
+                    "provider": {"type": "string", "enum": ["mpesa", "mtn_mobile_money", "airtel_money", "mtn", "airtel"]},
+                    "callback_type": {"type": "string", "description": "stk_push, b2c_result, c2b_confirmation (mpesa); collection, disbursement, remittance (mtn); payment, disbursement (airtel)"},
+                    "key": {"type": "string", "maxLength": 200, "description": "STK CheckoutRequestID, B2C ConversationID, C2B TransID, MTN X-Reference-Id, Airtel transaction id"},
+                    "amount": {"type": "string", "description": "Exact positive decimal, e.g. \"100.00\""},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    "msisdn": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                    "expected_within_secs": {"type": "integer", "minimum": 1, "maximum": 604800, "default": 300},
+                },
+            }}},
+        },
+        "responses": {
+            "201": {"description": "Registered", "content": {"application/json": {"schema": reference("ExpectationItem")}}},
+            "200": {"description": "Registered already: the stored expectation", "content": {"application/json": {"schema": reference("ExpectationItem")}}},
+            "400": error_response("A field is missing or invalid (INVALID_PARAMETER; the message names it)"),
+            "401": error_response("No client token (AUTH_REQUIRED)"),
+            "503": error_response("MongoDB could not answer (STORAGE_UNAVAILABLE)"),
+        },
+    });
+    paths.insert("/v1/expectations".into(), json!({"post": expect}));
+    let mut expectation = get_json(
+        "An expectation, its transaction's status and the reconciler's progress (client or admin token)",
+        "admin",
+        vec![
+            parameter("provider", "path", "mpesa, mtn, airtel, or a stored name", json!({"type": "string"})),
+            parameter("key", "path", "The expected transaction's key", json!({"type": "string"})),
+        ],
+        reference("ExpectationView"),
+    );
+    expectation["security"] = json!([{"clientToken": []}, {"adminToken": []}]);
+    expectation["tags"] = json!(["reconciliation"]);
+    expectation["responses"]["404"] = error_response("No such expectation (NOT_FOUND)");
+    paths.insert(
+        "/v1/expectations/{provider}/{key}".into(),
+        json!({"get": expectation}),
+    );
+    let mut reconciliation = get_json(
+        "What the reconciler found for the transactions it opened work on that UTC day: counts and exact sums per currency",
+        "admin",
+        vec![
+            json!({"name": "date", "in": "query", "required": true, "description": "The UTC day, YYYY-MM-DD", "schema": {"type": "string", "format": "date"}}),
+            parameter("provider", "query", "mpesa, mtn, airtel, or a stored name", json!({"type": "string"})),
+        ],
+        reference("ReconciliationReport"),
+    );
+    reconciliation["tags"] = json!(["reconciliation"]);
+    paths.insert(
+        "/v1/reports/reconciliation".into(),
+        json!({"get": reconciliation}),
+    );
+
     let mut metrics = get_json(
         "Prometheus metrics",
         "admin",
@@ -348,6 +412,7 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer", "description": "auth.bearer_tokens"},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "auth.admin_tokens"},
+                "clientToken": {"type": "http", "scheme": "bearer", "description": "auth.client_tokens"},
             },
             "schemas": {
                 "Error": {
@@ -369,6 +434,11 @@ pub fn document() -> Value {
                 "RejectedItem": schema::<RejectedItem>(),
                 "DailyReport": schema::<DailyReport>(),
                 "Replayed": schema::<Replayed>(),
+                "ExpectationItem": schema::<ExpectationItem>(),
+                "ExpectationView": schema::<ExpectationView>(),
+                "ReconciliationItem": schema::<ReconciliationItem>(),
+                "ReconciliationReport": schema::<ReconciliationReport>(),
+                "Tally": schema::<Tally>(),
             },
         },
     })

@@ -48,6 +48,13 @@ pub struct TransactionItem {
     pub conflict: bool,
     /// All conflicts recorded (the transaction keeps the first ones in full).
     pub conflict_count: i64,
+    /// What set the final status: `callback` (the operator's callback) or `status_query` (the
+    /// reconciler's question: the callback never came); null while not final.
+    pub settled_by: Option<String>,
+    /// A callback and a status query agree on the final status.
+    pub verified: bool,
+    /// The reconciler gave up without a final answer: a person must look.
+    pub unresolved: bool,
     /// RFC 3339.
     pub first_callback_at: Option<String>,
     pub last_callback_at: Option<String>,
@@ -67,6 +74,10 @@ pub struct TransactionDetail {
     #[serde(flatten)]
     pub transaction: TransactionItem,
     pub callbacks: Vec<CallbackItem>,
+    /// The merchant's expectation of this payment, if one was registered.
+    pub expectation: Option<crate::reconciliation::ExpectationItem>,
+    /// The reconciler's work on it, if any.
+    pub reconciliation: Option<crate::reconciliation::ReconciliationItem>,
 }
 
 /// A callback as the `callbacks` collection holds it.
@@ -466,9 +477,16 @@ pub async fn transaction(
         .try_collect()
         .await
         .map_err(unavailable)?;
+    let item = transaction_item(&transaction);
+    let expectation =
+        crate::reconciliation::expectation_of(store, provider, &item.flow, key).await?;
+    let reconciliation =
+        crate::reconciliation::reconciliation_of(store, provider, &item.flow, key).await?;
     Ok(TransactionDetail {
-        transaction: transaction_item(&transaction),
+        transaction: item,
         callbacks: callbacks.iter().map(callback_item).collect(),
+        expectation,
+        reconciliation,
     })
 }
 
@@ -497,6 +515,9 @@ fn transaction_item(document: &Document) -> TransactionItem {
             .unwrap_or_default(),
         conflict: document.get_bool("conflict").unwrap_or(false),
         conflict_count: document.get_i64("conflict_count").unwrap_or(0),
+        settled_by: text(document, "settled_by"),
+        verified: document.get_bool("verified").unwrap_or(false),
+        unresolved: document.get_bool("unresolved").unwrap_or(false),
         first_callback_at: rfc3339(document, "first_callback_at"),
         last_callback_at: rfc3339(document, "last_callback_at"),
     }

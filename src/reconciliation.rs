@@ -59,7 +59,7 @@ pub struct ReconciliationItem {
     pub state: String,
     /// Why it is reconciled: `expectation`, `pending`, `confirm`.
     pub reasons: Vec<String>,
-    /// Questions asked so far.
+    /// Questions asked so far (an asynchronous one counts when sent).
     pub attempts: i32,
     pub opened_at: Option<String>,
     /// Next look (while open).
@@ -68,7 +68,9 @@ pub struct ReconciliationItem {
     pub resolved_at: Option<String>,
     /// Final status and who settled it (`callback`, `status_query`, `both`, `conflict`).
     pub outcome: Option<Value>,
-    /// The last answer: `{at, outcome, status, detail}`.
+    /// The last answer: `{at, outcome, status, detail}`; `outcome` is `final`, `pending`, `not_found`,
+    /// `requested` (an asynchronous answer is awaited), `throttled`, `error`, `callback` (settled by a
+    /// callback, nothing asked) or `no_status_api`.
     pub last_answer: Option<Value>,
 }
 
@@ -240,7 +242,14 @@ pub fn reconciliation_item(document: &Document) -> ReconciliationItem {
         give_up_at: rfc3339(document, "give_up_at"),
         resolved_at: rfc3339(document, "resolved_at"),
         outcome: json("outcome"),
-        last_answer: json("last_answer"),
+        last_answer: document.get_document("last_answer").ok().map(|answer| {
+            serde_json::json!({
+                "at": rfc3339(answer, "at"),
+                "outcome": text(answer, "outcome"),
+                "status": text(answer, "status"),
+                "detail": text(answer, "detail"),
+            })
+        }),
     }
 }
 

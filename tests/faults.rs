@@ -253,6 +253,9 @@ async fn graceful_stop_under_load(signal: &'static str, prefix: &'static str) {
     load.until_acknowledged(500).await;
     // A request in flight when the signal arrives: half its body is sent before, half after.
     let in_flight = SlowRequest::begin(&service.url, &format!("{prefix}-IN-FLIGHT"));
+    // Only a request the server has accepted and started reading is in flight; under load, accepting a
+    // new connection can take a moment.
+    tokio::time::sleep(Duration::from_millis(250)).await;
     service.signal(signal);
     let answer = actix_web::rt::task::spawn_blocking(move || in_flight.finish())
         .await

@@ -368,10 +368,7 @@ async fn step(shared: &Arc<Shared>, item: &WorkItem) -> Result<(), crate::store:
             status: Some(settled.0),
             detail: None,
         };
-        if store
-            .resolve(item, settled.0, settled.1, &note, now)
-            .await?
-        {
+        if store.resolve(item, settled, &note, false, now).await? {
             metrics::counter!("mmo_reconciler_resolved_total", "provider" => provider, "by" => settled.1)
                 .increment(1);
         }
@@ -464,7 +461,11 @@ async fn step(shared: &Arc<Shared>, item: &WorkItem) -> Result<(), crate::store:
                     status: Some(status.as_str()),
                     detail: None,
                 };
-                if store.resolve(item, status.as_str(), by, &note, now).await? {
+                let asked = item.awaiting.is_none();
+                if store
+                    .resolve(item, (status.as_str(), by), &note, asked, now)
+                    .await?
+                {
                     if !had_final {
                         metrics::counter!("mmo_reconciler_recovered_total", "provider" => provider)
                             .increment(1);

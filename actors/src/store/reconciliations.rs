@@ -428,7 +428,7 @@ impl Reconciliations {
         .await
     }
 
-    /// Waits for an asynchronous answer with id `correlation` until `next`.
+    /// Waits for an asynchronous answer with id `correlation`, looking again at `next`.
     pub async fn await_answer(
         &self,
         item: &WorkItem,
@@ -474,13 +474,14 @@ impl Reconciliations {
         .await
     }
 
-    /// A terminal status is known (`by`: `callback`, `status_query` or `both`).
+    /// A terminal status is known (`by`: `callback`, `status_query`, `both` or `conflict`); `asked`
+    /// when a question brought it.
     pub async fn resolve(
         &self,
         item: &WorkItem,
-        status: &'static str,
-        by: &'static str,
+        (status, by): (&'static str, &'static str),
         note: &Note,
+        asked: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.finish(
@@ -493,6 +494,7 @@ impl Reconciliations {
                     "outcome": {"status": status, "by": by},
                     "last_answer": note.document(now),
                 },
+                "$inc": {"attempts": i32::from(asked)},
                 "$unset": {"awaiting": ""},
             },
         )

@@ -1,0 +1,419 @@
+//! The reconciler alone, with a fake operator: answers recorded through a real supervisor into a real
+//! MongoDB, the transaction rules applied to them, throttling and giving up, a panicking question, and two
+//! reconcilers sharing the work.
+
+mod support;
+
+use std::collections::{HashMap, VecDeque};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use mmo_actors::pool::RestartPolicy;
+use mmo_actors::reconciler::{self, Answer, Inquiry, QueryError, ReconcilerSettings, StatusApi};
+use mmo_actors::store::{Expectation, MongoSettings, MongoStore};
+use mmo_actors::{supervisor, CallbackType, RouteCallback, SupervisorSettings, PROVIDERS};
+use mongodb::bson::{doc, Document};
+use rust_decimal::Decimal;
+
+const MTN: &str = "mtn_mobile_money";
+
+/// What the fake operator answers, question after question (the last step repeats).
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Says(&'static str),
+    NotFound,
+    Throttle,
+    Panic,
+}
+
+#[derive(Default)]
+struct Ledger {
+    scripts: HashMap<String, VecDeque<Step>>,
+    asked: HashMap<String, u32>,
+    active: HashMap<String, u32>,
+    most_at_once: u32,
+}
+
+/// An operator that answers from a script, counting questions and how many overlap per key.
+#[derive(Clone, Default)]
+struct FakeOperator {
+    ledger: Arc<Mutex<Ledger>>,
+    latency: Duration,
+}
+
+impl FakeOperator {
+    fn script(&self, key: &str, steps: &[Step]) {
+        let mut ledger = self.ledger.lock().unwrap();
+        ledger
+            .scripts
+            .insert(key.to_owned(), steps.iter().copied().collect());
+    }
+
+    fn asked(&self, key: &str) -> u32 {
+        self.ledger
+            .lock()
+            .unwrap()
+            .asked
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn most_at_once(&self) -> u32 {
+        self.ledger.lock().unwrap().most_at_once
+    }
+}
+
+impl StatusApi for FakeOperator {
+    fn asks(&self, _provider: &str, _flow: &str) -> bool {
+        true
+    }
+
+    fn query(&self, inquiry: Inquiry) -> LocalBoxFuture<'static, Result<Answer, QueryError>> {
+        let this = self.clone();
+        async move {
+            let step = {
+                let mut ledger = this.ledger.lock().unwrap();
+                *ledger.asked.entry(inquiry.key.clone()).or_default() += 1;
+                let active = ledger.active.entry(inquiry.key.clone()).or_default();
+                *active += 1;
+                let now = *active;
+                ledger.most_at_once = ledger.most_at_once.max(now);
+                let script = ledger.scripts.get_mut(&inquiry.key).expect("scripted key");
+                if script.len() > 1 {
+                    script.pop_front().unwrap()
+                } else {
+                    script[0]
+                }
+            };
+            tokio::time::sleep(this.latency).await;
+            *this
+                .ledger
+                .lock()
+                .unwrap()
+                .active
+                .get_mut(&inquiry.key)
+                .unwrap() -= 1;
+            match step {
+                Step::Says(status) => {
+                    Ok(Answer::Status(Box::new(support::mtn(&inquiry.key, status))))
+                }
+                Step::NotFound => Ok(Answer::NotFound("RESOURCE_NOT_FOUND".into())),
+                Step::Throttle => Err(QueryError::Throttled("429".into())),
+                Step::Panic => panic!("a bug while asking"),
+            }
+        }
+        .boxed_local()
+    }
+}
+
+fn settings(confirm: bool) -> ReconcilerSettings {
+    ReconcilerSettings {
+        interval: Duration::from_millis(50),
+        query_after: Duration::ZERO,
+        give_up_after: Duration::from_secs(30),
+        max_in_flight: 8,
+        queries_per_minute: NonZeroU32::new(10_000).unwrap(),
+        lease: Duration::from_millis(500),
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(200),
+        result_wait: Duration::from_secs(1),
+        confirm_by_query: if confirm { vec![MTN] } else { Vec::new() },
+        pseudonymization_salt: None,
+    }
+}
+
+async fn store(confirm: bool) -> MongoStore {
+    let store = MongoStore::connect(&MongoSettings {
+        uri: std::env::var("MMO_TEST_MONGODB_URI")
+            .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh"),
+        database: format!(
+            "reconciler_{}",
+            mongodb::bson::oid::ObjectId::new().to_hex()
+        ),
+        server_selection_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
+        operation_timeout: Duration::from_secs(10),
+        unauthenticated_retention: Duration::from_secs(86_400),
+        confirm_by_query: if confirm { vec![MTN] } else { Vec::new() },
+    })
+    .await
+    .unwrap();
+    store.ensure_indexes().await.unwrap();
+    store
+}
+
+/// A supervisor writing straight to MongoDB: where the reconciler records answers.
+fn recorder(store: &MongoStore) -> actix::Recipient<RouteCallback> {
+    let settings = SupervisorSettings {
+        provider_pool_sizes: PROVIDERS
+            .iter()
+            .map(|provider| (provider.slug().to_owned(), NonZeroUsize::new(2).unwrap()))
+            .collect(),
+        persistence_pool_size: NonZeroUsize::new(2).unwrap(),
+        mailbox_capacity: NonZeroUsize::new(64).unwrap(),
+        cache_capacity: NonZeroUsize::new(100).unwrap(),
+        cache_ttl: Duration::from_secs(60),
+        call_timeout: Duration::from_secs(10),
+        arbiters: NonZeroUsize::new(1).unwrap(),
+        restart_policy: RestartPolicy::default(),
+    };
+    supervisor::start(&settings, Arc::new(store.clone())).recipient()
+}
+
+async fn expect(store: &MongoStore, key: &str) {
+    expect_within(store, key, Duration::from_secs(30)).await;
+}
+
+/// Expects `key` now, giving up `give_up_after` later.
+async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
+    let expectation = Expectation {
+        provider: MTN,
+        callback_type: CallbackType::Collection,
+        key: key.to_owned(),
+        amount: Decimal::new(100, 0),
+        currency: "UGX".into(),
+        msisdn: None,
+        expected_within: Duration::ZERO,
+    };
+    let registered = store
+        .reconciliations()
+        .expect(&expectation, chrono::Utc::now(), give_up_after)
+        .await
+        .unwrap();
+    assert!(registered.created);
+}
+
+async fn item(store: &MongoStore, key: &str) -> Option<Document> {
+    store
+        .reconciliations()
+        .items()
+        .find_one(doc! {"key": key})
+        .await
+        .unwrap()
+}
+
+async fn transaction(store: &MongoStore, key: &str) -> Option<Document> {
+    store
+        .transactions()
+        .find_one(doc! {"transaction_key": key})
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 20 s) until the items of `keys` reached `state`.
+async fn until_state(store: &MongoStore, keys: &[&str], state: &str) {
+    for _ in 0..400 {
+        let mut done = true;
+        for key in keys {
+            let current = item(store, key).await;
+            done &= current.is_some_and(|item| item.get_str("state").ok() == Some(state));
+        }
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for key in keys {
+        eprintln!("{key}: {:?}", item(store, key).await);
+    }
+    panic!("items did not become {state}");
+}
+
+#[actix::test]
+async fn a_missing_callback_is_recovered_and_the_answers_are_kept() {
+    let store = store(false).await;
+    let operator = FakeOperator::default();
+    operator.script(
+        "lost-1",
+        &[
+            Step::NotFound,
+            Step::Says("PENDING"),
+            Step::Says("SUCCESSFUL"),
+        ],
+    );
+    expect(&store, "lost-1").await;
+    reconciler::start(
+        settings(false),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder(&store),
+    );
+    until_state(&store, &["lost-1"], "resolved").await;
+
+    assert_eq!(operator.asked("lost-1"), 3);
+    let item = item(&store, "lost-1").await.unwrap();
+    assert_eq!(
+        item.get_document("outcome").unwrap().get_str("by").unwrap(),
+        "status_query"
+    );
+    assert_eq!(
+        item.get_i32("attempts").unwrap(),
+        3,
+        "every question counts"
+    );
+    let transaction = transaction(&store, "lost-1").await.unwrap();
+    assert_eq!(transaction.get_str("status").unwrap(), "successful");
+    assert_eq!(transaction.get_str("settled_by").unwrap(), "status_query");
+    assert_eq!(transaction.get_str("flow").unwrap(), "collection");
+    assert!(!transaction.get_bool("verified").unwrap());
+    // Both answers are stored like callbacks, raw payload included.
+    let answers: Vec<String> = store
+        .callbacks()
+        .find(doc! {"provider_transaction_id": "lost-1", "callback_type": "status_query"})
+        .await
+        .unwrap()
+        .map(|document| document.unwrap().get_str("status").unwrap().to_owned())
+        .collect()
+        .await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.contains(&"pending".to_owned()) && answers.contains(&"successful".to_owned()));
+}
+
+#[actix::test]
+async fn a_query_confirms_or_contradicts_a_callback_and_never_demotes_it() {
+    let store = store(true).await;
+    let recorder = recorder(&store);
+    for key in ["told-true", "told-false"] {
+        recorder
+            .send(RouteCallback::new(
+                support::mtn(key, "SUCCESSFUL"),
+                chrono::Utc::now(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        transaction(&store, "told-true")
+            .await
+            .unwrap()
+            .get("query_due")
+            .is_some(),
+        "a callback to confirm waits for the reconciler"
+    );
+    let operator = FakeOperator::default();
+    operator.script("told-true", &[Step::Says("SUCCESSFUL")]);
+    operator.script("told-false", &[Step::Says("FAILED")]);
+    reconciler::start(
+        settings(true),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder,
+    );
+    until_state(&store, &["told-true", "told-false"], "resolved").await;
+
+    let confirmed = transaction(&store, "told-true").await.unwrap();
+    assert!(confirmed.get_bool("verified").unwrap());
+    assert!(!confirmed.get_bool("conflict").unwrap());
+    assert!(confirmed.get("query_due").is_none(), "nothing left to ask");
+    let forged = transaction(&store, "told-false").await.unwrap();
+    assert_eq!(
+        forged.get_str("status").unwrap(),
+        "successful",
+        "never demoted"
+    );
+    assert!(
+        forged.get_bool("conflict").unwrap(),
+        "the contradiction is flagged"
+    );
+    assert!(!forged.get_bool("verified").unwrap());
+    assert_eq!(
+        item(&store, "told-false")
+            .await
+            .unwrap()
+            .get_document("outcome")
+            .unwrap()
+            .get_str("by")
+            .unwrap(),
+        "conflict"
+    );
+}
+
+#[actix::test]
+async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
+    let store = store(false).await;
+    let operator = FakeOperator::default();
+    operator.script("never-final", &[Step::Throttle, Step::Says("PENDING")]);
+    expect_within(&store, "never-final", Duration::from_millis(1500)).await;
+    reconciler::start(
+        settings(false),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder(&store),
+    );
+    until_state(&store, &["never-final"], "unresolved").await;
+
+    let asked = operator.asked("never-final");
+    // Backoff 100 ms doubling to 200 ms over 1.5 s, after a throttling pause of at least 1 s: a handful
+    // of questions, not one per tick.
+    assert!((2..=8).contains(&asked), "asked {asked} times");
+    let transaction = transaction(&store, "never-final").await.unwrap();
+    assert_eq!(transaction.get_str("status").unwrap(), "pending");
+    assert!(transaction.get_bool("unresolved").unwrap());
+}
+
+#[actix::test]
+async fn a_question_that_panics_only_delays_its_item() {
+    let store = store(false).await;
+    let operator = FakeOperator::default();
+    operator.script("crashes-once", &[Step::Panic, Step::Says("FAILED")]);
+    operator.script("fine", &[Step::Says("SUCCESSFUL")]);
+    expect(&store, "crashes-once").await;
+    expect(&store, "fine").await;
+    reconciler::start(
+        settings(false),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder(&store),
+    );
+    until_state(&store, &["crashes-once", "fine"], "resolved").await;
+    assert_eq!(
+        operator.asked("crashes-once"),
+        2,
+        "asked again once its lease ended"
+    );
+    assert_eq!(
+        transaction(&store, "crashes-once")
+            .await
+            .unwrap()
+            .get_str("status")
+            .unwrap(),
+        "failed"
+    );
+}
+
+#[actix::test]
+async fn two_reconcilers_share_the_work_and_never_ask_twice_at_once() {
+    let store = store(false).await;
+    let operator = FakeOperator {
+        latency: Duration::from_millis(150),
+        ..FakeOperator::default()
+    };
+    let keys: Vec<String> = (0..24).map(|n| format!("shared-{n}")).collect();
+    for key in &keys {
+        operator.script(key, &[Step::Says("PENDING"), Step::Says("SUCCESSFUL")]);
+        expect(&store, key).await;
+    }
+    for _ in 0..2 {
+        reconciler::start(
+            settings(false),
+            store.reconciliations().clone(),
+            Arc::new(operator.clone()),
+            recorder(&store),
+        );
+    }
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    until_state(&store, &names, "resolved").await;
+    assert_eq!(
+        operator.most_at_once(),
+        1,
+        "one question per payment at a time"
+    );
+    for key in &keys {
+        assert_eq!(operator.asked(key), 2, "{key}: asked exactly as scripted");
+    }
+}
