@@ -89,7 +89,7 @@ impl Application {
             reconciler_give_up_after: Duration::from_secs(settings.reconciler.give_up_after_secs),
         });
         if settings.reconciler.enabled {
-            let operators = crate::operators::Operators::from_settings(&settings);
+            let operators = crate::operators::Operators::from_settings(&settings, store.database());
             tracing::info!(
                 operators = ?operators.configured(),
                 "reconciler started"

@@ -150,6 +150,8 @@ struct Shared {
     recorder: Recipient<RouteCallback>,
     lanes: HashMap<&'static str, Lane>,
     round_running: AtomicBool,
+    /// The unique indexes that keep one work item per transaction across instances exist.
+    indexes_ready: AtomicBool,
 }
 
 /// The reconciler actor. Start it with [`start`].
@@ -220,6 +222,7 @@ pub fn start(
         recorder,
         lanes,
         round_running: AtomicBool::new(false),
+        indexes_ready: AtomicBool::new(false),
     });
     let pool = Arc::new(Pool::new(
         "reconciler",
@@ -251,6 +254,13 @@ pub fn start(
 /// One round: feed new work, then claim what each provider may take on now.
 async fn round(shared: &Arc<Shared>) {
     let settings = &shared.settings;
+    if !shared.indexes_ready.load(Ordering::Acquire) {
+        if let Err(error) = shared.store.ensure_indexes().await {
+            tracing::warn!(%error, "reconciler waits for its indexes");
+            return;
+        }
+        shared.indexes_ready.store(true, Ordering::Release);
+    }
     let now = Utc::now();
     match shared
         .store

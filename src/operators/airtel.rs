@@ -81,7 +81,7 @@ impl AirtelApi {
             .insert_header(("Authorization", format!("Bearer {token}")));
         let reply = http::send(request, None, self.timeout).await?;
         if matches!(reply.status, 401 | 403) {
-            self.token.forget().await;
+            self.token.reject(&token).await;
         }
         interpret(&reply, callback_type)
     }

@@ -72,14 +72,36 @@ pub async fn send(
 }
 
 /// A bearer token shared by every question to one API, fetched once and refreshed before it expires.
+///
+/// With [`TokenCache::shared`], the token is also shared by every instance through MongoDB: Daraja
+/// invalidates the previous token each time one is minted, so instances minting their own would keep
+/// invalidating each other. One instance at a time may mint (a short claim in the same document); the
+/// others wait for its token.
 #[derive(Default)]
 pub struct TokenCache {
-    // Held across the fetch: concurrent questions wait for one token instead of minting several (Daraja
-    // invalidates the previous token at each mint).
+    // Held across the fetch: concurrent questions wait for one token instead of minting several.
     token: Mutex<Option<(String, Instant)>>,
+    shared: Option<SharedToken>,
 }
 
+/// Where instances share a token: one document of `operator_tokens`.
+pub struct SharedToken {
+    collection: mongodb::Collection<mongodb::bson::Document>,
+    id: String,
+}
+
+/// How long one instance may take to mint a token before another may try.
+const MINT_CLAIM: Duration = Duration::from_secs(15);
+
 impl TokenCache {
+    /// A cache whose token is shared with other instances in `collection`, under `id`.
+    pub fn shared(collection: mongodb::Collection<mongodb::bson::Document>, id: String) -> Self {
+        Self {
+            token: Mutex::default(),
+            shared: Some(SharedToken { collection, id }),
+        }
+    }
+
     /// The cached token, or a fresh one from `fetch` (which returns the token and its life).
     pub async fn get<F, Fut>(&self, fetch: F) -> Result<String, QueryError>
     where
@@ -92,17 +114,123 @@ impl TokenCache {
                 return Ok(value.clone());
             }
         }
-        let (value, life) = fetch().await?;
-        // Renewed when a tenth of its life (at least 5 s) is left, so no question carries a dying token.
-        let margin = (life / 10).max(Duration::from_secs(5)).min(life / 2);
-        *token = Some((value.clone(), Instant::now() + life - margin));
+        let (value, life) = match &self.shared {
+            None => fetch().await?,
+            Some(shared) => shared.get(fetch).await?,
+        };
+        *token = Some((
+            value.clone(),
+            Instant::now() + life.saturating_sub(margin(life)),
+        ));
         Ok(value)
     }
 
-    /// Forgets a token the operator refused.
-    pub async fn forget(&self) {
+    /// Forgets a token the operator refused (here, and for the other instances if it is the shared one).
+    pub async fn reject(&self, refused: &str) {
         *self.token.lock().await = None;
+        if let Some(shared) = &self.shared {
+            let _ = shared
+                .collection
+                .update_one(
+                    mongodb::bson::doc! {"_id": &shared.id, "token": refused},
+                    mongodb::bson::doc! {"$unset": {"token": "", "expires_at": ""}},
+                )
+                .await;
+        }
     }
+}
+
+/// A token is renewed when a tenth of its life (at least 5 s, at most half) is left, so no question
+/// carries a dying token.
+fn margin(life: Duration) -> Duration {
+    (life / 10).max(Duration::from_secs(5)).min(life / 2)
+}
+
+impl SharedToken {
+    async fn get<F, Fut>(&self, fetch: F) -> Result<(String, Duration), QueryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), QueryError>>,
+    {
+        use mongodb::bson::doc;
+        let failed = |error: mongodb::error::Error| {
+            QueryError::Failed(format!("shared token unavailable: {error}"))
+        };
+        for _ in 0..100 {
+            let now = chrono::Utc::now();
+            let stored = self
+                .collection
+                .find_one(doc! {"_id": &self.id})
+                .await
+                .map_err(failed)?;
+            if let Some(stored) = &stored {
+                let expires_at = stored
+                    .get_datetime("expires_at")
+                    .ok()
+                    .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()));
+                if let (Ok(token), Some(expires_at)) = (stored.get_str("token"), expires_at) {
+                    let left = (expires_at - now).to_std().unwrap_or_default();
+                    if left > Duration::from_secs(5) {
+                        return Ok((token.to_owned(), left));
+                    }
+                }
+            }
+            // Nobody holds a usable token: claim the right to mint one.
+            let until = mongodb::bson::DateTime::from_millis((now + MINT_CLAIM).timestamp_millis());
+            let claim = self
+                .collection
+                .update_one(
+                    doc! {"_id": &self.id, "$or": [
+                        {"minting_until": {"$exists": false}},
+                        {"minting_until": {"$lte": mongodb::bson::DateTime::from_millis(now.timestamp_millis())}},
+                    ]},
+                    doc! {"$set": {"minting_until": until}},
+                )
+                .upsert(true)
+                .await;
+            match claim {
+                Ok(_) => {
+                    let minted = fetch().await;
+                    let (value, life) = match minted {
+                        Ok(minted) => minted,
+                        Err(error) => {
+                            let _ = self
+                                .collection
+                                .update_one(
+                                    doc! {"_id": &self.id},
+                                    doc! {"$unset": {"minting_until": ""}},
+                                )
+                                .await;
+                            return Err(error);
+                        }
+                    };
+                    let expires_at = mongodb::bson::DateTime::from_millis(
+                        (chrono::Utc::now() + life).timestamp_millis(),
+                    );
+                    self.collection
+                        .update_one(
+                            doc! {"_id": &self.id},
+                            doc! {"$set": {"token": &value, "expires_at": expires_at}, "$unset": {"minting_until": ""}},
+                        )
+                        .await
+                        .map_err(failed)?;
+                    return Ok((value, life));
+                }
+                // Another instance is minting (its claim made our upsert collide): wait for its token.
+                Err(error) if is_duplicate_key(&error) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        Err(QueryError::Failed(
+            "another instance is still minting the token".into(),
+        ))
+    }
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    mmo_actors::store::errors::is_duplicate_key(error)
 }
 
 /// Reads a token answer: `access_token` and `expires_in` as a number or a string (Daraja and Airtel send

@@ -40,15 +40,19 @@ pub struct Operators {
 }
 
 impl Operators {
-    /// The operators whose `[providers.<name>.api]` has a `base_url`.
-    pub fn from_settings(settings: &Settings) -> Self {
+    /// The operators whose `[providers.<name>.api]` has a `base_url`. Tokens that instances must share
+    /// are kept in `database`'s `operator_tokens`.
+    pub fn from_settings(settings: &Settings, database: &mongodb::Database) -> Self {
         let mut apis: Vec<Arc<dyn OperatorApi>> = Vec::new();
         for (slug, provider) in &settings.providers {
             if !provider.api.is_configured() {
                 continue;
             }
             match slug.as_str() {
-                "mpesa" => apis.push(Arc::new(MpesaApi::new(&provider.api))),
+                "mpesa" => apis.push(Arc::new(MpesaApi::new(
+                    &provider.api,
+                    database.collection("operator_tokens"),
+                ))),
                 "mtn" => apis.push(Arc::new(MtnApi::new(&provider.api))),
                 "airtel" => apis.push(Arc::new(AirtelApi::new(&provider.api))),
                 _ => {}

@@ -39,7 +39,11 @@ pub struct MpesaApi {
 }
 
 impl MpesaApi {
-    pub fn new(settings: &StatusApiSettings) -> Self {
+    /// `tokens`: where instances share the Daraja token (minting one invalidates the previous).
+    pub fn new(
+        settings: &StatusApiSettings,
+        tokens: mongodb::Collection<mongodb::bson::Document>,
+    ) -> Self {
         Self {
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             consumer_key: settings.consumer_key.clone(),
@@ -51,7 +55,7 @@ impl MpesaApi {
             result_url: settings.result_url.clone(),
             queue_timeout_url: settings.queue_timeout_url.clone(),
             timeout: Duration::from_secs(settings.request_timeout_secs),
-            token: TokenCache::default(),
+            token: TokenCache::shared(tokens, format!("mpesa:{}", settings.consumer_key)),
         }
     }
 
@@ -81,16 +85,23 @@ impl MpesaApi {
             .await
     }
 
+    /// Posts with the shared token; a refused token (another application minted a newer one) is
+    /// replaced and the request sent once more.
     async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Reply, QueryError> {
-        let token = self.token().await?;
-        let request = http::client()
-            .post(format!("{}{path}", self.base_url))
-            .insert_header(("Authorization", format!("Bearer {token}")));
-        let reply = http::send(request, Some(body), self.timeout).await?;
-        if is_invalid_token(&reply) {
-            self.token.forget().await;
+        let mut reply = None;
+        for _ in 0..2 {
+            let token = self.token().await?;
+            let request = http::client()
+                .post(format!("{}{path}", self.base_url))
+                .insert_header(("Authorization", format!("Bearer {token}")));
+            let answer = http::send(request, Some(body), self.timeout).await?;
+            if !is_invalid_token(&answer) {
+                return Ok(answer);
+            }
+            self.token.reject(&token).await;
+            reply = Some(answer);
         }
-        Ok(reply)
+        Ok(reply.expect("two attempts made"))
     }
 
     async fn stk_query(&self, key: &str) -> Result<Answer, QueryError> {

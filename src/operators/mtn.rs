@@ -124,7 +124,7 @@ impl MtnApi {
             ));
         let reply = http::send(request, None, self.timeout).await?;
         if reply.status == 401 {
-            product.token.forget().await;
+            product.token.reject(&token).await;
         }
         interpret(&reply, product.callback_type, key)
     }

@@ -28,6 +28,12 @@ pub async fn expect(
     require_client(&request, &state)?;
     let expectation =
         reconciliation::parse_expectation(&body, state.pseudonymization_salt.as_deref())?;
+    // The unique index makes a repeat a repeat: it must exist before the first insert.
+    state
+        .store
+        .ensure_indexes()
+        .await
+        .map_err(|error| ApiError::QueryFailed(error.to_string()))?;
     let registered = state
         .store
         .reconciliations()
