@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{free_port, mongodb_uri, temp_dir, unique, Service, TOKEN};
+use support::{free_ports, mongodb_uri, temp_dir, unique, Service, TOKEN};
 
 const ADMIN: &str = "reconciliation-admin-token-0123";
 const CLIENT: &str = "reconciliation-client-token-0123";
@@ -269,7 +269,7 @@ async fn until_settled(
 
 #[actix_web::test]
 async fn lost_callbacks_of_every_operator_end_with_their_final_status() {
-    let (service_port, simulator_port) = (free_port(), free_port());
+    let [service_port, simulator_port] = free_ports();
     let simulator = Simulator::start(
         simulator_port,
         &format!("http://127.0.0.1:{service_port}"),
@@ -474,7 +474,7 @@ async fn lost_callbacks_of_every_operator_end_with_their_final_status() {
 
 #[actix_web::test]
 async fn confirmation_by_query_catches_a_forged_callback() {
-    let (service_port, simulator_port) = (free_port(), free_port());
+    let [service_port, simulator_port] = free_ports();
     let simulator = Simulator::start(
         simulator_port,
         &format!("http://127.0.0.1:{service_port}"),
@@ -641,7 +641,7 @@ async fn expectations_are_idempotent_and_checked_field_by_field() {
 
 #[actix_web::test]
 async fn a_service_killed_mid_work_resumes_without_asking_twice_at_once() {
-    let (service_port, simulator_port) = (free_port(), free_port());
+    let [service_port, simulator_port] = free_ports();
     let simulator = Simulator::start(
         simulator_port,
         &format!("http://127.0.0.1:{service_port}"),
@@ -671,7 +671,9 @@ async fn a_service_killed_mid_work_resumes_without_asking_twice_at_once() {
     first.signal("KILL");
     drop(first);
     // Restarted on its journal, as an instance comes back: answers journaled before the kill drain now.
-    let second = service_on(&journal, service_port, &database, &simulator.url, &[]).await;
+    // (On a port of its own: the killed one's may linger in TIME_WAIT; no callback needs it here.)
+    let [restart_port] = free_ports();
+    let second = service_on(&journal, restart_port, &database, &simulator.url, &[]).await;
     let expected: Vec<(&str, &str)> = keys.iter().map(|key| ("mtn", key.as_str())).collect();
     let views = until_settled(&second, &expected, Duration::from_secs(90)).await;
     for view in &views {
@@ -682,7 +684,7 @@ async fn a_service_killed_mid_work_resumes_without_asking_twice_at_once() {
 
 #[actix_web::test]
 async fn two_instances_share_the_work_and_ask_each_question_once() {
-    let (port_a, port_b, simulator_port) = (free_port(), free_port(), free_port());
+    let [port_a, port_b, simulator_port] = free_ports();
     let simulator =
         Simulator::start(simulator_port, &format!("http://127.0.0.1:{port_a}"), 150).await;
     let database = unique("reconcile_two");

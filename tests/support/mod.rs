@@ -22,6 +22,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` distinct free ports (held open together while chosen, so no two are the same).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|index| listeners[index].local_addr().unwrap().port())
+}
+
 pub fn unique(name: &str) -> String {
     format!("{name}_{}", mongodb::bson::oid::ObjectId::new().to_hex())
 }
