@@ -225,15 +225,7 @@ pub fn reconciliation_item(document: &Document) -> ReconciliationItem {
     };
     ReconciliationItem {
         state: text(document, "state").unwrap_or_default(),
-        reasons: document
-            .get_array("reasons")
-            .map(|reasons| {
-                reasons
-                    .iter()
-                    .filter_map(|reason| reason.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        reasons: mmo_actors::store::reconciliations::reasons(document),
         attempts: document.get_i32("attempts").unwrap_or(0),
         opened_at: rfc3339(document, "opened_at"),
         due_at: (text(document, "state").as_deref() == Some("open"))

@@ -157,12 +157,7 @@ mod tests {
     use mmo_actors::Status;
 
     fn answer(status: u16, body: &str) -> Result<Answer, QueryError> {
-        let reply = Reply {
-            status,
-            json: serde_json::from_str(body).ok(),
-            text: body.to_owned(),
-        };
-        interpret(&reply, CallbackType::Payment)
+        interpret(&Reply::from_text(status, body), CallbackType::Payment)
     }
 
     fn status_of(result: Result<Answer, QueryError>) -> Status {

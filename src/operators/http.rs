@@ -32,6 +32,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// An answer as an operator would send it (tests of the interpretations).
+    #[cfg(test)]
+    pub fn from_text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            json: serde_json::from_str(body).ok(),
+            text: body.to_owned(),
+        }
+    }
+
     /// The raw response, as kept in a `status_query` callback's payload.
     pub fn payload(&self) -> Value {
         serde_json::json!({

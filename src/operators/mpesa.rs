@@ -305,11 +305,7 @@ mod tests {
     use super::*;
 
     fn reply(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            json: serde_json::from_str(body).ok(),
-            text: body.to_owned(),
-        }
+        Reply::from_text(status, body)
     }
 
     fn status_of(answer: Result<Answer, QueryError>) -> Status {

@@ -195,11 +195,7 @@ mod tests {
     use mmo_actors::Status;
 
     fn reply(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            json: serde_json::from_str(body).ok(),
-            text: body.to_owned(),
-        }
+        Reply::from_text(status, body)
     }
 
     fn answer(status: u16, body: &str) -> Result<Answer, QueryError> {

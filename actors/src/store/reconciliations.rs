@@ -546,6 +546,19 @@ impl Reconciliations {
     }
 }
 
+/// Why an item is reconciled, as stored (`reasons`).
+pub fn reasons(document: &Document) -> Vec<String> {
+    document
+        .get_array("reasons")
+        .map(|reasons| {
+            reasons
+                .iter()
+                .filter_map(|reason| reason.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
     let time = |field| {
         document
@@ -560,15 +573,7 @@ fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
         provider: intern(document.get_str("provider").ok()?),
         flow: intern(document.get_str("flow").ok()?),
         key: document.get_str("key").ok()?.to_owned(),
-        reasons: document
-            .get_array("reasons")
-            .map(|reasons| {
-                reasons
-                    .iter()
-                    .filter_map(|reason| reason.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        reasons: reasons(document),
         attempts: document
             .get_i32("attempts")
             .ok()
