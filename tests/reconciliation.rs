@@ -248,12 +248,17 @@ async fn until_settled(
         for (provider, key) in expected {
             views.push(view(service, provider, key).await);
         }
+        // Settled: the work item is closed and, once resolved, its answer is folded into the transaction
+        // (the answer is journaled first and reaches the transaction through the drain).
         let open = views
             .iter()
-            .filter(|view| {
-                view["reconciliation"]["state"]
-                    .as_str()
-                    .is_none_or(|state| state == "open")
+            .filter(|view| match view["reconciliation"]["state"].as_str() {
+                None | Some("open") => true,
+                Some("resolved") => matches!(
+                    view["transaction_status"].as_str(),
+                    None | Some("pending" | "ambiguous" | "unknown")
+                ),
+                Some(_) => false,
             })
             .count();
         if open == 0 {
@@ -261,7 +266,7 @@ async fn until_settled(
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{open} still open: {views:#?}"
+            "{open} not settled: {views:#?}"
         );
         actix_web::rt::time::sleep(Duration::from_millis(250)).await;
     }

@@ -102,6 +102,8 @@ pub struct SharedToken {
 
 /// How long one instance may take to mint a token before another may try.
 const MINT_CLAIM: Duration = Duration::from_secs(15);
+/// A shared token with less life than this left is not handed out: a question could outlive it.
+const SHARED_TOKEN_MIN_LIFE: Duration = Duration::from_secs(5);
 
 impl TokenCache {
     /// A cache whose token is shared with other instances in `collection`, under `id`.
@@ -180,19 +182,31 @@ impl SharedToken {
                     .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()));
                 if let (Ok(token), Some(expires_at)) = (stored.get_str("token"), expires_at) {
                     let left = (expires_at - now).to_std().unwrap_or_default();
-                    if left > Duration::from_secs(5) {
+                    if left > SHARED_TOKEN_MIN_LIFE {
                         return Ok((token.to_owned(), left));
                     }
                 }
             }
             // Nobody holds a usable token: claim the right to mint one.
             let until = mongodb::bson::DateTime::from_millis((now + MINT_CLAIM).timestamp_millis());
+            let bson_now = mongodb::bson::DateTime::from_millis(now.timestamp_millis());
+            let usable_until = mongodb::bson::DateTime::from_millis(
+                (now + SHARED_TOKEN_MIN_LIFE).timestamp_millis(),
+            );
             let claim = self
                 .collection
                 .update_one(
-                    doc! {"_id": &self.id, "$or": [
-                        {"minting_until": {"$exists": false}},
-                        {"minting_until": {"$lte": mongodb::bson::DateTime::from_millis(now.timestamp_millis())}},
+                    // Nobody is minting, and there is still no usable token: another instance may have
+                    // stored one since we looked.
+                    doc! {"_id": &self.id, "$and": [
+                        {"$or": [
+                            {"minting_until": {"$exists": false}},
+                            {"minting_until": {"$lte": bson_now}},
+                        ]},
+                        {"$or": [
+                            {"token": {"$exists": false}},
+                            {"expires_at": {"$lte": usable_until}},
+                        ]},
                     ]},
                     doc! {"$set": {"minting_until": until}},
                 )
@@ -226,7 +240,8 @@ impl SharedToken {
                         .map_err(failed)?;
                     return Ok((value, life));
                 }
-                // Another instance is minting (its claim made our upsert collide): wait for its token.
+                // Another instance is minting, or has just stored a token (its document made our upsert
+                // collide): read again.
                 Err(error) if is_duplicate_key(&error) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
