@@ -513,7 +513,15 @@ async fn confirmation_by_query_catches_a_forged_callback() {
             Some(ADMIN),
         )
         .await;
-        let done = |detail: &Value| detail["reconciliation"]["state"] == "resolved";
+        // Resolved, and the answer folded into the transaction (it is journaled first, then drained).
+        let done = |detail: &Value| {
+            detail["reconciliation"]["state"] == "resolved"
+                && detail["callbacks"].as_array().is_some_and(|callbacks| {
+                    callbacks
+                        .iter()
+                        .any(|callback| callback["callback_type"] == "status_query")
+                })
+        };
         if done(&forged) && done(&genuine) {
             break (forged, genuine);
         }
