@@ -17,6 +17,7 @@ use crate::query::{
 use crate::reconciliation::{
     ExpectationItem, ExpectationView, ReconciliationItem, ReconciliationReport, Tally,
 };
+use crate::routes::query::{CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS};
 use crate::routes::Replayed;
 
 pub async fn openapi() -> HttpResponse {
@@ -211,9 +212,7 @@ pub fn document() -> Value {
         "/v1/transactions".into(),
         list(
             "Transactions, newest first",
-            &[
-                "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
-            ],
+            TRANSACTION_FILTERS,
             "TransactionItem",
         ),
     );
@@ -249,33 +248,13 @@ pub fn document() -> Value {
     );
     paths.insert(
         "/v1/callbacks".into(),
-        list(
-            "Callbacks, newest first",
-            &[
-                "provider",
-                "callback_type",
-                "status",
-                "since",
-                "until",
-                "msisdn",
-                "limit",
-                "cursor",
-            ],
-            "CallbackItem",
-        ),
+        list("Callbacks, newest first", CALLBACK_FILTERS, "CallbackItem"),
     );
     paths.insert(
         "/v1/rejected".into(),
         list(
             "Quarantined bodies, newest first",
-            &[
-                "provider",
-                "callback_type",
-                "since",
-                "until",
-                "limit",
-                "cursor",
-            ],
+            REJECTED_FILTERS,
             "RejectedItem",
         ),
     );

@@ -332,6 +332,23 @@ pub(crate) fn rfc3339(document: &Document, field: &str) -> Option<String> {
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// Every document a `find` or an `aggregate` yields.
+pub(crate) async fn all(
+    query: impl std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
+) -> Result<Vec<Document>, ApiError> {
+    query
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)
+}
+
+/// An ObjectId field as the hex the API shows.
+pub(crate) fn object_id(document: &Document, field: &str) -> Option<String> {
+    document.get_object_id(field).ok().map(|id| id.to_hex())
+}
+
 pub(crate) fn text(document: &Document, field: &str) -> Option<String> {
     document.get_str(field).ok().map(str::to_owned)
 }
@@ -363,12 +380,7 @@ async fn page<T>(
     if let Some(projection) = projection {
         found = found.projection(projection);
     }
-    let mut documents: Vec<Document> = found
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let mut documents = all(found).await?;
     let more = documents.len() as i64 > filters.limit;
     documents.truncate(filters.limit as usize);
     let next_cursor = more.then(|| documents.last()).flatten().and_then(|last| {
@@ -440,15 +452,11 @@ pub async fn transaction(
     if let Some(flow) = flow {
         filter.insert("flow", flow);
     }
-    let mut found: Vec<Document> = store
+    let query = store
         .transactions()
         .find(filter)
-        .projection(doc! {"conflicts": 0})
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+        .projection(doc! {"conflicts": 0});
+    let mut found = all(query).await?;
     let transaction = match found.len() {
         0 => return Err(ApiError::NoSuch("transaction")),
         1 => found.remove(0),
@@ -467,16 +475,12 @@ pub async fn transaction(
         .get_array("callback_ids")
         .cloned()
         .unwrap_or_default();
-    let callbacks: Vec<Document> = store
+    let query = store
         .callbacks()
         .find(doc! {"_id": {"$in": ids}})
         .sort(doc! {"received_at": 1, "_id": 1})
-        .projection(doc! {"delivery_ids": 0, "callback_data": 0})
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+        .projection(doc! {"delivery_ids": 0, "callback_data": 0});
+    let callbacks = all(query).await?;
     let item = transaction_item(&transaction);
     let expectation =
         crate::reconciliation::expectation_of(store, provider, &item.flow, key).await?;
@@ -525,10 +529,7 @@ fn transaction_item(document: &Document) -> TransactionItem {
 
 fn callback_item(document: &Document) -> CallbackItem {
     CallbackItem {
-        id: document
-            .get_object_id("_id")
-            .map(|id| id.to_hex())
-            .unwrap_or_default(),
+        id: object_id(document, "_id").unwrap_or_default(),
         provider: text(document, "provider").unwrap_or_default(),
         callback_type: text(document, "callback_type").unwrap_or_default(),
         provider_transaction_id: text(document, "provider_transaction_id").unwrap_or_default(),
@@ -543,10 +544,7 @@ fn callback_item(document: &Document) -> CallbackItem {
         received_at: rfc3339(document, "received_at"),
         last_received_at: rfc3339(document, "last_received_at"),
         deliveries: document.get_i64("deliveries").unwrap_or(1),
-        replayed_from: document
-            .get_object_id("replayed_from")
-            .ok()
-            .map(|id| id.to_hex()),
+        replayed_from: object_id(document, "replayed_from"),
         callback_data: document
             .get("callback_data")
             .map(|payload| payload.clone().into_relaxed_extjson()),
@@ -555,10 +553,7 @@ fn callback_item(document: &Document) -> CallbackItem {
 
 fn rejected_item(document: &Document) -> RejectedItem {
     RejectedItem {
-        id: document
-            .get_object_id("_id")
-            .map(|id| id.to_hex())
-            .unwrap_or_default(),
+        id: object_id(document, "_id").unwrap_or_default(),
         provider: text(document, "provider"),
         callback_type: text(document, "callback_type"),
         path: text(document, "path").unwrap_or_default(),
@@ -602,14 +597,7 @@ pub async fn daily_report(
             "amount": {"$sum": "$amount"},
         }},
     ];
-    let groups: Vec<Document> = store
-        .callbacks()
-        .aggregate(pipeline)
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let groups = all(store.callbacks().aggregate(pipeline)).await?;
     let mut lines: BTreeMap<(String, String), ReportLine> = BTreeMap::new();
     for group in &groups {
         let Ok(id) = group.get_document("_id") else {
@@ -649,17 +637,11 @@ pub async fn daily_report(
     if let Some(provider) = provider {
         conflicts_on_day.insert("provider", provider);
     }
-    let conflicts: Vec<Document> = store
-        .transactions()
-        .aggregate(vec![
-            doc! {"$match": conflicts_on_day},
-            doc! {"$group": {"_id": {"provider": "$provider", "flow": "$flow"}, "count": {"$sum": 1}}},
-        ])
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let query = store.transactions().aggregate(vec![
+        doc! {"$match": conflicts_on_day},
+        doc! {"$group": {"_id": {"provider": "$provider", "flow": "$flow"}, "count": {"$sum": 1}}},
+    ]);
+    let conflicts = all(query).await?;
     for group in &conflicts {
         let Ok(id) = group.get_document("_id") else {
             continue;
@@ -676,17 +658,11 @@ pub async fn daily_report(
     }
 
     // Quarantined bodies, per endpoint.
-    let quarantined: Vec<Document> = store
-        .rejected()
-        .aggregate(vec![
-            doc! {"$match": on_day},
-            doc! {"$group": {"_id": {"provider": "$provider", "callback_type": "$callback_type"}, "count": {"$sum": 1}}},
-        ])
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let query = store.rejected().aggregate(vec![
+        doc! {"$match": on_day},
+        doc! {"$group": {"_id": {"provider": "$provider", "callback_type": "$callback_type"}, "count": {"$sum": 1}}},
+    ]);
+    let quarantined = all(query).await?;
     for group in &quarantined {
         let Ok(id) = group.get_document("_id") else {
             continue;

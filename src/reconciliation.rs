@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use mmo_actors::store::{Expectation, MongoStore};
 use mmo_actors::{CallbackType, PROVIDERS};
 use mongodb::bson::{doc, Bson, Document};
@@ -16,7 +15,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::query::{day, decimal, invalid, provider_name, rfc3339, text, unavailable};
+use crate::query::{
+    all, day, decimal, invalid, object_id, provider_name, rfc3339, text, unavailable,
+};
 
 /// Fields an expectation may carry.
 const FIELDS: &[&str] = &[
@@ -199,10 +200,7 @@ fn expectable_types(provider: &str) -> Vec<CallbackType> {
 
 pub fn expectation_item(document: &Document) -> ExpectationItem {
     ExpectationItem {
-        id: document
-            .get_object_id("_id")
-            .map(|id| id.to_hex())
-            .unwrap_or_default(),
+        id: object_id(document, "_id").unwrap_or_default(),
         provider: text(document, "provider").unwrap_or_default(),
         callback_type: text(document, "callback_type").unwrap_or_default(),
         flow: text(document, "flow").unwrap_or_default(),
@@ -384,16 +382,12 @@ pub async fn report(
     if let Some(provider) = provider {
         filter.insert("provider", provider);
     }
-    let items: Vec<Document> = store
+    let query = store
         .reconciliations()
         .items()
         .find(filter)
-        .projection(doc! {"provider": 1, "flow": 1, "key": 1, "state": 1, "reasons": 1})
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+        .projection(doc! {"provider": 1, "flow": 1, "key": 1, "state": 1, "reasons": 1});
+    let items = all(query).await?;
 
     let mut tallies: HashMap<&'static str, Tally> = HashMap::new();
     let mut sums: HashMap<(&'static str, String), Decimal> = HashMap::new();
@@ -520,14 +514,7 @@ async fn by_identity(
     key_field: &str,
     projection: Document,
 ) -> Result<HashMap<(String, String, String), Document>, ApiError> {
-    let found: Vec<Document> = collection
-        .find(filter)
-        .projection(projection)
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let found = all(collection.find(filter).projection(projection)).await?;
     Ok(found
         .into_iter()
         .map(|document| {

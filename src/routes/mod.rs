@@ -3,7 +3,7 @@
 mod health;
 mod metrics;
 pub mod probes;
-mod query;
+pub(crate) mod query;
 mod reconciliation;
 mod webhooks;
 

@@ -20,10 +20,11 @@ use super::{require_admin, AppState};
 use crate::error::ApiError;
 use crate::query::{self, Filters};
 
-const TRANSACTION_FILTERS: &[&str] = &[
+/// The query parameters each listing accepts (also what `/openapi.json` documents).
+pub(crate) const TRANSACTION_FILTERS: &[&str] = &[
     "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
 ];
-const CALLBACK_FILTERS: &[&str] = &[
+pub(crate) const CALLBACK_FILTERS: &[&str] = &[
     "provider",
     "callback_type",
     "status",
@@ -33,7 +34,7 @@ const CALLBACK_FILTERS: &[&str] = &[
     "limit",
     "cursor",
 ];
-const REJECTED_FILTERS: &[&str] = &[
+pub(crate) const REJECTED_FILTERS: &[&str] = &[
     "provider",
     "callback_type",
     "since",
