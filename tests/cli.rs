@@ -32,11 +32,21 @@ fn stderr(output: &Output) -> String {
 fn help_and_version_describe_the_binary() {
     let help = binary().arg("--help").output().unwrap();
     assert!(help.status.success());
-    for subcommand in ["serve", "send", "scenarios", "config", "journal", "probe"] {
+    for subcommand in [
+        "serve",
+        "send",
+        "scenarios",
+        "config",
+        "journal",
+        "probe",
+        "simulate",
+    ] {
         assert!(stdout(&help).contains(subcommand), "{}", stdout(&help));
     }
     let send_help = binary().args(["send", "--help"]).output().unwrap();
     assert!(stdout(&send_help).contains("--signature-secret"));
+    let simulate_help = binary().args(["simulate", "--help"]).output().unwrap();
+    assert!(stdout(&simulate_help).contains("--receiver"));
     let version = binary().arg("--version").output().unwrap();
     assert_eq!(
         stdout(&version).trim(),

@@ -195,50 +195,74 @@ async fn sigkill_under_load_loses_no_acknowledged_callback() {
 /// A callback whose body arrives in two halves, on a raw connection.
 struct SlowRequest {
     stream: std::net::TcpStream,
+    address: String,
     rest: Vec<u8>,
 }
 
 impl SlowRequest {
+    /// Sends the head with `Expect: 100-continue` and waits for the server's `100 Continue`: from then
+    /// on the server has accepted the connection and is reading this request. Then half the body.
     fn begin(url: &str, key: &str) -> Self {
         use std::io::Write;
+        let address = url.trim_start_matches("http://").to_owned();
         let body = Mpesa::c2b_confirmation_for(key).to_string().into_bytes();
-        let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let head = format!(
             "POST /v1/webhooks/mpesa/c2b/confirmation HTTP/1.1\r\nHost: localhost\r\n\
              Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
+             Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();
+        let interim = read_head(&mut stream);
+        assert!(
+            interim.starts_with("HTTP/1.1 100"),
+            "the server reads the request: {interim:?}"
+        );
         let (first, rest) = body.split_at(body.len() / 2);
         stream.write_all(first).unwrap();
         stream.flush().unwrap();
         Self {
             stream,
+            address,
             rest: rest.to_vec(),
         }
     }
 
-    /// Sends the rest of the body a moment later; returns what the service answered (empty if the
-    /// connection was cut).
+    /// Once the server refuses new connections (it has acted on the stop signal), sends the rest of the
+    /// body; returns what the service answered (empty if the connection was cut).
     fn finish(mut self) -> String {
-        use std::io::{Read, Write};
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.stream.write_all(&self.rest);
-        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut answer = Vec::new();
-        let mut buffer = [0_u8; 4096];
-        while let Ok(read) = self.stream.read(&mut buffer) {
-            if read == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buffer[..read]);
-            if answer.windows(4).any(|window| window == b"\r\n\r\n") {
-                break;
-            }
+        use std::io::Write;
+        // Bounded only to turn a hang into a failure.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.address).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the server never stopped accepting"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
-        String::from_utf8_lossy(&answer).into_owned()
+        let _ = self.stream.write_all(&self.rest);
+        read_head(&mut self.stream)
     }
+}
+
+/// Reads from `stream` up to the end of one response head (or until the connection ends).
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let mut byte = [0_u8; 1];
+    // One byte at a time: nothing after this head is consumed.
+    while let Ok(1) = stream.read(&mut byte) {
+        answer.push(byte[0]);
+        if answer.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Stops the service with `signal` under load: it must exit 0 having drained everything it acknowledged.
@@ -252,10 +276,11 @@ async fn graceful_stop_under_load(signal: &'static str, prefix: &'static str) {
     let load = Load::start(&service.url, prefix, 16, 20_000);
     load.until_acknowledged(500).await;
     // A request in flight when the signal arrives: half its body is sent before, half after.
-    let in_flight = SlowRequest::begin(&service.url, &format!("{prefix}-IN-FLIGHT"));
-    // Only a request the server has accepted and started reading is in flight; under load, accepting a
-    // new connection can take a moment.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    let url = service.url.clone();
+    let key = format!("{prefix}-IN-FLIGHT");
+    let in_flight = actix_web::rt::task::spawn_blocking(move || SlowRequest::begin(&url, &key))
+        .await
+        .unwrap();
     service.signal(signal);
     let answer = actix_web::rt::task::spawn_blocking(move || in_flight.finish())
         .await

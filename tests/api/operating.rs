@@ -20,6 +20,16 @@ async fn admin_get(app: &TestApp, path: &str) -> crate::helpers::Reply {
     app.get(path, Some(ADMIN)).await
 }
 
+async fn admin_replay(app: &TestApp, id: &str) -> crate::helpers::Reply {
+    app.request(
+        Method::POST,
+        &format!("/v1/rejected/{id}/replay"),
+        Vec::new(),
+        &[("Authorization", format!("Bearer {ADMIN}"))],
+    )
+    .await
+}
+
 #[actix_web::test]
 async fn metrics_are_exposed_to_admin_tokens_only() {
     let app = operated().await;
@@ -302,14 +312,7 @@ async fn a_quarantined_body_can_be_replayed_once_it_is_understood() {
     let id = kept[0].get_object_id("_id").unwrap().to_hex();
 
     // Today's parser still cannot read it: nothing changes, the reason is returned.
-    let failed = app
-        .request(
-            Method::POST,
-            &format!("/v1/rejected/{id}/replay"),
-            Vec::new(),
-            &[("Authorization", format!("Bearer {ADMIN}"))],
-        )
-        .await;
+    let failed = admin_replay(&app, &id).await;
     assert_eq!(failed.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(failed.body["code"], "REPLAY_FAILED");
     assert!(failed.body["message"]
@@ -328,14 +331,7 @@ async fn a_quarantined_body_can_be_replayed_once_it_is_understood() {
         )
         .await
         .unwrap();
-    let replayed = app
-        .request(
-            Method::POST,
-            &format!("/v1/rejected/{id}/replay"),
-            Vec::new(),
-            &[("Authorization", format!("Bearer {ADMIN}"))],
-        )
-        .await;
+    let replayed = admin_replay(&app, &id).await;
     assert_eq!(replayed.status, StatusCode::OK, "{}", replayed.body);
     assert_eq!(replayed.body["provider_transaction_id"], "REPLAY-1");
     let stored = app.stored_one("REPLAY-1").await;
@@ -347,14 +343,7 @@ async fn a_quarantined_body_can_be_replayed_once_it_is_understood() {
         .unwrap()
         .unwrap();
     assert!(marked.get_bool("replayed").unwrap());
-    let again = app
-        .request(
-            Method::POST,
-            &format!("/v1/rejected/{id}/replay"),
-            Vec::new(),
-            &[("Authorization", format!("Bearer {ADMIN}"))],
-        )
-        .await;
+    let again = admin_replay(&app, &id).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.body["code"], "ALREADY_REPLAYED");
 }
