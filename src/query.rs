@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
-use mmo_actors::store::MongoStore;
+use mmo_actors::store::{transaction_id, MongoStore};
 use mmo_actors::{CallbackType, Status, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime as BsonDateTime, Document};
 use serde::Serialize;
@@ -155,7 +155,7 @@ pub struct Filters {
     pub msisdn: Option<String>,
     pub conflict: Option<bool>,
     pub limit: i64,
-    pub cursor: Option<(i64, ObjectId)>,
+    pub cursor: Option<(i64, Bson)>,
 }
 
 pub(crate) fn invalid(parameter: &str, problem: impl Into<String>) -> ApiError {
@@ -286,8 +286,8 @@ impl Filters {
         if !range.is_empty() {
             filter.insert(time_field, range);
         }
-        if let Some((millis, id)) = self.cursor {
-            let at = BsonDateTime::from_millis(millis);
+        if let Some((millis, id)) = &self.cursor {
+            let at = BsonDateTime::from_millis(*millis);
             filter.insert(
                 "$or",
                 vec![
@@ -305,19 +305,27 @@ pub fn newest_first(time_field: &str) -> Document {
     doc! {time_field: -1, "_id": -1}
 }
 
-fn encode_cursor(millis: i64, id: ObjectId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{millis}:{id}"))
+/// The last item's time and `_id`: an ObjectId (rejected bodies) or a text identity (callbacks and
+/// transactions), told apart by the `s:` before a text.
+fn encode_cursor(millis: i64, id: &Bson) -> Option<String> {
+    let id = match id {
+        Bson::ObjectId(id) => id.to_hex(),
+        Bson::String(id) => format!("s:{id}"),
+        _ => return None,
+    };
+    Some(URL_SAFE_NO_PAD.encode(format!("{millis}:{id}")))
 }
 
-fn decode_cursor(text: &str) -> Result<(i64, ObjectId), ApiError> {
+fn decode_cursor(text: &str) -> Result<(i64, Bson), ApiError> {
     let bad = || invalid("cursor", "is not a cursor this service gave");
     let decoded = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (millis, id) = decoded.split_once(':').ok_or_else(bad)?;
-    Ok((
-        millis.parse().map_err(|_| bad())?,
-        ObjectId::parse_str(id).map_err(|_| bad())?,
-    ))
+    let id = match id.strip_prefix("s:") {
+        Some(identity) => Bson::String(identity.to_owned()),
+        None => Bson::ObjectId(ObjectId::parse_str(id).map_err(|_| bad())?),
+    };
+    Ok((millis.parse().map_err(|_| bad())?, id))
 }
 
 fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
@@ -385,7 +393,7 @@ async fn page<T>(
     documents.truncate(filters.limit as usize);
     let next_cursor = more.then(|| documents.last()).flatten().and_then(|last| {
         let at = last.get_datetime(time_field).ok()?.timestamp_millis();
-        Some(encode_cursor(at, last.get_object_id("_id").ok()?))
+        encode_cursor(at, last.get("_id")?)
     });
     Ok(Page {
         items: documents.iter().map(item).collect(),
@@ -448,10 +456,15 @@ pub async fn transaction(
     flow: Option<&str>,
 ) -> Result<TransactionDetail, ApiError> {
     let provider = provider_name(provider).ok_or(ApiError::NoSuch("transaction"))?;
-    let mut filter = doc! {"provider": provider, "transaction_key": key};
-    if let Some(flow) = flow {
-        filter.insert("flow", flow);
-    }
+    // A transaction's `_id` is its identity: look each flow up by it.
+    let ids: Vec<String> = match flow {
+        Some(flow) => vec![transaction_id(provider, flow, key)],
+        None => flows_of(provider)
+            .into_iter()
+            .map(|flow| transaction_id(provider, flow, key))
+            .collect(),
+    };
+    let filter = doc! {"_id": {"$in": ids}};
     let query = store
         .transactions()
         .find(filter)
@@ -527,9 +540,23 @@ fn transaction_item(document: &Document) -> TransactionItem {
     }
 }
 
+/// The flows a provider's transactions can have.
+fn flows_of(provider: &str) -> Vec<&'static str> {
+    let mut flows: Vec<&'static str> = PROVIDERS
+        .iter()
+        .filter(|candidate| candidate.name() == provider)
+        .flat_map(|candidate| candidate.endpoints())
+        .filter_map(|endpoint| endpoint.callback_type.flow())
+        .collect();
+    flows.sort_unstable();
+    flows.dedup();
+    flows
+}
+
 fn callback_item(document: &Document) -> CallbackItem {
     CallbackItem {
-        id: object_id(document, "_id").unwrap_or_default(),
+        // The first delivery's id: the callback's `_id` is its identity, shown field by field.
+        id: object_id(document, "delivery_id").unwrap_or_default(),
         provider: text(document, "provider").unwrap_or_default(),
         callback_type: text(document, "callback_type").unwrap_or_default(),
         provider_transaction_id: text(document, "provider_transaction_id").unwrap_or_default(),

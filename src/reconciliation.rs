@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mmo_actors::store::{Expectation, MongoStore};
+use mmo_actors::store::{transaction_id, Expectation, MongoStore};
 use mmo_actors::{CallbackType, PROVIDERS};
 use mongodb::bson::{doc, Bson, Document};
 use rust_decimal::Decimal;
@@ -295,7 +295,7 @@ pub async fn expectation_view(
     let expectation = expectation_item(&found);
     let transaction_status = store
         .transactions()
-        .find_one(doc! {"provider": provider, "flow": &expectation.flow, "transaction_key": key})
+        .find_one(doc! {"_id": transaction_id(provider, &expectation.flow, key)})
         .projection(doc! {"status": 1})
         .await
         .map_err(unavailable)?
@@ -398,31 +398,25 @@ pub async fn report(
         }
     };
     for chunk in items.chunks(LOOKUP_BATCH) {
-        let identities: Vec<Document> = chunk
+        let ids: Vec<String> = chunk
             .iter()
             .map(|item| {
-                doc! {
-                    "provider": item.get("provider").cloned().unwrap_or(Bson::Null),
-                    "flow": item.get("flow").cloned().unwrap_or(Bson::Null),
-                    "transaction_key": item.get("key").cloned().unwrap_or(Bson::Null),
-                }
+                let text = |field| item.get_str(field).unwrap_or_default();
+                transaction_id(text("provider"), text("flow"), text("key"))
             })
             .collect();
         let transactions = by_identity(
             store.transactions(),
-            doc! {"$or": identities.clone()},
+            doc! {"_id": {"$in": ids}},
             "transaction_key",
             doc! {"status": 1, "settled_by": 1, "verified": 1, "conflict": 1, "amount": 1, "currency": 1, "provider": 1, "flow": 1, "transaction_key": 1},
         )
         .await?;
-        let expectation_filter: Vec<Document> = identities
+        let expectation_filter: Vec<Document> = chunk
             .iter()
-            .map(|identity| {
-                doc! {
-                    "provider": identity.get("provider").cloned().unwrap_or(Bson::Null),
-                    "flow": identity.get("flow").cloned().unwrap_or(Bson::Null),
-                    "key": identity.get("transaction_key").cloned().unwrap_or(Bson::Null),
-                }
+            .map(|item| {
+                let field = |name| item.get(name).cloned().unwrap_or(Bson::Null);
+                doc! {"provider": field("provider"), "flow": field("flow"), "key": field("key")}
             })
             .collect();
         let expectations = by_identity(

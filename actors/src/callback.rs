@@ -114,6 +114,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Self; 7] = [
+        Self::Successful,
+        Self::Failed,
+        Self::Pending,
+        Self::Cancelled,
+        Self::Expired,
+        Self::Ambiguous,
+        Self::Unknown,
+    ];
+
     /// Final outcomes: a transaction never leaves these for `pending`.
     pub const fn is_terminal(self) -> bool {
         matches!(
@@ -203,7 +213,7 @@ impl Callback {
         hasher.finish()
     }
 
-    /// The identity under which the callback is stored once: the unique index of `callbacks`.
+    /// The identity under which the callback is stored once: the `_id` of its document in `callbacks`.
     pub fn key(&self) -> CallbackKey {
         CallbackKey {
             provider: self.provider,
@@ -224,6 +234,32 @@ pub struct CallbackKey {
 }
 
 impl CallbackKey {
+    /// The `_id` of the callback's stored document: the identity itself, so that MongoDB's one mandatory
+    /// unique index is also the one that makes storing idempotent (a second unique index would cost every
+    /// insert). The transaction id comes last, so the text reads back unambiguously whatever it contains:
+    /// the other parts never contain `|`.
+    pub fn document_id(&self) -> String {
+        document_id(
+            self.provider,
+            self.callback_type,
+            self.status,
+            &self.provider_transaction_id,
+        )
+    }
+
+    /// The `_id`s a callback of this provider, type and transaction id has in each status: where to look
+    /// for one whose status is not known.
+    pub fn document_ids_in_any_status(
+        provider: &str,
+        callback_type: CallbackType,
+        provider_transaction_id: &str,
+    ) -> Vec<String> {
+        Status::ALL
+            .iter()
+            .map(|status| document_id(provider, callback_type, *status, provider_transaction_id))
+            .collect()
+    }
+
     /// A stable routing hash, so that every repeat of a transaction reaches the same pool member.
     pub fn route(&self) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -236,8 +272,8 @@ impl CallbackKey {
 }
 
 /// One arrival of a callback: when it came, and an id that makes applying it twice harmless (a retried or
-/// re-drained delivery is not counted again). The first delivery's id is also the `_id` of the stored
-/// callback document, so re-applying it finds its own document.
+/// re-drained delivery is not counted again). The first delivery's id is kept in the stored callback
+/// document (`delivery_id`), so re-applying that delivery recognises its own document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: ObjectId,
@@ -259,6 +295,19 @@ impl Delivery {
 
 /// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
 /// interned, so each distinct name is allocated once for the life of the process.
+fn document_id(
+    provider: &str,
+    callback_type: CallbackType,
+    status: Status,
+    provider_transaction_id: &str,
+) -> String {
+    format!(
+        "{provider}|{}|{}|{provider_transaction_id}",
+        callback_type.as_str(),
+        status.as_str()
+    )
+}
+
 pub(crate) fn intern(name: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
@@ -364,6 +413,26 @@ mod tests {
                 callback.payload.to_string(),
                 "numbers keep their exact text"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Two callbacks share a document `_id` only when they share the identity, whatever their
+        /// transaction ids contain (`|` included).
+        #[test]
+        fn document_ids_are_the_identity_and_nothing_else(
+            first in "[a-z|]{0,6}",
+            second in "[a-z|]{0,6}",
+            statuses in (0..Status::ALL.len(), 0..Status::ALL.len()),
+        ) {
+            let key = |id: &str, status: usize| CallbackKey {
+                provider: "mpesa",
+                callback_type: CallbackType::StkPush,
+                provider_transaction_id: id.to_owned(),
+                status: Status::ALL[status],
+            };
+            let (a, b) = (key(&first, statuses.0), key(&second, statuses.1));
+            proptest::prop_assert_eq!(a.document_id() == b.document_id(), a == b);
         }
     }
 }

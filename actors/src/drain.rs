@@ -561,7 +561,11 @@ async fn quarantine_poisoned(
 ) -> bool {
     let (raw, request_id, identity) = match &slot.entry {
         Ok(Some(Entry::Record { document })) => {
-            let id = document.get_object_id("_id").unwrap_or_default();
+            // The delivery's id (documents journaled by earlier versions carry it as `_id`).
+            let id = document
+                .get_object_id("delivery_id")
+                .or_else(|_| document.get_object_id("_id"))
+                .unwrap_or_default();
             (
                 payload_of(document)
                     .into_relaxed_extjson()

@@ -1,12 +1,14 @@
 //! Applying a batch of journal entries to MongoDB in a handful of operations instead of several round
 //! trips per entry.
 //!
-//! 1. **Look up** which recorded callbacks are stored already (one `find` by the unique index).
+//! 1. **Look up** which recorded callbacks are stored already (one `find` by `_id`: a callback's identity
+//!    is its document's `_id`).
 //! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
 //!    updates for existing ones), in journal order per transaction.
 //! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
 //!    callback document exists only once its fold was acknowledged, so it is written `processed: true`,
-//!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time.
+//!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time (the
+//!    transaction lists the callback's identity already, whichever delivery or instance folded it).
 //! 4. **Count** repeated deliveries — repeats of stored callbacks and the journal's delivery counts —
 //!    aggregated per callback (one `update` command with a statement per callback).
 //! 5. **Quarantine** rejected bodies (one unordered `insert_many`; a duplicate `_id` means kept already).
@@ -17,7 +19,9 @@
 
 use std::collections::HashMap;
 
-use mongodb::bson::{doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocumentBuf};
+use mongodb::bson::{
+    doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocument, RawDocumentBuf,
+};
 use mongodb::error::ErrorKind;
 
 use super::collections::{timed, Collections};
@@ -150,7 +154,7 @@ async fn look_up(
     store: &Collections,
     batch: &mut Batch<'_>,
     records: &[usize],
-) -> (Vec<(usize, Kind)>, HashMap<CallbackKey, ObjectId>) {
+) -> (Vec<(usize, Kind)>, HashMap<CallbackKey, String>) {
     let counts: Vec<(usize, &CallbackKey)> = (0..batch.entries.len())
         .filter_map(|index| match &batch.entries[index] {
             Entry::CountDelivery { key, .. } if batch.open(index) => Some((index, key)),
@@ -180,9 +184,7 @@ async fn look_up(
     for (index, key) in records.iter().zip(&keys) {
         let (_, delivery) = batch.record(*index);
         let kind = match stored.get(key) {
-            Some(document) if document.get_object_id("_id").ok() == Some(delivery.id) => {
-                Kind::AppliedBefore
-            }
+            Some(document) if first_delivery(document) == Some(delivery.id) => Kind::AppliedBefore,
             Some(document) => Kind::Repeat(document.clone()),
             None => match new_in_batch.get(key) {
                 Some(first) => Kind::RepeatInBatch(*first),
@@ -201,10 +203,7 @@ async fn look_up(
     }
     let mut targets = HashMap::new();
     for (index, key) in counts {
-        if let Some(id) = stored
-            .get(key)
-            .and_then(|document| document.get_object_id("_id").ok())
-        {
+        if let Some(id) = stored.get(key).and_then(document_id) {
             targets.insert(key.clone(), id);
         } else if new_in_batch.get(key).is_none_or(|first| *first >= index) {
             batch.fail(
@@ -219,8 +218,7 @@ async fn look_up(
     (kinds, targets)
 }
 
-/// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` through the
-/// unique index, one `$in` per provider and callback type.
+/// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` by `_id`.
 async fn find_stored(
     store: &Collections,
     keys: &[CallbackKey],
@@ -228,27 +226,12 @@ async fn find_stored(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut by_type: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
-    for key in keys {
-        by_type
-            .entry((key.provider, key.callback_type.as_str()))
-            .or_default()
-            .push(&key.provider_transaction_id);
-    }
-    let clauses: Vec<Document> = by_type
-        .into_iter()
-        .map(|((provider, callback_type), ids)| {
-            doc! {"provider": provider, "callback_type": callback_type, "provider_transaction_id": {"$in": ids}}
-        })
-        .collect();
-    let filter = if clauses.len() == 1 {
-        clauses.into_iter().next().unwrap_or_default()
-    } else {
-        doc! {"$or": clauses}
-    };
+    let by_id: HashMap<String, &CallbackKey> =
+        keys.iter().map(|key| (key.document_id(), key)).collect();
+    let ids: Vec<&String> = by_id.keys().collect();
     let mut cursor = store
         .callbacks
-        .find(filter)
+        .find(doc! {"_id": {"$in": ids}})
         .projection(doc! {"callback_data": 0, "delivery_ids": 0})
         .await
         .map_err(|error| classify(&error))?;
@@ -257,29 +240,21 @@ async fn find_stored(
         let document: Document = cursor
             .deserialize_current()
             .map_err(|error| classify(&error))?;
-        if let Some(key) = stored_key(&document, keys) {
-            stored.insert(key, document);
+        if let Some(key) = document_id(&document).and_then(|id| by_id.get(&id)) {
+            stored.insert((*key).clone(), document);
         }
     }
     Ok(stored)
 }
 
-/// The key among `keys` a stored document has.
-fn stored_key(document: &Document, keys: &[CallbackKey]) -> Option<CallbackKey> {
-    let (provider, callback_type, id, status) = (
-        document.get_str("provider").ok()?,
-        document.get_str("callback_type").ok()?,
-        document.get_str("provider_transaction_id").ok()?,
-        document.get_str("status").ok()?,
-    );
-    keys.iter()
-        .find(|key| {
-            key.provider == provider
-                && key.callback_type.as_str() == callback_type
-                && key.provider_transaction_id == id
-                && key.status.as_str() == status
-        })
-        .cloned()
+/// A stored callback's `_id`: its identity.
+fn document_id(document: &Document) -> Option<String> {
+    document.get_str("_id").ok().map(str::to_owned)
+}
+
+/// The id of the delivery that stored a callback's document.
+fn first_delivery(document: &Document) -> Option<ObjectId> {
+    document.get_object_id("delivery_id").ok()
 }
 
 /// Step 2: folds the new callbacks into their transactions.
@@ -295,7 +270,7 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
             let (callback, delivery) = batch.record(*index);
             Fold {
                 callback,
-                id: delivery.id,
+                id: callback.key().document_id(),
                 received_at: delivery.received_at,
             }
         })
@@ -310,7 +285,8 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
 }
 
 /// Step 3: inserts the new callbacks whose fold succeeded. Returns the ones another writer stored first
-/// (an identity already taken: a concurrent instance), with that stored document: they are repeats.
+/// (an identity already taken: a concurrent instance), with that stored document: they are repeats. Their
+/// fold stands: it was made under the same identity, which the transaction lists once.
 async fn insert_new(
     store: &Collections,
     batch: &mut Batch<'_>,
@@ -345,16 +321,17 @@ async fn insert_new(
     let owned: Vec<Option<RawDocumentBuf>> = new
         .iter()
         .map(|index| {
-            merged.get(index).map(|counts| {
-                let deliveries: Vec<&Delivery> = counts
-                    .iter()
-                    .filter_map(|count| match &batch.entries[*count] {
-                        Entry::CountDelivery { delivery, .. } => Some(delivery),
-                        _ => None,
-                    })
-                    .collect();
-                with_deliveries(batch.document(*index), &deliveries)
-            })
+            let deliveries: Vec<&Delivery> = merged
+                .get(index)
+                .into_iter()
+                .flatten()
+                .filter_map(|count| match &batch.entries[*count] {
+                    Entry::CountDelivery { delivery, .. } => Some(delivery),
+                    _ => None,
+                })
+                .collect();
+            let (callback, delivery) = batch.record(*index);
+            rewritten(batch.document(*index), callback, delivery, &deliveries)
         })
         .collect();
     let documents: Vec<&RawDocumentBuf> = new
@@ -416,23 +393,12 @@ async fn insert_new(
     };
     let mut raced = Vec::new();
     for (index, key) in duplicates.into_iter().zip(keys) {
-        let (callback, delivery) = batch.record(index);
+        let (_, delivery) = batch.record(index);
         match stored.get(&key) {
-            Some(document) if document.get_object_id("_id").ok() == Some(delivery.id) => {
+            Some(document) if first_delivery(document) == Some(delivery.id) => {
                 batch.succeed(index, Applied::Record(RecordOutcome::Stored));
             }
-            Some(document) => {
-                // Folded under an id that has no document: take it out of the transaction again.
-                if let Err(error) = store
-                    .transactions
-                    .forget_callback(callback, delivery.id)
-                    .await
-                {
-                    batch.fail(index, error);
-                    continue;
-                }
-                raced.push((index, document.clone()));
-            }
+            Some(document) => raced.push((index, document.clone())),
             None => batch.fail(
                 index,
                 StoreError::Unavailable("a duplicate vanished before it was read".into()),
@@ -442,12 +408,32 @@ async fn insert_new(
     raced
 }
 
-/// A callback's first document with more deliveries counted in it: `deliveries`, `delivery_ids` and
-/// `last_received_at` rewritten, every other field as it was.
-fn with_deliveries(document: &RawDocumentBuf, more: &[&Delivery]) -> RawDocumentBuf {
+/// The document to insert for a callback's first delivery when the journaled one will not do as it is:
+/// with more deliveries counted in it (`deliveries`, `delivery_ids` and `last_received_at` rewritten), or
+/// journaled by a version that used the delivery id as `_id` (the identity becomes the `_id`, the delivery
+/// id `delivery_id`). Every other field as it was; `None` when the journaled bytes will do.
+fn rewritten(
+    document: &RawDocument,
+    callback: &Callback,
+    delivery: &Delivery,
+    more: &[&Delivery],
+) -> Option<RawDocumentBuf> {
+    let journaled_before_identity_ids = document
+        .get("_id")
+        .ok()
+        .flatten()
+        .is_some_and(|id| id.as_object_id().is_some());
+    if more.is_empty() && !journaled_before_identity_ids {
+        return None;
+    }
     let mut rewritten = RawDocumentBuf::new();
+    if journaled_before_identity_ids {
+        rewritten.append("_id", callback.key().document_id());
+        rewritten.append("delivery_id", delivery.id);
+    }
     for element in document.iter().flatten() {
         match element {
+            ("_id", RawBsonRef::ObjectId(_)) => {}
             ("deliveries", _) => rewritten.append("deliveries", 1 + more.len() as i64),
             ("delivery_ids", RawBsonRef::Array(ids)) => {
                 let mut all = RawArrayBuf::new();
@@ -469,7 +455,7 @@ fn with_deliveries(document: &RawDocumentBuf, more: &[&Delivery]) -> RawDocument
             (key, value) => rewritten.append_ref(key, value),
         }
     }
-    rewritten
+    Some(rewritten)
 }
 
 /// Step 4: counts the deliveries of repeats and of the journal's delivery counts, once per delivery id,
@@ -479,10 +465,10 @@ async fn count_repeats(
     batch: &mut Batch<'_>,
     kinds: Vec<(usize, Kind)>,
     raced: Vec<(usize, Document)>,
-    mut targets: HashMap<CallbackKey, ObjectId>,
+    mut targets: HashMap<CallbackKey, String>,
 ) {
     // Repeats with what they repeat: a stored document, or the snapshot of the first in this batch.
-    let mut repeats: Vec<(usize, Snapshot, ObjectId)> = Vec::new();
+    let mut repeats: Vec<(usize, Snapshot, String)> = Vec::new();
     for (index, kind) in kinds.into_iter().chain(
         raced
             .into_iter()
@@ -490,7 +476,7 @@ async fn count_repeats(
     ) {
         match kind {
             Kind::Repeat(document) => {
-                let id = document.get_object_id("_id").unwrap_or_default();
+                let id = document_id(&document).unwrap_or_default();
                 // Same key and status: only the body (amount, MSISDN) can disagree.
                 repeats.push((index, snapshot_of(&document), id));
             }
@@ -512,8 +498,12 @@ async fn count_repeats(
                     }
                     continue;
                 }
-                let (original, first_delivery) = batch.record(first);
-                repeats.push((index, Snapshot::from_callback(original), first_delivery.id));
+                let (original, _) = batch.record(first);
+                repeats.push((
+                    index,
+                    Snapshot::from_callback(original),
+                    original.key().document_id(),
+                ));
             }
             Kind::New | Kind::AppliedBefore => {}
         }
@@ -547,7 +537,7 @@ async fn count_repeats(
     targets.extend(
         repeats
             .iter()
-            .map(|(index, _, id)| (batch.record(*index).0.key(), *id)),
+            .map(|(index, _, id)| (batch.record(*index).0.key(), id.clone())),
     );
     match count_deliveries(store, batch, &counts, &targets).await {
         Ok(missing) => {
@@ -596,7 +586,7 @@ async fn count_repeats(
         let payload = payload_of(batch.document(index));
         let kept = store
             .transactions
-            .record_disagreement(callback, payload, stored_id, &disagreements, delivery)
+            .record_disagreement(callback, payload, &stored_id, &disagreements, delivery)
             .await;
         match kept {
             Ok(()) => batch.succeed(index, Applied::Record(RecordOutcome::Disagreeing)),
@@ -613,7 +603,7 @@ async fn count_deliveries(
     store: &Collections,
     batch: &Batch<'_>,
     counts: &[(CallbackKey, Vec<usize>)],
-    known: &HashMap<CallbackKey, ObjectId>,
+    known: &HashMap<CallbackKey, String>,
 ) -> Result<Vec<usize>, StoreError> {
     let unknown: Vec<CallbackKey> = counts
         .iter()
@@ -622,14 +612,13 @@ async fn count_deliveries(
         .collect();
     let found = find_stored(store, &unknown).await?;
     let mut missing = Vec::new();
-    let mut targets: Vec<ObjectId> = Vec::with_capacity(counts.len());
+    let mut targets: Vec<String> = Vec::with_capacity(counts.len());
     let mut additions: Vec<Document> = Vec::with_capacity(counts.len());
     for (slot, (key, indexes)) in counts.iter().enumerate() {
-        let id = known.get(key).copied().or_else(|| {
-            found
-                .get(key)
-                .and_then(|document| document.get_object_id("_id").ok())
-        });
+        let id = known
+            .get(key)
+            .cloned()
+            .or_else(|| found.get(key).and_then(document_id));
         let Some(id) = id else {
             missing.push(slot);
             continue;
@@ -668,7 +657,7 @@ async fn count_deliveries(
 
 /// The update that counts, on each target callback, the delivery ids it has not counted yet (its entry of
 /// `additions`, found by the position of its `_id` in `targets`), and keeps the most recent ones.
-fn count_pipeline(targets: &[ObjectId], additions: Vec<Document>) -> Vec<Document> {
+fn count_pipeline(targets: &[String], additions: Vec<Document>) -> Vec<Document> {
     vec![
         doc! {"$set": {"_count": {"$arrayElemAt": [
             {"$literal": additions},

@@ -19,14 +19,16 @@ use crate::callback::{intern, Callback, CallbackType, Delivery, Status};
 /// the document stays bounded however often an operator resends.
 pub const MAX_DELIVERY_IDS: i32 = 1000;
 
-/// The document written for the first delivery of a callback, as raw BSON. Its `_id` is the delivery's
-/// id, so that applying the same delivery again finds its own document. It is written only after the
-/// callback was folded into its transaction, hence `processed: true`.
+/// The document written for the first delivery of a callback, as raw BSON. Its `_id` is the callback's
+/// identity ([`crate::callback::CallbackKey::document_id`]); `delivery_id` is the delivery's id, so that
+/// applying the same delivery again recognises its own document. It is written only after the callback
+/// was folded into its transaction, hence `processed: true`.
 pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumentBuf {
     let at = bson_time(delivery.received_at);
     let text = |value: Option<&str>| value.map_or(RawBson::Null, RawBson::from);
     let mut document = RawDocumentBuf::new();
-    document.append("_id", delivery.id);
+    document.append("_id", callback.key().document_id());
+    document.append("delivery_id", delivery.id);
     document.append("provider", callback.provider);
     document.append("callback_type", callback.callback_type.as_str());
     document.append(
@@ -79,7 +81,8 @@ pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumen
 }
 
 /// The callback (without its payload) and first delivery a callback document describes: what folding and
-/// counting need, read from the raw bytes in one pass without decoding the payload.
+/// counting need, read from the raw bytes in one pass without decoding the payload. Documents journaled by
+/// versions before the identity became the `_id` carry the delivery id as `_id`: read as well.
 pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
     let mut callback = Callback {
         provider: "",
@@ -109,7 +112,8 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
             _ => None,
         };
         match key {
-            "_id" => id = value.as_object_id(),
+            "delivery_id" => id = value.as_object_id(),
+            "_id" => id = id.or(value.as_object_id()),
             "provider" => provider = value.as_str().map(intern),
             "callback_type" => kind = value.as_str().and_then(CallbackType::parse),
             "provider_transaction_id" => callback.provider_transaction_id = text()?,

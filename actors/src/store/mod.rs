@@ -8,6 +8,7 @@ mod document;
 pub mod errors;
 mod journaled;
 mod memory;
+mod migration;
 mod mongo;
 pub mod reconciliations;
 mod transactions;
@@ -17,6 +18,7 @@ pub use journaled::JournaledStore;
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
 pub use reconciliations::{Expectation, Reconciliations, WorkItem};
+pub use transactions::transaction_id;
 
 use std::collections::HashSet;
 use std::sync::Arc;

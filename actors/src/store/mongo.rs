@@ -1,9 +1,9 @@
 //! The MongoDB store: one document per distinct callback in `callbacks`, each folded into its transaction
 //! in `transactions` (see `transactions.rs`), rejected bodies in `rejected_callbacks`.
 //!
-//! Idempotency across pool members and service instances comes from the unique index on
-//! (`provider`, `callback_type`, `provider_transaction_id`, `status`): a repeat finds the stored document
-//! and only counts a delivery. Writes use `w: majority, j: true`, so an applied entry is durable on a
+//! Idempotency across pool members and service instances comes from the `_id`, which is the callback's
+//! identity (`provider`, `callback_type`, `status`, `provider_transaction_id`): a repeat finds the stored
+//! document and only counts a delivery. Writes use `w: majority, j: true`, so an applied entry is durable on a
 //! majority of the replica set. Journal entries are applied in batches (see `batch.rs`); the single-entry
 //! methods of [`CallbackStore`] are batches of one.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use mongodb::bson::{doc, oid::ObjectId, Document};
+use mongodb::bson::{doc, Document};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
@@ -20,12 +20,11 @@ use tokio::sync::OnceCell;
 use super::collections::{by_msisdn, newest, Collections};
 use super::document::stored_callback;
 use super::errors::classify;
+use super::migration;
 use super::transactions::Fold;
 use super::{Applied, CallbackStore, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
 use crate::journal::Entry;
-
-const UNIQUE_INDEX: &str = "callback_identity";
 
 /// Connection settings, from the service's configuration.
 #[derive(Clone)]
@@ -70,7 +69,8 @@ struct Inner {
     client: Client,
     collections: Collections,
     operation_timeout: Duration,
-    /// Set once the unique index is known to exist: no insert happens before, or duplicates could slip in.
+    /// Set once the indexes exist and documents of earlier versions are migrated: no insert happens
+    /// before, or an old document and its new copy could both stand.
     indexes: OnceCell<()>,
 }
 
@@ -174,17 +174,16 @@ impl MongoStore {
 }
 
 impl Inner {
-    /// Every index the service relies on: the unique identities that make it correct, and one behind
-    /// every filter of the query API (listing newest first by time, or by MSISDN). Replaced indexes of
-    /// earlier versions are dropped.
+    /// Every index the service relies on, one behind every filter of the query API (listing newest first
+    /// by time, or by MSISDN); the identities that make it correct are the `_id`s. Documents and indexes
+    /// of earlier versions are migrated first (see `migration.rs`).
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.indexes
             .get_or_try_init(|| async {
                 let collections = &self.collections;
-                let identity = IndexModel::builder()
-                    .keys(doc! {"provider": 1, "callback_type": 1, "provider_transaction_id": 1, "status": 1})
-                    .options(IndexOptions::builder().unique(true).name(UNIQUE_INDEX.to_owned()).build())
-                    .build();
+                migration::identities_as_ids(collections)
+                    .await
+                    .map_err(|error| classify(&error))?;
                 // Tiny: only documents still to fold are in it.
                 let unprocessed = IndexModel::builder()
                     .keys(doc! {"processed": 1})
@@ -197,12 +196,7 @@ impl Inner {
                     .build();
                 collections
                     .callbacks
-                    .create_indexes([
-                        identity,
-                        newest("received_at"),
-                        by_msisdn("received_at"),
-                        unprocessed,
-                    ])
+                    .create_indexes([newest("received_at"), by_msisdn("received_at"), unprocessed])
                     .await
                     .map_err(|error| classify(&error))?;
                 // Rejected bodies of unauthenticated senders carry `expire_at`; nothing else expires.
@@ -253,10 +247,10 @@ impl Inner {
                     .map_err(|error| classify(&error))?,
             );
         }
-        let stored: Vec<(ObjectId, Callback, chrono::DateTime<chrono::Utc>)> = documents
+        let stored: Vec<(String, Callback, chrono::DateTime<chrono::Utc>)> = documents
             .iter()
             .filter_map(|document| {
-                let id = document.get_object_id("_id").ok()?;
+                let id = document.get_str("_id").ok()?.to_owned();
                 let at = document.get_datetime("received_at").ok()?;
                 let at = chrono::DateTime::from_timestamp_millis(at.timestamp_millis())?;
                 Some((id, stored_callback(document)?, at))
@@ -266,16 +260,16 @@ impl Inner {
             .iter()
             .map(|(id, callback, at)| Fold {
                 callback,
-                id: *id,
+                id: id.clone(),
                 received_at: *at,
             })
             .collect();
         let results = self.collections.transactions.fold(&folds).await;
-        let folded: Vec<ObjectId> = folds
+        let folded: Vec<&str> = folds
             .iter()
             .zip(&results)
             .filter(|(_, result)| result.is_ok())
-            .map(|(fold, _)| fold.id)
+            .map(|(fold, _)| fold.id.as_str())
             .collect();
         if !folded.is_empty() {
             self.collections

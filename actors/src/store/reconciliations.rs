@@ -23,9 +23,9 @@ use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, recorded};
 use super::errors::{classify, is_duplicate_key};
-use super::transactions::snapshot_of;
+use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
-use crate::callback::{intern, Callback, CallbackType};
+use crate::callback::{intern, Callback, CallbackKey, CallbackType};
 use crate::transaction::Snapshot;
 
 /// Why a transaction is reconciled (stored in `reasons`).
@@ -363,9 +363,7 @@ impl Reconciliations {
     pub async fn transaction(&self, item: &WorkItem) -> Result<Option<Known>, StoreError> {
         let found = self
             .transactions
-            .find_one(
-                doc! {"provider": item.provider, "flow": item.flow, "transaction_key": &item.key},
-            )
+            .find_one(doc! {"_id": transaction_id(item.provider, item.flow, &item.key)})
             .projection(doc! {"callback_ids": 0, "conflicts": 0})
             .await
             .map_err(|error| classify(&error))?;
@@ -384,11 +382,7 @@ impl Reconciliations {
     ) -> Result<Option<Callback>, StoreError> {
         let found = self
             .callbacks
-            .find_one(doc! {
-                "provider": provider,
-                "callback_type": CallbackType::TransactionStatusResult.as_str(),
-                "provider_transaction_id": correlation,
-            })
+            .find_one(doc! {"_id": {"$in": CallbackKey::document_ids_in_any_status(provider, CallbackType::TransactionStatusResult, correlation)}})
             .sort(doc! {"received_at": -1})
             .await
             .map_err(|error| classify(&error))?;
@@ -525,7 +519,7 @@ impl Reconciliations {
         if mine {
             self.transactions
                 .update_one(
-                    doc! {"provider": item.provider, "flow": item.flow, "transaction_key": &item.key},
+                    doc! {"_id": transaction_id(item.provider, item.flow, &item.key)},
                     doc! {"$set": {"unresolved": true, "updated_at": bson_time(now)}},
                 )
                 .await

@@ -2,10 +2,12 @@
 //! transaction's current state, folded from its callbacks by the rules in [`crate::transaction`].
 //!
 //! Folding is batched: the callbacks of many transactions are folded per call, each transaction's in the
-//! order given. A transaction seen for the first time is inserted whole (one `insert_many` for all of
-//! them); one that exists already is updated optimistically — read, fold, and write back only if its
-//! `version` is unchanged (else re-read and retry) — which is race-safe across pool members and service
-//! instances. Folding the same callback twice is a no-op (its id is already in `callback_ids`).
+//! order given. A transaction's `_id` is its identity ([`transaction_id`]): MongoDB's mandatory unique
+//! index is the one that keeps it single, so inserts pay for no second unique index. A transaction seen
+//! for the first time is inserted whole (one `insert_many` for all of them); one that exists already is
+//! updated optimistically — read, fold, and write back only if its `version` is unchanged (else re-read
+//! and retry) — which is race-safe across pool members and service instances. Folding the same callback
+//! twice is a no-op (its identity, the `_id` of its document, is already in `callback_ids`).
 //!
 //! Writes use the client's `w: majority, j: true`: an acknowledged fold survives a failover, and a
 //! callback document is written only after its fold was acknowledged (see `batch.rs`), so the view
@@ -24,9 +26,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use std::str::FromStr;
 
-use mongodb::bson::{
-    doc, oid::ObjectId, Bson, Decimal128, Document, RawArrayBuf, RawBson, RawDocumentBuf,
-};
+use mongodb::bson::{doc, Bson, Decimal128, Document, RawArrayBuf, RawBson, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
@@ -49,17 +49,23 @@ const CONCURRENT_UPDATES: usize = 16;
 /// `MpesaReceiptNumber` is the C2B confirmation's `TransID`.
 const RECEIPT_LINKS: &[(&str, &str, &str)] = &[("mpesa", "stk_push", "c2b")];
 
+/// The `_id` of a transaction's document: (provider, flow, transaction key). The key comes last, so the
+/// text reads back unambiguously whatever it contains: the other parts never contain `|`.
+pub fn transaction_id(provider: &str, flow: &str, key: &str) -> String {
+    format!("{provider}|{flow}|{key}")
+}
+
 /// A stored callback to fold into its transaction.
 pub(super) struct Fold<'a> {
     pub callback: &'a Callback,
-    /// The `_id` of the callback's document.
-    pub id: ObjectId,
+    /// The `_id` of the callback's document (its identity).
+    pub id: String,
     pub received_at: DateTime<Utc>,
 }
 
-/// One transaction's share of a batch: its identity and its callbacks (indexes into the folds), in order.
+/// One transaction's share of a batch: its `_id` and its callbacks (indexes into the folds), in order.
 struct Group {
-    identity: Document,
+    id: String,
     provider: &'static str,
     flow: &'static str,
     members: Vec<usize>,
@@ -92,15 +98,6 @@ impl Transactions {
     }
 
     pub(super) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        let identity = IndexModel::builder()
-            .keys(doc! {"provider": 1, "flow": 1, "transaction_key": 1})
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("transaction_identity".to_owned())
-                    .build(),
-            )
-            .build();
         // Partial indexes: only transactions with a receipt, only those in conflict. Most documents are
         // in neither, and an index entry costs every insert and a share of MongoDB's cache.
         let by_receipt = IndexModel::builder()
@@ -133,7 +130,6 @@ impl Transactions {
             .build();
         self.collection
             .create_indexes([
-                identity,
                 by_receipt,
                 conflicted,
                 query_due,
@@ -165,7 +161,7 @@ impl Transactions {
             );
             let slot = *by_identity.entry(identity).or_insert_with(|| {
                 groups.push(Group {
-                    identity: doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id},
+                    id: transaction_id(callback.provider, flow, &callback.provider_transaction_id),
                     provider: callback.provider,
                     flow,
                     members: Vec::new(),
@@ -245,7 +241,7 @@ impl Transactions {
         for _ in 0..MAX_ATTEMPTS {
             let current = self
                 .collection
-                .find_one(group.identity.clone())
+                .find_one(doc! {"_id": &group.id})
                 .await
                 .map_err(|error| classify(&error))?
                 .ok_or_else(|| {
@@ -256,7 +252,11 @@ impl Transactions {
                 .members
                 .iter()
                 .map(|member| &folds[*member])
-                .filter(|fold| !applied.is_some_and(|ids| ids.contains(&Bson::ObjectId(fold.id))))
+                .filter(|fold| {
+                    !applied.is_some_and(|ids| {
+                        ids.iter().any(|id| id.as_str() == Some(fold.id.as_str()))
+                    })
+                })
                 .collect();
             let mut snapshot = snapshot_of(&current);
             if pending.is_empty() {
@@ -278,7 +278,7 @@ impl Transactions {
             if !entries.is_empty() {
                 set.insert("conflict", true);
             }
-            let ids: Vec<ObjectId> = pending.iter().map(|fold| fold.id).collect();
+            let ids: Vec<&str> = pending.iter().map(|fold| fold.id.as_str()).collect();
             let mut earliest = doc! {"first_callback_at": first.map(bson_time)};
             let mut update = doc! {
                 "$set": set,
@@ -295,8 +295,7 @@ impl Transactions {
                 update.insert("$unset", doc! {"query_due": ""});
             }
             update.insert("$min", earliest);
-            let filter =
-                doc! {"_id": current.get("_id").cloned().unwrap_or(Bson::Null), "version": version};
+            let filter = doc! {"_id": &group.id, "version": version};
             let result = timed("transactions", self.collection.update_one(filter, update))
                 .await
                 .map_err(|error| classify(&error))?;
@@ -306,10 +305,7 @@ impl Transactions {
         }
         Err(StoreError::Unavailable(format!(
             "transaction {} stayed contended for {MAX_ATTEMPTS} attempts",
-            group
-                .identity
-                .get_str("transaction_key")
-                .unwrap_or_default()
+            group.id
         )))
     }
 
@@ -319,7 +315,7 @@ impl Transactions {
         &self,
         callback: &Callback,
         payload: Bson,
-        stored_id: ObjectId,
+        stored_id: &str,
         conflicts: &[Conflict],
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
@@ -329,14 +325,12 @@ impl Transactions {
         warn_conflicts(callback, conflicts);
         // Filtered on the delivery id, so the same delivery applied twice is listed once.
         let filter = doc! {
-            "provider": callback.provider,
-            "flow": flow,
-            "transaction_key": &callback.provider_transaction_id,
+            "_id": transaction_id(callback.provider, flow, &callback.provider_transaction_id),
             "conflicts.delivery_id": {"$ne": delivery.id},
         };
         let fold = Fold {
             callback,
-            id: stored_id,
+            id: stored_id.to_owned(),
             received_at: delivery.received_at,
         };
         let mut entries = conflict_entries(conflicts, &fold);
@@ -354,26 +348,6 @@ impl Transactions {
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
-    }
-
-    /// Removes a callback id a fold added for a callback whose document turned out to be a repeat (another
-    /// instance stored the same callback first): the transaction lists only callbacks that exist.
-    pub(super) async fn forget_callback(
-        &self,
-        callback: &Callback,
-        id: ObjectId,
-    ) -> Result<(), StoreError> {
-        let Some(flow) = callback.flow() else {
-            return Ok(());
-        };
-        self.collection
-            .update_one(
-                doc! {"provider": callback.provider, "flow": flow, "transaction_key": &callback.provider_transaction_id},
-                doc! {"$pull": {"callback_ids": id}},
-            )
-            .await
-            .map(|_| ())
-            .map_err(|error| classify(&error))
     }
 
     /// Joins transactions of other flows that report the same payment, both ways, for the groups folded
@@ -412,12 +386,21 @@ impl Transactions {
                 if wanted.is_empty() {
                     continue;
                 }
-                let values: Vec<&str> = wanted.iter().map(|(_, value)| value.as_str()).collect();
-                // `$type` lets the planner use the partial receipt index (it cannot infer it from `$in`).
-                let filter = doc! {
-                    "provider": provider,
-                    "flow": other_flow,
-                    field: {"$in": values, "$type": "string"},
+                let values = wanted.iter().map(|(_, value)| value.as_str());
+                let filter = if field == "transaction_key" {
+                    let ids: Vec<String> = values
+                        .map(|key| transaction_id(provider, other_flow, key))
+                        .collect();
+                    doc! {"_id": {"$in": ids}}
+                } else {
+                    // `$type` lets the planner use the partial receipt index (it cannot infer it
+                    // from `$in`).
+                    let values: Vec<&str> = values.collect();
+                    doc! {
+                        "provider": provider,
+                        "flow": other_flow,
+                        field: {"$in": values, "$type": "string"},
+                    }
                 };
                 let found = match self.find_all(filter).await {
                     Ok(found) => found,
@@ -433,7 +416,14 @@ impl Transactions {
                         continue;
                     };
                     for (slot, _) in wanted.iter().filter(|(_, wanted)| wanted == value) {
-                        if let Err(error) = self.join(&groups[*slot].identity, &other).await {
+                        let this = reference(
+                            groups[*slot].provider,
+                            groups[*slot].flow,
+                            &folds[groups[*slot].members[0]]
+                                .callback
+                                .provider_transaction_id,
+                        );
+                        if let Err(error) = self.join(&groups[*slot].id, this, &other).await {
                             results[*slot] = Err(error);
                         }
                     }
@@ -443,27 +433,27 @@ impl Transactions {
         results
     }
 
-    /// Lists each of two transactions in the other's `linked_transactions`.
-    async fn join(&self, this: &Document, other: &Document) -> Result<(), StoreError> {
-        let reference = |document: &Document| {
-            doc! {
-                "provider": document.get("provider").cloned().unwrap_or(Bson::Null),
-                "flow": document.get("flow").cloned().unwrap_or(Bson::Null),
-                "transaction_key": document.get("transaction_key").cloned().unwrap_or(Bson::Null),
-            }
-        };
-        let (this_ref, other_ref) = (reference(this), reference(other));
+    /// Lists each of two transactions in the other's `linked_transactions`: this one (its `_id` and its
+    /// reference) and `other` (its stored document).
+    async fn join(
+        &self,
+        this_id: &str,
+        this: Document,
+        other: &Document,
+    ) -> Result<(), StoreError> {
+        let text = |field| other.get_str(field).unwrap_or_default();
+        let other_ref = reference(text("provider"), text("flow"), text("transaction_key"));
         self.collection
             .update_one(
-                this.clone(),
+                doc! {"_id": this_id},
                 doc! {"$addToSet": {"linked_transactions": &other_ref}},
             )
             .await
             .map_err(|error| classify(&error))?;
         self.collection
             .update_one(
-                other_ref.clone(),
-                doc! {"$addToSet": {"linked_transactions": &this_ref}},
+                doc! {"_id": other.get("_id").cloned().unwrap_or(Bson::Null)},
+                doc! {"$addToSet": {"linked_transactions": &this}},
             )
             .await
             .map_err(|error| classify(&error))?;
@@ -513,13 +503,14 @@ fn fresh_transaction(
     let members = || group.members.iter().map(|member| &folds[*member]);
     let first_at = members().map(|fold| fold.received_at).min();
     let last_at = members().map(|fold| fold.received_at).max();
-    let ids: Vec<ObjectId> = members().map(|fold| fold.id).collect();
+    let ids: Vec<&str> = members().map(|fold| fold.id.as_str()).collect();
     let conflict_count = entries.len() as i64;
     entries.truncate(MAX_CONFLICT_ENTRIES as usize);
     // Written as raw BSON straight away: one is built for nearly every callback.
     let text = |value: Option<&str>| value.map_or(RawBson::Null, RawBson::from);
     let callback = first.callback;
     let mut document = RawDocumentBuf::new();
+    document.append("_id", group.id.as_str());
     document.append("provider", callback.provider);
     document.append("flow", group.flow);
     document.append("transaction_key", callback.provider_transaction_id.as_str());
@@ -563,6 +554,11 @@ fn fresh_transaction(
     (document, snapshot.receipt)
 }
 
+/// How a transaction names another in `linked_transactions`.
+fn reference(provider: &str, flow: &str, key: &str) -> Document {
+    doc! {"provider": provider, "flow": flow, "transaction_key": key}
+}
+
 fn warn_conflicts(callback: &Callback, conflicts: &[Conflict]) {
     for conflict in conflicts {
         tracing::warn!(
@@ -585,7 +581,7 @@ fn conflict_entries(conflicts: &[Conflict], fold: &Fold<'_>) -> Vec<Document> {
                 "current": &conflict.current,
                 "incoming": &conflict.incoming,
                 "callback_type": fold.callback.callback_type.as_str(),
-                "callback_id": fold.id,
+                "callback_id": &fold.id,
                 "at": bson_time(fold.received_at),
             }
         })

@@ -58,11 +58,20 @@ impl CallbackStore for PoisonedStore {
 
 /// A MongoDB store on a database of its own, on the MongoDB that scripts/test.sh started.
 pub async fn mongo_store() -> mmo_actors::store::MongoStore {
+    mongo_store_on(&format!(
+        "actors_{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    ))
+    .await
+}
+
+/// A MongoDB store on `database` (another instance of the service sharing it, or a restart).
+pub async fn mongo_store_on(database: &str) -> mmo_actors::store::MongoStore {
     let uri = std::env::var("MMO_TEST_MONGODB_URI")
         .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
     mmo_actors::store::MongoStore::connect(&mmo_actors::store::MongoSettings {
         uri,
-        database: format!("actors_{}", mongodb::bson::oid::ObjectId::new().to_hex()),
+        database: database.to_owned(),
         server_selection_timeout: std::time::Duration::from_secs(5),
         connect_timeout: std::time::Duration::from_secs(5),
         operation_timeout: std::time::Duration::from_secs(10),
