@@ -426,7 +426,16 @@ async fn every_main_query_is_served_by_an_index() {
         })
         .await
         .unwrap();
-    assert!(!plan.to_string().contains("COLLSCAN"), "{plan}");
+    let winning = plan
+        .get_document("queryPlanner")
+        .unwrap()
+        .get_document("winningPlan")
+        .unwrap()
+        .to_string();
+    assert!(
+        winning.contains("receipts_mpesa_stk_push") && !winning.contains("COLLSCAN"),
+        "{winning}"
+    );
 }
 
 /// The README lists every metric the service records, and the alert rules use only those.

@@ -98,17 +98,24 @@ impl Transactions {
     }
 
     pub(super) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        // Partial indexes: only transactions with a receipt, only those in conflict. Most documents are
-        // in neither, and an index entry costs every insert and a share of MongoDB's cache.
-        let by_receipt = IndexModel::builder()
-            .keys(doc! {"provider": 1, "flow": 1, "receipt": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("by_receipt".to_owned())
-                    .partial_filter_expression(doc! {"receipt": {"$type": "string"}})
-                    .build(),
-            )
-            .build();
+        // Partial indexes: only the receipts a link looks up (an M-Pesa STK result's, not every
+        // operator's), only transactions in conflict. Most documents are in neither, and an index entry
+        // costs every insert and a share of MongoDB's cache.
+        let receipts = RECEIPT_LINKS.iter().map(|(provider, receipt_flow, _)| {
+            IndexModel::builder()
+                .keys(doc! {"receipt": 1})
+                .options(
+                    IndexOptions::builder()
+                        .name(format!("receipts_{provider}_{receipt_flow}"))
+                        .partial_filter_expression(doc! {
+                            "provider": provider,
+                            "flow": receipt_flow,
+                            "receipt": {"$type": "string"},
+                        })
+                        .build(),
+                )
+                .build()
+        });
         let conflicted = IndexModel::builder()
             .keys(doc! {"conflict": 1})
             .options(
@@ -129,16 +136,15 @@ impl Transactions {
             )
             .build();
         self.collection
-            .create_indexes([
-                by_receipt,
+            .create_indexes(receipts.chain([
                 conflicted,
                 query_due,
                 newest("first_callback_at"),
                 by_msisdn("first_callback_at"),
-            ])
+            ]))
             .await?;
-        // Their full predecessors (earlier versions) are dropped: absent ones are no error.
-        for replaced in ["provider_1_flow_1_receipt_1", "conflict_1"] {
+        // Their predecessors (earlier versions) are dropped: absent ones are no error.
+        for replaced in ["provider_1_flow_1_receipt_1", "by_receipt", "conflict_1"] {
             let _ = self.collection.drop_index(replaced).await;
         }
         Ok(())
