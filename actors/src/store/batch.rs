@@ -1,8 +1,10 @@
 //! Applying a batch of journal entries to MongoDB in a handful of operations instead of several round
 //! trips per entry.
 //!
-//! 1. **Look up** which recorded callbacks are stored already (one `find` by `_id`: a callback's identity
-//!    is its document's `_id`).
+//! 1. **Look up** the stored callbacks the journal's delivery counts apply to (one `find` by `_id`: a
+//!    callback's identity is its document's `_id`). Recorded callbacks are not looked up: nearly all are
+//!    new (the provider actor's cache turns quick repeats into delivery counts), and the insert finds the
+//!    others — a duplicate `_id` — for far less than a lookup of every one.
 //! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
 //!    updates for existing ones), in journal order per transaction.
 //! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
@@ -35,10 +37,8 @@ use crate::transaction::{transition, Snapshot};
 
 /// What a recorded callback turned out to be.
 enum Kind {
-    /// Not stored yet: fold it, then insert it.
+    /// Not known to be stored: fold it, then insert it.
     New,
-    /// Its own document exists: this very delivery was applied before (a re-drained entry).
-    AppliedBefore,
     /// A repeat of a stored callback, whose document (without payload) is here.
     Repeat(Document),
     /// A repeat of a new callback earlier in this batch (its index).
@@ -147,9 +147,9 @@ pub(super) async fn apply(store: &Collections, entries: &[Entry]) -> Vec<EntryOu
     batch.finish()
 }
 
-/// Step 1: which records are new, repeats, or applied before; and which stored callbacks the delivery
-/// counts apply to. A count whose callback is neither stored nor recorded earlier in this batch fails
-/// here, before anything is written, so that the later entries of its transaction wait for it.
+/// Step 1: which records repeat one earlier in this batch; and which stored callbacks the delivery counts
+/// apply to. A count whose callback is neither stored nor recorded earlier in this batch fails here,
+/// before anything is written, so that the later entries of its transaction wait for it.
 async fn look_up(
     store: &Collections,
     batch: &mut Batch<'_>,
@@ -165,12 +165,8 @@ async fn look_up(
         .iter()
         .map(|index| batch.record(*index).0.key())
         .collect();
-    let looked_up: Vec<CallbackKey> = keys
-        .iter()
-        .cloned()
-        .chain(counts.iter().map(|(_, key)| (*key).clone()))
-        .collect();
-    let stored = match find_stored(store, &looked_up).await {
+    let counted: Vec<CallbackKey> = counts.iter().map(|(_, key)| (*key).clone()).collect();
+    let stored = match find_stored(store, &counted).await {
         Ok(stored) => stored,
         Err(error) => {
             for index in records.iter().chain(counts.iter().map(|(index, _)| index)) {
@@ -182,24 +178,14 @@ async fn look_up(
     let mut new_in_batch: HashMap<&CallbackKey, usize> = HashMap::new();
     let mut kinds = Vec::with_capacity(records.len());
     for (index, key) in records.iter().zip(&keys) {
-        let (_, delivery) = batch.record(*index);
-        let kind = match stored.get(key) {
-            Some(document) if first_delivery(document) == Some(delivery.id) => Kind::AppliedBefore,
-            Some(document) => Kind::Repeat(document.clone()),
-            None => match new_in_batch.get(key) {
-                Some(first) => Kind::RepeatInBatch(*first),
-                None => {
-                    new_in_batch.insert(key, *index);
-                    Kind::New
-                }
-            },
+        let kind = match new_in_batch.get(key) {
+            Some(first) => Kind::RepeatInBatch(*first),
+            None => {
+                new_in_batch.insert(key, *index);
+                Kind::New
+            }
         };
         kinds.push((*index, kind));
-    }
-    for (index, kind) in &kinds {
-        if matches!(kind, Kind::AppliedBefore) {
-            batch.succeed(*index, Applied::Record(RecordOutcome::Stored));
-        }
     }
     let mut targets = HashMap::new();
     for (index, key) in counts {
@@ -284,9 +270,10 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
     }
 }
 
-/// Step 3: inserts the new callbacks whose fold succeeded. Returns the ones another writer stored first
-/// (an identity already taken: a concurrent instance), with that stored document: they are repeats. Their
-/// fold stands: it was made under the same identity, which the transaction lists once.
+/// Step 3: inserts the new callbacks whose fold succeeded. A duplicate `_id` is either this very delivery,
+/// applied before (a re-drained entry: stored), or a repeat of a callback stored earlier or by another
+/// writer (a concurrent instance): those are returned with the stored document. Their fold was a no-op or
+/// stands: it was made under the same identity, which the transaction lists once.
 async fn insert_new(
     store: &Collections,
     batch: &mut Batch<'_>,
@@ -505,7 +492,7 @@ async fn count_repeats(
                     original.key().document_id(),
                 ));
             }
-            Kind::New | Kind::AppliedBefore => {}
+            Kind::New => {}
         }
     }
     repeats.retain(|(index, _, _)| batch.open(*index));
