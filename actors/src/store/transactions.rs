@@ -215,10 +215,28 @@ impl Transactions {
                 }
             }
         }
+        // The existing transactions are read in one `find`; only a transaction changed meanwhile is
+        // read again, by itself. Without it (the read failed), each is read by itself.
+        let mut current: HashMap<String, Document> = HashMap::new();
+        if !existing.is_empty() {
+            let ids: Vec<&str> = existing
+                .iter()
+                .map(|slot| groups[*slot].id.as_str())
+                .collect();
+            let found = self
+                .find_all(doc! {"_id": {"$in": ids}}, doc! {"conflicts": 0})
+                .await;
+            if let Ok(found) = found {
+                current.extend(found.into_iter().filter_map(|document| {
+                    Some((document.get_str("_id").ok()?.to_owned(), document))
+                }));
+            }
+        }
         let updated: Vec<(usize, Result<Option<String>, StoreError>)> = stream::iter(existing)
             .map(|slot| {
                 let group = &groups[slot];
-                async move { (slot, self.fold_existing(group, folds).await) }
+                let read = current.remove(&group.id);
+                async move { (slot, self.fold_existing(group, folds, read).await) }
             })
             .buffer_unordered(CONCURRENT_UPDATES)
             .collect()
@@ -239,20 +257,26 @@ impl Transactions {
     }
 
     /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt.
+    /// `read` is the transaction as read with the others of the batch, if it was.
     async fn fold_existing(
         &self,
         group: &Group,
         folds: &[Fold<'_>],
+        mut read: Option<Document>,
     ) -> Result<Option<String>, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
-            let current = self
-                .collection
-                .find_one(doc! {"_id": &group.id})
-                .await
-                .map_err(|error| classify(&error))?
-                .ok_or_else(|| {
-                    StoreError::Unavailable("a transaction vanished while being updated".into())
-                })?;
+            let current = match read.take() {
+                Some(current) => current,
+                None => self
+                    .collection
+                    .find_one(doc! {"_id": &group.id})
+                    .projection(doc! {"conflicts": 0})
+                    .await
+                    .map_err(|error| classify(&error))?
+                    .ok_or_else(|| {
+                        StoreError::Unavailable("a transaction vanished while being updated".into())
+                    })?,
+            };
             let applied = current.get_array("callback_ids").ok();
             let pending: Vec<&Fold> = group
                 .members
@@ -408,7 +432,9 @@ impl Transactions {
                         field: {"$in": values, "$type": "string"},
                     }
                 };
-                let found = match self.find_all(filter).await {
+                let projection =
+                    doc! {"provider": 1, "flow": 1, "transaction_key": 1, "receipt": 1};
+                let found = match self.find_all(filter, projection).await {
                     Ok(found) => found,
                     Err(error) => {
                         for (slot, _) in &wanted {
@@ -471,10 +497,15 @@ impl Transactions {
         Ok(())
     }
 
-    async fn find_all(&self, filter: Document) -> Result<Vec<Document>, StoreError> {
+    async fn find_all(
+        &self,
+        filter: Document,
+        projection: Document,
+    ) -> Result<Vec<Document>, StoreError> {
         let mut cursor = self
             .collection
             .find(filter)
+            .projection(projection)
             .await
             .map_err(|error| classify(&error))?;
         let mut found = Vec::new();
