@@ -83,6 +83,7 @@ pub struct TransactionDetail {
 /// A callback as the `callbacks` collection holds it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallbackItem {
+    /// The id of the delivery that stored it (hex ObjectId).
     pub id: String,
     pub provider: String,
     pub callback_type: String,

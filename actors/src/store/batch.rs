@@ -12,7 +12,7 @@
 //!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time (the
 //!    transaction lists the callback's identity already, whichever delivery or instance folded it).
 //! 4. **Count** repeated deliveries — repeats of stored callbacks and the journal's delivery counts —
-//!    aggregated per callback (one `update` command with a statement per callback).
+//!    aggregated per callback (one `update_many` over their `_id`s).
 //! 5. **Quarantine** rejected bodies (one unordered `insert_many`; a duplicate `_id` means kept already).
 //!
 //! Failures are per entry: an entry that fails blocks only the later entries of its group (its
