@@ -392,50 +392,47 @@ async fn every_main_query_is_served_by_an_index() {
     ];
     for (collection, time_field, query) in queries {
         let filters = Filters::parse(query, &allowed).unwrap();
-        let plan = database
-            .run_command(doc! {
-                "explain": {
-                    "find": collection,
-                    "filter": filters.filter(time_field, None),
-                    "sort": newest_first(time_field),
-                    "limit": 51,
-                },
-                "verbosity": "queryPlanner",
-            })
-            .await
-            .unwrap();
-        let winning = plan
-            .get_document("queryPlanner")
-            .unwrap()
-            .get_document("winningPlan")
-            .unwrap()
-            .to_string();
+        let winning = winning_plan(
+            &database,
+            doc! {
+                "find": collection,
+                "filter": filters.filter(time_field, None),
+                "sort": newest_first(time_field),
+                "limit": 51,
+            },
+        )
+        .await;
         assert!(
             !winning.contains("COLLSCAN"),
             "{collection}?{query} scans the collection: {winning}"
         );
     }
     // The drain's link lookups, by receipt, use the partial receipt index.
-    let plan = database
-        .run_command(doc! {
-            "explain": {
-                "find": "transactions",
-                "filter": {"provider": "mpesa", "flow": "stk_push", "receipt": {"$in": ["Q-C2B-1"], "$type": "string"}},
-            },
-            "verbosity": "queryPlanner",
-        })
-        .await
-        .unwrap();
-    let winning = plan
-        .get_document("queryPlanner")
-        .unwrap()
-        .get_document("winningPlan")
-        .unwrap()
-        .to_string();
+    let winning = winning_plan(
+        &database,
+        doc! {
+            "find": "transactions",
+            "filter": {"provider": "mpesa", "flow": "stk_push", "receipt": {"$in": ["Q-C2B-1"], "$type": "string"}},
+        },
+    )
+    .await;
     assert!(
         winning.contains("receipts_mpesa_stk_push") && !winning.contains("COLLSCAN"),
         "{winning}"
     );
+}
+
+/// The plan MongoDB's planner picks for `find`, as text.
+async fn winning_plan(database: &mongodb::Database, find: Document) -> String {
+    let plan = database
+        .run_command(doc! {"explain": find, "verbosity": "queryPlanner"})
+        .await
+        .unwrap();
+    plan.get_document("queryPlanner")
+        .unwrap()
+        .get_document("winningPlan")
+        .unwrap()
+        .to_string()
 }
 
 /// The README lists every metric the service records, and the alert rules use only those.
