@@ -174,62 +174,79 @@ impl MongoStore {
 }
 
 impl Inner {
-    /// Every index the service relies on, one behind every filter of the query API (listing newest first
-    /// by time, or by MSISDN); the identities that make it correct are the `_id`s. Documents and indexes
-    /// of earlier versions are migrated first (see `migration.rs`).
-    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+    /// Creates the indexes once (see [`Inner::create_indexes`]). The work runs in a task of its own: a
+    /// caller that gives up (a batch past its timeout) does not cut short a migration of a large
+    /// database, which then finishes on its own; a caller meanwhile starts the same idempotent work again,
+    /// quickly done once the first has finished.
+    async fn ensure_indexes(self: &Arc<Self>) -> Result<(), StoreError> {
         self.indexes
-            .get_or_try_init(|| async {
-                let collections = &self.collections;
-                migration::identities_as_ids(collections)
-                    .await
-                    .map_err(|error| classify(&error))?;
-                // Tiny: only documents still to fold are in it.
-                let unprocessed = IndexModel::builder()
-                    .keys(doc! {"processed": 1})
-                    .options(
-                        IndexOptions::builder()
-                            .name("unprocessed".to_owned())
-                            .partial_filter_expression(doc! {"processed": false})
-                            .build(),
-                    )
-                    .build();
-                collections
-                    .callbacks
-                    .create_indexes([newest("received_at"), by_msisdn("received_at"), unprocessed])
-                    .await
-                    .map_err(|error| classify(&error))?;
-                // Rejected bodies of unauthenticated senders carry `expire_at`; nothing else expires.
-                let expiry = IndexModel::builder()
-                    .keys(doc! {"expire_at": 1})
-                    .options(
-                        IndexOptions::builder()
-                            .name("unauthenticated_expiry".to_owned())
-                            .expire_after(Duration::ZERO)
-                            .build(),
-                    )
-                    .build();
-                collections
-                    .rejected
-                    .create_indexes([newest("received_at"), expiry])
-                    .await
-                    .map_err(|error| classify(&error))?;
-                for collection in [&collections.callbacks, &collections.rejected] {
-                    let _ = collection.drop_index("received_at_1").await;
+            .get_or_try_init(|| {
+                let inner = Arc::clone(self);
+                async move {
+                    tokio::spawn(async move { inner.create_indexes().await })
+                        .await
+                        .unwrap_or_else(|error| {
+                            Err(StoreError::Unavailable(format!(
+                                "creating the indexes stopped: {error}"
+                            )))
+                        })
                 }
-                collections
-                    .transactions
-                    .ensure_indexes()
-                    .await
-                    .map_err(|error| classify(&error))?;
-                collections.reconciliations.ensure_indexes().await?;
-                Ok(())
             })
             .await
             .copied()
     }
 
-    async fn fold_unprocessed(&self, limit: i64) -> Result<usize, StoreError> {
+    /// Every index the service relies on, one behind every filter of the query API (listing newest first
+    /// by time, or by MSISDN); the identities that make it correct are the `_id`s. Documents and indexes
+    /// of earlier versions are migrated first (see `migration.rs`).
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let collections = &self.collections;
+        migration::identities_as_ids(collections)
+            .await
+            .map_err(|error| classify(&error))?;
+        // Tiny: only documents still to fold are in it.
+        let unprocessed = IndexModel::builder()
+            .keys(doc! {"processed": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("unprocessed".to_owned())
+                    .partial_filter_expression(doc! {"processed": false})
+                    .build(),
+            )
+            .build();
+        collections
+            .callbacks
+            .create_indexes([newest("received_at"), by_msisdn("received_at"), unprocessed])
+            .await
+            .map_err(|error| classify(&error))?;
+        // Rejected bodies of unauthenticated senders carry `expire_at`; nothing else expires.
+        let expiry = IndexModel::builder()
+            .keys(doc! {"expire_at": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("unauthenticated_expiry".to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        collections
+            .rejected
+            .create_indexes([newest("received_at"), expiry])
+            .await
+            .map_err(|error| classify(&error))?;
+        for collection in [&collections.callbacks, &collections.rejected] {
+            let _ = collection.drop_index("received_at_1").await;
+        }
+        collections
+            .transactions
+            .ensure_indexes()
+            .await
+            .map_err(|error| classify(&error))?;
+        collections.reconciliations.ensure_indexes().await?;
+        Ok(())
+    }
+
+    async fn fold_unprocessed(self: &Arc<Self>, limit: i64) -> Result<usize, StoreError> {
         self.ensure_indexes().await?;
         let mut cursor = self
             .collections
