@@ -458,13 +458,12 @@ pub async fn transaction(
 ) -> Result<TransactionDetail, ApiError> {
     let provider = provider_name(provider).ok_or(ApiError::NoSuch("transaction"))?;
     // A transaction's `_id` is its identity: look each flow up by it.
-    let ids: Vec<String> = match flow {
-        Some(flow) => vec![transaction_id(provider, flow, key)],
-        None => flows_of(provider)
-            .into_iter()
-            .map(|flow| transaction_id(provider, flow, key))
-            .collect(),
-    };
+    // Only the provider's own flows: any other text could spell another transaction's `_id`.
+    let ids: Vec<String> = flows_of(provider)
+        .into_iter()
+        .filter(|known| flow.is_none_or(|flow| flow == *known))
+        .map(|flow| transaction_id(provider, flow, key))
+        .collect();
     let filter = doc! {"_id": {"$in": ids}};
     let query = store
         .transactions()

@@ -211,6 +211,37 @@ async fn a_transaction_shows_its_callbacks_oldest_first() {
     assert_eq!(statuses, ["pending", "successful"]);
     assert_eq!(detail.body["callbacks"][0]["deliveries"], 1);
     assert_eq!(detail.body["callbacks"][1]["result_code"], "SUCCESSFUL");
+    // A callback's id is the id of the delivery that stored it.
+    let id = detail.body["callbacks"][0]["id"].as_str().unwrap();
+    assert!(mongodb::bson::oid::ObjectId::parse_str(id).is_ok(), "{id}");
+
+    // Narrowed to a flow: its own, or none of the provider's others.
+    let in_flow = admin_get(&app, "/v1/transactions/mtn/Q-MTN-1?flow=collection").await;
+    assert_eq!(in_flow.status, StatusCode::OK, "{}", in_flow.body);
+    assert_eq!(in_flow.body["flow"], "collection");
+    for other in ["disbursement", "stk_push"] {
+        let path = format!("/v1/transactions/mtn/Q-MTN-1?flow={other}");
+        assert_eq!(
+            admin_get(&app, &path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // A key may contain `|`; a flow that is no flow cannot borrow part of it to name that transaction.
+    let piped = Mtn::collection_for("Q|PIPED", "SUCCESSFUL");
+    assert_eq!(
+        app.post("/v1/webhooks/mtn/collection", &piped).await.status,
+        StatusCode::OK
+    );
+    app.drained().await;
+    let path = "/v1/transactions/mtn/Q%7CPIPED";
+    assert_eq!(admin_get(&app, path).await.status, StatusCode::OK, "{path}");
+    let path = "/v1/transactions/mtn/PIPED?flow=collection%7CQ";
+    assert_eq!(
+        admin_get(&app, path).await.status,
+        StatusCode::NOT_FOUND,
+        "{path}"
+    );
 
     let unknown = admin_get(&app, "/v1/transactions/mtn/NOPE").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
