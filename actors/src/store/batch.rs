@@ -397,8 +397,9 @@ async fn insert_new(
 
 /// The document to insert for a callback's first delivery when the journaled one will not do as it is:
 /// with more deliveries counted in it (`deliveries`, `delivery_ids` and `last_received_at` rewritten), or
-/// journaled by a version that used the delivery id as `_id` (the identity becomes the `_id`, the delivery
-/// id `delivery_id`). Every other field as it was; `None` when the journaled bytes will do.
+/// journaled by a version before 0.2.0, which used the delivery id as `_id` (the identity becomes the
+/// `_id`, the delivery id `delivery_id`). Every other field as it was; `None` when the journaled bytes
+/// will do.
 fn rewritten(
     document: &RawDocument,
     callback: &Callback,

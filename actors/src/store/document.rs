@@ -82,7 +82,7 @@ pub fn callback_document(callback: &Callback, delivery: &Delivery) -> RawDocumen
 
 /// The callback (without its payload) and first delivery a callback document describes: what folding and
 /// counting need, read from the raw bytes in one pass without decoding the payload. Documents journaled by
-/// versions before the identity became the `_id` carry the delivery id as `_id`: read as well.
+/// versions before 0.2.0 carry the delivery id as `_id`: read as well.
 pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
     let mut callback = Callback {
         provider: "",

@@ -1,6 +1,6 @@
 //! Bringing documents written by earlier versions to today's shape, once, when the store first connects.
 //!
-//! Versions before 0.2 gave callbacks and transactions an ObjectId `_id` (a callback's was its first
+//! Versions before 0.2.0 gave callbacks and transactions an ObjectId `_id` (a callback's was its first
 //! delivery's id) and kept each one single with a second unique index on its identity. Today the identity
 //! *is* the `_id` (see [`crate::callback::CallbackKey::document_id`] and [`super::transaction_id`]): one
 //! unique index instead of two on every insert. This rewrites the old documents in place:
