@@ -154,17 +154,11 @@ pub(super) fn interpret(reply: &Reply, callback_type: CallbackType) -> Result<An
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::status_of;
     use mmo_actors::Status;
 
     fn answer(status: u16, body: &str) -> Result<Answer, QueryError> {
         interpret(&Reply::from_text(status, body), CallbackType::Payment)
-    }
-
-    fn status_of(result: Result<Answer, QueryError>) -> Status {
-        match result {
-            Ok(Answer::Status(callback)) => callback.status,
-            other => panic!("not a status: {other:?}"),
-        }
     }
 
     #[test]

@@ -91,3 +91,12 @@ impl StatusApi for Operators {
         }
     }
 }
+
+/// The status an interpreted reply reports (tests of the interpreters); panics on any other answer.
+#[cfg(test)]
+fn status_of(answer: Result<Answer, QueryError>) -> mmo_actors::Status {
+    match answer {
+        Ok(Answer::Status(callback)) => callback.status,
+        other => panic!("not a status: {other:?}"),
+    }
+}

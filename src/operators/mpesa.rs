@@ -303,16 +303,10 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::status_of;
 
     fn reply(status: u16, body: &str) -> Reply {
         Reply::from_text(status, body)
-    }
-
-    fn status_of(answer: Result<Answer, QueryError>) -> Status {
-        match answer {
-            Ok(Answer::Status(callback)) => callback.status,
-            other => panic!("not a status: {other:?}"),
-        }
     }
 
     #[test]

@@ -80,30 +80,28 @@ async fn stk_query(
         // STK Query has no "not found" of its own: an unknown push is still being processed.
         Stage::NotFound | Stage::Pending => {
             if script.pending_form.as_deref() == Some("result_4999") {
-                HttpResponse::Ok().json(json!({
-                    "ResponseCode": "0",
-                    "ResponseDescription": "The service request has been accepted successsfully",
-                    "MerchantRequestID": "29115-34620561-1",
-                    "CheckoutRequestID": key,
-                    "ResultCode": "4999",
-                    "ResultDesc": "The transaction is still under processing",
-                }))
+                stk_query_result(&key, "4999", "The transaction is still under processing")
             } else {
                 error(500, "500.001.1001", "The transaction is being processed")
             }
         }
         Stage::Final => {
             let (code, description) = result_of(&script.outcome);
-            HttpResponse::Ok().json(json!({
-                "ResponseCode": "0",
-                "ResponseDescription": "The service request has been accepted successsfully",
-                "MerchantRequestID": "29115-34620561-1",
-                "CheckoutRequestID": key,
-                "ResultCode": code,
-                "ResultDesc": description,
-            }))
+            stk_query_result(&key, code, description)
         }
     }
+}
+
+/// An STK Query answer carrying a result (Daraja's "successsfully" typo included).
+fn stk_query_result(key: &str, code: &str, description: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "ResponseCode": "0",
+        "ResponseDescription": "The service request has been accepted successsfully",
+        "MerchantRequestID": "29115-34620561-1",
+        "CheckoutRequestID": key,
+        "ResultCode": code,
+        "ResultDesc": description,
+    }))
 }
 
 async fn transaction_status(

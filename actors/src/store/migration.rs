@@ -38,11 +38,15 @@ pub(super) async fn identities_as_ids(
     let _ = callbacks.drop_index(CALLBACK_IDENTITY).await;
     let _ = transactions.drop_index(TRANSACTION_IDENTITY).await;
 
+    // The same texts as `CallbackKey::document_id` and `transaction_id` write (the migration test checks
+    // that they agree).
     let callbacks_rewritten = rewrite(
         callbacks,
         vec![doc! {"$set": {
             "delivery_id": "$_id",
-            "_id": {"$concat": ["$provider", "|", "$callback_type", "|", "$status", "|", "$provider_transaction_id"]},
+            "_id": {"$concat": [
+                "$provider", "|", "$callback_type", "|", "$status", "|", "$provider_transaction_id",
+            ]},
         }}],
     )
     .await?;

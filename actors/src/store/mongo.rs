@@ -2,10 +2,10 @@
 //! in `transactions` (see `transactions.rs`), rejected bodies in `rejected_callbacks`.
 //!
 //! Idempotency across pool members and service instances comes from the `_id`, which is the callback's
-//! identity (`provider`, `callback_type`, `status`, `provider_transaction_id`): a repeat finds the stored
-//! document and only counts a delivery. Writes use `w: majority, j: true`, so an applied entry is durable on a
-//! majority of the replica set. Journal entries are applied in batches (see `batch.rs`); the single-entry
-//! methods of [`CallbackStore`] are batches of one.
+//! identity (`provider`, `callback_type`, `status`, `provider_transaction_id`): a repeat meets the stored
+//! document as a duplicate `_id` and only counts a delivery. Writes use `w: majority, j: true`, so an
+//! applied entry is durable on a majority of the replica set. Journal entries are applied in batches (see
+//! `batch.rs`); the single-entry methods of [`CallbackStore`] are batches of one.
 
 use std::sync::Arc;
 use std::time::Duration;

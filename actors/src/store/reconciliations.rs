@@ -380,9 +380,15 @@ impl Reconciliations {
         provider: &str,
         correlation: &str,
     ) -> Result<Option<Callback>, StoreError> {
+        // Its status is not known: every status's `_id`.
+        let ids = CallbackKey::document_ids_in_any_status(
+            provider,
+            CallbackType::TransactionStatusResult,
+            correlation,
+        );
         let found = self
             .callbacks
-            .find_one(doc! {"_id": {"$in": CallbackKey::document_ids_in_any_status(provider, CallbackType::TransactionStatusResult, correlation)}})
+            .find_one(doc! {"_id": {"$in": ids}})
             .sort(doc! {"received_at": -1})
             .await
             .map_err(|error| classify(&error))?;
