@@ -145,6 +145,47 @@ async fn a_batch_stores_folds_and_counts_and_applying_it_again_changes_nothing()
 }
 
 #[actix::test]
+async fn deliveries_of_a_callback_another_instance_stored_are_counted_in_one_batch() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
+    // Behind a load balancer an operator's resends reach both instances: the other one stored the
+    // callback first, and this one journaled two deliveries of it before its cache knew it.
+    let callback = mtn("batch-raced", "SUCCESSFUL");
+    assert_eq!(
+        store
+            .record(std::sync::Arc::new(callback.clone()), at(0))
+            .await,
+        Ok(RecordOutcome::Stored)
+    );
+    let entries = vec![
+        Entry::record(&callback, &at(1)),
+        Entry::record(&callback, &at(2)),
+    ];
+    let duplicates = [
+        EntryOutcome::Applied(Applied::Record(RecordOutcome::Duplicate)),
+        EntryOutcome::Applied(Applied::Record(RecordOutcome::Duplicate)),
+    ];
+    // Both are repeats of the stored document, counted on it; neither waits for anything.
+    assert_eq!(store.apply(&entries).await, duplicates);
+    let deliveries = |store: MongoStore| async move {
+        one(
+            &store,
+            "callbacks",
+            doc! {"provider_transaction_id": "batch-raced"},
+        )
+        .await
+        .get_i64("deliveries")
+        .unwrap()
+    };
+    assert_eq!(deliveries(store.clone()).await, 3);
+    // Applied again (a crash before the journal removed them): counted once.
+    assert_eq!(store.apply(&entries).await, duplicates);
+    assert_eq!(deliveries(store.clone()).await, 3);
+    store.database().drop().await.unwrap();
+}
+
+#[actix::test]
 async fn a_failure_stays_with_its_transaction() {
     let store = mongo_store().await;
     let now = Utc::now();

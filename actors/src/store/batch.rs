@@ -456,6 +456,9 @@ async fn count_repeats(
     mut targets: HashMap<CallbackKey, String>,
 ) {
     // Repeats with what they repeat: a stored document, or the snapshot of the first in this batch.
+    // A first that met another writer's document (a concurrent instance stored the callback) is itself
+    // a repeat of that document, and so are its repeats here.
+    let stored_elsewhere: HashMap<usize, Document> = raced.iter().cloned().collect();
     let mut repeats: Vec<(usize, Snapshot, String)> = Vec::new();
     for (index, kind) in kinds.into_iter().chain(
         raced
@@ -469,29 +472,27 @@ async fn count_repeats(
                 repeats.push((index, snapshot_of(&document), id));
             }
             Kind::RepeatInBatch(first) => {
-                if !matches!(
+                if matches!(
                     batch.outcomes[first],
                     Some(EntryOutcome::Applied(Applied::Record(
                         RecordOutcome::Stored
                     )))
                 ) {
-                    // What it repeats is not stored: try again with it.
-                    if batch.outcomes[index].is_none() {
-                        batch.fail(
-                            index,
-                            StoreError::Unavailable(
-                                "the callback it repeats was not stored".into(),
-                            ),
-                        );
-                    }
-                    continue;
+                    let (original, _) = batch.record(first);
+                    repeats.push((
+                        index,
+                        Snapshot::from_callback(original),
+                        original.key().document_id(),
+                    ));
+                } else if let Some(document) = stored_elsewhere.get(&first) {
+                    repeats.push((
+                        index,
+                        snapshot_of(document),
+                        document_id(document).unwrap_or_default(),
+                    ));
                 }
-                let (original, _) = batch.record(first);
-                repeats.push((
-                    index,
-                    Snapshot::from_callback(original),
-                    original.key().document_id(),
-                ));
+                // Otherwise the first failed or waits behind a failure of their transaction: this waits
+                // with it (deferred), and goes once the first is stored.
             }
             Kind::New => {}
         }
