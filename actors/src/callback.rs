@@ -293,8 +293,7 @@ impl Delivery {
     }
 }
 
-/// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
-/// interned, so each distinct name is allocated once for the life of the process.
+/// See [`CallbackKey::document_id`].
 fn document_id(
     provider: &str,
     callback_type: CallbackType,
@@ -308,6 +307,8 @@ fn document_id(
     )
 }
 
+/// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
+/// interned, so each distinct name is allocated once for the life of the process.
 pub(crate) fn intern(name: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};

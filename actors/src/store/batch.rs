@@ -19,7 +19,7 @@
 //! transaction), which are reported [`EntryOutcome::Deferred`]. Every step is idempotent, so a batch can
 //! be applied again after a crash or a timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mongodb::bson::{
     doc, oid::ObjectId, Document, RawArrayBuf, RawBsonRef, RawDocument, RawDocumentBuf,
@@ -39,8 +39,6 @@ use crate::transaction::{transition, Snapshot};
 enum Kind {
     /// Not known to be stored: fold it, then insert it.
     New,
-    /// A repeat of a stored callback, whose document (without payload) is here.
-    Repeat(Document),
     /// A repeat of a new callback earlier in this batch (its index).
     RepeatInBatch(usize),
 }
@@ -139,22 +137,22 @@ pub(super) async fn apply(store: &Collections, entries: &[Entry]) -> Vec<EntryOu
             }
         }
     }
-    let (kinds, targets) = look_up(store, &mut batch, &records).await;
+    let (kinds, stored) = look_up(store, &mut batch, &records).await;
     fold_new(store, &mut batch, &kinds).await;
     let raced = insert_new(store, &mut batch, &kinds).await;
-    count_repeats(store, &mut batch, kinds, raced, targets).await;
+    count_repeats(store, &mut batch, kinds, raced, stored).await;
     quarantine(store, &mut batch).await;
     batch.finish()
 }
 
-/// Step 1: which records repeat one earlier in this batch; and which stored callbacks the delivery counts
-/// apply to. A count whose callback is neither stored nor recorded earlier in this batch fails here,
+/// Step 1: which records repeat one earlier in this batch; and which of the callbacks the delivery counts
+/// apply to are stored. A count whose callback is neither stored nor recorded earlier in this batch fails here,
 /// before anything is written, so that the later entries of its transaction wait for it.
 async fn look_up(
     store: &Collections,
     batch: &mut Batch<'_>,
     records: &[usize],
-) -> (Vec<(usize, Kind)>, HashMap<CallbackKey, String>) {
+) -> (Vec<(usize, Kind)>, HashSet<CallbackKey>) {
     let counts: Vec<(usize, &CallbackKey)> = (0..batch.entries.len())
         .filter_map(|index| match &batch.entries[index] {
             Entry::CountDelivery { key, .. } if batch.open(index) => Some((index, key)),
@@ -172,7 +170,7 @@ async fn look_up(
             for index in records.iter().chain(counts.iter().map(|(index, _)| index)) {
                 batch.fail(*index, error.clone());
             }
-            return (Vec::new(), HashMap::new());
+            return (Vec::new(), HashSet::new());
         }
     };
     let mut new_in_batch: HashMap<&CallbackKey, usize> = HashMap::new();
@@ -187,11 +185,8 @@ async fn look_up(
         };
         kinds.push((*index, kind));
     }
-    let mut targets = HashMap::new();
     for (index, key) in counts {
-        if let Some(id) = stored.get(key).and_then(document_id) {
-            targets.insert(key.clone(), id);
-        } else if new_in_batch.get(key).is_none_or(|first| *first >= index) {
+        if !stored.contains_key(key) && new_in_batch.get(key).is_none_or(|first| *first >= index) {
             batch.fail(
                 index,
                 StoreError::Rejected(format!(
@@ -201,7 +196,7 @@ async fn look_up(
             );
         }
     }
-    (kinds, targets)
+    (kinds, stored.into_keys().collect())
 }
 
 /// The stored callbacks (without payload and delivery ids) among `keys`, by key: one `find` by `_id`.
@@ -226,16 +221,11 @@ async fn find_stored(
         let document: Document = cursor
             .deserialize_current()
             .map_err(|error| classify(&error))?;
-        if let Some(key) = document_id(&document).and_then(|id| by_id.get(&id)) {
+        if let Some(key) = document.get_str("_id").ok().and_then(|id| by_id.get(id)) {
             stored.insert((*key).clone(), document);
         }
     }
     Ok(stored)
-}
-
-/// A stored callback's `_id`: its identity.
-fn document_id(document: &Document) -> Option<String> {
-    document.get_str("_id").ok().map(str::to_owned)
 }
 
 /// The id of the delivery that stored a callback's document.
@@ -272,13 +262,13 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
 
 /// Step 3: inserts the new callbacks whose fold succeeded. A duplicate `_id` is either this very delivery,
 /// applied before (a re-drained entry: stored), or a repeat of a callback stored earlier or by another
-/// writer (a concurrent instance): those are returned with the stored document. Their fold was a no-op or
+/// writer (a concurrent instance): those are returned with what the stored document says. Their fold was a no-op or
 /// stands: it was made under the same identity, which the transaction lists once.
 async fn insert_new(
     store: &Collections,
     batch: &mut Batch<'_>,
     kinds: &[(usize, Kind)],
-) -> Vec<(usize, Document)> {
+) -> Vec<(usize, Snapshot)> {
     let new: Vec<usize> = kinds
         .iter()
         .filter(|(index, kind)| matches!(kind, Kind::New) && batch.open(*index))
@@ -385,7 +375,7 @@ async fn insert_new(
             Some(document) if first_delivery(document) == Some(delivery.id) => {
                 batch.succeed(index, Applied::Record(RecordOutcome::Stored));
             }
-            Some(document) => raced.push((index, document.clone())),
+            Some(document) => raced.push((index, snapshot_of(document))),
             None => batch.fail(
                 index,
                 StoreError::Unavailable("a duplicate vanished before it was read".into()),
@@ -447,57 +437,37 @@ fn rewritten(
 }
 
 /// Step 4: counts the deliveries of repeats and of the journal's delivery counts, once per delivery id,
-/// and flags repeats whose body disagrees with the stored callback.
+/// and flags repeats whose body disagrees with the stored callback. `raced` are the new callbacks whose
+/// insert met another writer's document (what it says); `stored`, the callbacks known to be stored.
 async fn count_repeats(
     store: &Collections,
     batch: &mut Batch<'_>,
     kinds: Vec<(usize, Kind)>,
-    raced: Vec<(usize, Document)>,
-    mut targets: HashMap<CallbackKey, String>,
+    raced: Vec<(usize, Snapshot)>,
+    mut stored: HashSet<CallbackKey>,
 ) {
-    // Repeats with what they repeat: a stored document, or the snapshot of the first in this batch.
-    // A first that met another writer's document (a concurrent instance stored the callback) is itself
-    // a repeat of that document, and so are its repeats here.
-    let stored_elsewhere: HashMap<usize, Document> = raced.iter().cloned().collect();
-    let mut repeats: Vec<(usize, Snapshot, String)> = Vec::new();
-    for (index, kind) in kinds.into_iter().chain(
-        raced
-            .into_iter()
-            .map(|(index, document)| (index, Kind::Repeat(document))),
-    ) {
-        match kind {
-            Kind::Repeat(document) => {
-                let id = document_id(&document).unwrap_or_default();
-                // Same key and status: only the body (amount, MSISDN) can disagree.
-                repeats.push((index, snapshot_of(&document), id));
-            }
-            Kind::RepeatInBatch(first) => {
-                if matches!(
-                    batch.outcomes[first],
-                    Some(EntryOutcome::Applied(Applied::Record(
-                        RecordOutcome::Stored
-                    )))
-                ) {
-                    let (original, _) = batch.record(first);
-                    repeats.push((
-                        index,
-                        Snapshot::from_callback(original),
-                        original.key().document_id(),
-                    ));
-                } else if let Some(document) = stored_elsewhere.get(&first) {
-                    repeats.push((
-                        index,
-                        snapshot_of(document),
-                        document_id(document).unwrap_or_default(),
-                    ));
-                }
-                // Otherwise the first failed or waits behind a failure of their transaction: this waits
-                // with it (deferred), and goes once the first is stored.
-            }
-            Kind::New => {}
+    // Repeats with what they repeat: the first in this batch if it was stored, or what another writer
+    // stored (a concurrent instance) when the first met its document.
+    let mut repeats: Vec<(usize, Snapshot)> = Vec::new();
+    for (index, kind) in kinds {
+        let Kind::RepeatInBatch(first) = kind else {
+            continue;
+        };
+        if matches!(
+            batch.outcomes[first],
+            Some(EntryOutcome::Applied(Applied::Record(
+                RecordOutcome::Stored
+            )))
+        ) {
+            repeats.push((index, Snapshot::from_callback(batch.record(first).0)));
+        } else if let Some((_, snapshot)) = raced.iter().find(|(raced, _)| *raced == first) {
+            repeats.push((index, snapshot.clone()));
         }
+        // Otherwise the first failed or waits behind a failure of their transaction: this waits with it
+        // (deferred), and goes once the first is stored.
     }
-    repeats.retain(|(index, _, _)| batch.open(*index));
+    repeats.extend(raced);
+    repeats.retain(|(index, _)| batch.open(*index));
 
     // Deliveries to count, per stored callback, in batch order.
     let mut counts: Vec<(CallbackKey, Vec<usize>)> = Vec::new();
@@ -509,7 +479,7 @@ async fn count_repeats(
         });
         counts[slot].1.push(index);
     };
-    for (index, _, _) in &repeats {
+    for (index, _) in &repeats {
         add(batch.record(*index).0.key(), *index);
     }
     for index in 0..batch.entries.len() {
@@ -523,12 +493,12 @@ async fn count_repeats(
         return;
     }
 
-    targets.extend(
+    stored.extend(
         repeats
             .iter()
-            .map(|(index, _, id)| (batch.record(*index).0.key(), id.clone())),
+            .map(|(index, _)| batch.record(*index).0.key()),
     );
-    match count_deliveries(store, batch, &counts, &targets).await {
+    match count_deliveries(store, batch, &counts, &stored).await {
         Ok(missing) => {
             for slot in missing {
                 for index in &counts[slot].1 {
@@ -562,11 +532,12 @@ async fn count_repeats(
         }
     }
 
-    for (index, snapshot, stored_id) in repeats {
+    for (index, snapshot) in repeats {
         if batch.outcomes[index].is_some() {
             continue;
         }
         let (callback, delivery) = batch.record(index);
+        // Same key and status: only the body (amount, MSISDN) can disagree.
         let disagreements = transition(&snapshot, callback).conflicts;
         if disagreements.is_empty() {
             batch.succeed(index, Applied::Record(RecordOutcome::Duplicate));
@@ -575,7 +546,7 @@ async fn count_repeats(
         let payload = payload_of(batch.document(index));
         let kept = store
             .transactions
-            .record_disagreement(callback, payload, &stored_id, &disagreements, delivery)
+            .record_disagreement(callback, payload, &disagreements, delivery)
             .await;
         match kept {
             Ok(()) => batch.succeed(index, Applied::Record(RecordOutcome::Disagreeing)),
@@ -586,17 +557,17 @@ async fn count_repeats(
 
 /// Adds each group's delivery ids to its stored callback unless counted already, in one `update_many`
 /// over the callbacks' `_id`s (one statement: far cheaper for MongoDB than a statement per callback).
-/// `known` gives the `_id` of callbacks already looked up; the others are found by key. Returns the
-/// slots whose callback is not stored.
+/// Callbacks not `known` to be stored are looked up first. Returns the slots whose callback is not
+/// stored.
 async fn count_deliveries(
     store: &Collections,
     batch: &Batch<'_>,
     counts: &[(CallbackKey, Vec<usize>)],
-    known: &HashMap<CallbackKey, String>,
+    known: &HashSet<CallbackKey>,
 ) -> Result<Vec<usize>, StoreError> {
     let unknown: Vec<CallbackKey> = counts
         .iter()
-        .filter(|(key, _)| !known.contains_key(key))
+        .filter(|(key, _)| !known.contains(key))
         .map(|(key, _)| key.clone())
         .collect();
     let found = find_stored(store, &unknown).await?;
@@ -604,14 +575,10 @@ async fn count_deliveries(
     let mut targets: Vec<String> = Vec::with_capacity(counts.len());
     let mut additions: Vec<Document> = Vec::with_capacity(counts.len());
     for (slot, (key, indexes)) in counts.iter().enumerate() {
-        let id = known
-            .get(key)
-            .cloned()
-            .or_else(|| found.get(key).and_then(document_id));
-        let Some(id) = id else {
+        if !known.contains(key) && !found.contains_key(key) {
             missing.push(slot);
             continue;
-        };
+        }
         let deliveries: Vec<&Delivery> = indexes
             .iter()
             .map(|index| match &batch.entries[*index] {
@@ -626,7 +593,7 @@ async fn count_deliveries(
             .map(|delivery| delivery.received_at)
             .max()
             .map(bson_time);
-        targets.push(id);
+        targets.push(key.document_id());
         additions.push(doc! {"ids": ids, "at": latest});
     }
     if targets.is_empty() {

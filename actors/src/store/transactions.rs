@@ -345,7 +345,6 @@ impl Transactions {
         &self,
         callback: &Callback,
         payload: Bson,
-        stored_id: &str,
         conflicts: &[Conflict],
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
@@ -360,7 +359,7 @@ impl Transactions {
         };
         let fold = Fold {
             callback,
-            id: stored_id.to_owned(),
+            id: callback.key().document_id(),
             received_at: delivery.received_at,
         };
         let mut entries = conflict_entries(conflicts, &fold);
