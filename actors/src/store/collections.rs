@@ -63,12 +63,22 @@ pub(super) fn newest(field: &str) -> IndexModel {
 
 /// Finding by MSISDN, newest first; only documents that have one.
 pub(super) fn by_msisdn(field: &str) -> IndexModel {
+    partial(
+        doc! {"msisdn": 1, field: 1, "_id": 1},
+        "by_msisdn",
+        doc! {"msisdn": {"$type": "string"}},
+    )
+}
+
+/// An index named `name` holding only the documents that match `filter`: an index entry costs every
+/// insert and a share of MongoDB's cache, so documents no query looks for stay out.
+pub(super) fn partial(keys: Document, name: &str, filter: Document) -> IndexModel {
     IndexModel::builder()
-        .keys(doc! {"msisdn": 1, field: 1, "_id": 1})
+        .keys(keys)
         .options(
             IndexOptions::builder()
-                .name("by_msisdn".to_owned())
-                .partial_filter_expression(doc! {"msisdn": {"$type": "string"}})
+                .name(name.to_owned())
+                .partial_filter_expression(filter)
                 .build(),
         )
         .build()

@@ -17,7 +17,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
-use super::collections::{by_msisdn, newest, Collections};
+use super::collections::{by_msisdn, newest, partial, Collections};
 use super::document::stored_callback;
 use super::errors::classify;
 use super::migration;
@@ -205,15 +205,11 @@ impl Inner {
             .await
             .map_err(|error| classify(&error))?;
         // Tiny: only documents still to fold are in it.
-        let unprocessed = IndexModel::builder()
-            .keys(doc! {"processed": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("unprocessed".to_owned())
-                    .partial_filter_expression(doc! {"processed": false})
-                    .build(),
-            )
-            .build();
+        let unprocessed = partial(
+            doc! {"processed": 1},
+            "unprocessed",
+            doc! {"processed": false},
+        );
         collections
             .callbacks
             .create_indexes([newest("received_at"), by_msisdn("received_at"), unprocessed])

@@ -28,10 +28,9 @@ use std::str::FromStr;
 
 use mongodb::bson::{doc, Bson, Decimal128, Document, RawArrayBuf, RawBson, RawDocumentBuf};
 use mongodb::error::ErrorKind;
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, IndexModel};
+use mongodb::Collection;
 
-use super::collections::{by_msisdn, newest, timed};
+use super::collections::{by_msisdn, newest, partial, timed};
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::StoreError;
@@ -99,42 +98,21 @@ impl Transactions {
 
     pub(super) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         // Partial indexes: only the receipts a link looks up (an M-Pesa STK result's, not every
-        // operator's), only transactions in conflict. Most documents are in neither, and an index entry
-        // costs every insert and a share of MongoDB's cache.
+        // operator's), only transactions in conflict. Most documents are in neither.
         let receipts = RECEIPT_LINKS.iter().map(|(provider, receipt_flow, _)| {
-            IndexModel::builder()
-                .keys(doc! {"receipt": 1})
-                .options(
-                    IndexOptions::builder()
-                        .name(format!("receipts_{provider}_{receipt_flow}"))
-                        .partial_filter_expression(doc! {
-                            "provider": provider,
-                            "flow": receipt_flow,
-                            "receipt": {"$type": "string"},
-                        })
-                        .build(),
-                )
-                .build()
+            partial(
+                doc! {"receipt": 1},
+                &format!("receipts_{provider}_{receipt_flow}"),
+                doc! {"provider": provider, "flow": receipt_flow, "receipt": {"$type": "string"}},
+            )
         });
-        let conflicted = IndexModel::builder()
-            .keys(doc! {"conflict": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("conflicted".to_owned())
-                    .partial_filter_expression(doc! {"conflict": true})
-                    .build(),
-            )
-            .build();
+        let conflicted = partial(doc! {"conflict": 1}, "conflicted", doc! {"conflict": true});
         // What the reconciler looks for: only transactions awaiting an operator's answer.
-        let query_due = IndexModel::builder()
-            .keys(doc! {"query_due": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("query_due".to_owned())
-                    .partial_filter_expression(doc! {"query_due": {"$type": "date"}})
-                    .build(),
-            )
-            .build();
+        let query_due = partial(
+            doc! {"query_due": 1},
+            "query_due",
+            doc! {"query_due": {"$type": "date"}},
+        );
         self.collection
             .create_indexes(receipts.chain([
                 conflicted,
