@@ -74,6 +74,22 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
     },
+    /// Receive this service's events on loopback: verify each delivery's signature (and its timestamp,
+    /// within five minutes) and print one line per event. Register http://127.0.0.1:<port>/ with
+    /// POST /v1/endpoints and pass the secret it returns.
+    Listen {
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// The endpoint's signing secret (whsec_…); without it, deliveries are printed unverified.
+        #[arg(long, env = "MMO_ENDPOINT_SECRET")]
+        secret: Option<String>,
+        /// The status to answer (2xx acknowledges; anything else is retried by the service).
+        #[arg(long, default_value_t = 204)]
+        status: u16,
+        /// Answer the first N deliveries 500, to watch the retries.
+        #[arg(long, default_value_t = 0)]
+        fail_first: u64,
+    },
     /// Serve the operators' token and status APIs (Daraja, MTN MoMo, Airtel) on loopback, with scripted
     /// payments whose callbacks are sent to --receiver on time, late, twice, never, or disagreeing
     /// (POST /simulator/payments). For tests and local walk-throughs, never for production.

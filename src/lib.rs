@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod cli;
 pub mod configuration;
+pub mod delivery;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod operators;

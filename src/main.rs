@@ -58,6 +58,34 @@ async fn main() -> anyhow::Result<()> {
             server.await?;
             0
         }
+        Command::Listen {
+            port,
+            secret,
+            status,
+            fail_first,
+        } => {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+            let port = listener.local_addr()?.port();
+            let verifying = secret.is_some();
+            let server = mmo_webhooks::listen::serve(
+                listener,
+                mmo_webhooks::listen::Listening {
+                    secret,
+                    status,
+                    fail_first,
+                },
+            )?;
+            eprintln!(
+                "mmo-webhooks listening for events on http://127.0.0.1:{port}/ ({}); Ctrl-C stops",
+                if verifying {
+                    "verifying signatures"
+                } else {
+                    "NOT verifying: pass --secret whsec_… to check signatures"
+                }
+            );
+            server.await?;
+            0
+        }
         Command::Config {
             action: ConfigAction::Check,
         } => cli::config_check(),

@@ -382,8 +382,22 @@ async fn page<T>(
     projection: Option<Document>,
     item: impl Fn(&Document) -> T,
 ) -> Result<Page<T>, ApiError> {
+    let filter = filters.filter(time_field, salt);
+    page_with(collection, filter, filters, time_field, projection, item).await
+}
+
+/// A page of `collection` matching `filter` (which holds `filters`' own conditions and any more),
+/// newest first by `time_field`.
+pub(crate) async fn page_with<T>(
+    collection: &mongodb::Collection<Document>,
+    filter: Document,
+    filters: &Filters,
+    time_field: &str,
+    projection: Option<Document>,
+    item: impl Fn(&Document) -> T,
+) -> Result<Page<T>, ApiError> {
     let mut found = collection
-        .find(filters.filter(time_field, salt))
+        .find(filter)
         .sort(newest_first(time_field))
         .limit(filters.limit + 1);
     if let Some(projection) = projection {

@@ -87,7 +87,12 @@ impl Application {
             // A dead actor is retried once, so the pipeline may take two calls.
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),
             reconciler_give_up_after: Duration::from_secs(settings.reconciler.give_up_after_secs),
+            secret_overlap: Duration::from_secs(settings.delivery.secret_overlap_secs),
+            allow_private_networks: settings.delivery.allow_private_networks,
         });
+        if settings.delivery.enabled {
+            crate::delivery::start(&settings.delivery, store.database());
+        }
         if settings.reconciler.enabled {
             let operators = crate::operators::Operators::from_settings(&settings, store.database());
             tracing::info!(

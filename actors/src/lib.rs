@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod callback;
+pub mod delivery;
 pub mod drain;
 pub mod journal;
 pub mod persistence;

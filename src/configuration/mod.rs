@@ -7,6 +7,7 @@
 //! [`SecretString`]s and never print.
 
 mod access;
+mod delivery;
 mod lists;
 mod pipeline;
 mod providers;
@@ -17,6 +18,7 @@ mod storage;
 mod tests;
 
 pub use access::AuthSettings;
+pub use delivery::{ConfiguredEndpoint, DeliveryConfig};
 pub use pipeline::{
     ActorSettings, C2bValidationSettings, CacheSettings, PersonalData, PrivacySettings,
 };
@@ -50,6 +52,7 @@ pub struct Settings {
     /// Per provider slug (`mpesa`, `mtn`, `airtel`).
     pub providers: BTreeMap<String, ProviderSettings>,
     pub reconciler: ReconcilerConfig,
+    pub delivery: DeliveryConfig,
     pub log: LogSettings,
 }
 
@@ -164,6 +167,7 @@ impl Settings {
         self.privacy.validate()?;
         self.c2b_validation.validate()?;
         self.reconciler.validate()?;
+        self.delivery.validate()?;
         for provider in PROVIDERS {
             let slug = provider.slug();
             let Some(settings) = self.providers.get(slug) else {
@@ -218,6 +222,7 @@ impl Settings {
             secrets.extend(&provider.hash_keys);
             secrets.extend(provider.api.secrets());
         }
+        secrets.extend(self.delivery.endpoints.iter().map(|endpoint| &endpoint.secret));
         secrets
     }
 

@@ -1,5 +1,7 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
+mod endpoints;
+mod events;
 mod health;
 mod metrics;
 pub mod probes;
@@ -85,7 +87,21 @@ pub fn configure(config: &mut ServiceConfig) {
         .route(
             "/reports/reconciliation",
             web::get().to(reconciliation::report),
-        );
+        )
+        .route("/endpoints", web::post().to(endpoints::create))
+        .route("/endpoints", web::get().to(endpoints::list))
+        .route("/endpoints/{id}", web::get().to(endpoints::get))
+        .route("/endpoints/{id}", web::patch().to(endpoints::update))
+        .route("/endpoints/{id}", web::delete().to(endpoints::delete))
+        .route("/endpoints/{id}/secret", web::get().to(endpoints::secret))
+        .route(
+            "/endpoints/{id}/secret/rotate",
+            web::post().to(endpoints::rotate),
+        )
+        .route("/endpoints/{id}/recover", web::post().to(endpoints::recover))
+        .route("/events", web::get().to(events::list))
+        .route("/events/{id}", web::get().to(events::get))
+        .route("/events/{id}/replay", web::post().to(events::replay));
     config
         .service(scope)
         .route("/metrics", web::get().to(metrics::metrics))
@@ -136,6 +152,17 @@ pub fn served() -> Vec<Served> {
         ("POST", "/v1/expectations"),
         ("GET", "/v1/expectations/{provider}/{key}"),
         ("GET", "/v1/reports/reconciliation"),
+        ("POST", "/v1/endpoints"),
+        ("GET", "/v1/endpoints"),
+        ("GET", "/v1/endpoints/{id}"),
+        ("PATCH", "/v1/endpoints/{id}"),
+        ("DELETE", "/v1/endpoints/{id}"),
+        ("GET", "/v1/endpoints/{id}/secret"),
+        ("POST", "/v1/endpoints/{id}/secret/rotate"),
+        ("POST", "/v1/endpoints/{id}/recover"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/events/{id}"),
+        ("POST", "/v1/events/{id}/replay"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/livez"),

@@ -52,6 +52,10 @@ pub struct AppState {
     pub pipeline_timeout: Duration,
     /// How long the reconciler works on an expectation before flagging it unresolved.
     pub reconciler_give_up_after: Duration,
+    /// How long a rotated-out endpoint secret keeps signing.
+    pub secret_overlap: Duration,
+    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
+    pub allow_private_networks: bool,
 }
 
 pub async fn receive_callback(

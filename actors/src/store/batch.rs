@@ -7,6 +7,7 @@
 //!    others — a duplicate `_id` — for far less than a lookup of every one.
 //! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
 //!    updates for existing ones), in journal order per transaction.
+//!    The events those changes call for are inserted next (one unordered `insert_many`; see `events.rs`).
 //! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
 //!    callback document exists only once its fold was acknowledged, so it is written `processed: true`,
 //!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time (the
@@ -251,8 +252,17 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
             }
         })
         .collect();
-    let results = store.transactions.fold(&folds).await;
+    let folded = store.transactions.fold(&folds).await;
     drop(folds);
+    let mut results = folded.results;
+    // The events of these changes go before the callbacks' documents: a stored callback implies its
+    // event exists (see `events.rs`).
+    let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
+    for (event, error) in super::events::insert(&store.events, &documents).await {
+        for member in &folded.events[event].0 {
+            results[*member] = Err(error.clone());
+        }
+    }
     for (index, result) in new.into_iter().zip(results) {
         if let Err(error) = result {
             batch.fail(index, error);

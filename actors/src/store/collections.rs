@@ -17,6 +17,8 @@ pub(super) struct Collections {
     pub raw_callbacks: Collection<RawDocumentBuf>,
     pub rejected: Collection<Document>,
     pub transactions: Transactions,
+    /// The outbox of transaction changes (see `events.rs`).
+    pub events: Collection<Document>,
     pub reconciliations: Reconciliations,
     /// How long rejected bodies of unauthenticated senders are kept.
     pub unauthenticated_retention: Duration,
@@ -34,6 +36,7 @@ impl Collections {
             callbacks,
             rejected: database.collection("rejected_callbacks"),
             transactions: Transactions::new(database.collection("transactions"), confirm_by_query),
+            events: database.collection("events"),
             reconciliations: Reconciliations::new(&database),
             database,
             unauthenticated_retention,

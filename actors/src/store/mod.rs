@@ -6,6 +6,7 @@ mod batch;
 mod collections;
 mod document;
 pub mod errors;
+pub mod events;
 mod journaled;
 mod memory;
 mod migration;

@@ -146,6 +146,11 @@ impl MongoStore {
         &self.inner.collections.reconciliations
     }
 
+    /// The `events` collection: the outbox delivered to the merchant's endpoints.
+    pub fn events(&self) -> &Collection<Document> {
+        &self.inner.collections.events
+    }
+
     /// The `rejected_callbacks` collection.
     pub fn rejected(&self) -> &Collection<Document> {
         &self.inner.collections.rejected
@@ -239,6 +244,11 @@ impl Inner {
             .await
             .map_err(|error| classify(&error))?;
         collections.reconciliations.ensure_indexes().await?;
+        collections
+            .events
+            .create_indexes(super::events::indexes())
+            .await
+            .map_err(|error| classify(&error))?;
         Ok(())
     }
 
@@ -277,7 +287,14 @@ impl Inner {
                 received_at: *at,
             })
             .collect();
-        let results = self.collections.transactions.fold(&folds).await;
+        let folded = self.collections.transactions.fold(&folds).await;
+        let mut results = folded.results;
+        let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
+        for (index, error) in super::events::insert(&self.collections.events, &documents).await {
+            for member in &folded.events[index].0 {
+                results[*member] = Err(error.clone());
+            }
+        }
         let folded: Vec<&str> = folds
             .iter()
             .zip(&results)

@@ -23,6 +23,7 @@ use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, recorded};
 use super::errors::{classify, is_duplicate_key};
+use super::events::{self, event_document, EventType};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
 use crate::callback::{intern, Callback, CallbackKey, CallbackType};
@@ -111,6 +112,7 @@ pub struct Reconciliations {
     items: Collection<Document>,
     transactions: Collection<Document>,
     callbacks: Collection<Document>,
+    events: Collection<Document>,
 }
 
 /// Items in progress per transaction identity: (provider, flow, key).
@@ -125,6 +127,7 @@ impl Reconciliations {
             items: database.collection("reconciliations"),
             transactions: database.collection("transactions"),
             callbacks: database.collection("callbacks"),
+            events: database.collection("events"),
         }
     }
 
@@ -329,7 +332,7 @@ impl Reconciliations {
             self.transactions
                 .update_one(
                     doc! {"_id": document.get("_id").cloned().unwrap_or(Bson::Null), "query_due": document.get("query_due").cloned().unwrap_or(Bson::Null)},
-                    doc! {"$unset": {"query_due": ""}},
+                    doc! {"$unset": {"query_due": ""}, "$inc": {"version": 1_i64}},
                 )
                 .await
                 .map_err(|error| classify(&error))?;
@@ -523,13 +526,34 @@ impl Reconciliations {
             )
             .await?;
         if mine {
-            self.transactions
-                .update_one(
-                    doc! {"_id": transaction_id(item.provider, item.flow, &item.key)},
-                    doc! {"$set": {"unresolved": true, "updated_at": bson_time(now)}},
+            // Flagged once, with a new version that records its event (see `events.rs`).
+            let next = doc! {"$add": [{"$ifNull": ["$version", 0_i64]}, 1_i64]};
+            let flagged = self
+                .transactions
+                .find_one_and_update(
+                    doc! {
+                        "_id": transaction_id(item.provider, item.flow, &item.key),
+                        "unresolved": {"$ne": true},
+                    },
+                    vec![doc! {"$set": {
+                        "unresolved": true,
+                        "updated_at": bson_time(now),
+                        "version": next.clone(),
+                        "event_version": next,
+                        "event_type": EventType::Unresolved.as_str(),
+                    }}],
                 )
+                .projection(doc! {"callback_ids": 0, "conflicts": 0})
+                .return_document(ReturnDocument::After)
                 .await
                 .map_err(|error| classify(&error))?;
+            if let Some(transaction) = flagged {
+                let version = transaction.get_i64("version").unwrap_or(1);
+                let event = event_document(&transaction, EventType::Unresolved, version, now);
+                if let Some((_, error)) = events::insert(&self.events, &[&event]).await.pop() {
+                    return Err(error);
+                }
+            }
         }
         Ok(mine)
     }

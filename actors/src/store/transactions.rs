@@ -33,6 +33,7 @@ use mongodb::Collection;
 use super::collections::{by_msisdn, newest, partial, timed};
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::events::{event_document, EventType};
 use super::StoreError;
 use crate::callback::{Callback, Delivery, Status};
 use crate::transaction::{transition, Conflict, Snapshot, Source};
@@ -60,6 +61,19 @@ pub(super) struct Fold<'a> {
     /// The `_id` of the callback's document (its identity).
     pub id: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// What folding a batch did: one result per fold, and the events to write with the folds they belong to.
+pub(super) struct Folded {
+    pub results: Vec<Result<(), StoreError>>,
+    pub events: Vec<(Vec<usize>, Document)>,
+}
+
+/// The event of the last event-producing change `transaction` records, built again from the document.
+fn last_event(transaction: &Document) -> Option<Document> {
+    let version = transaction.get_i64("event_version").ok()?;
+    let kind = EventType::parse(transaction.get_str("event_type").ok()?)?;
+    Some(event_document(transaction, kind, version, Utc::now()))
 }
 
 /// One transaction's share of a batch: its `_id` and its callbacks (indexes into the folds), in order.
@@ -129,8 +143,10 @@ impl Transactions {
     }
 
     /// Folds stored callbacks into their transactions; one result per fold. A failure is per transaction:
-    /// the other transactions of the batch are folded all the same.
-    pub(super) async fn fold(&self, folds: &[Fold<'_>]) -> Vec<Result<(), StoreError>> {
+    /// the other transactions of the batch are folded all the same. Also returns the events the changes
+    /// call for (see `events.rs`), each with the folds it belongs to: they must be written before those
+    /// callbacks' documents.
+    pub(super) async fn fold(&self, folds: &[Fold<'_>]) -> Folded {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_identity: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (index, fold) in folds.iter().enumerate() {
@@ -164,6 +180,7 @@ impl Transactions {
             .iter()
             .map(|(_, receipt)| Ok(receipt.clone()))
             .collect();
+        let mut events: Vec<Option<Vec<Document>>> = vec![None; groups.len()];
         let mut existing = Vec::new();
         if !fresh.is_empty() {
             let documents = fresh.iter().map(|(document, _)| document);
@@ -210,7 +227,23 @@ impl Transactions {
                 }));
             }
         }
-        let updated: Vec<(usize, Result<Option<String>, StoreError>)> = stream::iter(existing)
+        // A new transaction's event: its first status.
+        let now = Utc::now();
+        for (slot, (document, _)) in fresh.iter().enumerate() {
+            if outcomes[slot].is_ok() && !existing.contains(&slot) {
+                if let Ok(document) = document.to_document() {
+                    let status = EventType::of_change(None, &document);
+                    events[slot] = Some(
+                        status
+                            .map(|kind| event_document(&document, kind, 1, now))
+                            .into_iter()
+                            .collect(),
+                    );
+                }
+            }
+        }
+        #[allow(clippy::type_complexity)]
+        let updated: Vec<(usize, Result<(Option<String>, Vec<Document>), StoreError>)> = stream::iter(existing)
             .map(|slot| {
                 let group = &groups[slot];
                 let read = current.remove(&group.id);
@@ -220,28 +253,46 @@ impl Transactions {
             .collect()
             .await;
         for (slot, outcome) in updated {
-            outcomes[slot] = outcome;
+            outcomes[slot] = outcome.map(|(receipt, changes)| {
+                events[slot] = Some(changes);
+                receipt
+            });
         }
 
         let linked = self.link(&groups, folds, &outcomes).await;
         let mut results: Vec<Result<(), StoreError>> = vec![Ok(()); folds.len()];
-        for ((group, outcome), link) in groups.iter().zip(outcomes).zip(linked) {
+        let mut written = Vec::new();
+        for (((group, outcome), link), changes) in
+            groups.iter().zip(outcomes).zip(linked).zip(events)
+        {
             let result = outcome.and(link).map(|_| ());
             for member in &group.members {
                 results[*member] = result.clone();
             }
+            if result.is_ok() {
+                for event in changes.into_iter().flatten() {
+                    written.push((group.members.clone(), event));
+                }
+            }
         }
-        results
+        Folded {
+            results,
+            events: written,
+        }
     }
 
-    /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt.
-    /// `read` is the transaction as read with the others of the batch, if it was.
+    /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt and
+    /// the events to write. `read` is the transaction as read with the others of the batch, if it was.
+    ///
+    /// A callback folded already means this entry is applied again (or a repeat missed the provider
+    /// actor's cache): the event of the transaction's last recorded change is returned again, in case
+    /// the first attempt stopped between the transaction write and the event insert.
     async fn fold_existing(
         &self,
         group: &Group,
         folds: &[Fold<'_>],
         mut read: Option<Document>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<(Option<String>, Vec<Document>), StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = match read.take() {
                 Some(current) => current,
@@ -267,8 +318,12 @@ impl Transactions {
                 })
                 .collect();
             let mut snapshot = snapshot_of(&current);
+            let mut events = Vec::new();
+            if pending.len() < group.members.len() {
+                events.extend(last_event(&current));
+            }
             if pending.is_empty() {
-                return Ok(snapshot.receipt);
+                return Ok((snapshot.receipt, events));
             }
             let version = current.get_i64("version").unwrap_or(0);
             let mut entries = Vec::new();
@@ -280,11 +335,40 @@ impl Transactions {
             }
             let first = pending.iter().map(|fold| fold.received_at).min();
             let last = pending.iter().map(|fold| fold.received_at).max();
+            let now = Utc::now();
             let mut set = snapshot_fields(&snapshot);
             set.insert("version", version + 1);
-            set.insert("updated_at", bson_time(Utc::now()));
+            set.insert("updated_at", bson_time(now));
             if !entries.is_empty() {
                 set.insert("conflict", true);
+            }
+            // The transaction as this write leaves it, for its event.
+            let mut after = current.clone();
+            after.extend(set.clone());
+            after.insert(
+                "conflict_count",
+                current.get_i64("conflict_count").unwrap_or(0) + entries.len() as i64,
+            );
+            if let Some(first) = first.map(bson_time) {
+                match current.get_datetime("first_callback_at") {
+                    Ok(earlier) if *earlier <= first => {}
+                    _ => {
+                        after.insert("first_callback_at", first);
+                    }
+                }
+            }
+            if let Some(last) = last.map(bson_time) {
+                match current.get_datetime("last_callback_at") {
+                    Ok(later) if *later >= last => {}
+                    _ => {
+                        after.insert("last_callback_at", last);
+                    }
+                }
+            }
+            let change = EventType::of_change(Some(&current), &after);
+            if let Some(kind) = change {
+                set.insert("event_version", version + 1);
+                set.insert("event_type", kind.as_str());
             }
             let ids: Vec<&str> = pending.iter().map(|fold| fold.id.as_str()).collect();
             let mut earliest = doc! {"first_callback_at": first.map(bson_time)};
@@ -308,7 +392,10 @@ impl Transactions {
                 .await
                 .map_err(|error| classify(&error))?;
             if result.matched_count == 1 {
-                return Ok(snapshot.receipt);
+                if let Some(kind) = change {
+                    events.push(event_document(&after, kind, version + 1, now));
+                }
+                return Ok((snapshot.receipt, events));
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -454,15 +541,15 @@ impl Transactions {
         let other_ref = reference(text("provider"), text("flow"), text("transaction_key"));
         self.collection
             .update_one(
-                doc! {"_id": this_id},
-                doc! {"$addToSet": {"linked_transactions": &other_ref}},
+                doc! {"_id": this_id, "linked_transactions": {"$ne": &other_ref}},
+                doc! {"$addToSet": {"linked_transactions": &other_ref}, "$inc": {"version": 1_i64}},
             )
             .await
             .map_err(|error| classify(&error))?;
         self.collection
             .update_one(
-                doc! {"_id": other.get("_id").cloned().unwrap_or(Bson::Null)},
-                doc! {"$addToSet": {"linked_transactions": &this}},
+                doc! {"_id": other.get("_id").cloned().unwrap_or(Bson::Null), "linked_transactions": {"$ne": &this}},
+                doc! {"$addToSet": {"linked_transactions": &this}, "$inc": {"version": 1_i64}},
             )
             .await
             .map_err(|error| classify(&error))?;
@@ -565,6 +652,12 @@ fn fresh_transaction(
     document.append("linked_transactions", RawArrayBuf::new());
     document.append("version", 1_i64);
     document.append("updated_at", bson_time(Utc::now()));
+    // A new transaction's first status is its first event (see `events.rs`).
+    document.append("event_version", 1_i64);
+    document.append(
+        "event_type",
+        EventType::Status(snapshot.status).as_str(),
+    );
     (document, snapshot.receipt)
 }
 

@@ -1,0 +1,742 @@
+//! Delivery: every event the drain writes to the `events` outbox is sent to the merchant's endpoints,
+//! signed as the Standard Webhooks specification says, retried on a schedule until it is received or
+//! dead-lettered, in version order per transaction and endpoint.
+//!
+//! ```text
+//! every poll_interval ─Tick─▶ Dispatcher (pool of one) ─lead──▶ leases (one sending instance at a time)
+//!                                                       ─due───▶ events (pending, due_at ≤ now)
+//!                                                       ─gate──▶ earlier versions still pending?
+//!                              one task per event ──Attempt──▶ Sender pool (delivery.pool_size)
+//!                                                               ──▶ Transport (HTTP POST, signed)
+//!                              ──record──▶ events (targets, attempts, due_at / expire_at)
+//! ```
+//!
+//! One instance sends at a time: it holds a lease in MongoDB and renews it every round; a killed
+//! instance's events are picked up by another (or by itself after restart) once its lease has run out,
+//! and a request is only started while the lease has at least the request timeout left, so two instances
+//! never send one event to one endpoint at the same time. The state of every event lives in MongoDB,
+//! never only in memory: what the dispatcher keeps in memory (events in flight, per-endpoint limits and
+//! pauses) only spares it work.
+//!
+//! Isolation: an endpoint has at most `max_in_flight` requests at once and, optionally, a rate limit; an
+//! attempt that finds its endpoint at its limit is not made now (no attempt is counted) and the event
+//! comes back a moment later, so a slow or dead endpoint never holds another's deliveries. Nothing here
+//! touches the callbacks' path: the drain only inserts events.
+
+pub mod outbox;
+pub mod signature;
+
+use std::collections::{HashMap, HashSet};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use chrono::{DateTime, Utc};
+use futures_util::future::{join_all, LocalBoxFuture};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use mongodb::bson::{doc, Document};
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use outbox::{EndpointRecord, Outbox, PendingEvent, Target};
+
+use crate::pool::{Pool, RestartPolicy};
+
+/// The Standard Webhooks specification's example schedule: the wait before each attempt (the first
+/// included), so ten values mean ten attempts over about three days.
+pub const DEFAULT_RETRY_SCHEDULE_SECS: [u64; 10] =
+    [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
+/// Bytes of an endpoint's answer kept with an attempt.
+const RESPONSE_KEPT: usize = 1024;
+/// How long an event whose endpoint was busy, paused or behind an earlier version waits before it is
+/// looked at again.
+const RETRY_SOON: Duration = Duration::from_millis(500);
+
+/// How delivery works (`[delivery]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Sender actors.
+    pub pool_size: NonZeroUsize,
+    /// How often the dispatcher looks for due events.
+    pub poll_interval: Duration,
+    /// One request's time limit.
+    pub timeout: Duration,
+    /// The wait before each attempt, the first included.
+    pub retry_schedule: Vec<Duration>,
+    /// How long the sending instance's lease lasts; renewed every round.
+    pub lease: Duration,
+    /// How long delivered events are kept.
+    pub retention: Duration,
+    /// An endpoint that failed every attempt for this long is disabled.
+    pub disable_after: Duration,
+    /// Requests at once per endpoint, unless the endpoint says otherwise.
+    pub max_in_flight: usize,
+    /// Due events read per round.
+    pub batch: i64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            pool_size: NonZeroUsize::new(4).expect("non-zero"),
+            poll_interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(15),
+            retry_schedule: DEFAULT_RETRY_SCHEDULE_SECS
+                .iter()
+                .map(|secs| Duration::from_secs(*secs))
+                .collect(),
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(30 * 86_400),
+            disable_after: Duration::from_secs(5 * 86_400),
+            max_in_flight: 16,
+            batch: 512,
+        }
+    }
+}
+
+/// One HTTP request to an endpoint.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Arc<str>,
+    pub timeout: Duration,
+}
+
+/// What an endpoint answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    /// `Retry-After`, in seconds, when it said one.
+    pub retry_after: Option<Duration>,
+    /// The first bytes of the answer's body.
+    pub body: String,
+}
+
+/// How events reach endpoints: the service's HTTP client, or a fake in tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one request. Runs on a sender actor's thread (HTTP clients need not be `Send`). An `Err` is
+    /// a request that got no answer (refused address, connection error, time-out).
+    fn post(&self, request: Request) -> LocalBoxFuture<'static, Result<Response, String>>;
+}
+
+/// Sends one event to one endpoint, signed for that attempt.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Attempted")]
+pub struct Attempt {
+    pub event_id: String,
+    pub url: String,
+    pub keys: Arc<Vec<Vec<u8>>>,
+    pub payload: Arc<str>,
+    pub timeout: Duration,
+}
+
+/// What an attempt got.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    pub at: DateTime<Utc>,
+    pub duration: Duration,
+    pub outcome: Result<Response, String>,
+}
+
+/// A member of the sender pool: signs and posts.
+pub struct Sender {
+    transport: Arc<dyn Transport>,
+}
+
+impl Sender {
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Self { transport }
+    }
+}
+
+impl Actor for Sender {
+    type Context = Context<Self>;
+}
+
+impl Handler<Attempt> for Sender {
+    type Result = ResponseFuture<Attempted>;
+
+    fn handle(&mut self, attempt: Attempt, _: &mut Context<Self>) -> Self::Result {
+        let at = Utc::now();
+        let timestamp = at.timestamp();
+        let signature = signature::header(
+            &attempt.keys,
+            &attempt.event_id,
+            timestamp,
+            attempt.payload.as_bytes(),
+        );
+        let request = Request {
+            url: attempt.url,
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("webhook-id", attempt.event_id),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+                ("user-agent", "mmo-webhooks".to_owned()),
+            ],
+            body: attempt.payload,
+            timeout: attempt.timeout,
+        };
+        let sending = self.transport.post(request);
+        let started = std::time::Instant::now();
+        Box::pin(async move {
+            let outcome = sending.await;
+            Attempted {
+                at,
+                duration: started.elapsed(),
+                outcome,
+            }
+        })
+    }
+}
+
+/// What becomes of a target after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again after this long (the schedule's next wait, or longer when the endpoint asked).
+    Retry(Duration),
+    /// No attempt left: a dead letter.
+    Failed,
+    /// `410 Gone`: the endpoint is disabled and the event failed for it.
+    Gone,
+}
+
+/// Judges an attempt, the `attempts`-th (1-based) of `schedule.len()`: only 2xx is success; 3xx is a
+/// failure (redirects are not followed); `410` disables; `429`, `502`, `503`, `504` and `Retry-After`
+/// slow the endpoint down. The schedule's waits get ±10% of jitter, so retries of many events spread.
+pub fn verdict(
+    outcome: &Result<Response, String>,
+    attempts: usize,
+    schedule: &[Duration],
+    jitter: f64,
+) -> Verdict {
+    if let Ok(response) = outcome {
+        if (200..300).contains(&response.status) {
+            return Verdict::Delivered;
+        }
+        if response.status == 410 {
+            return Verdict::Gone;
+        }
+    }
+    let Some(next) = schedule.get(attempts) else {
+        return Verdict::Failed;
+    };
+    let wait = next.mul_f64(1.0 + jitter.clamp(-0.1, 0.1));
+    let asked = outcome.as_ref().ok().and_then(|response| response.retry_after);
+    Verdict::Retry(asked.map_or(wait, |asked| asked.max(wait)))
+}
+
+/// Per endpoint: requests in flight, its rate limit, and a pause it asked for.
+struct Lane {
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    limiter: Option<DefaultDirectRateLimiter>,
+    paused_until: Option<tokio::time::Instant>,
+    /// Since when every attempt failed (cleared by a success).
+    failing_since: Option<DateTime<Utc>>,
+}
+
+/// What the dispatcher and its event tasks share; outlives a restarted dispatcher.
+struct Shared {
+    settings: DeliverySettings,
+    outbox: Outbox,
+    senders: Arc<Pool<Sender>>,
+    /// This instance's name in the lease.
+    instance: String,
+    lanes: Mutex<HashMap<String, Lane>>,
+    /// Events with a task in progress.
+    busy: Mutex<HashSet<String>>,
+    /// Events not to look at again before a moment (endpoint busy, earlier version pending).
+    later: Mutex<HashMap<String, tokio::time::Instant>>,
+    round_running: AtomicBool,
+}
+
+/// The dispatcher actor. Start it with [`start`].
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+}
+
+/// Look for due events now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Handler<Tick> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        let shared = Arc::clone(&self.shared);
+        if shared.round_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        ctx.spawn(
+            async move {
+                let _running = RoundGuard(Arc::clone(&shared));
+                if let Err(error) = round(&shared).await {
+                    tracing::warn!(%error, "delivery round failed; retried next round");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+struct RoundGuard(Arc<Shared>);
+
+impl Drop for RoundGuard {
+    fn drop(&mut self) {
+        self.0.round_running.store(false, Ordering::Release);
+    }
+}
+
+/// Handles of a started delivery, for readiness and tests.
+pub struct Delivery {
+    pub dispatcher: Arc<Pool<Dispatcher>>,
+    pub senders: Arc<Pool<Sender>>,
+}
+
+/// Starts the sender pool, the dispatcher (a pool of one) and its driver, which ticks it every
+/// `poll_interval`. Must run inside an actix `System`.
+pub fn start(settings: DeliverySettings, outbox: Outbox, transport: Arc<dyn Transport>) -> Delivery {
+    let call_timeout = settings.timeout + Duration::from_secs(5);
+    let senders = Arc::new(Pool::new(
+        "delivery",
+        settings.pool_size,
+        // Each sender runs its requests concurrently; endpoints' own limits bound them.
+        NonZeroUsize::new(4096).expect("non-zero"),
+        call_timeout,
+        RestartPolicy::default(),
+        move |_| {
+            let transport = Arc::clone(&transport);
+            Sender::start_in_arbiter(&actix::Arbiter::current(), move |_| Sender::new(transport))
+        },
+    ));
+    let interval = settings.poll_interval;
+    let shared = Arc::new(Shared {
+        settings,
+        outbox,
+        senders: Arc::clone(&senders),
+        instance: format!("{}-{}", std::process::id(), mongodb::bson::oid::ObjectId::new()),
+        lanes: Mutex::new(HashMap::new()),
+        busy: Mutex::new(HashSet::new()),
+        later: Mutex::new(HashMap::new()),
+        round_running: AtomicBool::new(false),
+    });
+    let dispatcher = Arc::new(Pool::new(
+        "dispatcher",
+        NonZeroUsize::MIN,
+        NonZeroUsize::MIN,
+        Duration::from_secs(5),
+        RestartPolicy::default(),
+        move |_| {
+            Dispatcher {
+                shared: Arc::clone(&shared),
+            }
+            .start()
+        },
+    ));
+    let driver = Arc::clone(&dispatcher);
+    actix::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = driver.call(0, Tick).await {
+                tracing::warn!(%error, "delivery dispatcher did not take its tick");
+            }
+        }
+    });
+    Delivery {
+        dispatcher,
+        senders,
+    }
+}
+
+/// One round: lead, read endpoints and due events, and start a task for each event that can go now.
+async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
+    let settings = &shared.settings;
+    let now = Utc::now();
+    if !shared
+        .outbox
+        .lead(&shared.instance, now, settings.lease)
+        .await?
+    {
+        return Ok(());
+    }
+    // A request starts only while the lease has its whole time-out left.
+    let lease_ends = tokio::time::Instant::now() + settings.lease;
+    let endpoints: HashMap<String, Arc<EndpointRecord>> = shared
+        .outbox
+        .load_endpoints()
+        .await?
+        .iter()
+        .filter_map(|document| EndpointRecord::from_document(document, now, settings.max_in_flight))
+        .map(|endpoint| (endpoint.id.clone(), Arc::new(endpoint)))
+        .collect();
+    shared.sync_lanes(&endpoints);
+    metrics::gauge!("mmo_delivery_endpoints_disabled")
+        .set(endpoints.values().filter(|endpoint| !endpoint.enabled).count() as f64);
+
+    let due = shared.outbox.due(now, settings.batch).await?;
+    let clock = tokio::time::Instant::now();
+    let due: Vec<PendingEvent> = {
+        let busy = shared.busy.lock().expect("delivery lock");
+        let mut later = shared.later.lock().expect("delivery lock");
+        later.retain(|_, until| *until > clock);
+        due.into_iter()
+            .filter(|event| !busy.contains(&event.id) && !later.contains_key(&event.id))
+            .collect()
+    };
+    metrics::gauge!("mmo_delivery_events_due").set(due.len() as f64);
+    if due.is_empty() {
+        return Ok(());
+    }
+    let transactions: Vec<&str> = due
+        .iter()
+        .map(|event| event.transaction_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let earlier = shared.outbox.pending_of(&transactions).await?;
+    let mut pending_versions: HashMap<&str, Vec<&outbox::Earlier>> = HashMap::new();
+    for item in &earlier {
+        pending_versions
+            .entry(item.transaction_id.as_str())
+            .or_default()
+            .push(item);
+    }
+    // Transactions with an event starting in this round: a later version waits for the next round.
+    let mut started: HashSet<String> = HashSet::new();
+    for event in due {
+        if started.contains(&event.transaction_id) {
+            continue;
+        }
+        let blocked_for = |endpoint: &str| {
+            pending_versions
+                .get(event.transaction_id.as_str())
+                .into_iter()
+                .flatten()
+                .any(|earlier| {
+                    earlier.version < event.version
+                        && earlier
+                            .pending_for
+                            .as_ref()
+                            .is_none_or(|pending| pending.iter().any(|id| id == endpoint))
+                })
+        };
+        let fanned_out = event.targets.is_some();
+        let mut targets = event.targets.clone().unwrap_or_else(|| {
+            let mut ids: Vec<&String> = endpoints
+                .values()
+                .filter(|endpoint| endpoint.enabled && endpoint.wants(&event.event_type, &event.provider))
+                .map(|endpoint| &endpoint.id)
+                .collect();
+            ids.sort();
+            ids.into_iter().map(|id| Target::pending(id, now)).collect()
+        });
+        let mut attempts = Vec::new();
+        let mut waiting = false;
+        for (index, target) in targets.iter_mut().enumerate() {
+            if target.status != "pending" || target.next_at > now {
+                continue;
+            }
+            let Some(endpoint) = endpoints.get(&target.endpoint) else {
+                // Deleted: nothing to send it to.
+                target.status = "failed".to_owned();
+                continue;
+            };
+            if !endpoint.enabled {
+                // Kept pending: it goes once the endpoint is enabled again, or fails by replay.
+                target.next_at = now + chrono::Duration::seconds(60);
+                continue;
+            }
+            if blocked_for(&endpoint.id) {
+                waiting = true;
+                continue;
+            }
+            if tokio::time::Instant::now() + settings.timeout >= lease_ends {
+                waiting = true;
+                continue;
+            }
+            match shared.admit(&endpoint.id) {
+                Some(permit) => attempts.push((index, Arc::clone(endpoint), permit)),
+                None => waiting = true,
+            }
+        }
+        if attempts.is_empty() {
+            if !fanned_out || targets.iter().all(|target| target.status != "pending") {
+                // Fanned out for the first time (or to no endpoint at all): record it.
+                shared
+                    .outbox
+                    .record(&event.id, &targets, Vec::new(), now, settings.retention)
+                    .await?;
+            }
+            if waiting {
+                shared
+                    .later
+                    .lock()
+                    .expect("delivery lock")
+                    .insert(event.id.clone(), tokio::time::Instant::now() + RETRY_SOON);
+            }
+            continue;
+        }
+        started.insert(event.transaction_id.clone());
+        shared.busy.lock().expect("delivery lock").insert(event.id.clone());
+        let shared = Arc::clone(shared);
+        actix::spawn(async move {
+            let id = event.id.clone();
+            if let Err(error) = send(&shared, event, targets, attempts).await {
+                tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
+            }
+            shared.busy.lock().expect("delivery lock").remove(&id);
+        });
+    }
+    Ok(())
+}
+
+impl Shared {
+    /// Keeps one lane per endpoint, sized as the endpoint says.
+    fn sync_lanes(&self, endpoints: &HashMap<String, Arc<EndpointRecord>>) {
+        let mut lanes = self.lanes.lock().expect("delivery lock");
+        lanes.retain(|id, _| endpoints.contains_key(id));
+        for endpoint in endpoints.values() {
+            let stale = lanes
+                .get(&endpoint.id)
+                .is_some_and(|lane| lane.max_in_flight != endpoint.max_in_flight);
+            if stale || !lanes.contains_key(&endpoint.id) {
+                let limiter = endpoint
+                    .rate_limit_per_sec
+                    .and_then(NonZeroU32::new)
+                    .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+                let failing_since = lanes.get(&endpoint.id).and_then(|lane| lane.failing_since);
+                lanes.insert(
+                    endpoint.id.clone(),
+                    Lane {
+                        permits: Arc::new(Semaphore::new(endpoint.max_in_flight)),
+                        max_in_flight: endpoint.max_in_flight,
+                        limiter,
+                        paused_until: None,
+                        failing_since,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A permit to send to `endpoint` now, unless it is at its limit, over its rate or paused.
+    fn admit(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
+        let lanes = self.lanes.lock().expect("delivery lock");
+        let lane = lanes.get(endpoint)?;
+        if lane
+            .paused_until
+            .is_some_and(|until| until > tokio::time::Instant::now())
+        {
+            return None;
+        }
+        let permit = Arc::clone(&lane.permits).try_acquire_owned().ok()?;
+        if let Some(limiter) = &lane.limiter {
+            limiter.check().ok()?;
+        }
+        Some(permit)
+    }
+
+    /// Notes an endpoint's answer: a pause it asked for, and since when it has been failing. Returns
+    /// true when it has failed for longer than `disable_after`.
+    fn note(&self, endpoint: &str, attempted: &Attempted, delivered: bool) -> bool {
+        let mut lanes = self.lanes.lock().expect("delivery lock");
+        let Some(lane) = lanes.get_mut(endpoint) else {
+            return false;
+        };
+        if delivered {
+            lane.failing_since = None;
+            return false;
+        }
+        if let Ok(response) = &attempted.outcome {
+            if matches!(response.status, 429 | 502 | 503 | 504) || response.retry_after.is_some() {
+                let pause = response.retry_after.unwrap_or(Duration::from_secs(5));
+                lane.paused_until = Some(tokio::time::Instant::now() + pause.min(Duration::from_secs(3600)));
+            }
+        }
+        let since = *lane.failing_since.get_or_insert(attempted.at);
+        (attempted.at - since)
+            .to_std()
+            .is_ok_and(|failing| failing >= self.settings.disable_after)
+    }
+}
+
+/// Sends one event to the targets admitted, concurrently, then records what became of each.
+async fn send(
+    shared: &Arc<Shared>,
+    event: PendingEvent,
+    mut targets: Vec<Target>,
+    admitted: Vec<(usize, Arc<EndpointRecord>, OwnedSemaphorePermit)>,
+) -> Result<(), crate::StoreError> {
+    let settings = &shared.settings;
+    let payload: Arc<str> = Arc::from(event.payload.as_str());
+    let route = admitted.len() as u64 + event.version as u64;
+    let calls = admitted.into_iter().map(|(index, endpoint, permit)| {
+        let attempt = Attempt {
+            event_id: event.id.clone(),
+            url: endpoint.url.clone(),
+            keys: Arc::new(endpoint.keys.clone()),
+            payload: Arc::clone(&payload),
+            timeout: settings.timeout,
+        };
+        let senders = Arc::clone(&shared.senders);
+        async move {
+            let answer = senders.call(route.wrapping_add(index as u64), attempt).await;
+            drop(permit);
+            let attempted = answer.unwrap_or_else(|error| Attempted {
+                at: Utc::now(),
+                duration: Duration::ZERO,
+                outcome: Err(format!("sender: {error}")),
+            });
+            (index, endpoint, attempted)
+        }
+    });
+    let results = join_all(calls).await;
+    let now = Utc::now();
+    let mut attempts: Vec<Document> = Vec::with_capacity(results.len());
+    for (index, endpoint, attempted) in results {
+        let target = &mut targets[index];
+        target.attempts += 1;
+        let jitter = rand::thread_rng().gen_range(-0.1..=0.1);
+        let judged = verdict(
+            &attempted.outcome,
+            target.attempts as usize,
+            &settings.retry_schedule,
+            jitter,
+        );
+        let delivered = judged == Verdict::Delivered;
+        let too_long = shared.note(&endpoint.id, &attempted, delivered);
+        let outcome = match judged {
+            Verdict::Delivered => {
+                target.status = "delivered".to_owned();
+                let waited = (now - event.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("mmo_delivery_latency_seconds").record(waited.as_secs_f64());
+                "delivered"
+            }
+            Verdict::Retry(wait) => {
+                target.next_at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1));
+                "retry"
+            }
+            Verdict::Failed => {
+                target.status = "failed".to_owned();
+                metrics::counter!("mmo_delivery_dead_letters_total").increment(1);
+                "failed"
+            }
+            Verdict::Gone => {
+                target.status = "failed".to_owned();
+                "gone"
+            }
+        };
+        if judged == Verdict::Gone || too_long {
+            let reason = if too_long { "failing for too long" } else { "answered 410 Gone" };
+            tracing::warn!(endpoint = %endpoint.id, reason, "endpoint disabled");
+            shared.outbox.disable(&endpoint.id, reason, now).await?;
+        }
+        metrics::counter!("mmo_delivery_attempts_total", "endpoint" => endpoint.id.clone(), "outcome" => outcome)
+            .increment(1);
+        let (status, response, error) = match &attempted.outcome {
+            Ok(response) => (Some(i32::from(response.status)), Some(response.body.as_str()), None),
+            Err(error) => (None, None, Some(error.as_str())),
+        };
+        tracing::info!(
+            event = %event.id,
+            event_type = %event.event_type,
+            endpoint = %endpoint.id,
+            attempt = target.attempts,
+            status = ?status,
+            duration_ms = attempted.duration.as_millis() as u64,
+            outcome,
+            error = error.unwrap_or(""),
+            "delivery attempt"
+        );
+        attempts.push(doc! {
+            "endpoint": &endpoint.id,
+            "attempt": target.attempts,
+            "at": mongodb::bson::DateTime::from_millis(attempted.at.timestamp_millis()),
+            "status_code": status,
+            "duration_ms": attempted.duration.as_millis() as i64,
+            "response": response.map(|body| truncate(body, RESPONSE_KEPT)),
+            "error": error.map(|error| truncate(error, RESPONSE_KEPT)),
+        });
+    }
+    shared
+        .outbox
+        .record(&event.id, &targets, attempts, now, settings.retention)
+        .await
+}
+
+/// At most `limit` bytes of `text`, cut at a character boundary.
+pub fn truncate(text: &str, limit: usize) -> String {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Result<Response, String> {
+        Ok(Response {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            body: String::new(),
+        })
+    }
+
+    #[test]
+    fn only_2xx_delivers_and_410_is_gone() {
+        let schedule = [Duration::ZERO, Duration::from_secs(5)];
+        assert_eq!(verdict(&answer(204, None), 1, &schedule, 0.0), Verdict::Delivered);
+        assert_eq!(verdict(&answer(410, None), 1, &schedule, 0.0), Verdict::Gone);
+        for refused in [301, 302, 400, 404, 500] {
+            assert_eq!(
+                verdict(&answer(refused, None), 1, &schedule, 0.0),
+                Verdict::Retry(Duration::from_secs(5)),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            verdict(&Err("refused".into()), 1, &schedule, 0.0),
+            Verdict::Retry(Duration::from_secs(5))
+        );
+        // The last attempt failed: a dead letter.
+        assert_eq!(verdict(&answer(500, None), 2, &schedule, 0.0), Verdict::Failed);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_and_jitter_stays_within_ten_percent() {
+        let schedule = [Duration::ZERO, Duration::from_secs(100)];
+        assert_eq!(
+            verdict(&answer(429, Some(300)), 1, &schedule, 0.0),
+            Verdict::Retry(Duration::from_secs(300))
+        );
+        assert_eq!(
+            verdict(&answer(503, Some(1)), 1, &schedule, 0.0),
+            Verdict::Retry(Duration::from_secs(100))
+        );
+        assert_eq!(
+            verdict(&answer(500, None), 1, &schedule, 0.5),
+            Verdict::Retry(Duration::from_secs(110))
+        );
+    }
+
+    #[test]
+    fn truncates_at_a_character_boundary() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("hello", 10), "hello");
+    }
+}

@@ -1,0 +1,353 @@
+//! What delivery reads and writes in MongoDB: the `events` outbox (written by the drain, see
+//! [`crate::store::events`]), the merchant's `endpoints`, and the `leases` document that makes one
+//! instance at a time the sender.
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::{Collection, Database};
+
+use super::signature::secret_key;
+use crate::store::errors::{classify, is_duplicate_key};
+use crate::store::StoreError;
+
+/// The `_id` of the lease document.
+const LEASE: &str = "delivery";
+
+/// An endpoint as delivery needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRecord {
+    pub id: String,
+    pub url: String,
+    /// Keys that sign now: the current secret and, during a rotation's overlap, the previous one.
+    pub keys: Vec<Vec<u8>>,
+    /// Event types it receives; empty: all.
+    pub event_types: Vec<String>,
+    /// Providers (stored names) whose events it receives; empty: all.
+    pub providers: Vec<String>,
+    pub enabled: bool,
+    pub max_in_flight: usize,
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+impl EndpointRecord {
+    /// Whether an event of `event_type` about a transaction of `provider` is for this endpoint.
+    pub fn wants(&self, event_type: &str, provider: &str) -> bool {
+        (self.event_types.is_empty() || self.event_types.iter().any(|kind| kind == event_type))
+            && (self.providers.is_empty() || self.providers.iter().any(|name| name == provider))
+    }
+
+    /// Reads an `endpoints` document; `None` when it has no usable URL or key.
+    pub fn from_document(document: &Document, now: DateTime<Utc>, default_in_flight: usize) -> Option<Self> {
+        let texts = |field| -> Vec<String> {
+            document
+                .get_array(field)
+                .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let keys: Vec<Vec<u8>> = document
+            .get_array("secrets")
+            .ok()?
+            .iter()
+            .filter_map(Bson::as_document)
+            .filter(|secret| match secret.get_datetime("expires_at") {
+                Ok(until) => until.timestamp_millis() > now.timestamp_millis(),
+                Err(_) => true,
+            })
+            .filter_map(|secret| secret_key(secret.get_str("secret").ok()?))
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let positive = |field| match document.get(field) {
+            Some(Bson::Int32(value)) if *value > 0 => Some(*value as u32),
+            Some(Bson::Int64(value)) if *value > 0 => u32::try_from(*value).ok(),
+            _ => None,
+        };
+        Some(Self {
+            id: document.get_str("_id").ok()?.to_owned(),
+            url: document.get_str("url").ok()?.to_owned(),
+            keys,
+            event_types: texts("event_types"),
+            providers: texts("providers"),
+            enabled: document.get_bool("enabled").unwrap_or(true),
+            max_in_flight: positive("max_in_flight").map_or(default_in_flight, |value| value as usize),
+            rate_limit_per_sec: positive("rate_limit_per_sec"),
+        })
+    }
+}
+
+/// The delivery state of one event for one endpoint, as stored in the event's `targets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub endpoint: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub next_at: DateTime<Utc>,
+}
+
+impl Target {
+    pub fn pending(endpoint: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            status: "pending".to_owned(),
+            attempts: 0,
+            next_at: now,
+        }
+    }
+
+    pub fn document(&self) -> Document {
+        doc! {
+            "endpoint": &self.endpoint,
+            "status": &self.status,
+            "attempts": self.attempts,
+            "next_at": time(self.next_at),
+        }
+    }
+
+    fn from_document(document: &Document) -> Option<Self> {
+        Some(Self {
+            endpoint: document.get_str("endpoint").ok()?.to_owned(),
+            status: document.get_str("status").ok()?.to_owned(),
+            attempts: document.get_i32("attempts").unwrap_or(0),
+            next_at: document
+                .get_datetime("next_at")
+                .ok()
+                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// A pending event as the dispatcher reads it.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: String,
+    pub event_type: String,
+    pub provider: String,
+    pub transaction_id: String,
+    pub version: i64,
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    /// `None` until the dispatcher first decided which endpoints it goes to.
+    pub targets: Option<Vec<Target>>,
+}
+
+impl PendingEvent {
+    fn from_document(document: &Document) -> Option<Self> {
+        let text = |field| document.get_str(field).ok().map(str::to_owned);
+        Some(Self {
+            id: text("_id")?,
+            event_type: text("type")?,
+            provider: text("provider").unwrap_or_default(),
+            transaction_id: text("transaction_id")?,
+            version: document.get_i64("version").ok()?,
+            payload: text("payload").unwrap_or_default(),
+            created_at: document
+                .get_datetime("created_at")
+                .ok()
+                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .unwrap_or_default(),
+            targets: targets_of(document),
+        })
+    }
+}
+
+fn targets_of(document: &Document) -> Option<Vec<Target>> {
+    document.get_array("targets").ok().map(|targets| {
+        targets
+            .iter()
+            .filter_map(Bson::as_document)
+            .filter_map(Target::from_document)
+            .collect()
+    })
+}
+
+/// An earlier version of a transaction still pending somewhere: what the ordering gate checks.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    pub transaction_id: String,
+    pub version: i64,
+    /// `None`: not fanned out yet (it may be for any endpoint).
+    pub pending_for: Option<Vec<String>>,
+}
+
+/// The collections delivery uses. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    events: Collection<Document>,
+    endpoints: Collection<Document>,
+    leases: Collection<Document>,
+}
+
+fn time(at: DateTime<Utc>) -> mongodb::bson::DateTime {
+    mongodb::bson::DateTime::from_millis(at.timestamp_millis())
+}
+
+impl Outbox {
+    pub fn new(database: &Database) -> Self {
+        Self {
+            events: database.collection("events"),
+            endpoints: database.collection("endpoints"),
+            leases: database.collection("leases"),
+        }
+    }
+
+    pub fn events(&self) -> &Collection<Document> {
+        &self.events
+    }
+
+    pub fn endpoints(&self) -> &Collection<Document> {
+        &self.endpoints
+    }
+
+    /// Takes or renews the sender's lease for `instance`; false while another instance holds it.
+    pub async fn lead(
+        &self,
+        instance: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+        let taken = self
+            .leases
+            .update_one(
+                doc! {"_id": LEASE, "$or": [{"owner": instance}, {"until": {"$lt": time(now)}}]},
+                doc! {"$set": {"owner": instance, "until": time(until)}},
+            )
+            .upsert(true)
+            .await;
+        match taken {
+            Ok(_) => Ok(true),
+            // Another instance holds an unexpired lease: the upsert met its document.
+            Err(error) if is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(classify(&error)),
+        }
+    }
+
+    /// Every endpoint, enabled or not, as stored.
+    pub async fn load_endpoints(&self) -> Result<Vec<Document>, StoreError> {
+        self.endpoints
+            .find(doc! {})
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| classify(&error))
+    }
+
+    /// Pending events due by `now`, soonest first.
+    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
+        let found: Vec<Document> = self
+            .events
+            .find(doc! {"due_at": {"$lte": time(now)}})
+            .sort(doc! {"due_at": 1})
+            .projection(doc! {"attempts": 0})
+            .limit(limit)
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found.iter().filter_map(PendingEvent::from_document).collect())
+    }
+
+    /// The pending events of these transactions (whether due or not), for the ordering gate.
+    pub async fn pending_of(&self, transactions: &[&str]) -> Result<Vec<Earlier>, StoreError> {
+        if transactions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Document> = self
+            .events
+            .find(doc! {"transaction_id": {"$in": transactions}, "due_at": {"$type": "date"}})
+            .projection(doc! {"transaction_id": 1, "version": 1, "targets": 1})
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found
+            .iter()
+            .filter_map(|document| {
+                Some(Earlier {
+                    transaction_id: document.get_str("transaction_id").ok()?.to_owned(),
+                    version: document.get_i64("version").ok()?,
+                    pending_for: targets_of(document).map(|targets| {
+                        targets
+                            .into_iter()
+                            .filter(|target| target.status == "pending")
+                            .map(|target| target.endpoint)
+                            .collect()
+                    }),
+                })
+            })
+            .collect())
+    }
+
+    /// Writes what became of an event: its targets, the attempts made (the last 100 kept), and whether
+    /// it is still pending (`due_at`), delivered (expiring after `retention`) or failed (kept until
+    /// replayed).
+    pub async fn record(
+        &self,
+        event: &str,
+        targets: &[Target],
+        attempts: Vec<Document>,
+        now: DateTime<Utc>,
+        retention: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let pending = targets.iter().filter(|target| target.status == "pending");
+        let due = pending.map(|target| target.next_at).min();
+        let status = if due.is_some() {
+            "pending"
+        } else if targets.iter().any(|target| target.status == "failed") {
+            "failed"
+        } else {
+            "delivered"
+        };
+        let mut set = doc! {
+            "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
+            "status": status,
+        };
+        let mut unset = Document::new();
+        match due {
+            Some(due) => {
+                set.insert("due_at", time(due));
+            }
+            None => {
+                unset.insert("due_at", "");
+            }
+        }
+        if status == "delivered" {
+            let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+            set.insert("expire_at", time(now + retention));
+        } else {
+            unset.insert("expire_at", "");
+        }
+        let mut update = doc! {
+            "$set": set,
+            "$push": {"attempts": {"$each": attempts, "$slice": -100}},
+        };
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        self.events
+            .update_one(doc! {"_id": event}, update)
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
+    }
+
+    /// Turns an endpoint off (it answered `410 Gone`, or failed for too long).
+    pub async fn disable(&self, endpoint: &str, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.endpoints
+            .update_one(
+                doc! {"_id": endpoint},
+                doc! {"$set": {"enabled": false, "disabled_reason": reason, "disabled_at": time(now)}},
+            )
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,347 @@
+//! The `events` collection: the outbox of transaction changes, delivered to the merchant's endpoints by
+//! [`crate::delivery`].
+//!
+//! An event is written by the drain, in the same batch as the transaction write that caused it (one
+//! unordered `insert_many` per batch, before the callbacks are inserted). Its `_id` is derived from the
+//! transaction and the version the change produced ([`event_id`]), so writing it again — a journal entry
+//! applied twice, two instances folding the same callback — keeps one event.
+//!
+//! Crash safety: the transaction document records the version and type of its last event-producing change
+//! (`event_version`, `event_type`) in the same write. A crash after the transaction write but before the
+//! event insert leaves the journal entry in place (it is removed only once the whole batch is applied);
+//! applied again, its fold is a no-op, and the fold then writes the event of the transaction's recorded
+//! change again (see `transactions.rs`), which is either a duplicate `_id` (nothing lost) or the missing
+//! event.
+//!
+//! Each event is `pending` with a `due_at` until every endpoint it targets has it `delivered` or `failed`;
+//! a partial index holds only pending events, so delivered ones cost the dispatcher nothing. Delivered
+//! events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead letters keep
+//! none until they are replayed.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::ErrorKind;
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::collections::{newest, partial, timed};
+use super::document::bson_time;
+use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::StoreError;
+use crate::callback::Status;
+
+/// What happened to a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created, or its status changed: `transaction.<status>`.
+    Status(Status),
+    /// A callback or status query contradicted it for the first time.
+    Conflict,
+    /// A callback and a status query agree on its final status.
+    Verified,
+    /// The reconciler gave up without a final answer.
+    Unresolved,
+}
+
+impl EventType {
+    /// Every event type, as endpoints subscribe to them.
+    pub const ALL: [&'static str; 10] = [
+        "transaction.successful",
+        "transaction.failed",
+        "transaction.pending",
+        "transaction.cancelled",
+        "transaction.expired",
+        "transaction.ambiguous",
+        "transaction.unknown",
+        "transaction.conflict",
+        "transaction.verified",
+        "transaction.unresolved",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status(Status::Successful) => "transaction.successful",
+            Self::Status(Status::Failed) => "transaction.failed",
+            Self::Status(Status::Pending) => "transaction.pending",
+            Self::Status(Status::Cancelled) => "transaction.cancelled",
+            Self::Status(Status::Expired) => "transaction.expired",
+            Self::Status(Status::Ambiguous) => "transaction.ambiguous",
+            Self::Status(Status::Unknown) => "transaction.unknown",
+            Self::Conflict => "transaction.conflict",
+            Self::Verified => "transaction.verified",
+            Self::Unresolved => "transaction.unresolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "transaction.conflict" => Some(Self::Conflict),
+            "transaction.verified" => Some(Self::Verified),
+            "transaction.unresolved" => Some(Self::Unresolved),
+            other => other
+                .strip_prefix("transaction.")
+                .and_then(Status::parse)
+                .map(Self::Status),
+        }
+    }
+
+    /// The event a change from `before` (`None`: the transaction is new) to `after` calls for, if any.
+    /// One change makes at most one event; a status change outranks the flags it may bring along.
+    pub fn of_change(before: Option<&Document>, after: &Document) -> Option<Self> {
+        let status = |document: &Document| document.get_str("status").ok().and_then(Status::parse);
+        let flag = |document: &Document, field| document.get_bool(field).unwrap_or(false);
+        let after_status = status(after).unwrap_or(Status::Unknown);
+        let Some(before) = before else {
+            return Some(Self::Status(after_status));
+        };
+        if status(before) != Some(after_status) {
+            Some(Self::Status(after_status))
+        } else if !flag(before, "conflict") && flag(after, "conflict") {
+            Some(Self::Conflict)
+        } else if !flag(before, "verified") && flag(after, "verified") {
+            Some(Self::Verified)
+        } else if !flag(before, "unresolved") && flag(after, "unresolved") {
+            Some(Self::Unresolved)
+        } else {
+            None
+        }
+    }
+}
+
+/// The id of the event of a transaction's change to `version`: `evt_` and 32 hex digits, the same
+/// whoever writes it.
+pub fn event_id(transaction_id: &str, version: i64) -> String {
+    let digest = Sha256::digest(format!("{transaction_id}#{version}").as_bytes());
+    let mut id = String::with_capacity(36);
+    id.push_str("evt_");
+    for byte in &digest[..16] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+/// The `events` document of a change of `transaction` (the document as written, at `version`).
+pub fn event_document(
+    transaction: &Document,
+    event_type: EventType,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Document {
+    let transaction_id = transaction.get_str("_id").unwrap_or_default();
+    let text = |field| transaction.get_str(field).unwrap_or_default();
+    let payload = payload(transaction, event_type, version, now);
+    doc! {
+        "_id": event_id(transaction_id, version),
+        "type": event_type.as_str(),
+        "provider": text("provider"),
+        "flow": text("flow"),
+        "transaction_key": text("transaction_key"),
+        "transaction_id": transaction_id,
+        "version": version,
+        "created_at": bson_time(now),
+        "payload": payload,
+        "status": "pending",
+        "due_at": bson_time(now),
+    }
+}
+
+/// The exact bytes delivered: `{"type", "timestamp", "data"}`, where `data` is the transaction as
+/// `GET /v1/transactions/{provider}/{key}` shows it (without its callbacks) and its `version`.
+pub fn payload(
+    transaction: &Document,
+    event_type: EventType,
+    version: i64,
+    now: DateTime<Utc>,
+) -> String {
+    let text = |field| transaction.get_str(field).ok();
+    let time = |field| match transaction.get(field) {
+        Some(Bson::DateTime(at)) => {
+            DateTime::from_timestamp_millis(at.timestamp_millis()).map(rfc3339)
+        }
+        _ => None,
+    };
+    let amount = match transaction.get("amount") {
+        Some(Bson::Decimal128(amount)) => Some(amount.to_string()),
+        _ => None,
+    };
+    let links: Vec<Value> = transaction
+        .get_array("linked_transactions")
+        .map(|links| {
+            links
+                .iter()
+                .filter_map(Bson::as_document)
+                .map(|link| {
+                    json!({
+                        "provider": link.get_str("provider").unwrap_or_default(),
+                        "flow": link.get_str("flow").unwrap_or_default(),
+                        "transaction_key": link.get_str("transaction_key").unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let flag = |field| transaction.get_bool(field).unwrap_or(false);
+    let body = json!({
+        "type": event_type.as_str(),
+        "timestamp": rfc3339(now),
+        "data": {
+            "provider": text("provider").unwrap_or_default(),
+            "flow": text("flow").unwrap_or_default(),
+            "transaction_key": text("transaction_key").unwrap_or_default(),
+            "status": text("status").unwrap_or_default(),
+            "reason": text("reason"),
+            "amount": amount,
+            "currency": text("currency"),
+            "msisdn": text("msisdn"),
+            "receipt": text("receipt"),
+            "linked_transactions": links,
+            "conflict": flag("conflict"),
+            "conflict_count": transaction.get_i64("conflict_count").unwrap_or(0),
+            "settled_by": text("settled_by"),
+            "verified": flag("verified"),
+            "unresolved": flag("unresolved"),
+            "first_callback_at": time("first_callback_at"),
+            "last_callback_at": time("last_callback_at"),
+            "version": version,
+        },
+    });
+    body.to_string()
+}
+
+/// RFC 3339 in UTC with milliseconds, as the query API writes times.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Writes events (one unordered `insert_many`); a duplicate `_id` is the same event, written before.
+/// Returns the events that were not written, with why.
+pub(super) async fn insert(
+    events: &Collection<Document>,
+    documents: &[&Document],
+) -> Vec<(usize, StoreError)> {
+    if documents.is_empty() {
+        return Vec::new();
+    }
+    let Err(error) = timed("events", events.insert_many(documents.iter().copied()).ordered(false)).await
+    else {
+        return Vec::new();
+    };
+    match error.kind.as_ref() {
+        ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => failure
+            .write_errors
+            .iter()
+            .flatten()
+            .filter(|write_error| write_error.code != DUPLICATE_KEY)
+            .map(|write_error| {
+                (
+                    write_error.index,
+                    by_code(write_error.code, &write_error.message),
+                )
+            })
+            .collect(),
+        _ => {
+            let failure = classify(&error);
+            (0..documents.len()).map(|index| (index, failure.clone())).collect()
+        }
+    }
+}
+
+/// The indexes of `events`.
+pub(super) fn indexes() -> Vec<IndexModel> {
+    let pending = doc! {"due_at": {"$type": "date"}};
+    vec![
+        // What the dispatcher looks for: pending events, soonest due first.
+        partial(doc! {"due_at": 1}, "due", pending.clone()),
+        // The ordering gate: earlier pending versions of the same transaction.
+        partial(
+            doc! {"transaction_id": 1, "version": 1},
+            "pending_by_transaction",
+            pending,
+        ),
+        // Listing, newest first.
+        newest("created_at"),
+        // Delivered events expire; dead letters carry no `expire_at` until replayed and delivered.
+        IndexModel::builder()
+            .keys(doc! {"expire_at": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("expire".to_owned())
+                    .expire_after(std::time::Duration::ZERO)
+                    .build(),
+            )
+            .build(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transaction(status: &str, conflict: bool, verified: bool) -> Document {
+        doc! {"_id": "mpesa|stk_push|ws_1", "provider": "mpesa", "flow": "stk_push",
+              "transaction_key": "ws_1", "status": status, "conflict": conflict, "verified": verified}
+    }
+
+    #[test]
+    fn one_change_makes_at_most_one_event() {
+        let pending = transaction("pending", false, false);
+        let successful = transaction("successful", false, false);
+        assert_eq!(
+            EventType::of_change(None, &pending),
+            Some(EventType::Status(Status::Pending))
+        );
+        assert_eq!(
+            EventType::of_change(Some(&pending), &successful),
+            Some(EventType::Status(Status::Successful))
+        );
+        assert_eq!(EventType::of_change(Some(&successful), &successful), None);
+        assert_eq!(
+            EventType::of_change(Some(&successful), &transaction("successful", true, false)),
+            Some(EventType::Conflict)
+        );
+        assert_eq!(
+            EventType::of_change(Some(&successful), &transaction("successful", false, true)),
+            Some(EventType::Verified)
+        );
+        let conflicted = transaction("successful", true, false);
+        assert_eq!(EventType::of_change(Some(&conflicted), &conflicted), None);
+        let mut unresolved = pending.clone();
+        unresolved.insert("unresolved", true);
+        assert_eq!(
+            EventType::of_change(Some(&pending), &unresolved),
+            Some(EventType::Unresolved)
+        );
+    }
+
+    #[test]
+    fn event_ids_are_stable_and_distinct_per_version() {
+        let first = event_id("mpesa|stk_push|ws_1", 1);
+        assert_eq!(first, event_id("mpesa|stk_push|ws_1", 1));
+        assert_ne!(first, event_id("mpesa|stk_push|ws_1", 2));
+        assert_ne!(first, event_id("mpesa|stk_push|ws_2", 1));
+        assert!(first.starts_with("evt_") && first.len() == 36);
+    }
+
+    #[test]
+    fn every_event_type_is_listed() {
+        let mut named: Vec<&str> = Status::ALL
+            .iter()
+            .map(|status| EventType::Status(*status).as_str())
+            .collect();
+        named.extend(
+            [
+                EventType::Conflict,
+                EventType::Verified,
+                EventType::Unresolved,
+            ]
+            .map(EventType::as_str),
+        );
+        assert_eq!(named, EventType::ALL);
+        for name in EventType::ALL {
+            assert_eq!(EventType::parse(name).map(EventType::as_str), Some(name));
+        }
+        assert_eq!(EventType::parse("transaction.settled"), None);
+    }
+}

@@ -1,0 +1,401 @@
+//! The merchant's endpoints, for admin tokens: where events are delivered.
+//!
+//! - `POST /v1/endpoints`, `GET /v1/endpoints`, `GET/PATCH/DELETE /v1/endpoints/{id}`
+//! - `GET /v1/endpoints/{id}/secret`, `POST /v1/endpoints/{id}/secret/rotate`
+//! - `POST /v1/endpoints/{id}/recover?since=…`: every event that failed for it since then, sent again
+//!
+//! Endpoints declared in configuration are listed too, and cannot be changed here.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use mmo_actors::delivery::signature::new_secret;
+use mmo_actors::store::events::EventType;
+use mongodb::bson::{doc, Bson, Document};
+use rand::RngCore;
+use serde_json::{Map, Value};
+
+use super::{require_admin, AppState};
+use crate::delivery::{check_literal_host, check_url, is_public, public_view};
+use crate::error::ApiError;
+use crate::query::{self, invalid, Filters};
+
+/// Fields a request body may carry, by route.
+const CREATE_FIELDS: &[&str] = &[
+    "url",
+    "event_types",
+    "providers",
+    "description",
+    "max_in_flight",
+    "rate_limit_per_sec",
+];
+const PATCH_FIELDS: &[&str] = &[
+    "url",
+    "event_types",
+    "providers",
+    "description",
+    "max_in_flight",
+    "rate_limit_per_sec",
+    "enabled",
+];
+
+fn bson_now() -> mongodb::bson::DateTime {
+    mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis())
+}
+
+fn endpoints(state: &AppState) -> mongodb::Collection<Document> {
+    state.store.database().collection("endpoints")
+}
+
+/// The body as a JSON object with only `allowed` fields.
+fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| invalid("body", format!("is not JSON: {error}")))?;
+    let Value::Object(object) = value else {
+        return Err(invalid("body", "must be a JSON object"));
+    };
+    if let Some(unknown) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(invalid(
+            unknown,
+            format!("is not known here (accepted: {})", allowed.join(", ")),
+        ));
+    }
+    Ok(object)
+}
+
+fn texts(object: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(field, "must be a list of texts"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(invalid(field, "must be a list of texts")),
+    }
+}
+
+fn positive(object: &Map<String, Value>, field: &str, max: u64) -> Result<Option<i64>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .filter(|value| (1..=max).contains(value))
+            .map(|value| Some(value as i64))
+            .ok_or_else(|| invalid(field, format!("must be a whole number from 1 to {max}"))),
+    }
+}
+
+/// Checks a URL: its shape, and unless private networks are allowed, that its host is public now (it
+/// is checked again at every connection).
+async fn checked_url(url: &str, state: &AppState) -> Result<String, ApiError> {
+    check_url(url).map_err(|problem| invalid("url", problem))?;
+    if !state.allow_private_networks {
+        check_literal_host(url).map_err(|problem| invalid("url", problem))?;
+        let uri: actix_web::http::Uri = url.parse().map_err(|_| invalid("url", "is not a URL"))?;
+        let host = uri.host().unwrap_or_default().to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let resolved: Vec<std::net::IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|addresses| addresses.map(|address| address.ip()).collect())
+            .unwrap_or_default();
+        {
+            if let Some(refused) = resolved.into_iter().find(|ip| !is_public(*ip)) {
+                return Err(invalid(
+                    "url",
+                    format!("{host} resolves to {refused}, a loopback, private, link-local or metadata address"),
+                ));
+            }
+        }
+    }
+    Ok(url.to_owned())
+}
+
+/// The fields an endpoint body sets, checked.
+async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Document, ApiError> {
+    let mut set = Document::new();
+    match object.get("url") {
+        Some(Value::String(url)) => {
+            set.insert("url", checked_url(url, state).await?);
+        }
+        Some(_) => return Err(invalid("url", "must be an absolute http(s) URL")),
+        None => {}
+    }
+    if let Some(types) = texts(object, "event_types")? {
+        if let Some(unknown) = types.iter().find(|kind| EventType::parse(kind).is_none()) {
+            return Err(invalid(
+                "event_types",
+                format!("`{unknown}` is no event type (known: {})", EventType::ALL.join(", ")),
+            ));
+        }
+        set.insert("event_types", types);
+    }
+    if let Some(providers) = texts(object, "providers")? {
+        let names = providers
+            .iter()
+            .map(|name| {
+                query::provider_name(name).ok_or_else(|| {
+                    invalid("providers", format!("`{name}` is no provider (mpesa, mtn, airtel)"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        set.insert("providers", names);
+    }
+    match object.get("description") {
+        Some(Value::String(text)) if text.len() <= 500 => {
+            set.insert("description", text.as_str());
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("description", "must be a text of at most 500 bytes")),
+    }
+    if let Some(limit) = positive(object, "max_in_flight", 256)? {
+        set.insert("max_in_flight", limit);
+    }
+    if let Some(rate) = positive(object, "rate_limit_per_sec", 10_000)? {
+        set.insert("rate_limit_per_sec", rate);
+    }
+    match object.get("enabled") {
+        Some(Value::Bool(enabled)) => {
+            set.insert("enabled", *enabled);
+        }
+        Some(_) => return Err(invalid("enabled", "must be true or false")),
+        None => {}
+    }
+    Ok(set)
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    new_secret(bytes)
+}
+
+fn random_id() -> String {
+    let mut bytes = [0_u8; 12];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("ep_{hex}")
+}
+
+pub async fn create(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let object = object(&body, CREATE_FIELDS)?;
+    if !object.contains_key("url") {
+        return Err(invalid("url", "is required"));
+    }
+    let mut document = fields(&object, &state).await?;
+    let secret = random_secret();
+    document.insert("_id", random_id());
+    document.insert("secrets", vec![doc! {"secret": &secret, "created_at": bson_now()}]);
+    document.insert("enabled", true);
+    document.insert("source", "api");
+    document.insert("created_at", bson_now());
+    for list in ["event_types", "providers"] {
+        if !document.contains_key(list) {
+            document.insert(list, Vec::<String>::new());
+        }
+    }
+    endpoints(&state)
+        .insert_one(&document)
+        .await
+        .map_err(query::unavailable)?;
+    let mut view = public_view(&document);
+    view["secret"] = Value::String(secret);
+    Ok(HttpResponse::Created().json(view))
+}
+
+pub async fn list(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let filters = Filters::parse(request.query_string(), &["limit", "cursor"])?;
+    let filter = filters.filter("created_at", None);
+    let page = query::page_with(
+        &endpoints(&state),
+        filter,
+        &filters,
+        "created_at",
+        None,
+        public_view,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
+    endpoints(state)
+        .find_one(doc! {"_id": id})
+        .await
+        .map_err(query::unavailable)?
+        .ok_or(ApiError::NoSuch("endpoint"))
+}
+
+fn changeable(document: &Document) -> Result<(), ApiError> {
+    if document.get_str("source") == Ok("config") {
+        return Err(ApiError::Conflict {
+            code: "CONFIGURED_ENDPOINT",
+            message: "This endpoint is declared in configuration; change it there".into(),
+        });
+    }
+    Ok(())
+}
+
+pub async fn get(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    Ok(HttpResponse::Ok().json(public_view(&find(&state, &path).await?)))
+}
+
+pub async fn update(
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    changeable(&find(&state, &path).await?)?;
+    let object = object(&body, PATCH_FIELDS)?;
+    let mut set = fields(&object, &state).await?;
+    let mut update = doc! {};
+    if set.get_bool("enabled") == Ok(true) {
+        // Enabled again by a person: the reason it was turned off no longer stands.
+        update.insert("$unset", doc! {"disabled_reason": "", "disabled_at": ""});
+    }
+    set.insert("updated_at", bson_now());
+    update.insert("$set", set);
+    endpoints(&state)
+        .update_one(doc! {"_id": path.as_str()}, update)
+        .await
+        .map_err(query::unavailable)?;
+    Ok(HttpResponse::Ok().json(public_view(&find(&state, &path).await?)))
+}
+
+pub async fn delete(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    changeable(&find(&state, &path).await?)?;
+    endpoints(&state)
+        .delete_one(doc! {"_id": path.as_str()})
+        .await
+        .map_err(query::unavailable)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The secrets that sign now, newest first.
+fn signing(document: &Document) -> Vec<(String, Option<String>)> {
+    let now = Utc::now().timestamp_millis();
+    document
+        .get_array("secrets")
+        .map(|secrets| {
+            secrets
+                .iter()
+                .filter_map(Bson::as_document)
+                .filter(|secret| {
+                    secret
+                        .get_datetime("expires_at")
+                        .map_or(true, |until| until.timestamp_millis() > now)
+                })
+                .filter_map(|secret| {
+                    Some((
+                        secret.get_str("secret").ok()?.to_owned(),
+                        query::rfc3339(secret, "expires_at"),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn secret_view(document: &Document) -> Value {
+    let secrets = signing(document);
+    let previous: Vec<Value> = secrets
+        .iter()
+        .skip(1)
+        .map(|(secret, until)| serde_json::json!({"secret": secret, "expires_at": until}))
+        .collect();
+    serde_json::json!({
+        "secret": secrets.first().map(|(secret, _)| secret.as_str()),
+        "previous": previous,
+    })
+}
+
+pub async fn secret(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?)))
+}
+
+pub async fn rotate(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let document = find(&state, &path).await?;
+    changeable(&document)?;
+    let overlap = chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
+    let until = mongodb::bson::DateTime::from_millis((Utc::now() + overlap).timestamp_millis());
+    let mut secrets = vec![doc! {"secret": random_secret(), "created_at": bson_now()}];
+    // The secret signing until now keeps signing beside the new one for the overlap.
+    if let Some((current, _)) = signing(&document).into_iter().next() {
+        secrets.push(doc! {"secret": current, "expires_at": until});
+    }
+    endpoints(&state)
+        .update_one(doc! {"_id": path.as_str()}, doc! {"$set": {"secrets": secrets}})
+        .await
+        .map_err(query::unavailable)?;
+    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?)))
+}
+
+pub async fn recover(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    find(&state, &path).await?;
+    let filters = Filters::parse(request.query_string(), &["since"])?;
+    let since: DateTime<Utc> = filters.since.ok_or_else(|| invalid("since", "is required"))?;
+    let id = path.as_str();
+    let now = bson_now();
+    let result = state
+        .store
+        .events()
+        .update_many(
+            doc! {
+                "created_at": {"$gte": mongodb::bson::DateTime::from_millis(since.timestamp_millis())},
+                "targets": {"$elemMatch": {"endpoint": id, "status": "failed"}},
+            },
+            doc! {
+                "$set": {
+                    "targets.$[target].status": "pending",
+                    "targets.$[target].attempts": 0,
+                    "targets.$[target].next_at": now,
+                    "status": "pending",
+                    "due_at": now,
+                },
+                "$unset": {"expire_at": ""},
+            },
+        )
+        .array_filters(vec![doc! {"target.endpoint": id, "target.status": "failed"}])
+        .await
+        .map_err(query::unavailable)?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"requeued": result.modified_count})))
+}

@@ -1,0 +1,237 @@
+//! Events delivered to the merchant's endpoints, for admin tokens: listing, one event with every attempt,
+//! and replay.
+//!
+//! - `GET /v1/events?type=&provider=&since=&until=&status=&limit=&cursor=`
+//! - `GET /v1/events/{id}`
+//! - `POST /v1/events/{id}/replay[?endpoint=]`
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use mmo_actors::store::events::EventType;
+use mongodb::bson::{doc, Bson, Document};
+use serde_json::{json, Value};
+
+use super::{require_admin, AppState};
+use crate::error::ApiError;
+use crate::query::{self, invalid, Filters};
+
+/// What `GET /v1/events` accepts.
+pub(crate) const EVENT_FILTERS: &[&str] =
+    &["type", "provider", "since", "until", "status", "limit", "cursor"];
+
+fn targets(document: &Document) -> Vec<Value> {
+    document
+        .get_array("targets")
+        .map(|targets| {
+            targets
+                .iter()
+                .filter_map(Bson::as_document)
+                .map(|target| {
+                    json!({
+                        "endpoint": target.get_str("endpoint").unwrap_or_default(),
+                        "status": target.get_str("status").unwrap_or_default(),
+                        "attempts": target.get_i32("attempts").unwrap_or(0),
+                        "next_attempt_at": (target.get_str("status") == Ok("pending"))
+                            .then(|| query::rfc3339(target, "next_at"))
+                            .flatten(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An event as listed.
+fn item(document: &Document) -> Value {
+    json!({
+        "id": query::text(document, "_id"),
+        "type": query::text(document, "type"),
+        "provider": query::text(document, "provider"),
+        "flow": query::text(document, "flow"),
+        "transaction_key": query::text(document, "transaction_key"),
+        "version": document.get_i64("version").unwrap_or(0),
+        "status": query::text(document, "status"),
+        "created_at": query::rfc3339(document, "created_at"),
+        "targets": targets(document),
+    })
+}
+
+pub async fn list(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    // `type` and `status` mean other things here than in the transaction filters: taken out first.
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+        .map_err(|error| invalid("query", error.to_string()))?
+        .into_inner();
+    let mut extra = Document::new();
+    let mut rest = Vec::new();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "type" => {
+                EventType::parse(&value).ok_or_else(|| {
+                    invalid("type", format!("must be one of {}", EventType::ALL.join(", ")))
+                })?;
+                extra.insert("type", value);
+            }
+            "status" => {
+                if !["pending", "delivered", "failed"].contains(&value.as_str()) {
+                    return Err(invalid("status", "must be pending, delivered or failed"));
+                }
+                extra.insert("status", value);
+            }
+            _ => rest.push((name, value)),
+        }
+    }
+    let rest = serde_urlencoded_pairs(&rest);
+    let filters = Filters::parse(&rest, EVENT_FILTERS)?;
+    let mut filter = filters.filter("created_at", None);
+    filter.extend(extra);
+    let page = query::page_with(
+        state.store.events(),
+        filter,
+        &filters,
+        "created_at",
+        Some(doc! {"payload": 0, "attempts": 0}),
+        item,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Pairs back into a query string.
+fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{}={}",
+                percent(name),
+                percent(value)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub async fn get(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let document = state
+        .store
+        .events()
+        .find_one(doc! {"_id": path.as_str()})
+        .await
+        .map_err(query::unavailable)?
+        .ok_or(ApiError::NoSuch("event"))?;
+    let mut view = item(&document);
+    view["payload"] = document
+        .get_str("payload")
+        .ok()
+        .and_then(|payload| serde_json::from_str(payload).ok())
+        .unwrap_or(Value::Null);
+    view["attempts"] = document
+        .get_array("attempts")
+        .map(|attempts| {
+            attempts
+                .iter()
+                .filter_map(Bson::as_document)
+                .map(|attempt| {
+                    json!({
+                        "endpoint": query::text(attempt, "endpoint"),
+                        "attempt": attempt.get_i32("attempt").unwrap_or(0),
+                        "at": query::rfc3339(attempt, "at"),
+                        "status_code": attempt.get_i32("status_code").ok(),
+                        "duration_ms": attempt.get_i64("duration_ms").unwrap_or(0),
+                        "response": query::text(attempt, "response"),
+                        "error": query::text(attempt, "error"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_else(|_| Value::Array(Vec::new()));
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn replay(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+        .map_err(|error| invalid("query", error.to_string()))?
+        .into_inner();
+    let mut endpoint = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "endpoint" => endpoint = Some(value),
+            other => return Err(invalid(other, "is not known here (accepted: endpoint)")),
+        }
+    }
+    let events = state.store.events();
+    let document = events
+        .find_one(doc! {"_id": path.as_str()})
+        .await
+        .map_err(query::unavailable)?
+        .ok_or(ApiError::NoSuch("event"))?;
+    let now = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis());
+    let mut targets: Vec<Document> = document
+        .get_array("targets")
+        .map(|targets| targets.iter().filter_map(Bson::as_document).cloned().collect())
+        .unwrap_or_default();
+    match &endpoint {
+        Some(id) => {
+            let exists = state
+                .store
+                .database()
+                .collection::<Document>("endpoints")
+                .find_one(doc! {"_id": id})
+                .await
+                .map_err(query::unavailable)?
+                .is_some();
+            if !exists {
+                return Err(invalid("endpoint", "names no endpoint"));
+            }
+            targets.retain(|target| target.get_str("endpoint") != Ok(id.as_str()));
+            targets.push(doc! {"endpoint": id, "status": "pending", "attempts": 0, "next_at": now});
+        }
+        None => {
+            if targets.is_empty() {
+                return Err(ApiError::Conflict {
+                    code: "NO_TARGETS",
+                    message: "This event went to no endpoint; name one with ?endpoint=".into(),
+                });
+            }
+            for target in &mut targets {
+                target.insert("status", "pending");
+                target.insert("attempts", 0);
+                target.insert("next_at", now);
+            }
+        }
+    }
+    events
+        .update_one(
+            doc! {"_id": path.as_str()},
+            doc! {
+                "$set": {"targets": targets, "status": "pending", "due_at": now},
+                "$unset": {"expire_at": ""},
+            },
+        )
+        .await
+        .map_err(query::unavailable)?;
+    Ok(HttpResponse::Accepted().json(json!({"id": path.as_str(), "status": "pending"})))
+}

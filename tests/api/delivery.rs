@@ -1,0 +1,375 @@
+//! Delivery to the merchant's systems over real HTTP and MongoDB: endpoints registered through the API,
+//! events signed as the Standard Webhooks specification says, retried, kept in version order, and a
+//! receiver's `410 Gone` honoured. The receivers are real HTTP servers started by the tests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use mmo_actors::delivery::signature::{secret_key, verify};
+use mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures as Mtn;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, test_settings, TestApp};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON payload")
+    }
+}
+
+/// A receiver on loopback that records every request and answers `answer(n)` to the n-th (0-based).
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+type Answer = Arc<dyn Fn(usize) -> (u16, Option<u64>) + Send + Sync>;
+
+fn receiver(answer: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static) -> Receiver {
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let answer: Answer = Arc::new(answer);
+    let (recorded, answering) = (Arc::clone(&got), Arc::clone(&answer));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let (recorded, answering) = (Arc::clone(&recorded), Arc::clone(&answering));
+        App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
+            let (recorded, answering) = (Arc::clone(&recorded), Arc::clone(&answering));
+            async move {
+                let header = |name| {
+                    request
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let index = {
+                    let mut got = recorded.lock().unwrap();
+                    got.push(Received {
+                        id: header("webhook-id"),
+                        timestamp: header("webhook-timestamp"),
+                        signature: header("webhook-signature"),
+                        body: body.to_vec(),
+                    });
+                    got.len() - 1
+                };
+                let (status, retry_after) = answering(index);
+                let mut response =
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                if let Some(seconds) = retry_after {
+                    response.insert_header(("Retry-After", seconds.to_string()));
+                }
+                response.body("answered by the test receiver")
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    actix_web::rt::spawn(server);
+    Receiver {
+        url: format!("http://127.0.0.1:{port}/hooks"),
+        got,
+    }
+}
+
+impl Receiver {
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `enough` holds of what was received (30 s at most).
+    async fn until(&self, what: &str, enough: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        for _ in 0..600 {
+            let received = self.received();
+            if enough(&received) {
+                return received;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: the receiver got {:#?}", self.received());
+    }
+}
+
+async fn app_delivering(extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![
+        ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        ("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1,1,1,1"),
+        ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+    ];
+    overrides.extend_from_slice(extra);
+    spawn_app_with(test_settings(&overrides)).await
+}
+
+async fn admin(app: &TestApp, method: Method, path: &str, body: Value) -> crate::helpers::Reply {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    app.send(method, path, body, Some(ADMIN), Some("application/json"))
+        .await
+}
+
+/// Registers `url` for every event; returns the endpoint's id and secret.
+async fn register(app: &TestApp, url: &str) -> (String, String) {
+    let reply = admin(app, Method::POST, "/v1/endpoints", json!({"url": url})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let secret = reply.body["secret"].as_str().expect("a secret").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let key = secret_key(&secret).expect("base64 after whsec_");
+    assert!((24..=64).contains(&key.len()), "{} bytes", key.len());
+    assert_eq!(reply.body["enabled"], true);
+    (reply.body["id"].as_str().unwrap().to_owned(), secret)
+}
+
+async fn mtn(app: &TestApp, key: &str, status: &str) {
+    let reply = app
+        .post("/v1/webhooks/mtn/collection", &Mtn::collection_for(key, status))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+fn verifies(secret: &str, delivery: &Received) -> bool {
+    let key = secret_key(secret).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    verify(
+        &key,
+        &delivery.id,
+        &delivery.timestamp,
+        &delivery.signature,
+        &delivery.body,
+        now,
+    )
+    .is_ok()
+}
+
+#[actix_web::test]
+async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it() {
+    let app = app_delivering(&[]).await;
+    let receiver = receiver(|_| (204, None));
+    let (_, secret) = register(&app, &receiver.url).await;
+
+    mtn(&app, "delivered-1", "SUCCESSFUL").await;
+    let received = receiver
+        .until("one delivery", |got| !got.is_empty())
+        .await;
+    let delivery = &received[0];
+    assert!(delivery.id.starts_with("evt_"), "{}", delivery.id);
+    assert!(verifies(&secret, delivery), "the signature verifies: {delivery:?}");
+    let event = delivery.json();
+    assert_eq!(event["type"], "transaction.successful");
+    assert!(event["timestamp"].as_str().is_some());
+
+    // `data` is the transaction as the query API shows it, without its callbacks, plus its version.
+    let shown = admin(
+        &app,
+        Method::GET,
+        "/v1/transactions/mtn/delivered-1",
+        Value::Null,
+    )
+    .await
+    .body;
+    let mut expected = shown.as_object().unwrap().clone();
+    for extra in ["callbacks", "expectation", "reconciliation"] {
+        expected.remove(extra);
+    }
+    expected.insert("version".into(), json!(1));
+    assert_eq!(event["data"], Value::Object(expected));
+
+    // The event is listed as delivered, with the attempt.
+    let shown = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/events/{}", delivery.id),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let shown = wait_for_status(&app, &delivery.id, "delivered").await;
+    assert_eq!(shown["attempts"][0]["status_code"], 204);
+    assert_eq!(shown["payload"], event);
+    let listed = admin(
+        &app,
+        Method::GET,
+        "/v1/events?type=transaction.successful&provider=mtn&status=delivered",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["items"][0]["id"], delivery.id.as_str());
+
+    // A repeat that changes nothing makes no event.
+    mtn(&app, "delivered-1", "SUCCESSFUL").await;
+    app.drained().await;
+    let events = app
+        .transactions
+        .client()
+        .database(app.transactions.namespace().db.as_str())
+        .collection::<mongodb::bson::Document>("events")
+        .count_documents(mongodb::bson::doc! {"transaction_key": "delivered-1"})
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+}
+
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+    for _ in 0..400 {
+        let shown = admin(app, Method::GET, &format!("/v1/events/{id}"), Value::Null).await;
+        if shown.body["status"] == status {
+            return shown.body;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("event {id} never became {status}");
+}
+
+#[actix_web::test]
+async fn a_failing_receiver_gets_retries_of_one_id_and_never_a_later_version_first() {
+    let app = app_delivering(&[]).await;
+    // The first three requests fail: all of them are version 1's.
+    let receiver = receiver(|index| if index < 3 { (500, None) } else { (200, None) });
+    let (_, secret) = register(&app, &receiver.url).await;
+
+    mtn(&app, "ordered-1", "PENDING").await;
+    app.drained().await;
+    mtn(&app, "ordered-1", "SUCCESSFUL").await;
+    let received = receiver
+        .until("both versions delivered", |got| {
+            got.iter()
+                .any(|delivery| delivery.json()["data"]["version"] == 2)
+        })
+        .await;
+    let versions: Vec<i64> = received
+        .iter()
+        .map(|delivery| delivery.json()["data"]["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 1, 1, 1, 2], "{received:#?}");
+    let first_id = &received[0].id;
+    assert!(received[..4].iter().all(|delivery| &delivery.id == first_id));
+    assert_ne!(&received[4].id, first_id);
+    assert!(received.iter().all(|delivery| verifies(&secret, delivery)));
+    assert_eq!(received[0].json()["type"], "transaction.pending");
+    assert_eq!(received[4].json()["type"], "transaction.successful");
+    let shown = wait_for_status(&app, first_id, "delivered").await;
+    assert_eq!(shown["targets"][0]["attempts"], 4);
+}
+
+#[actix_web::test]
+async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
+    let app = app_delivering(&[("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1")]).await;
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&healthy);
+    let receiver = receiver(move |_| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            (200, None)
+        } else {
+            (503, None)
+        }
+    });
+    let (endpoint, _) = register(&app, &receiver.url).await;
+    mtn(&app, "dead-1", "FAILED").await;
+    let received = receiver.until("two attempts", |got| got.len() >= 2).await;
+    let id = received[0].id.clone();
+    let shown = wait_for_status(&app, &id, "failed").await;
+    assert_eq!(shown["targets"][0]["status"], "failed");
+    assert_eq!(shown["attempts"].as_array().unwrap().len(), 2);
+
+    // The receiver is back: recovering the endpoint sends what failed for it.
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let recovered = admin(
+        &app,
+        Method::POST,
+        &format!("/v1/endpoints/{endpoint}/recover?since=2000-01-01"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(recovered.status, StatusCode::ACCEPTED, "{}", recovered.body);
+    assert_eq!(recovered.body["requeued"], 1);
+    wait_for_status(&app, &id, "delivered").await;
+    assert!(receiver.received().iter().all(|delivery| delivery.id == id));
+}
+
+#[actix_web::test]
+async fn gone_disables_the_endpoint() {
+    let app = app_delivering(&[]).await;
+    let receiver = receiver(|_| (410, None));
+    let (endpoint, _) = register(&app, &receiver.url).await;
+    mtn(&app, "gone-1", "SUCCESSFUL").await;
+    let received = receiver.until("one attempt", |got| !got.is_empty()).await;
+    wait_for_status(&app, &received[0].id, "failed").await;
+    let shown = admin(&app, Method::GET, &format!("/v1/endpoints/{endpoint}"), Value::Null).await;
+    assert_eq!(shown.body["enabled"], false, "{}", shown.body);
+    assert_eq!(shown.body["disabled_reason"], "answered 410 Gone");
+}
+
+#[actix_web::test]
+async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
+    let app = app_delivering(&[]).await;
+    let receiver = receiver(|_| (200, None));
+    let (endpoint, old) = register(&app, &receiver.url).await;
+    let rotated = admin(
+        &app,
+        Method::POST,
+        &format!("/v1/endpoints/{endpoint}/secret/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated.body["previous"][0]["secret"], old.as_str());
+
+    mtn(&app, "rotated-1", "SUCCESSFUL").await;
+    let received = receiver.until("one delivery", |got| !got.is_empty()).await;
+    assert_eq!(received[0].signature.split(' ').count(), 2);
+    assert!(verifies(&new, &received[0]));
+    assert!(verifies(&old, &received[0]));
+}
+
+#[actix_web::test]
+async fn bad_endpoints_are_refused_naming_the_field() {
+    // Private networks refused, as in production.
+    let app = spawn_app_with(test_settings(&[("MMO__AUTH__ADMIN_TOKENS", ADMIN)])).await;
+    for (body, field) in [
+        (json!({"url": "ftp://example.com/"}), "url"),
+        (json!({"url": "/relative"}), "url"),
+        (json!({"url": "http://127.0.0.1:9000/"}), "url"),
+        (json!({"url": "http://169.254.169.254/latest"}), "url"),
+        (json!({"url": "http://localhost:9000/"}), "url"),
+        (json!({"url": "https://8.8.8.8/hooks", "event_types": ["payment.done"]}), "event_types"),
+        (json!({"url": "https://8.8.8.8/hooks", "providers": ["vodafone"]}), "providers"),
+        (json!({"url": "https://8.8.8.8/hooks", "colour": "red"}), "colour"),
+        (json!({"event_types": []}), "url"),
+    ] {
+        let reply = admin(&app, Method::POST, "/v1/endpoints", body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        assert_eq!(reply.body["code"], "INVALID_PARAMETER");
+        assert!(
+            reply.body["message"].as_str().unwrap().contains(&format!("`{field}`")),
+            "{body}: {}",
+            reply.body
+        );
+    }
+    // Without an admin token, nothing.
+    let reply = app
+        .send(Method::GET, "/v1/endpoints", Vec::new(), None, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
