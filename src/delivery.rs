@@ -235,7 +235,12 @@ pub fn public_view(document: &Document) -> serde_json::Value {
     let texts = |field| -> Vec<String> {
         document
             .get_array(field)
-            .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     serde_json::json!({
@@ -281,7 +286,13 @@ mod tests {
     fn endpoint_urls_must_be_absolute_http() {
         assert!(check_url("https://orders.example.com/hooks").is_ok());
         assert!(check_url("http://127.0.0.1:9000/").is_ok());
-        for refused in ["ftp://example.com/", "/relative", "example.com", "https://user:pw@example.com/", ""] {
+        for refused in [
+            "ftp://example.com/",
+            "/relative",
+            "example.com",
+            "https://user:pw@example.com/",
+            "",
+        ] {
             assert!(check_url(refused).is_err(), "{refused}");
         }
         assert!(check_literal_host("http://127.0.0.1:9000/").is_err());

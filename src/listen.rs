@@ -43,7 +43,11 @@ pub fn describe(verdict: &str, id: &str, body: &[u8]) -> String {
     )
 }
 
-async fn receive(request: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
+async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    receiver: web::Data<Receiver>,
+) -> HttpResponse {
     let header = |name| {
         request
             .headers()
@@ -84,10 +88,14 @@ async fn receive(request: HttpRequest, body: web::Bytes, receiver: web::Data<Rec
 }
 
 /// Serves the receiver on `listener` until Ctrl-C.
-pub fn serve(listener: TcpListener, listening: Listening) -> anyhow::Result<actix_web::dev::Server> {
+pub fn serve(
+    listener: TcpListener,
+    listening: Listening,
+) -> anyhow::Result<actix_web::dev::Server> {
     let key = match &listening.secret {
         Some(secret) => Some(
-            secret_key(secret).ok_or_else(|| anyhow::anyhow!("--secret must be whsec_ and base64"))?,
+            secret_key(secret)
+                .ok_or_else(|| anyhow::anyhow!("--secret must be whsec_ and base64"))?,
         ),
         None => None,
     };

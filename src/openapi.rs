@@ -19,6 +19,7 @@ use crate::reconciliation::{
 };
 use crate::routes::query::{CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS};
 use crate::routes::Replayed;
+use mmo_actors::store::events::EventType;
 
 pub async fn openapi() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
@@ -348,6 +349,8 @@ pub fn document() -> Value {
         json!({"get": reconciliation}),
     );
 
+    delivery_paths(&mut paths);
+
     let mut metrics = get_json(
         "Prometheus metrics",
         "admin",
@@ -418,7 +421,264 @@ pub fn document() -> Value {
                 "ReconciliationItem": schema::<ReconciliationItem>(),
                 "ReconciliationReport": schema::<ReconciliationReport>(),
                 "Tally": schema::<Tally>(),
+                "Endpoint": endpoint_schema(false),
+                "EndpointCreated": endpoint_schema(true),
+                "EndpointSecret": {
+                    "type": "object",
+                    "required": ["secret", "previous"],
+                    "properties": {
+                        "secret": {"type": "string", "description": "whsec_ and base64: signs every delivery"},
+                        "previous": {"type": "array", "items": {"type": "object", "properties": {
+                            "secret": {"type": "string"},
+                            "expires_at": {"type": ["string", "null"]},
+                        }}, "description": "Rotated-out secrets still signing until expires_at"},
+                    },
+                },
+                "Event": event_schema(false),
+                "EventDetail": event_schema(true),
             },
         },
     })
+}
+
+fn endpoint_schema(with_secret: bool) -> Value {
+    let mut schema = json!({
+        "type": "object",
+        "required": ["id", "url", "event_types", "providers", "enabled", "source"],
+        "properties": {
+            "id": {"type": "string", "description": "ep_… (or the id given in configuration)"},
+            "url": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "event_types": {"type": "array", "items": {"type": "string", "enum": EventType::ALL}, "description": "Empty: every type"},
+            "providers": {"type": "array", "items": {"type": "string"}, "description": "Stored provider names; empty: every provider"},
+            "enabled": {"type": "boolean"},
+            "disabled_reason": {"type": ["string", "null"]},
+            "source": {"type": "string", "enum": ["api", "config"]},
+            "created_at": {"type": ["string", "null"]},
+        },
+    });
+    if with_secret {
+        schema["properties"]["secret"] =
+            json!({"type": "string", "description": "whsec_ and base64 of 32 random bytes"});
+        schema["required"] = json!([
+            "id",
+            "url",
+            "event_types",
+            "providers",
+            "enabled",
+            "source",
+            "secret"
+        ]);
+    }
+    schema
+}
+
+fn event_schema(detail: bool) -> Value {
+    let mut schema = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "evt_…: the webhook-id header, the same on every attempt"},
+            "type": {"type": "string", "enum": EventType::ALL},
+            "provider": {"type": "string"},
+            "flow": {"type": "string"},
+            "transaction_key": {"type": "string"},
+            "version": {"type": "integer", "description": "The transaction's version this event shows"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "created_at": {"type": "string"},
+            "targets": {"type": "array", "items": {"type": "object", "properties": {
+                "endpoint": {"type": "string"},
+                "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                "attempts": {"type": "integer"},
+                "next_attempt_at": {"type": ["string", "null"]},
+            }}},
+        },
+    });
+    if detail {
+        schema["properties"]["payload"] = json!({"type": "object", "description": "The exact JSON delivered: {type, timestamp, data}"});
+        schema["properties"]["attempts"] = json!({"type": "array", "items": {"type": "object", "properties": {
+            "endpoint": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "at": {"type": "string"},
+            "status_code": {"type": ["integer", "null"]},
+            "duration_ms": {"type": "integer"},
+            "response": {"type": ["string", "null"], "description": "The first 1 KiB of the answer"},
+            "error": {"type": ["string", "null"]},
+        }}});
+    }
+    schema
+}
+
+/// Endpoints and events: delivery to the merchant's systems.
+fn delivery_paths(paths: &mut Map<String, Value>) {
+    let id = |what: &str| parameter("id", "path", what, json!({"type": "string"}));
+    let with_tag = |mut operation: Value| {
+        operation["tags"] = json!(["delivery"]);
+        operation
+    };
+    let body = |required: bool| {
+        json!({"required": true, "content": {"application/json": {"schema": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": if required { json!(["url"]) } else { json!([]) },
+            "properties": {
+                "url": {"type": "string", "description": "Absolute http(s) URL; loopback, private, link-local and metadata addresses are refused unless delivery.allow_private_networks"},
+                "event_types": {"type": "array", "items": {"type": "string", "enum": EventType::ALL}},
+                "providers": {"type": "array", "items": {"type": "string"}},
+                "description": {"type": "string"},
+                "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 256},
+                "rate_limit_per_sec": {"type": "integer", "minimum": 1},
+                "enabled": {"type": "boolean", "description": "PATCH only"},
+            },
+        }}}})
+    };
+    let not_found = |operation: &mut Value, what: &str| {
+        operation["responses"]["404"] = error_response(&format!("No such {what} (NOT_FOUND)"));
+    };
+    let configured = |operation: &mut Value| {
+        operation["responses"]["409"] =
+            error_response("Declared in configuration; change it there (CONFIGURED_ENDPOINT)");
+    };
+
+    let mut create = get_json(
+        "Registers an endpoint; the answer carries its signing secret",
+        "admin",
+        Vec::new(),
+        reference("EndpointCreated"),
+    );
+    let created = create["responses"]["200"].take();
+    create["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    create["responses"]["201"] = created;
+    create["requestBody"] = body(true);
+    let listing = get_json(
+        "Endpoints, newest first",
+        "admin",
+        list_parameters(&["limit", "cursor"]),
+        page_of("Endpoint"),
+    );
+    paths.insert(
+        "/v1/endpoints".into(),
+        json!({"post": with_tag(create), "get": with_tag(listing)}),
+    );
+
+    let mut one = get_json(
+        "One endpoint",
+        "admin",
+        vec![id("The endpoint's id")],
+        reference("Endpoint"),
+    );
+    not_found(&mut one, "endpoint");
+    let mut patch = get_json(
+        "Changes an endpoint (enabled: true turns a disabled one on again)",
+        "admin",
+        vec![id("The endpoint's id")],
+        reference("Endpoint"),
+    );
+    patch["requestBody"] = body(false);
+    not_found(&mut patch, "endpoint");
+    configured(&mut patch);
+    let mut delete = get_json(
+        "Deletes an endpoint",
+        "admin",
+        vec![id("The endpoint's id")],
+        json!({}),
+    );
+    delete["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    delete["responses"]["204"] = json!({"description": "Deleted"});
+    not_found(&mut delete, "endpoint");
+    configured(&mut delete);
+    paths.insert(
+        "/v1/endpoints/{id}".into(),
+        json!({"get": with_tag(one), "patch": with_tag(patch), "delete": with_tag(delete)}),
+    );
+    let mut secret = get_json(
+        "The endpoint's signing secrets",
+        "admin",
+        vec![id("The endpoint's id")],
+        reference("EndpointSecret"),
+    );
+    not_found(&mut secret, "endpoint");
+    paths.insert(
+        "/v1/endpoints/{id}/secret".into(),
+        json!({"get": with_tag(secret)}),
+    );
+    let mut rotate = get_json("A new signing secret; the old one keeps signing beside it for delivery.secret_overlap_secs", "admin", vec![id("The endpoint's id")], reference("EndpointSecret"));
+    not_found(&mut rotate, "endpoint");
+    configured(&mut rotate);
+    paths.insert(
+        "/v1/endpoints/{id}/secret/rotate".into(),
+        json!({"post": with_tag(rotate)}),
+    );
+    let mut recover = get_json(
+        "Sends again every event that failed for this endpoint since a time",
+        "admin",
+        vec![
+            id("The endpoint's id"),
+            json!({"name": "since", "in": "query", "required": true, "description": "RFC 3339 time or YYYY-MM-DD", "schema": {"type": "string"}}),
+        ],
+        json!({"type": "object", "properties": {"requeued": {"type": "integer"}}}),
+    );
+    let requeued = recover["responses"]["200"].take();
+    recover["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    recover["responses"]["202"] = requeued;
+    not_found(&mut recover, "endpoint");
+    paths.insert(
+        "/v1/endpoints/{id}/recover".into(),
+        json!({"post": with_tag(recover)}),
+    );
+
+    let mut filters = list_parameters(&["provider", "since", "until", "limit", "cursor"]);
+    filters.push(parameter(
+        "type",
+        "query",
+        "Event type",
+        json!({"type": "string", "enum": EventType::ALL}),
+    ));
+    filters.push(parameter(
+        "status",
+        "query",
+        "Delivery status",
+        json!({"type": "string", "enum": ["pending", "delivered", "failed"]}),
+    ));
+    let events = get_json("Events, newest first", "admin", filters, page_of("Event"));
+    paths.insert("/v1/events".into(), json!({"get": with_tag(events)}));
+    let mut event = get_json(
+        "One event, its payload and every attempt",
+        "admin",
+        vec![id("The event's id (evt_…)")],
+        reference("EventDetail"),
+    );
+    not_found(&mut event, "event");
+    paths.insert("/v1/events/{id}".into(), json!({"get": with_tag(event)}));
+    let mut replay = get_json(
+        "Sends an event again, to every endpoint it went to or to the one named",
+        "admin",
+        vec![
+            id("The event's id (evt_…)"),
+            parameter(
+                "endpoint",
+                "query",
+                "Only this endpoint (added when the event did not go to it)",
+                json!({"type": "string"}),
+            ),
+        ],
+        json!({"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string"}}}),
+    );
+    let accepted = replay["responses"]["200"].take();
+    replay["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    replay["responses"]["202"] = accepted;
+    not_found(&mut replay, "event");
+    replay["responses"]["409"] =
+        error_response("The event went to no endpoint: name one (NO_TARGETS)");
+    paths.insert(
+        "/v1/events/{id}/replay".into(),
+        json!({"post": with_tag(replay)}),
+    );
 }

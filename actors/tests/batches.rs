@@ -251,3 +251,67 @@ async fn callbacks_left_unprocessed_are_folded_by_the_sweep() {
     assert_eq!(store.sweep().await, Ok(0), "nothing left to fold");
     store.database().drop().await.unwrap();
 }
+
+/// The drain writes one event per transaction change, before the callback's document; a crash between
+/// the transaction write and the event insert leaves the journal entry to be applied again, and that
+/// second application writes the missing event (same id) without a second one for the same change.
+#[actix::test]
+async fn every_change_gets_one_event_even_when_a_crash_cut_the_batch_after_the_transaction_write() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
+    let pending = mtn("events-1", "PENDING");
+    let successful = mtn("events-1", "SUCCESSFUL");
+    let first = [Entry::record(&pending, &at(1))];
+    let second = [Entry::record(&successful, &at(2))];
+    store.apply(&first).await;
+    store.apply(&second).await;
+    let events = || count(&store, "events", doc! {"transaction_key": "events-1"});
+    assert_eq!(events().await, 2, "one event per change");
+    let latest = one(
+        &store,
+        "events",
+        doc! {"transaction_key": "events-1", "version": 2},
+    )
+    .await;
+    assert_eq!(latest.get_str("type").unwrap(), "transaction.successful");
+    let id = latest.get_str("_id").unwrap().to_owned();
+
+    // Applying both entries again (a crash before the journal removed them) writes nothing new.
+    store.apply(&first).await;
+    store.apply(&second).await;
+    assert_eq!(events().await, 2);
+
+    // A crash after the transaction write, before the event and the callback document were written.
+    store
+        .database()
+        .collection::<Document>("events")
+        .delete_one(doc! {"_id": &id})
+        .await
+        .unwrap();
+    store
+        .callbacks()
+        .delete_one(doc! {"_id": successful.key().document_id()})
+        .await
+        .unwrap();
+    let outcomes = store.apply(&second).await;
+    assert_eq!(
+        outcomes,
+        [EntryOutcome::Applied(Applied::Record(
+            RecordOutcome::Stored
+        ))]
+    );
+    assert_eq!(events().await, 2);
+    let again = one(&store, "events", doc! {"_id": &id}).await;
+    assert_eq!(again.get_i64("version").unwrap(), 2);
+    assert_eq!(again.get_str("type").unwrap(), "transaction.successful");
+    let payload: serde_json::Value =
+        serde_json::from_str(again.get_str("payload").unwrap()).unwrap();
+    assert_eq!(payload["data"]["status"], "successful");
+    assert_eq!(payload["data"]["version"], 2);
+
+    // A repeat of a final status that changes nothing (pending after successful) bumps no event.
+    let late = mtn("events-1", "PENDING");
+    store.apply(&[Entry::record(&late, &at(3))]).await;
+    assert_eq!(events().await, 2);
+}

@@ -119,7 +119,11 @@ impl DeliveryConfig {
                 "must hold 1 to 50 waits (one per attempt)",
             ));
         }
-        if self.retry_schedule_secs.iter().any(|wait| *wait > MAX_WAIT_SECS) {
+        if self
+            .retry_schedule_secs
+            .iter()
+            .any(|wait| *wait > MAX_WAIT_SECS)
+        {
             return Err(invalid(
                 "delivery.retry_schedule_secs",
                 "holds a wait over a week",
@@ -134,7 +138,10 @@ impl DeliveryConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return Err(invalid(&key("id"), "must be 1-64 letters, digits, `_` or `-`"));
+                return Err(invalid(
+                    &key("id"),
+                    "must be 1-64 letters, digits, `_` or `-`",
+                ));
             }
             if let Err(problem) = crate::delivery::check_url(&endpoint.url) {
                 return Err(invalid(&key("url"), &problem));
@@ -162,7 +169,10 @@ impl DeliveryConfig {
                     &format!("names `{unknown}`, which is no provider"),
                 ));
             }
-            if self.endpoints[..index].iter().any(|other| other.id == endpoint.id) {
+            if self.endpoints[..index]
+                .iter()
+                .any(|other| other.id == endpoint.id)
+            {
                 return Err(invalid(&key("id"), "is declared twice"));
             }
         }

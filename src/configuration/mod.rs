@@ -222,7 +222,12 @@ impl Settings {
             secrets.extend(&provider.hash_keys);
             secrets.extend(provider.api.secrets());
         }
-        secrets.extend(self.delivery.endpoints.iter().map(|endpoint| &endpoint.secret));
+        secrets.extend(
+            self.delivery
+                .endpoints
+                .iter()
+                .map(|endpoint| &endpoint.secret),
+        );
         secrets
     }
 

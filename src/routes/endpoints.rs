@@ -128,7 +128,10 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
         if let Some(unknown) = types.iter().find(|kind| EventType::parse(kind).is_none()) {
             return Err(invalid(
                 "event_types",
-                format!("`{unknown}` is no event type (known: {})", EventType::ALL.join(", ")),
+                format!(
+                    "`{unknown}` is no event type (known: {})",
+                    EventType::ALL.join(", ")
+                ),
             ));
         }
         set.insert("event_types", types);
@@ -138,7 +141,10 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
             .iter()
             .map(|name| {
                 query::provider_name(name).ok_or_else(|| {
-                    invalid("providers", format!("`{name}` is no provider (mpesa, mtn, airtel)"))
+                    invalid(
+                        "providers",
+                        format!("`{name}` is no provider (mpesa, mtn, airtel)"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -149,7 +155,12 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
             set.insert("description", text.as_str());
         }
         Some(Value::Null) | None => {}
-        Some(_) => return Err(invalid("description", "must be a text of at most 500 bytes")),
+        Some(_) => {
+            return Err(invalid(
+                "description",
+                "must be a text of at most 500 bytes",
+            ))
+        }
     }
     if let Some(limit) = positive(object, "max_in_flight", 256)? {
         set.insert("max_in_flight", limit);
@@ -193,7 +204,10 @@ pub async fn create(
     let mut document = fields(&object, &state).await?;
     let secret = random_secret();
     document.insert("_id", random_id());
-    document.insert("secrets", vec![doc! {"secret": &secret, "created_at": bson_now()}]);
+    document.insert(
+        "secrets",
+        vec![doc! {"secret": &secret, "created_at": bson_now()}],
+    );
     document.insert("enabled", true);
     document.insert("source", "api");
     document.insert("created_at", bson_now());
@@ -350,7 +364,8 @@ pub async fn rotate(
     require_admin(&request, &state)?;
     let document = find(&state, &path).await?;
     changeable(&document)?;
-    let overlap = chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
+    let overlap =
+        chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
     let until = mongodb::bson::DateTime::from_millis((Utc::now() + overlap).timestamp_millis());
     let mut secrets = vec![doc! {"secret": random_secret(), "created_at": bson_now()}];
     // The secret signing until now keeps signing beside the new one for the overlap.
@@ -358,7 +373,10 @@ pub async fn rotate(
         secrets.push(doc! {"secret": current, "expires_at": until});
     }
     endpoints(&state)
-        .update_one(doc! {"_id": path.as_str()}, doc! {"$set": {"secrets": secrets}})
+        .update_one(
+            doc! {"_id": path.as_str()},
+            doc! {"$set": {"secrets": secrets}},
+        )
         .await
         .map_err(query::unavailable)?;
     Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?)))
@@ -372,7 +390,9 @@ pub async fn recover(
     require_admin(&request, &state)?;
     find(&state, &path).await?;
     let filters = Filters::parse(request.query_string(), &["since"])?;
-    let since: DateTime<Utc> = filters.since.ok_or_else(|| invalid("since", "is required"))?;
+    let since: DateTime<Utc> = filters
+        .since
+        .ok_or_else(|| invalid("since", "is required"))?;
     let id = path.as_str();
     let now = bson_now();
     let result = state

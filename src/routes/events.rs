@@ -16,8 +16,9 @@ use crate::error::ApiError;
 use crate::query::{self, invalid, Filters};
 
 /// What `GET /v1/events` accepts.
-pub(crate) const EVENT_FILTERS: &[&str] =
-    &["type", "provider", "since", "until", "status", "limit", "cursor"];
+pub(crate) const EVENT_FILTERS: &[&str] = &[
+    "type", "provider", "since", "until", "status", "limit", "cursor",
+];
 
 fn targets(document: &Document) -> Vec<Value> {
     document
@@ -71,7 +72,10 @@ pub async fn list(
         match name.as_str() {
             "type" => {
                 EventType::parse(&value).ok_or_else(|| {
-                    invalid("type", format!("must be one of {}", EventType::ALL.join(", ")))
+                    invalid(
+                        "type",
+                        format!("must be one of {}", EventType::ALL.join(", ")),
+                    )
                 })?;
                 extra.insert("type", value);
             }
@@ -104,13 +108,7 @@ pub async fn list(
 fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
-        .map(|(name, value)| {
-            format!(
-                "{}={}",
-                percent(name),
-                percent(value)
-            )
-        })
+        .map(|(name, value)| format!("{}={}", percent(name), percent(value)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -118,7 +116,9 @@ fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
 fn percent(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -191,7 +191,13 @@ pub async fn replay(
     let now = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis());
     let mut targets: Vec<Document> = document
         .get_array("targets")
-        .map(|targets| targets.iter().filter_map(Bson::as_document).cloned().collect())
+        .map(|targets| {
+            targets
+                .iter()
+                .filter_map(Bson::as_document)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     match &endpoint {
         Some(id) => {

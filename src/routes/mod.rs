@@ -98,7 +98,10 @@ pub fn configure(config: &mut ServiceConfig) {
             "/endpoints/{id}/secret/rotate",
             web::post().to(endpoints::rotate),
         )
-        .route("/endpoints/{id}/recover", web::post().to(endpoints::recover))
+        .route(
+            "/endpoints/{id}/recover",
+            web::post().to(endpoints::recover),
+        )
         .route("/events", web::get().to(events::list))
         .route("/events/{id}", web::get().to(events::get))
         .route("/events/{id}/replay", web::post().to(events::replay));

@@ -141,7 +141,10 @@ async fn register(app: &TestApp, url: &str) -> (String, String) {
 
 async fn mtn(app: &TestApp, key: &str, status: &str) {
     let reply = app
-        .post("/v1/webhooks/mtn/collection", &Mtn::collection_for(key, status))
+        .post(
+            "/v1/webhooks/mtn/collection",
+            &Mtn::collection_for(key, status),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
@@ -167,12 +170,13 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     let (_, secret) = register(&app, &receiver.url).await;
 
     mtn(&app, "delivered-1", "SUCCESSFUL").await;
-    let received = receiver
-        .until("one delivery", |got| !got.is_empty())
-        .await;
+    let received = receiver.until("one delivery", |got| !got.is_empty()).await;
     let delivery = &received[0];
     assert!(delivery.id.starts_with("evt_"), "{}", delivery.id);
-    assert!(verifies(&secret, delivery), "the signature verifies: {delivery:?}");
+    assert!(
+        verifies(&secret, delivery),
+        "the signature verifies: {delivery:?}"
+    );
     let event = delivery.json();
     assert_eq!(event["type"], "transaction.successful");
     assert!(event["timestamp"].as_str().is_some());
@@ -262,7 +266,9 @@ async fn a_failing_receiver_gets_retries_of_one_id_and_never_a_later_version_fir
         .collect();
     assert_eq!(versions, [1, 1, 1, 1, 2], "{received:#?}");
     let first_id = &received[0].id;
-    assert!(received[..4].iter().all(|delivery| &delivery.id == first_id));
+    assert!(received[..4]
+        .iter()
+        .all(|delivery| &delivery.id == first_id));
     assert_ne!(&received[4].id, first_id);
     assert!(received.iter().all(|delivery| verifies(&secret, delivery)));
     assert_eq!(received[0].json()["type"], "transaction.pending");
@@ -314,7 +320,13 @@ async fn gone_disables_the_endpoint() {
     mtn(&app, "gone-1", "SUCCESSFUL").await;
     let received = receiver.until("one attempt", |got| !got.is_empty()).await;
     wait_for_status(&app, &received[0].id, "failed").await;
-    let shown = admin(&app, Method::GET, &format!("/v1/endpoints/{endpoint}"), Value::Null).await;
+    let shown = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/endpoints/{endpoint}"),
+        Value::Null,
+    )
+    .await;
     assert_eq!(shown.body["enabled"], false, "{}", shown.body);
     assert_eq!(shown.body["disabled_reason"], "answered 410 Gone");
 }
@@ -353,16 +365,33 @@ async fn bad_endpoints_are_refused_naming_the_field() {
         (json!({"url": "http://127.0.0.1:9000/"}), "url"),
         (json!({"url": "http://169.254.169.254/latest"}), "url"),
         (json!({"url": "http://localhost:9000/"}), "url"),
-        (json!({"url": "https://8.8.8.8/hooks", "event_types": ["payment.done"]}), "event_types"),
-        (json!({"url": "https://8.8.8.8/hooks", "providers": ["vodafone"]}), "providers"),
-        (json!({"url": "https://8.8.8.8/hooks", "colour": "red"}), "colour"),
+        (
+            json!({"url": "https://8.8.8.8/hooks", "event_types": ["payment.done"]}),
+            "event_types",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hooks", "providers": ["vodafone"]}),
+            "providers",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hooks", "colour": "red"}),
+            "colour",
+        ),
         (json!({"event_types": []}), "url"),
     ] {
         let reply = admin(&app, Method::POST, "/v1/endpoints", body.clone()).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
         assert_eq!(reply.body["code"], "INVALID_PARAMETER");
         assert!(
-            reply.body["message"].as_str().unwrap().contains(&format!("`{field}`")),
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{field}`")),
             "{body}: {}",
             reply.body
         );

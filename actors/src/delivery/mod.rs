@@ -226,7 +226,10 @@ pub fn verdict(
         return Verdict::Failed;
     };
     let wait = next.mul_f64(1.0 + jitter.clamp(-0.1, 0.1));
-    let asked = outcome.as_ref().ok().and_then(|response| response.retry_after);
+    let asked = outcome
+        .as_ref()
+        .ok()
+        .and_then(|response| response.retry_after);
     Verdict::Retry(asked.map_or(wait, |asked| asked.max(wait)))
 }
 
@@ -305,7 +308,11 @@ pub struct Delivery {
 
 /// Starts the sender pool, the dispatcher (a pool of one) and its driver, which ticks it every
 /// `poll_interval`. Must run inside an actix `System`.
-pub fn start(settings: DeliverySettings, outbox: Outbox, transport: Arc<dyn Transport>) -> Delivery {
+pub fn start(
+    settings: DeliverySettings,
+    outbox: Outbox,
+    transport: Arc<dyn Transport>,
+) -> Delivery {
     let call_timeout = settings.timeout + Duration::from_secs(5);
     let senders = Arc::new(Pool::new(
         "delivery",
@@ -324,7 +331,11 @@ pub fn start(settings: DeliverySettings, outbox: Outbox, transport: Arc<dyn Tran
         settings,
         outbox,
         senders: Arc::clone(&senders),
-        instance: format!("{}-{}", std::process::id(), mongodb::bson::oid::ObjectId::new()),
+        instance: format!(
+            "{}-{}",
+            std::process::id(),
+            mongodb::bson::oid::ObjectId::new()
+        ),
         lanes: Mutex::new(HashMap::new()),
         busy: Mutex::new(HashSet::new()),
         later: Mutex::new(HashMap::new()),
@@ -382,8 +393,12 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
         .map(|endpoint| (endpoint.id.clone(), Arc::new(endpoint)))
         .collect();
     shared.sync_lanes(&endpoints);
-    metrics::gauge!("mmo_delivery_endpoints_disabled")
-        .set(endpoints.values().filter(|endpoint| !endpoint.enabled).count() as f64);
+    metrics::gauge!("mmo_delivery_endpoints_disabled").set(
+        endpoints
+            .values()
+            .filter(|endpoint| !endpoint.enabled)
+            .count() as f64,
+    );
 
     let due = shared.outbox.due(now, settings.batch).await?;
     let clock = tokio::time::Instant::now();
@@ -436,7 +451,9 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
         let mut targets = event.targets.clone().unwrap_or_else(|| {
             let mut ids: Vec<&String> = endpoints
                 .values()
-                .filter(|endpoint| endpoint.enabled && endpoint.wants(&event.event_type, &event.provider))
+                .filter(|endpoint| {
+                    endpoint.enabled && endpoint.wants(&event.event_type, &event.provider)
+                })
                 .map(|endpoint| &endpoint.id)
                 .collect();
             ids.sort();
@@ -489,7 +506,11 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
             continue;
         }
         started.insert(event.transaction_id.clone());
-        shared.busy.lock().expect("delivery lock").insert(event.id.clone());
+        shared
+            .busy
+            .lock()
+            .expect("delivery lock")
+            .insert(event.id.clone());
         let shared = Arc::clone(shared);
         actix::spawn(async move {
             let id = event.id.clone();
@@ -562,7 +583,8 @@ impl Shared {
         if let Ok(response) = &attempted.outcome {
             if matches!(response.status, 429 | 502 | 503 | 504) || response.retry_after.is_some() {
                 let pause = response.retry_after.unwrap_or(Duration::from_secs(5));
-                lane.paused_until = Some(tokio::time::Instant::now() + pause.min(Duration::from_secs(3600)));
+                lane.paused_until =
+                    Some(tokio::time::Instant::now() + pause.min(Duration::from_secs(3600)));
             }
         }
         let since = *lane.failing_since.get_or_insert(attempted.at);
@@ -592,7 +614,9 @@ async fn send(
         };
         let senders = Arc::clone(&shared.senders);
         async move {
-            let answer = senders.call(route.wrapping_add(index as u64), attempt).await;
+            let answer = senders
+                .call(route.wrapping_add(index as u64), attempt)
+                .await;
             drop(permit);
             let attempted = answer.unwrap_or_else(|error| Attempted {
                 at: Utc::now(),
@@ -625,7 +649,8 @@ async fn send(
                 "delivered"
             }
             Verdict::Retry(wait) => {
-                target.next_at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1));
+                target.next_at =
+                    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1));
                 "retry"
             }
             Verdict::Failed => {
@@ -639,14 +664,22 @@ async fn send(
             }
         };
         if judged == Verdict::Gone || too_long {
-            let reason = if too_long { "failing for too long" } else { "answered 410 Gone" };
+            let reason = if too_long {
+                "failing for too long"
+            } else {
+                "answered 410 Gone"
+            };
             tracing::warn!(endpoint = %endpoint.id, reason, "endpoint disabled");
             shared.outbox.disable(&endpoint.id, reason, now).await?;
         }
         metrics::counter!("mmo_delivery_attempts_total", "endpoint" => endpoint.id.clone(), "outcome" => outcome)
             .increment(1);
         let (status, response, error) = match &attempted.outcome {
-            Ok(response) => (Some(i32::from(response.status)), Some(response.body.as_str()), None),
+            Ok(response) => (
+                Some(i32::from(response.status)),
+                Some(response.body.as_str()),
+                None,
+            ),
             Err(error) => (None, None, Some(error.as_str())),
         };
         tracing::info!(
@@ -700,8 +733,14 @@ mod tests {
     #[test]
     fn only_2xx_delivers_and_410_is_gone() {
         let schedule = [Duration::ZERO, Duration::from_secs(5)];
-        assert_eq!(verdict(&answer(204, None), 1, &schedule, 0.0), Verdict::Delivered);
-        assert_eq!(verdict(&answer(410, None), 1, &schedule, 0.0), Verdict::Gone);
+        assert_eq!(
+            verdict(&answer(204, None), 1, &schedule, 0.0),
+            Verdict::Delivered
+        );
+        assert_eq!(
+            verdict(&answer(410, None), 1, &schedule, 0.0),
+            Verdict::Gone
+        );
         for refused in [301, 302, 400, 404, 500] {
             assert_eq!(
                 verdict(&answer(refused, None), 1, &schedule, 0.0),
@@ -714,7 +753,10 @@ mod tests {
             Verdict::Retry(Duration::from_secs(5))
         );
         // The last attempt failed: a dead letter.
-        assert_eq!(verdict(&answer(500, None), 2, &schedule, 0.0), Verdict::Failed);
+        assert_eq!(
+            verdict(&answer(500, None), 2, &schedule, 0.0),
+            Verdict::Failed
+        );
     }
 
     #[test]

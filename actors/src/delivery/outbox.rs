@@ -38,11 +38,20 @@ impl EndpointRecord {
     }
 
     /// Reads an `endpoints` document; `None` when it has no usable URL or key.
-    pub fn from_document(document: &Document, now: DateTime<Utc>, default_in_flight: usize) -> Option<Self> {
+    pub fn from_document(
+        document: &Document,
+        now: DateTime<Utc>,
+        default_in_flight: usize,
+    ) -> Option<Self> {
         let texts = |field| -> Vec<String> {
             document
                 .get_array(field)
-                .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let keys: Vec<Vec<u8>> = document
@@ -71,7 +80,8 @@ impl EndpointRecord {
             event_types: texts("event_types"),
             providers: texts("providers"),
             enabled: document.get_bool("enabled").unwrap_or(true),
-            max_in_flight: positive("max_in_flight").map_or(default_in_flight, |value| value as usize),
+            max_in_flight: positive("max_in_flight")
+                .map_or(default_in_flight, |value| value as usize),
             rate_limit_per_sec: positive("rate_limit_per_sec"),
         })
     }
@@ -210,7 +220,8 @@ impl Outbox {
         now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+        let until =
+            now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
         let taken = self
             .leases
             .update_one(
@@ -239,7 +250,11 @@ impl Outbox {
     }
 
     /// Pending events due by `now`, soonest first.
-    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
+    pub async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         let found: Vec<Document> = self
             .events
             .find(doc! {"due_at": {"$lte": time(now)}})
@@ -251,7 +266,10 @@ impl Outbox {
             .try_collect()
             .await
             .map_err(|error| classify(&error))?;
-        Ok(found.iter().filter_map(PendingEvent::from_document).collect())
+        Ok(found
+            .iter()
+            .filter_map(PendingEvent::from_document)
+            .collect())
     }
 
     /// The pending events of these transactions (whether due or not), for the ordering gate.
@@ -320,7 +338,8 @@ impl Outbox {
             }
         }
         if status == "delivered" {
-            let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+            let retention =
+                chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
             set.insert("expire_at", time(now + retention));
         } else {
             unset.insert("expire_at", "");
@@ -340,7 +359,12 @@ impl Outbox {
     }
 
     /// Turns an endpoint off (it answered `410 Gone`, or failed for too long).
-    pub async fn disable(&self, endpoint: &str, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn disable(
+        &self,
+        endpoint: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.endpoints
             .update_one(
                 doc! {"_id": endpoint},

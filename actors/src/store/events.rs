@@ -224,7 +224,11 @@ pub(super) async fn insert(
     if documents.is_empty() {
         return Vec::new();
     }
-    let Err(error) = timed("events", events.insert_many(documents.iter().copied()).ordered(false)).await
+    let Err(error) = timed(
+        "events",
+        events.insert_many(documents.iter().copied()).ordered(false),
+    )
+    .await
     else {
         return Vec::new();
     };
@@ -243,7 +247,9 @@ pub(super) async fn insert(
             .collect(),
         _ => {
             let failure = classify(&error);
-            (0..documents.len()).map(|index| (index, failure.clone())).collect()
+            (0..documents.len())
+                .map(|index| (index, failure.clone()))
+                .collect()
         }
     }
 }
@@ -281,7 +287,7 @@ mod tests {
 
     fn transaction(status: &str, conflict: bool, verified: bool) -> Document {
         doc! {"_id": "mpesa|stk_push|ws_1", "provider": "mpesa", "flow": "stk_push",
-              "transaction_key": "ws_1", "status": status, "conflict": conflict, "verified": verified}
+        "transaction_key": "ws_1", "status": status, "conflict": conflict, "verified": verified}
     }
 
     #[test]

@@ -243,15 +243,16 @@ impl Transactions {
             }
         }
         #[allow(clippy::type_complexity)]
-        let updated: Vec<(usize, Result<(Option<String>, Vec<Document>), StoreError>)> = stream::iter(existing)
-            .map(|slot| {
-                let group = &groups[slot];
-                let read = current.remove(&group.id);
-                async move { (slot, self.fold_existing(group, folds, read).await) }
-            })
-            .buffer_unordered(CONCURRENT_UPDATES)
-            .collect()
-            .await;
+        let updated: Vec<(usize, Result<(Option<String>, Vec<Document>), StoreError>)> =
+            stream::iter(existing)
+                .map(|slot| {
+                    let group = &groups[slot];
+                    let read = current.remove(&group.id);
+                    async move { (slot, self.fold_existing(group, folds, read).await) }
+                })
+                .buffer_unordered(CONCURRENT_UPDATES)
+                .collect()
+                .await;
         for (slot, outcome) in updated {
             outcomes[slot] = outcome.map(|(receipt, changes)| {
                 events[slot] = Some(changes);
@@ -654,10 +655,7 @@ fn fresh_transaction(
     document.append("updated_at", bson_time(Utc::now()));
     // A new transaction's first status is its first event (see `events.rs`).
     document.append("event_version", 1_i64);
-    document.append(
-        "event_type",
-        EventType::Status(snapshot.status).as_str(),
-    );
+    document.append("event_type", EventType::Status(snapshot.status).as_str());
     (document, snapshot.receipt)
 }
 
