@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
-use mmo_actors::delivery::{self, Outbox, Request, Response, Transport};
+use mmo_actors::delivery::{self, sealing, Outbox, Request, Response, Transport};
 use mongodb::bson::{doc, Document};
 use secrecy::ExposeSecret;
 
@@ -186,12 +186,13 @@ pub async fn sync_configured_endpoints(
 ) -> Result<(), mongodb::error::Error> {
     let now = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis());
     let mut ids = Vec::new();
+    let key = config.sealing_key();
     for endpoint in &config.endpoints {
         ids.push(endpoint.id.clone());
         let update = doc! {
             "$set": {
                 "url": &endpoint.url,
-                "secrets": [{"secret": endpoint.secret.expose_secret()}],
+                "secrets": [{"secret": sealing::store(key.as_ref(), &endpoint.id, endpoint.secret.expose_secret())}],
                 "event_types": &endpoint.event_types,
                 "providers": endpoint.providers.iter().filter_map(|name| crate::query::provider_name(name)).collect::<Vec<_>>(),
                 "description": endpoint.description.as_deref(),

@@ -185,6 +185,31 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Transactions the reconciler gave up on without a final status (flagged unresolved), by provider.",
     ),
+    (
+        "mmo_delivery_attempts_total",
+        Kind::Counter,
+        "Event deliveries attempted, by endpoint and outcome: delivered, retry, failed (dead letter), gone (410: endpoint disabled).",
+    ),
+    (
+        "mmo_delivery_latency_seconds",
+        Kind::Histogram,
+        "Time from a change's acknowledgement (its callback's arrival) to the first successful delivery of its event to an endpoint.",
+    ),
+    (
+        "mmo_delivery_events_due",
+        Kind::Gauge,
+        "Events due for delivery in the sending instance's last round (up to 512): a number that stays high means a backlog.",
+    ),
+    (
+        "mmo_delivery_dead_letters_total",
+        Kind::Counter,
+        "Events that failed every attempt for an endpoint (dead letters, kept until replayed).",
+    ),
+    (
+        "mmo_delivery_endpoints_disabled",
+        Kind::Gauge,
+        "Endpoints disabled (410 Gone, failing for delivery.disable_after_secs, or by hand).",
+    ),
 ];
 
 fn describe() {

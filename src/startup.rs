@@ -89,6 +89,7 @@ impl Application {
             reconciler_give_up_after: Duration::from_secs(settings.reconciler.give_up_after_secs),
             secret_overlap: Duration::from_secs(settings.delivery.secret_overlap_secs),
             allow_private_networks: settings.delivery.allow_private_networks,
+            secrets_key: settings.delivery.sealing_key(),
         });
         if settings.delivery.enabled {
             crate::delivery::start(&settings.delivery, store.database());

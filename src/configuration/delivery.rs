@@ -4,6 +4,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use mmo_actors::delivery::sealing::SecretsKey;
 use mmo_actors::delivery::signature::secret_key;
 use mmo_actors::delivery::DeliverySettings;
 use mmo_actors::store::events::EventType;
@@ -31,6 +32,10 @@ pub struct DeliveryConfig {
     pub secret_overlap_secs: u64,
     /// Lets endpoints resolve to loopback, private, link-local or metadata addresses (local development).
     pub allow_private_networks: bool,
+    /// Seals endpoint secrets at rest: base64 of 32 random bytes (`openssl rand -base64 32`). Empty: secrets
+    /// are stored as they are.
+    #[serde(default = "no_key", serialize_with = "redacted")]
+    pub secrets_key: SecretString,
     #[serde(default)]
     pub endpoints: Vec<ConfiguredEndpoint>,
 }
@@ -48,6 +53,10 @@ pub struct ConfiguredEndpoint {
     pub providers: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+fn no_key() -> SecretString {
+    SecretString::from(String::new())
 }
 
 fn seconds_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
@@ -100,6 +109,14 @@ impl DeliveryConfig {
             if value == 0 {
                 return Err(invalid(&format!("delivery.{name}"), "must be at least 1"));
             }
+        }
+        if !self.secrets_key.expose_secret().is_empty()
+            && SecretsKey::from_base64(self.secrets_key.expose_secret()).is_none()
+        {
+            return Err(invalid(
+                "delivery.secrets_key",
+                "must be base64 of 32 bytes (openssl rand -base64 32)",
+            ));
         }
         if self.retention_days > 3650 {
             return Err(invalid("delivery.retention_days", "must be at most 3650"));
@@ -179,6 +196,11 @@ impl DeliveryConfig {
         Ok(())
     }
 
+    /// The key that seals endpoint secrets, when one is configured.
+    pub fn sealing_key(&self) -> Option<SecretsKey> {
+        SecretsKey::from_base64(self.secrets_key.expose_secret())
+    }
+
     pub fn settings(&self) -> DeliverySettings {
         DeliverySettings {
             pool_size: self.pool_size,
@@ -193,6 +215,7 @@ impl DeliveryConfig {
             retention: Duration::from_secs(self.retention_days * 86_400),
             disable_after: Duration::from_secs(self.disable_after_secs),
             max_in_flight: self.max_in_flight,
+            secrets_key: self.sealing_key(),
             ..DeliverySettings::default()
         }
     }

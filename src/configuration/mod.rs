@@ -228,6 +228,7 @@ impl Settings {
                 .iter()
                 .map(|endpoint| &endpoint.secret),
         );
+        secrets.push(&self.delivery.secrets_key);
         secrets
     }
 

@@ -8,6 +8,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use mmo_actors::delivery::sealing::{self, SecretsKey};
 use mmo_actors::delivery::signature::new_secret;
 use mmo_actors::store::events::EventType;
 use mongodb::bson::{doc, Bson, Document};
@@ -203,10 +204,12 @@ pub async fn create(
     }
     let mut document = fields(&object, &state).await?;
     let secret = random_secret();
-    document.insert("_id", random_id());
+    let id = random_id();
+    let stored = sealing::store(state.secrets_key.as_ref(), &id, &secret);
+    document.insert("_id", &id);
     document.insert(
         "secrets",
-        vec![doc! {"secret": &secret, "created_at": bson_now()}],
+        vec![doc! {"secret": stored, "created_at": bson_now()}],
     );
     document.insert("enabled", true);
     document.insert("source", "api");
@@ -309,9 +312,10 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The secrets that sign now, newest first.
-fn signing(document: &Document) -> Vec<(String, Option<String>)> {
+/// The secrets that sign now, newest first, opened (see `sealing`).
+fn signing(document: &Document, key: Option<&SecretsKey>) -> Vec<(String, Option<String>)> {
     let now = Utc::now().timestamp_millis();
+    let id = document.get_str("_id").unwrap_or_default();
     document
         .get_array("secrets")
         .map(|secrets| {
@@ -325,7 +329,7 @@ fn signing(document: &Document) -> Vec<(String, Option<String>)> {
                 })
                 .filter_map(|secret| {
                     Some((
-                        secret.get_str("secret").ok()?.to_owned(),
+                        sealing::load(key, id, secret.get_str("secret").ok()?)?,
                         query::rfc3339(secret, "expires_at"),
                     ))
                 })
@@ -334,8 +338,8 @@ fn signing(document: &Document) -> Vec<(String, Option<String>)> {
         .unwrap_or_default()
 }
 
-fn secret_view(document: &Document) -> Value {
-    let secrets = signing(document);
+fn secret_view(document: &Document, key: Option<&SecretsKey>) -> Value {
+    let secrets = signing(document, key);
     let previous: Vec<Value> = secrets
         .iter()
         .skip(1)
@@ -353,7 +357,10 @@ pub async fn secret(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?)))
+    Ok(HttpResponse::Ok().json(secret_view(
+        &find(&state, &path).await?,
+        state.secrets_key.as_ref(),
+    )))
 }
 
 pub async fn rotate(
@@ -367,10 +374,12 @@ pub async fn rotate(
     let overlap =
         chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
     let until = mongodb::bson::DateTime::from_millis((Utc::now() + overlap).timestamp_millis());
-    let mut secrets = vec![doc! {"secret": random_secret(), "created_at": bson_now()}];
+    let key = state.secrets_key.as_ref();
+    let fresh = sealing::store(key, &path, &random_secret());
+    let mut secrets = vec![doc! {"secret": fresh, "created_at": bson_now()}];
     // The secret signing until now keeps signing beside the new one for the overlap.
-    if let Some((current, _)) = signing(&document).into_iter().next() {
-        secrets.push(doc! {"secret": current, "expires_at": until});
+    if let Some((current, _)) = signing(&document, key).into_iter().next() {
+        secrets.push(doc! {"secret": sealing::store(key, &path, &current), "expires_at": until});
     }
     endpoints(&state)
         .update_one(
@@ -379,7 +388,7 @@ pub async fn rotate(
         )
         .await
         .map_err(query::unavailable)?;
-    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?)))
+    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?, key)))
 }
 
 pub async fn recover(

@@ -56,6 +56,8 @@ pub struct AppState {
     pub secret_overlap: Duration,
     /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
     pub allow_private_networks: bool,
+    /// Seals endpoint secrets at rest, when configured.
+    pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
 }
 
 pub async fn receive_callback(

@@ -222,15 +222,18 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     // A repeat that changes nothing makes no event.
     mtn(&app, "delivered-1", "SUCCESSFUL").await;
     app.drained().await;
-    let events = app
-        .transactions
-        .client()
-        .database(app.transactions.namespace().db.as_str())
-        .collection::<mongodb::bson::Document>("events")
+    let events = collection(&app, "events")
         .count_documents(mongodb::bson::doc! {"transaction_key": "delivered-1"})
         .await
         .unwrap();
     assert_eq!(events, 1);
+}
+
+fn collection(app: &TestApp, name: &str) -> mongodb::Collection<mongodb::bson::Document> {
+    app.transactions
+        .client()
+        .database(app.transactions.namespace().db.as_str())
+        .collection(name)
 }
 
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
@@ -333,7 +336,12 @@ async fn gone_disables_the_endpoint() {
 
 #[actix_web::test]
 async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
-    let app = app_delivering(&[]).await;
+    // With a key, secrets are sealed at rest.
+    let app = app_delivering(&[(
+        "MMO__DELIVERY__SECRETS_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )])
+    .await;
     let receiver = receiver(|_| (200, None));
     let (endpoint, old) = register(&app, &receiver.url).await;
     let rotated = admin(
@@ -347,6 +355,18 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
     let new = rotated.body["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
     assert_eq!(rotated.body["previous"][0]["secret"], old.as_str());
+    let stored = collection(&app, "endpoints")
+        .find_one(mongodb::bson::doc! {"_id": &endpoint})
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = stored.get_array("secrets").unwrap();
+    assert_eq!(stored.len(), 2);
+    for secret in stored {
+        let text = secret.as_document().unwrap().get_str("secret").unwrap();
+        assert!(text.starts_with("sealed:v1:"), "{text}");
+        assert!(!text.contains(&new[6..]) && !text.contains(&old[6..]));
+    }
 
     mtn(&app, "rotated-1", "SUCCESSFUL").await;
     let received = receiver.until("one delivery", |got| !got.is_empty()).await;

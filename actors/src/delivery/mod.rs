@@ -24,6 +24,7 @@
 //! touches the callbacks' path: the drain only inserts events.
 
 pub mod outbox;
+pub mod sealing;
 pub mod signature;
 
 use std::collections::{HashMap, HashSet};
@@ -75,6 +76,8 @@ pub struct DeliverySettings {
     pub max_in_flight: usize,
     /// Due events read per round.
     pub batch: i64,
+    /// Opens endpoint secrets sealed at rest (`delivery.secrets_key`).
+    pub secrets_key: Option<sealing::SecretsKey>,
 }
 
 impl Default for DeliverySettings {
@@ -92,6 +95,7 @@ impl Default for DeliverySettings {
             disable_after: Duration::from_secs(5 * 86_400),
             max_in_flight: 16,
             batch: 512,
+            secrets_key: None,
         }
     }
 }
@@ -389,7 +393,14 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
         .load_endpoints()
         .await?
         .iter()
-        .filter_map(|document| EndpointRecord::from_document(document, now, settings.max_in_flight))
+        .filter_map(|document| {
+            EndpointRecord::from_document(
+                document,
+                now,
+                settings.max_in_flight,
+                settings.secrets_key.as_ref(),
+            )
+        })
         .map(|endpoint| (endpoint.id.clone(), Arc::new(endpoint)))
         .collect();
     shared.sync_lanes(&endpoints);
@@ -644,7 +655,7 @@ async fn send(
         let outcome = match judged {
             Verdict::Delivered => {
                 target.status = "delivered".to_owned();
-                let waited = (now - event.created_at).to_std().unwrap_or_default();
+                let waited = (now - event.acknowledged_at).to_std().unwrap_or_default();
                 metrics::histogram!("mmo_delivery_latency_seconds").record(waited.as_secs_f64());
                 "delivered"
             }

@@ -7,6 +7,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Collection, Database};
 
+use super::sealing::{load, SecretsKey};
 use super::signature::secret_key;
 use crate::store::errors::{classify, is_duplicate_key};
 use crate::store::StoreError;
@@ -42,7 +43,9 @@ impl EndpointRecord {
         document: &Document,
         now: DateTime<Utc>,
         default_in_flight: usize,
+        secrets_key: Option<&SecretsKey>,
     ) -> Option<Self> {
+        let id = document.get_str("_id").ok()?;
         let texts = |field| -> Vec<String> {
             document
                 .get_array(field)
@@ -63,7 +66,8 @@ impl EndpointRecord {
                 Ok(until) => until.timestamp_millis() > now.timestamp_millis(),
                 Err(_) => true,
             })
-            .filter_map(|secret| secret_key(secret.get_str("secret").ok()?))
+            .filter_map(|secret| load(secrets_key, id, secret.get_str("secret").ok()?))
+            .filter_map(|secret| secret_key(&secret))
             .collect();
         if keys.is_empty() {
             return None;
@@ -74,7 +78,7 @@ impl EndpointRecord {
             _ => None,
         };
         Some(Self {
-            id: document.get_str("_id").ok()?.to_owned(),
+            id: id.to_owned(),
             url: document.get_str("url").ok()?.to_owned(),
             keys,
             event_types: texts("event_types"),
@@ -141,6 +145,8 @@ pub struct PendingEvent {
     pub version: i64,
     pub payload: String,
     pub created_at: DateTime<Utc>,
+    /// When the change was acknowledged to the operator (its callback's arrival).
+    pub acknowledged_at: DateTime<Utc>,
     /// `None` until the dispatcher first decided which endpoints it goes to.
     pub targets: Option<Vec<Target>>,
 }
@@ -155,14 +161,20 @@ impl PendingEvent {
             transaction_id: text("transaction_id")?,
             version: document.get_i64("version").ok()?,
             payload: text("payload").unwrap_or_default(),
-            created_at: document
-                .get_datetime("created_at")
-                .ok()
-                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+            created_at: time_of(document, "created_at").unwrap_or_default(),
+            acknowledged_at: time_of(document, "acknowledged_at")
+                .or_else(|| time_of(document, "created_at"))
                 .unwrap_or_default(),
             targets: targets_of(document),
         })
     }
+}
+
+fn time_of(document: &Document, field: &str) -> Option<DateTime<Utc>> {
+    document
+        .get_datetime(field)
+        .ok()
+        .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
 }
 
 fn targets_of(document: &Document) -> Option<Vec<Target>> {

@@ -132,6 +132,11 @@ pub fn event_document(
     let transaction_id = transaction.get_str("_id").unwrap_or_default();
     let text = |field| transaction.get_str(field).unwrap_or_default();
     let payload = payload(transaction, event_type, version, now);
+    // When the change was acknowledged: its callback's arrival (the reconciler's own changes, now).
+    let acknowledged_at = match transaction.get("last_callback_at") {
+        Some(Bson::DateTime(at)) if event_type != EventType::Unresolved => *at,
+        _ => bson_time(now),
+    };
     doc! {
         "_id": event_id(transaction_id, version),
         "type": event_type.as_str(),
@@ -141,6 +146,7 @@ pub fn event_document(
         "transaction_id": transaction_id,
         "version": version,
         "created_at": bson_time(now),
+        "acknowledged_at": acknowledged_at,
         "payload": payload,
         "status": "pending",
         "due_at": bson_time(now),
