@@ -604,3 +604,157 @@ async fn a_replica_set_losing_its_primary_loses_nothing() {
     );
     drop(service);
 }
+
+/// Two instances share the outbox; the one sending is SIGKILLed while a receiver fails every attempt.
+/// The other takes the sending lease over once it runs out, and every event is delivered — each under one
+/// `webhook-id` with the same body every time, whichever instance sent it.
+#[actix_web::test]
+async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    let (uri, database) = (mongodb_uri(), unique("faults_delivery"));
+    // The receiver: fails until `healthy`, records (id, body, status) of every request.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let got: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>> = Arc::default();
+    let (flag, recorded) = (healthy.clone(), got.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let server = HttpServer::new(move || {
+        let (flag, recorded) = (flag.clone(), recorded.clone());
+        App::new().default_service(web::to(
+            move |request: actix_web::HttpRequest, body: web::Bytes| {
+                let (flag, recorded) = (flag.clone(), recorded.clone());
+                async move {
+                    let ok = flag.load(Ordering::SeqCst);
+                    let id = request
+                        .headers()
+                        .get("webhook-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    recorded.lock().unwrap().push((id, body.to_vec(), ok));
+                    if ok {
+                        HttpResponse::NoContent().finish()
+                    } else {
+                        HttpResponse::InternalServerError().finish()
+                    }
+                }
+            },
+        ))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+
+    let admin = "admin-token-for-delivery-faults";
+    let settings = [
+        ("MMO__AUTH__ADMIN_TOKENS", admin),
+        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        (
+            "MMO__DELIVERY__RETRY_SCHEDULE_SECS",
+            "0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+        ),
+        ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+        ("MMO__DELIVERY__TIMEOUT_SECS", "1"),
+        ("MMO__DELIVERY__LEASE_SECS", "3"),
+    ];
+    let first = Service::start_with(&temp_dir("delivery_a"), &uri, &database, &settings).await;
+    let second = Service::start_with(&temp_dir("delivery_b"), &uri, &database, &settings).await;
+    let client = awc::Client::default();
+    let created = client
+        .post(format!("{}/v1/endpoints", first.url))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"url": receiver}))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created.as_u16(), 201);
+    for n in 0..20 {
+        let service = if n % 2 == 0 { &first } else { &second };
+        let response = client
+            .post(format!(
+                "{}/v1/webhooks/mpesa/c2b/confirmation",
+                service.url
+            ))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send_body(Mpesa::c2b_confirmation_for(&format!("DLV{n:04}")).to_string())
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    let database_handle = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&database);
+    let events = database_handle.collection::<Document>("events");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events.count_documents(doc! {}).await.unwrap() < 20 || got.lock().unwrap().len() < 10 {
+        assert!(Instant::now() < deadline, "the events were not attempted");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Kill the instance that holds the sending lease, mid-retry.
+    let lease = database_handle
+        .collection::<Document>("leases")
+        .find_one(doc! {"_id": "delivery"})
+        .await
+        .unwrap()
+        .expect("a sending lease");
+    let owner: u32 = lease
+        .get_str("owner")
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (mut killed, survivor) = if owner == first.pid() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(owner, killed.pid(), "one of the two instances sends");
+    killed.signal("KILL");
+    killed.wait(Duration::from_secs(10));
+    healthy.store(true, Ordering::SeqCst);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let delivered = events
+            .count_documents(doc! {"status": "delivered"})
+            .await
+            .unwrap();
+        if delivered == 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {delivered} of 20 events were delivered after the kill"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let ids: HashSet<&str> = got.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), 20, "one id per event");
+    for id in &ids {
+        let bodies: HashSet<&[u8]> = got
+            .iter()
+            .filter(|(other, _, _)| other == id)
+            .map(|(_, body, _)| body.as_slice())
+            .collect();
+        assert_eq!(bodies.len(), 1, "{id} was sent with one body every time");
+        assert!(
+            got.iter().any(|(other, _, ok)| other == id && *ok),
+            "{id} was acknowledged"
+        );
+    }
+    println!(
+        "fault report: delivery sigkill: 20 events, {} requests, every event delivered after the sender was killed",
+        got.len()
+    );
+    drop(survivor);
+}
