@@ -41,7 +41,7 @@ use mongodb::bson::{doc, Document};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use outbox::{EndpointRecord, Outbox, PendingEvent, Target};
+pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 
 use crate::pool::{Pool, RestartPolicy};
 
@@ -51,9 +51,13 @@ pub const DEFAULT_RETRY_SCHEDULE_SECS: [u64; 10] =
     [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
 /// Bytes of an endpoint's answer kept with an attempt.
 const RESPONSE_KEPT: usize = 1024;
-/// How long an event whose endpoint was busy, paused or behind an earlier version waits before it is
-/// looked at again.
-const RETRY_SOON: Duration = Duration::from_millis(500);
+/// How long an event behind an earlier version (or a lease about to end) waits before it is looked at
+/// again.
+const RETRY_SOON: Duration = Duration::from_millis(100);
+/// How long a round waits for an endpoint's free slot before it leaves that endpoint for the next round.
+const ADMISSION_WAIT: Duration = Duration::from_millis(50);
+/// How often the outcomes of finished attempts are written (in one statement).
+const RECORD_EVERY: Duration = Duration::from_millis(25);
 
 /// How delivery works (`[delivery]` in the configuration).
 #[derive(Debug, Clone)]
@@ -257,8 +261,10 @@ struct Shared {
     lanes: Mutex<HashMap<String, Lane>>,
     /// Events with a task in progress.
     busy: Mutex<HashSet<String>>,
-    /// Events not to look at again before a moment (endpoint busy, earlier version pending).
+    /// Events not to look at again before a moment (an earlier version pending).
     later: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Outcomes not yet written; their events stay `busy` until they are.
+    outcomes: Mutex<Vec<Outcome>>,
     round_running: AtomicBool,
 }
 
@@ -287,8 +293,17 @@ impl Handler<Tick> for Dispatcher {
         ctx.spawn(
             async move {
                 let _running = RoundGuard(Arc::clone(&shared));
-                if let Err(error) = round(&shared).await {
-                    tracing::warn!(%error, "delivery round failed; retried next round");
+                // Rounds follow each other while they find work: under load, sending never waits
+                // for the next tick.
+                loop {
+                    match round(&shared).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "delivery round failed; retried next round");
+                            break;
+                        }
+                    }
                 }
             }
             .into_actor(self),
@@ -343,8 +358,44 @@ pub fn start(
         lanes: Mutex::new(HashMap::new()),
         busy: Mutex::new(HashSet::new()),
         later: Mutex::new(HashMap::new()),
+        outcomes: Mutex::new(Vec::new()),
         round_running: AtomicBool::new(false),
     });
+    {
+        // The recorder: what finished attempts became, written together every RECORD_EVERY.
+        let shared = Arc::clone(&shared);
+        actix::spawn(async move {
+            let mut ticks = tokio::time::interval(RECORD_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let outcomes = std::mem::take(&mut *shared.outcomes.lock().expect("delivery lock"));
+                if outcomes.is_empty() {
+                    continue;
+                }
+                let written = shared
+                    .outbox
+                    .record(&outcomes, Utc::now(), shared.settings.retention)
+                    .await;
+                match written {
+                    Ok(()) => {
+                        let mut busy = shared.busy.lock().expect("delivery lock");
+                        for outcome in &outcomes {
+                            busy.remove(&outcome.event);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, events = outcomes.len(), "delivery outcomes not written yet; retrying");
+                        shared
+                            .outcomes
+                            .lock()
+                            .expect("delivery lock")
+                            .extend(outcomes);
+                    }
+                }
+            }
+        });
+    }
     let dispatcher = Arc::new(Pool::new(
         "dispatcher",
         NonZeroUsize::MIN,
@@ -375,8 +426,9 @@ pub fn start(
     }
 }
 
-/// One round: lead, read endpoints and due events, and start a task for each event that can go now.
-async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
+/// One round: lead, read endpoints and due events, and start a task for each event that can go now;
+/// returns how many events it took on.
+async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let settings = &shared.settings;
     let now = Utc::now();
     if !shared
@@ -384,7 +436,7 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
         .lead(&shared.instance, now, settings.lease)
         .await?
     {
-        return Ok(());
+        return Ok(0);
     }
     // A request starts only while the lease has its whole time-out left.
     let lease_ends = tokio::time::Instant::now() + settings.lease;
@@ -423,7 +475,7 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
     };
     metrics::gauge!("mmo_delivery_events_due").set(due.len() as f64);
     if due.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let transactions: Vec<&str> = due
         .iter()
@@ -441,6 +493,9 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
     }
     // Transactions with an event starting in this round: a later version waits for the next round.
     let mut started: HashSet<String> = HashSet::new();
+    // Endpoints with no free slot in this round: left for the next one without waiting again.
+    let mut saturated: HashSet<String> = HashSet::new();
+    let mut taken = 0;
     for event in due {
         if started.contains(&event.transaction_id) {
             continue;
@@ -484,6 +539,7 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
             if !endpoint.enabled {
                 // Kept pending: it goes once the endpoint is enabled again, or fails by replay.
                 target.next_at = now + chrono::Duration::seconds(60);
+                waiting = true;
                 continue;
             }
             if blocked_for(&endpoint.id) {
@@ -494,18 +550,34 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
                 waiting = true;
                 continue;
             }
-            match shared.admit(&endpoint.id) {
+            if saturated.contains(&endpoint.id) {
+                continue;
+            }
+            match shared.admit(&endpoint.id).await {
                 Some(permit) => attempts.push((index, Arc::clone(endpoint), permit)),
-                None => waiting = true,
+                None => {
+                    saturated.insert(endpoint.id.clone());
+                }
             }
         }
         if attempts.is_empty() {
             if !fanned_out || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
                 shared
-                    .outbox
-                    .record(&event.id, &targets, Vec::new(), now, settings.retention)
-                    .await?;
+                    .busy
+                    .lock()
+                    .expect("delivery lock")
+                    .insert(event.id.clone());
+                shared
+                    .outcomes
+                    .lock()
+                    .expect("delivery lock")
+                    .push(Outcome {
+                        event: event.id.clone(),
+                        targets,
+                        attempts: Vec::new(),
+                    });
+                taken += 1;
             }
             if waiting {
                 shared
@@ -522,16 +594,17 @@ async fn round(shared: &Arc<Shared>) -> Result<(), crate::StoreError> {
             .lock()
             .expect("delivery lock")
             .insert(event.id.clone());
+        taken += 1;
         let shared = Arc::clone(shared);
         actix::spawn(async move {
             let id = event.id.clone();
             if let Err(error) = send(&shared, event, targets, attempts).await {
                 tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
+                shared.busy.lock().expect("delivery lock").remove(&id);
             }
-            shared.busy.lock().expect("delivery lock").remove(&id);
         });
     }
-    Ok(())
+    Ok(taken)
 }
 
 impl Shared {
@@ -563,18 +636,26 @@ impl Shared {
         }
     }
 
-    /// A permit to send to `endpoint` now, unless it is at its limit, over its rate or paused.
-    fn admit(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
+    /// A permit to send to `endpoint`, waiting at most [`ADMISSION_WAIT`] for a free slot; `None` when it
+    /// stays at its limit, is over its rate or paused.
+    async fn admit(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
+        let permits = {
+            let lanes = self.lanes.lock().expect("delivery lock");
+            let lane = lanes.get(endpoint)?;
+            if lane
+                .paused_until
+                .is_some_and(|until| until > tokio::time::Instant::now())
+            {
+                return None;
+            }
+            Arc::clone(&lane.permits)
+        };
+        let permit = tokio::time::timeout(ADMISSION_WAIT, permits.acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
         let lanes = self.lanes.lock().expect("delivery lock");
-        let lane = lanes.get(endpoint)?;
-        if lane
-            .paused_until
-            .is_some_and(|until| until > tokio::time::Instant::now())
-        {
-            return None;
-        }
-        let permit = Arc::clone(&lane.permits).try_acquire_owned().ok()?;
-        if let Some(limiter) = &lane.limiter {
+        if let Some(limiter) = lanes.get(endpoint).and_then(|lane| lane.limiter.as_ref()) {
             limiter.check().ok()?;
         }
         Some(permit)
@@ -715,9 +796,15 @@ async fn send(
         });
     }
     shared
-        .outbox
-        .record(&event.id, &targets, attempts, now, settings.retention)
-        .await
+        .outcomes
+        .lock()
+        .expect("delivery lock")
+        .push(Outcome {
+            event: event.id,
+            targets,
+            attempts,
+        });
+    Ok(())
 }
 
 /// At most `limit` bytes of `text`, cut at a character boundary.

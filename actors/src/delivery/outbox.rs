@@ -135,6 +135,14 @@ impl Target {
     }
 }
 
+/// What became of one event in a round: its targets and the attempts made.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub event: String,
+    pub targets: Vec<Target>,
+    pub attempts: Vec<Document>,
+}
+
 /// A pending event as the dispatcher reads it.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
@@ -316,55 +324,68 @@ impl Outbox {
             .collect())
     }
 
-    /// Writes what became of an event: its targets, the attempts made (the last 100 kept), and whether
-    /// it is still pending (`due_at`), delivered (expiring after `retention`) or failed (kept until
-    /// replayed).
+    /// Writes what became of events, in one `update_many` for all of them: each event's targets, the
+    /// attempts made (the last 100 kept), and whether it is still pending (`due_at`), delivered (expiring
+    /// after `retention`) or failed (kept until replayed). One statement instead of one per event: the
+    /// same trick as the drain's delivery counts, for the same reason (MongoDB's CPU per write).
     pub async fn record(
         &self,
-        event: &str,
-        targets: &[Target],
-        attempts: Vec<Document>,
+        outcomes: &[Outcome],
         now: DateTime<Utc>,
         retention: std::time::Duration,
     ) -> Result<(), StoreError> {
-        let pending = targets.iter().filter(|target| target.status == "pending");
-        let due = pending.map(|target| target.next_at).min();
-        let status = if due.is_some() {
-            "pending"
-        } else if targets.iter().any(|target| target.status == "failed") {
-            "failed"
-        } else {
-            "delivered"
-        };
-        let mut set = doc! {
-            "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
-            "status": status,
-        };
-        let mut unset = Document::new();
-        match due {
-            Some(due) => {
-                set.insert("due_at", time(due));
-            }
-            None => {
-                unset.insert("due_at", "");
-            }
+        if outcomes.is_empty() {
+            return Ok(());
         }
-        if status == "delivered" {
-            let retention =
-                chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
-            set.insert("expire_at", time(now + retention));
-        } else {
-            unset.insert("expire_at", "");
-        }
-        let mut update = doc! {
-            "$set": set,
-            "$push": {"attempts": {"$each": attempts, "$slice": -100}},
-        };
-        if !unset.is_empty() {
-            update.insert("$unset", unset);
-        }
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+        let ids: Vec<&str> = outcomes
+            .iter()
+            .map(|outcome| outcome.event.as_str())
+            .collect();
+        let records: Vec<Document> = outcomes
+            .iter()
+            .map(|outcome| {
+                let targets = &outcome.targets;
+                let due = targets
+                    .iter()
+                    .filter(|target| target.status == "pending")
+                    .map(|target| target.next_at)
+                    .min();
+                let status = if due.is_some() {
+                    "pending"
+                } else if targets.iter().any(|target| target.status == "failed") {
+                    "failed"
+                } else {
+                    "delivered"
+                };
+                doc! {
+                    "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
+                    "status": status,
+                    "due_at": due.map(time),
+                    "expire_at": (status == "delivered").then(|| time(now + retention)),
+                    "attempts": outcome.attempts.clone(),
+                }
+            })
+            .collect();
+        let pipeline = vec![
+            doc! {"$set": {"_r": {"$arrayElemAt": [
+                {"$literal": records},
+                {"$indexOfArray": [{"$literal": &ids}, "$_id"]},
+            ]}}},
+            doc! {"$set": {
+                "targets": "$_r.targets",
+                "status": "$_r.status",
+                "due_at": {"$ifNull": ["$_r.due_at", "$$REMOVE"]},
+                "expire_at": {"$ifNull": ["$_r.expire_at", "$$REMOVE"]},
+                "attempts": {"$slice": [
+                    {"$concatArrays": [{"$ifNull": ["$attempts", []]}, "$_r.attempts"]},
+                    -100,
+                ]},
+            }},
+            doc! {"$unset": "_r"},
+        ];
         self.events
-            .update_one(doc! {"_id": event}, update)
+            .update_many(doc! {"_id": {"$in": &ids}}, pipeline)
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
