@@ -615,7 +615,9 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     let (uri, database) = (mongodb_uri(), unique("faults_delivery"));
     // The receiver: fails until `healthy`, records (id, body, status) of every request.
     let healthy = Arc::new(AtomicBool::new(false));
-    let got: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>> = Arc::default();
+    // (webhook-id, body, answered 2xx) of every request.
+    type Requests = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
+    let got: Requests = Arc::default();
     let (flag, recorded) = (healthy.clone(), got.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let receiver = format!(
