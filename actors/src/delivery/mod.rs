@@ -98,7 +98,7 @@ impl Default for DeliverySettings {
             retention: Duration::from_secs(30 * 86_400),
             disable_after: Duration::from_secs(5 * 86_400),
             max_in_flight: 16,
-            batch: 512,
+            batch: 256,
             secrets_key: None,
         }
     }
@@ -265,8 +265,20 @@ struct Shared {
     later: Mutex<HashMap<String, tokio::time::Instant>>,
     /// Outcomes not yet written; their events stay `busy` until they are.
     outcomes: Mutex<Vec<Outcome>>,
+    /// The sending lease, as last renewed.
+    lease: Mutex<Option<Lease>>,
     round_running: AtomicBool,
 }
+
+/// The sending lease, as this instance last renewed it.
+#[derive(Clone, Copy)]
+struct Lease {
+    renewed_at: tokio::time::Instant,
+    ends: tokio::time::Instant,
+}
+
+/// How often the lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_millis(500);
 
 /// The dispatcher actor. Start it with [`start`].
 pub struct Dispatcher {
@@ -359,6 +371,7 @@ pub fn start(
         busy: Mutex::new(HashSet::new()),
         later: Mutex::new(HashMap::new()),
         outcomes: Mutex::new(Vec::new()),
+        lease: Mutex::new(None),
         round_running: AtomicBool::new(false),
     });
     {
@@ -431,15 +444,31 @@ pub fn start(
 async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let settings = &shared.settings;
     let now = Utc::now();
-    if !shared
-        .outbox
-        .lead(&shared.instance, now, settings.lease)
-        .await?
-    {
-        return Ok(0);
-    }
-    // A request starts only while the lease has its whole time-out left.
-    let lease_ends = tokio::time::Instant::now() + settings.lease;
+    // The lease is renewed at most every RENEW_EVERY: rounds follow each other quickly under load, and
+    // each would otherwise cost MongoDB a durable write.
+    let renewed = *shared.lease.lock().expect("delivery lock");
+    let lease_ends = match renewed.filter(|lease| lease.renewed_at.elapsed() < RENEW_EVERY) {
+        Some(lease) => lease.ends,
+        None => {
+            let started = tokio::time::Instant::now();
+            if !shared
+                .outbox
+                .lead(&shared.instance, now, settings.lease)
+                .await?
+            {
+                *shared.lease.lock().expect("delivery lock") = None;
+                return Ok(0);
+            }
+            let lease = Lease {
+                renewed_at: started,
+                ends: started + settings.lease,
+            };
+            *shared.lease.lock().expect("delivery lock") = Some(lease);
+            lease.ends
+        }
+    };
+    // Read every round: an event is fanned out to the endpoints that existed when it was read, never
+    // to a stale list.
     let endpoints: HashMap<String, Arc<EndpointRecord>> = shared
         .outbox
         .load_endpoints()
@@ -477,13 +506,11 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     if due.is_empty() {
         return Ok(0);
     }
-    let transactions: Vec<&str> = due
+    let versions: Vec<(&str, i64)> = due
         .iter()
-        .map(|event| event.transaction_id.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
+        .map(|event| (event.transaction_id.as_str(), event.version))
         .collect();
-    let earlier = shared.outbox.pending_of(&transactions).await?;
+    let earlier = shared.outbox.pending_of(&versions).await?;
     let mut pending_versions: HashMap<&str, Vec<&outbox::Earlier>> = HashMap::new();
     for item in &earlier {
         pending_versions

@@ -10,6 +10,7 @@ use mongodb::{Collection, Database};
 use super::sealing::{load, SecretsKey};
 use super::signature::secret_key;
 use crate::store::errors::{classify, is_duplicate_key};
+use crate::store::events::event_id;
 use crate::store::StoreError;
 
 /// The `_id` of the lease document.
@@ -293,13 +294,22 @@ impl Outbox {
     }
 
     /// The pending events of these transactions (whether due or not), for the ordering gate.
-    pub async fn pending_of(&self, transactions: &[&str]) -> Result<Vec<Earlier>, StoreError> {
-        if transactions.is_empty() {
+    ///
+    /// An event's id is derived from its transaction and version, so the earlier versions of each event
+    /// are looked up by `_id` (no index of their own); a first version (nearly every event) has none.
+    pub async fn pending_of(&self, events: &[(&str, i64)]) -> Result<Vec<Earlier>, StoreError> {
+        let ids: Vec<String> = events
+            .iter()
+            .flat_map(|(transaction, version)| {
+                (1..*version).map(move |earlier| event_id(transaction, earlier))
+            })
+            .collect();
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
         let found: Vec<Document> = self
             .events
-            .find(doc! {"transaction_id": {"$in": transactions}, "due_at": {"$type": "date"}})
+            .find(doc! {"_id": {"$in": ids}, "due_at": {"$type": "date"}})
             .projection(doc! {"transaction_id": 1, "version": 1, "targets": 1})
             .await
             .map_err(|error| classify(&error))?

@@ -264,14 +264,9 @@ pub(super) async fn insert(
 pub(super) fn indexes() -> Vec<IndexModel> {
     let pending = doc! {"due_at": {"$type": "date"}};
     vec![
-        // What the dispatcher looks for: pending events, soonest due first.
-        partial(doc! {"due_at": 1}, "due", pending.clone()),
-        // The ordering gate: earlier pending versions of the same transaction.
-        partial(
-            doc! {"transaction_id": 1, "version": 1},
-            "pending_by_transaction",
-            pending,
-        ),
+        // What the dispatcher looks for: pending events, soonest due first. (The ordering gate looks
+        // earlier versions up by `_id`, which is derived from the transaction and the version.)
+        partial(doc! {"due_at": 1}, "due", pending),
         // Listing, newest first.
         newest("created_at"),
         // Delivered events expire; dead letters carry no `expire_at` until replayed and delivered.
@@ -281,6 +276,8 @@ pub(super) fn indexes() -> Vec<IndexModel> {
                 IndexOptions::builder()
                     .name("expire".to_owned())
                     .expire_after(std::time::Duration::ZERO)
+                    // Only the documents that expire: a pending event costs this index nothing.
+                    .partial_filter_expression(doc! {"expire_at": {"$type": "date"}})
                     .build(),
             )
             .build(),
