@@ -492,7 +492,30 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .count() as f64,
     );
 
-    let due = shared.outbox.due(now, settings.batch).await?;
+    // Read only what can be taken on now: the events in flight (they come first, being due longest)
+    // and twice the free slots. With every endpoint at its limit, the round waits for the next tick
+    // instead of reading the same events again.
+    let free: usize = {
+        let lanes = shared.lanes.lock().expect("delivery lock");
+        endpoints
+            .values()
+            .filter(|endpoint| endpoint.enabled)
+            .filter_map(|endpoint| lanes.get(&endpoint.id))
+            .map(|lane| lane.permits.available_permits())
+            .sum()
+    };
+    let in_flight = shared.busy.lock().expect("delivery lock").len();
+    let enabled = endpoints.values().any(|endpoint| endpoint.enabled);
+    if free == 0 && enabled {
+        return Ok(0);
+    }
+    // With no endpoint enabled, events are fanned out (to none) a batch at a time.
+    let wanted = if !enabled {
+        settings.batch
+    } else {
+        (in_flight + 2 * free).min(settings.batch as usize) as i64
+    };
+    let due = shared.outbox.due(now, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
         let busy = shared.busy.lock().expect("delivery lock");
