@@ -40,6 +40,7 @@ fn help_and_version_describe_the_binary() {
         "journal",
         "probe",
         "simulate",
+        "listen",
     ] {
         assert!(stdout(&help).contains(subcommand), "{}", stdout(&help));
     }
@@ -289,4 +290,72 @@ async fn journal_status_reads_a_stopped_services_journal() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+}
+
+/// `mmo-webhooks listen` verifies what it receives: a delivery signed with its secret is printed `ok`
+/// and acknowledged, one signed with another secret is printed `BAD SIGNATURE` and refused, and
+/// `--fail-first` answers 500 first.
+#[actix_web::test]
+async fn listen_verifies_signatures_and_fails_first_when_told() {
+    use mmo_actors::delivery::signature::{header, new_secret, secret_key};
+    use std::io::{BufRead, BufReader};
+
+    let secret = new_secret([3; 32]);
+    let port = support::free_port();
+    let mut child = binary()
+        .args(["listen", "--port", &port.to_string(), "--secret", &secret])
+        .args(["--fail-first", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let client = awc::Client::default();
+    let body = r#"{"type":"transaction.successful","timestamp":"2026-12-04T10:00:00.000Z","data":{"provider":"mpesa","flow":"stk_push","transaction_key":"ws_CO_listen","version":3}}"#;
+    let post = |key: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let now = chrono::Utc::now().timestamp();
+            for _ in 0..100 {
+                let sent = client
+                    .post(format!("http://127.0.0.1:{port}/"))
+                    .insert_header(("webhook-id", "evt_listen"))
+                    .insert_header(("webhook-timestamp", now.to_string()))
+                    .insert_header((
+                        "webhook-signature",
+                        header(&[key.clone()], "evt_listen", now, body.as_bytes()),
+                    ))
+                    .send_body(body)
+                    .await;
+                if let Ok(response) = sent {
+                    return response.status().as_u16();
+                }
+                // Not listening yet.
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("listen never answered");
+        }
+    };
+    let key = secret_key(&secret).unwrap();
+    assert_eq!(post(key.clone()).await, 500, "--fail-first 1");
+    assert_eq!(post(key).await, 204);
+    let forged = secret_key(&new_secret([4; 32])).unwrap();
+    assert_eq!(post(forged).await, 401);
+    let printed: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        printed[0].starts_with("ok ") && printed[0].ends_with("-> 500"),
+        "{printed:?}"
+    );
+    assert!(
+        printed[1].starts_with("ok ") && printed[1].ends_with("-> 204"),
+        "{printed:?}"
+    );
+    assert!(
+        printed[1].contains("transaction.successful")
+            && printed[1].contains("mpesa/stk_push/ws_CO_listen v3 evt_listen"),
+        "{printed:?}"
+    );
+    assert!(printed[2].starts_with("BAD SIGNATURE"), "{printed:?}");
 }
