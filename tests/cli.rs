@@ -323,7 +323,12 @@ async fn listen_verifies_signatures_and_fails_first_when_told() {
                     .insert_header(("webhook-timestamp", now.to_string()))
                     .insert_header((
                         "webhook-signature",
-                        header(&[key.clone()], "evt_listen", now, body.as_bytes()),
+                        header(
+                            std::slice::from_ref(&key),
+                            "evt_listen",
+                            now,
+                            body.as_bytes(),
+                        ),
                     ))
                     .send_body(body)
                     .await;
