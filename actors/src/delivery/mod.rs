@@ -577,6 +577,9 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         });
         let mut attempts = Vec::new();
         let mut waiting = false;
+        // A target put off (its endpoint disabled): written, so that the event is not read again
+        // every round until then.
+        let mut put_off = false;
         for (index, target) in targets.iter_mut().enumerate() {
             if target.status != "pending" || target.next_at > now {
                 continue;
@@ -589,7 +592,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             if !endpoint.enabled {
                 // Kept pending: it goes once the endpoint is enabled again, or fails by replay.
                 target.next_at = now + chrono::Duration::seconds(60);
-                waiting = true;
+                put_off = true;
                 continue;
             }
             if blocked_for(&endpoint.id) {
@@ -611,7 +614,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             }
         }
         if attempts.is_empty() {
-            if !fanned_out || targets.iter().all(|target| target.status != "pending") {
+            if !fanned_out || put_off || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
                 shared
                     .busy
