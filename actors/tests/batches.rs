@@ -341,3 +341,39 @@ async fn the_dispatchers_due_events_come_from_the_pending_index() {
         "{winning}"
     );
 }
+
+/// A repeat whose body disagrees with the stored callback flags its transaction: the first such conflict
+/// is an event of its own (`transaction.conflict`), a second one is not.
+#[actix::test]
+async fn a_first_disagreement_is_a_conflict_event() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
+    let first = mtn("events-conflict", "SUCCESSFUL");
+    let mut altered = first.clone();
+    altered.amount = Some(rust_decimal::Decimal::new(99_999, 2));
+    store.apply(&[Entry::record(&first, &at(1))]).await;
+    for (seconds, expected) in [(2, 2), (3, 2)] {
+        let outcomes = store.apply(&[Entry::record(&altered, &at(seconds))]).await;
+        assert_eq!(
+            outcomes,
+            [EntryOutcome::Applied(Applied::Record(
+                RecordOutcome::Disagreeing
+            ))]
+        );
+        let events = count(
+            &store,
+            "events",
+            doc! {"transaction_key": "events-conflict"},
+        )
+        .await;
+        assert_eq!(events, expected);
+    }
+    let conflict = one(
+        &store,
+        "events",
+        doc! {"transaction_key": "events-conflict", "type": "transaction.conflict"},
+    )
+    .await;
+    assert_eq!(conflict.get_i64("version").unwrap(), 2);
+}

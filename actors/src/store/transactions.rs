@@ -89,6 +89,8 @@ pub(super) struct Transactions {
     collection: Collection<Document>,
     /// The same collection, for inserting documents built as raw BSON.
     raw: Collection<RawDocumentBuf>,
+    /// The outbox, for the events of changes made outside a fold (a disagreeing repeat).
+    events: Collection<Document>,
     /// Providers whose callbacks' final statuses are confirmed by a status query.
     confirm_by_query: std::sync::Arc<[&'static str]>,
 }
@@ -97,6 +99,10 @@ impl Transactions {
     pub(super) fn new(collection: Collection<Document>, confirm_by_query: &[&'static str]) -> Self {
         Self {
             raw: collection.clone_with_type(),
+            events: collection
+                .client()
+                .database(&collection.namespace().db)
+                .collection("events"),
             collection,
             confirm_by_query: confirm_by_query.into(),
         }
@@ -433,15 +439,29 @@ impl Transactions {
             entry.insert("delivery_id", delivery.id);
             entry.insert("callback_data", payload.clone());
         }
+        let added = entries.len() as i64;
+        let now = Utc::now();
         let update = doc! {
-            "$set": {"conflict": true, "updated_at": bson_time(Utc::now())},
-            "$inc": {"version": 1_i64, "conflict_count": entries.len() as i64},
+            "$set": {"conflict": true, "updated_at": bson_time(now)},
+            "$inc": {"version": 1_i64, "conflict_count": added},
             "$push": {"conflicts": {"$each": entries, "$slice": MAX_CONFLICT_ENTRIES}},
         };
-        self.collection
-            .update_one(filter, update)
+        let after = self
+            .collection
+            .find_one_and_update(filter, update)
+            .projection(doc! {"conflicts": 0, "callback_ids": 0})
+            .return_document(mongodb::options::ReturnDocument::After)
             .await
             .map_err(|error| classify(&error))?;
+        // Its first conflict: the transaction's `transaction.conflict` event. (Written after the update:
+        // unlike a fold's, a crash between the two loses this one event.)
+        if let Some(after) = after.filter(|after| after.get_i64("conflict_count") == Ok(added)) {
+            let version = after.get_i64("version").unwrap_or(1);
+            let event = event_document(&after, EventType::Conflict, version, now);
+            if let Some((_, error)) = super::events::insert(&self.events, &[&event]).await.pop() {
+                return Err(error);
+            }
+        }
         Ok(())
     }
 
