@@ -252,6 +252,7 @@ pub fn public_view(document: &Document) -> serde_json::Value {
         "providers": texts("providers"),
         "enabled": document.get_bool("enabled").unwrap_or(true),
         "disabled_reason": document.get_str("disabled_reason").ok(),
+        "failing_since": crate::query::rfc3339(document, "failing_since"),
         "source": document.get_str("source").unwrap_or("api"),
         "created_at": crate::query::rfc3339(document, "created_at"),
     })

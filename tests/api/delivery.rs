@@ -299,6 +299,9 @@ async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
     let shown = wait_for_status(&app, &id, "failed").await;
     assert_eq!(shown["targets"][0]["status"], "failed");
     assert_eq!(shown["attempts"].as_array().unwrap().len(), 2);
+    let path = format!("/v1/endpoints/{endpoint}");
+    let failing = admin(&app, Method::GET, &path, Value::Null).await.body;
+    assert!(failing["failing_since"].is_string(), "{failing}");
 
     // The receiver is back: recovering the endpoint sends what failed for it.
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -313,6 +316,8 @@ async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
     assert_eq!(recovered.body["requeued"], 1);
     wait_for_status(&app, &id, "delivered").await;
     assert!(receiver.received().iter().all(|delivery| delivery.id == id));
+    let recovered = admin(&app, Method::GET, &path, Value::Null).await.body;
+    assert!(recovered["failing_since"].is_null(), "{recovered}");
 }
 
 #[actix_web::test]
@@ -332,6 +337,25 @@ async fn gone_disables_the_endpoint() {
     .await;
     assert_eq!(shown.body["enabled"], false, "{}", shown.body);
     assert_eq!(shown.body["disabled_reason"], "answered 410 Gone");
+}
+
+#[actix_web::test]
+async fn an_endpoint_failing_for_too_long_is_disabled() {
+    let app = app_delivering(&[("MMO__DELIVERY__DISABLE_AFTER_SECS", "1")]).await;
+    let receiver = receiver(|_| (500, None));
+    let (endpoint, _) = register(&app, &receiver.url).await;
+    mtn(&app, "too-long-1", "SUCCESSFUL").await;
+    receiver.until("three attempts", |got| got.len() >= 3).await;
+    let path = format!("/v1/endpoints/{endpoint}");
+    for _ in 0..200 {
+        let shown = admin(&app, Method::GET, &path, Value::Null).await.body;
+        if shown["enabled"] == false {
+            assert_eq!(shown["disabled_reason"], "failing for too long");
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the endpoint was never disabled");
 }
 
 #[actix_web::test]

@@ -674,7 +674,10 @@ impl Shared {
                     .rate_limit_per_sec
                     .and_then(NonZeroU32::new)
                     .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
-                let failing_since = lanes.get(&endpoint.id).and_then(|lane| lane.failing_since);
+                let failing_since = lanes
+                    .get(&endpoint.id)
+                    .and_then(|lane| lane.failing_since)
+                    .or(endpoint.failing_since);
                 lanes.insert(
                     endpoint.id.clone(),
                     Lane {
@@ -716,14 +719,16 @@ impl Shared {
 
     /// Notes an endpoint's answer: a pause it asked for, and since when it has been failing. Returns
     /// true when it has failed for longer than `disable_after`.
-    fn note(&self, endpoint: &str, attempted: &Attempted, delivered: bool) -> bool {
+    fn note(&self, endpoint: &str, attempted: &Attempted, delivered: bool) -> Failing {
         let mut lanes = self.lanes.lock().expect("delivery lock");
         let Some(lane) = lanes.get_mut(endpoint) else {
-            return false;
+            return Failing::Unchanged;
         };
         if delivered {
-            lane.failing_since = None;
-            return false;
+            return match lane.failing_since.take() {
+                Some(_) => Failing::Recovered,
+                None => Failing::Unchanged,
+            };
         }
         if let Ok(response) = &attempted.outcome {
             if matches!(response.status, 429 | 502 | 503 | 504) || response.retry_after.is_some() {
@@ -732,11 +737,32 @@ impl Shared {
                     Some(tokio::time::Instant::now() + pause.min(Duration::from_secs(3600)));
             }
         }
-        let since = *lane.failing_since.get_or_insert(attempted.at);
-        (attempted.at - since)
+        let Some(since) = lane.failing_since else {
+            lane.failing_since = Some(attempted.at);
+            return Failing::Since(attempted.at);
+        };
+        if (attempted.at - since)
             .to_std()
             .is_ok_and(|failing| failing >= self.settings.disable_after)
+        {
+            Failing::TooLong
+        } else {
+            Failing::Unchanged
+        }
     }
+}
+
+/// What an attempt changed about its endpoint's run of failures (kept in the endpoint's document, so
+/// that a restart or another instance counts from the same start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failing {
+    Unchanged,
+    /// The first failure after a success.
+    Since(DateTime<Utc>),
+    /// A success after failures.
+    Recovered,
+    /// Every attempt failed for `disable_after`.
+    TooLong,
 }
 
 /// Sends one event to the targets admitted, concurrently, then records what became of each.
@@ -785,7 +811,13 @@ async fn send(
             jitter,
         );
         let delivered = judged == Verdict::Delivered;
-        let too_long = shared.note(&endpoint.id, &attempted, delivered);
+        let failing = shared.note(&endpoint.id, &attempted, delivered);
+        match failing {
+            Failing::Since(at) => shared.outbox.failing(&endpoint.id, Some(at)).await?,
+            Failing::Recovered => shared.outbox.failing(&endpoint.id, None).await?,
+            Failing::Unchanged | Failing::TooLong => {}
+        }
+        let too_long = failing == Failing::TooLong;
         let outcome = match judged {
             Verdict::Delivered => {
                 target.status = "delivered".to_owned();

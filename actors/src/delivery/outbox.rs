@@ -30,6 +30,8 @@ pub struct EndpointRecord {
     pub enabled: bool,
     pub max_in_flight: usize,
     pub rate_limit_per_sec: Option<u32>,
+    /// Since when every attempt failed, if they do.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl EndpointRecord {
@@ -88,6 +90,7 @@ impl EndpointRecord {
             max_in_flight: positive("max_in_flight")
                 .map_or(default_in_flight, |value| value as usize),
             rate_limit_per_sec: positive("rate_limit_per_sec"),
+            failing_since: time_of(document, "failing_since"),
         })
     }
 }
@@ -402,6 +405,23 @@ impl Outbox {
         ];
         self.events
             .update_many(doc! {"_id": {"$in": &ids}}, pipeline)
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
+    }
+
+    /// Notes since when an endpoint has been failing (`None`: it succeeded again).
+    pub async fn failing(
+        &self,
+        endpoint: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let update = match since {
+            Some(since) => doc! {"$set": {"failing_since": time(since)}},
+            None => doc! {"$unset": {"failing_since": ""}},
+        };
+        self.endpoints
+            .update_one(doc! {"_id": endpoint}, update)
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
