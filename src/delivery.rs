@@ -233,17 +233,7 @@ pub fn start(config: &DeliveryConfig, database: &mongodb::Database) -> delivery:
 
 /// An endpoint document as the API shows it (secrets left out).
 pub fn public_view(document: &Document) -> serde_json::Value {
-    let texts = |field| -> Vec<String> {
-        document
-            .get_array(field)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| item.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let texts = |field| delivery::outbox::texts_of(document, field);
     serde_json::json!({
         "id": document.get_str("_id").unwrap_or_default(),
         "url": document.get_str("url").unwrap_or_default(),

@@ -229,3 +229,28 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         }
     }
 }
+
+/// "Look for work now": what a periodic actor (the reconciler, the delivery dispatcher) is sent by its
+/// driver ([`tick_every`]).
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+/// Sends [`Tick`] to the single member of `pool` every `every`, for as long as the system runs; a tick
+/// the actor did not take (dead and restarting, or busy) is logged and the next one comes all the same.
+pub fn tick_every<A>(pool: Arc<Pool<A>>, every: Duration)
+where
+    A: Actor<Context = Context<A>> + Handler<Tick>,
+    Context<A>: ToEnvelope<A, Tick>,
+{
+    actix::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = pool.call(0, Tick).await {
+                tracing::warn!(%error, pool = pool.name, "periodic actor did not take its tick");
+            }
+        }
+    });
+}

@@ -23,13 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
+use actix::{Actor, AsyncContext, Context, Handler, Recipient, WrapFuture};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::callback::{Callback, CallbackType, Status};
-use crate::pool::{Pool, RestartPolicy};
+pub use crate::pool::Tick;
+use crate::pool::{tick_every, Pool, RestartPolicy};
 use crate::providers::PROVIDERS;
 use crate::store::reconciliations::{Known, Note, Reconciliations, WorkItem};
 use crate::supervisor::RouteCallback;
@@ -163,11 +164,6 @@ impl Actor for Reconciler {
     type Context = Context<Self>;
 }
 
-/// Look for work now (sent every `interval` by the driver [`start`] spawns).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Tick;
-
 impl Handler<Tick> for Reconciler {
     type Result = ();
 
@@ -237,17 +233,7 @@ pub fn start(
             .start()
         },
     ));
-    let driver = Arc::clone(&pool);
-    actix::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if let Err(error) = driver.call(0, Tick).await {
-                tracing::warn!(%error, "reconciler did not take its tick");
-            }
-        }
-    });
+    tick_every(Arc::clone(&pool), interval);
     pool
 }
 

@@ -351,9 +351,29 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     // Backoff 100 ms doubling to 200 ms over 1.5 s, after a throttling pause of at least 1 s: a handful
     // of questions, not one per tick.
     assert!((2..=8).contains(&asked), "asked {asked} times");
-    let transaction = transaction(&store, "never-final").await.unwrap();
+    // The item is closed first (its claim checked), then its transaction flagged: wait for the flag.
+    let mut flagged = None;
+    for _ in 0..200 {
+        let current = transaction(&store, "never-final").await.unwrap();
+        if current.get_bool("unresolved").unwrap_or(false) {
+            flagged = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let transaction = flagged.expect("the transaction was flagged unresolved");
     assert_eq!(transaction.get_str("status").unwrap(), "pending");
-    assert!(transaction.get_bool("unresolved").unwrap());
+    // Its flagging is an event of its own.
+    let event = store
+        .events()
+        .find_one(doc! {"transaction_key": "never-final", "type": "transaction.unresolved"})
+        .await
+        .unwrap()
+        .expect("a transaction.unresolved event");
+    assert_eq!(
+        event.get_i64("version").unwrap(),
+        transaction.get_i64("version").unwrap()
+    );
 }
 
 #[actix::test]

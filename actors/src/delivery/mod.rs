@@ -43,7 +43,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 
-use crate::pool::{Pool, RestartPolicy};
+pub use crate::pool::Tick;
+use crate::pool::{tick_every, Pool, RestartPolicy};
 
 /// The Standard Webhooks specification's example schedule: the wait before each attempt (the first
 /// included), so ten values mean ten attempts over about three days.
@@ -289,11 +290,6 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 }
 
-/// Look for due events now.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Tick;
-
 impl Handler<Tick> for Dispatcher {
     type Result = ();
 
@@ -422,17 +418,7 @@ pub fn start(
             .start()
         },
     ));
-    let driver = Arc::clone(&dispatcher);
-    actix::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if let Err(error) = driver.call(0, Tick).await {
-                tracing::warn!(%error, "delivery dispatcher did not take its tick");
-            }
-        }
-    });
+    tick_every(Arc::clone(&dispatcher), interval);
     Delivery {
         dispatcher,
         senders,

@@ -49,17 +49,7 @@ impl EndpointRecord {
         secrets_key: Option<&SecretsKey>,
     ) -> Option<Self> {
         let id = document.get_str("_id").ok()?;
-        let texts = |field| -> Vec<String> {
-            document
-                .get_array(field)
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let texts = |field| texts_of(document, field);
         let keys: Vec<Vec<u8>> = document
             .get_array("secrets")
             .ok()?
@@ -180,6 +170,19 @@ impl PendingEvent {
             targets: targets_of(document),
         })
     }
+}
+
+/// A document's array of texts (other items skipped; missing: empty).
+pub fn texts_of(document: &Document, field: &str) -> Vec<String> {
+    document
+        .get_array(field)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn time_of(document: &Document, field: &str) -> Option<DateTime<Utc>> {
