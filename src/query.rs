@@ -191,6 +191,12 @@ impl Filters {
         let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(query)
             .map_err(|error| invalid("query", error.to_string()))?
             .into_inner();
+        Self::from_pairs(pairs, allowed)
+    }
+
+    /// Like [`Filters::parse`], from a query string read already (a route that takes some parameters
+    /// itself).
+    pub fn from_pairs(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
         let mut filters = Self {
             limit: DEFAULT_LIMIT,
             ..Self::default()

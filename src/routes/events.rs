@@ -88,8 +88,7 @@ pub async fn list(
             _ => rest.push((name, value)),
         }
     }
-    let rest = serde_urlencoded_pairs(&rest);
-    let filters = Filters::parse(&rest, EVENT_FILTERS)?;
+    let filters = Filters::from_pairs(rest, EVENT_FILTERS)?;
     let mut filter = filters.filter("created_at", None);
     filter.extend(extra);
     let page = query::page_with(
@@ -102,26 +101,6 @@ pub async fn list(
     )
     .await?;
     Ok(HttpResponse::Ok().json(page))
-}
-
-/// Pairs back into a query string.
-fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{}={}", percent(name), percent(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 pub async fn get(
