@@ -198,7 +198,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "mmo_delivery_events_due",
         Kind::Gauge,
-        "Events due for delivery in the sending instance's last round (up to 512): a number that stays high means a backlog.",
+        "Events due for delivery and not sent yet, counted up to 10,000 by the sending instance every 500 ms: a number that stays high means a backlog.",
     ),
     (
         "mmo_delivery_dead_letters_total",

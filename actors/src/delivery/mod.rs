@@ -278,6 +278,9 @@ struct Lease {
     ends: tokio::time::Instant,
 }
 
+/// Events due are counted up to this many for `mmo_delivery_events_due`.
+const DUE_COUNTED_UP_TO: u64 = 10_000;
+
 /// How often the lease is renewed.
 const RENEW_EVERY: Duration = Duration::from_millis(500);
 
@@ -450,6 +453,9 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
                 ends: started + settings.lease,
             };
             *shared.lease.lock().expect("delivery lock") = Some(lease);
+            // The backlog, as often as the lease is renewed (a round reads only what it can take).
+            let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
+            metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
             lease.ends
         }
     };
@@ -511,7 +517,6 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .filter(|event| !busy.contains(&event.id) && !later.contains_key(&event.id))
             .collect()
     };
-    metrics::gauge!("mmo_delivery_events_due").set(due.len() as f64);
     if due.is_empty() {
         return Ok(0);
     }

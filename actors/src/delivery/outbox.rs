@@ -282,6 +282,16 @@ impl Outbox {
         doc! {"due_at": {"$lte": time(now), "$type": "date"}}
     }
 
+    /// How many events are due by `now`, counted up to `cap` (on the index of pending events; the cap
+    /// bounds the work when a backlog is large).
+    pub async fn count_due(&self, now: DateTime<Utc>, cap: u64) -> Result<u64, StoreError> {
+        self.events
+            .count_documents(Self::due_filter(now))
+            .limit(cap)
+            .await
+            .map_err(|error| classify(&error))
+    }
+
     /// Pending events due by `now`, soonest first.
     pub async fn due(
         &self,
