@@ -185,13 +185,17 @@ fn time(parameter: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         .ok_or_else(|| invalid(parameter, "must be an RFC 3339 time or a date (YYYY-MM-DD)"))
 }
 
+/// A query string's name-value pairs, in order.
+pub(crate) fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    actix_web::web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(actix_web::web::Query::into_inner)
+        .map_err(|error| invalid("query", error.to_string()))
+}
+
 impl Filters {
     /// Reads `query`, accepting only the parameters in `allowed`.
     pub fn parse(query: &str, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(query)
-            .map_err(|error| invalid("query", error.to_string()))?
-            .into_inner();
-        Self::from_pairs(pairs, allowed)
+        Self::from_pairs(query_pairs(query)?, allowed)
     }
 
     /// Like [`Filters::parse`], from a query string read already (a route that takes some parameters

@@ -254,3 +254,24 @@ where
         }
     });
 }
+
+/// At most one round of a periodic actor at a time. It lives in the state the actor's incarnations share,
+/// so a restarted actor does not start a second round beside one its predecessor left running.
+#[derive(Debug, Default)]
+pub struct OneRound(std::sync::atomic::AtomicBool);
+
+impl OneRound {
+    /// Starts a round unless one is running; the round lasts as long as the guard.
+    pub fn begin(self: &Arc<Self>) -> Option<RoundGuard> {
+        (!self.0.swap(true, Ordering::AcqRel)).then(|| RoundGuard(Arc::clone(self)))
+    }
+}
+
+/// Ends its round however the round ends (finished, or dropped with a failed actor).
+pub struct RoundGuard(Arc<OneRound>);
+
+impl Drop for RoundGuard {
+    fn drop(&mut self) {
+        self.0 .0.store(false, Ordering::Release);
+    }
+}

@@ -30,7 +30,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::callback::{Callback, CallbackType, Status};
 pub use crate::pool::Tick;
-use crate::pool::{tick_every, Pool, RestartPolicy};
+use crate::pool::{tick_every, OneRound, Pool, RestartPolicy};
 use crate::providers::PROVIDERS;
 use crate::store::reconciliations::{Known, Note, Reconciliations, WorkItem};
 use crate::supervisor::RouteCallback;
@@ -150,7 +150,7 @@ struct Shared {
     api: Arc<dyn StatusApi>,
     recorder: Recipient<RouteCallback>,
     lanes: HashMap<&'static str, Lane>,
-    round_running: AtomicBool,
+    rounds: Arc<OneRound>,
     /// The unique indexes that keep one work item per transaction across instances exist.
     indexes_ready: AtomicBool,
 }
@@ -169,25 +169,16 @@ impl Handler<Tick> for Reconciler {
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         let shared = Arc::clone(&self.shared);
-        if shared.round_running.swap(true, Ordering::AcqRel) {
+        let Some(running) = shared.rounds.begin() else {
             return;
-        }
+        };
         ctx.spawn(
             async move {
-                let _running = RoundGuard(Arc::clone(&shared));
+                let _running = running;
                 round(&shared).await;
             }
             .into_actor(self),
         );
-    }
-}
-
-/// Clears `round_running` however a round ends (finished, or dropped with a failed actor).
-struct RoundGuard(Arc<Shared>);
-
-impl Drop for RoundGuard {
-    fn drop(&mut self) {
-        self.0.round_running.store(false, Ordering::Release);
     }
 }
 
@@ -217,7 +208,7 @@ pub fn start(
         api,
         recorder,
         lanes,
-        round_running: AtomicBool::new(false),
+        rounds: Arc::default(),
         indexes_ready: AtomicBool::new(false),
     });
     let pool = Arc::new(Pool::new(

@@ -39,10 +39,6 @@ const PATCH_FIELDS: &[&str] = &[
     "enabled",
 ];
 
-fn bson_now() -> mongodb::bson::DateTime {
-    mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis())
-}
-
 fn endpoints(state: &AppState) -> mongodb::Collection<Document> {
     state.store.database().collection("endpoints")
 }
@@ -209,11 +205,11 @@ pub async fn create(
     document.insert("_id", &id);
     document.insert(
         "secrets",
-        vec![doc! {"secret": stored, "created_at": bson_now()}],
+        vec![doc! {"secret": stored, "created_at": mongodb::bson::DateTime::now()}],
     );
     document.insert("enabled", true);
     document.insert("source", "api");
-    document.insert("created_at", bson_now());
+    document.insert("created_at", mongodb::bson::DateTime::now());
     for list in ["event_types", "providers"] {
         if !document.contains_key(list) {
             document.insert(list, Vec::<String>::new());
@@ -289,7 +285,7 @@ pub async fn update(
         // Enabled again by a person: the reason it was turned off no longer stands.
         update.insert("$unset", doc! {"disabled_reason": "", "disabled_at": ""});
     }
-    set.insert("updated_at", bson_now());
+    set.insert("updated_at", mongodb::bson::DateTime::now());
     update.insert("$set", set);
     endpoints(&state)
         .update_one(doc! {"_id": path.as_str()}, update)
@@ -376,7 +372,7 @@ pub async fn rotate(
     let until = mongodb::bson::DateTime::from_millis((Utc::now() + overlap).timestamp_millis());
     let key = state.secrets_key.as_ref();
     let fresh = sealing::store(key, &path, &random_secret());
-    let mut secrets = vec![doc! {"secret": fresh, "created_at": bson_now()}];
+    let mut secrets = vec![doc! {"secret": fresh, "created_at": mongodb::bson::DateTime::now()}];
     // The secret signing until now keeps signing beside the new one for the overlap.
     if let Some((current, _)) = signing(&document, key).into_iter().next() {
         secrets.push(doc! {"secret": sealing::store(key, &path, &current), "expires_at": until});
@@ -403,7 +399,7 @@ pub async fn recover(
         .since
         .ok_or_else(|| invalid("since", "is required"))?;
     let id = path.as_str();
-    let now = bson_now();
+    let now = mongodb::bson::DateTime::now();
     let result = state
         .store
         .events()

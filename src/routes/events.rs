@@ -6,7 +6,6 @@
 //! - `POST /v1/events/{id}/replay[?endpoint=]`
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use mmo_actors::store::events::EventType;
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::{json, Value};
@@ -63,9 +62,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     // `type` and `status` mean other things here than in the transaction filters: taken out first.
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
-        .map_err(|error| invalid("query", error.to_string()))?
-        .into_inner();
+    let pairs = query::query_pairs(request.query_string())?;
     let mut extra = Document::new();
     let mut rest = Vec::new();
     for (name, value) in pairs {
@@ -103,19 +100,23 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
+    state
+        .store
+        .events()
+        .find_one(doc! {"_id": id})
+        .await
+        .map_err(query::unavailable)?
+        .ok_or(ApiError::NoSuch("event"))
+}
+
 pub async fn get(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let document = state
-        .store
-        .events()
-        .find_one(doc! {"_id": path.as_str()})
-        .await
-        .map_err(query::unavailable)?
-        .ok_or(ApiError::NoSuch("event"))?;
+    let document = find(&state, &path).await?;
     let mut view = item(&document);
     view["payload"] = document
         .get_str("payload")
@@ -151,9 +152,7 @@ pub async fn replay(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
-        .map_err(|error| invalid("query", error.to_string()))?
-        .into_inner();
+    let pairs = query::query_pairs(request.query_string())?;
     let mut endpoint = None;
     for (name, value) in pairs {
         match name.as_str() {
@@ -162,12 +161,8 @@ pub async fn replay(
         }
     }
     let events = state.store.events();
-    let document = events
-        .find_one(doc! {"_id": path.as_str()})
-        .await
-        .map_err(query::unavailable)?
-        .ok_or(ApiError::NoSuch("event"))?;
-    let now = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis());
+    let document = find(&state, &path).await?;
+    let now = mongodb::bson::DateTime::now();
     let mut targets: Vec<Document> = document
         .get_array("targets")
         .map(|targets| {

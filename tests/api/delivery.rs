@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use mmo_actors::delivery::signature::{secret_key, verify};
-use mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures as Mtn;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, test_settings, TestApp};
@@ -139,16 +138,6 @@ async fn register(app: &TestApp, url: &str) -> (String, String) {
     (reply.body["id"].as_str().unwrap().to_owned(), secret)
 }
 
-async fn mtn(app: &TestApp, key: &str, status: &str) {
-    let reply = app
-        .post(
-            "/v1/webhooks/mtn/collection",
-            &Mtn::collection_for(key, status),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-}
-
 fn verifies(secret: &str, delivery: &Received) -> bool {
     let key = secret_key(secret).unwrap();
     let now = chrono::Utc::now().timestamp();
@@ -169,7 +158,7 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     let receiver = receiver(|_| (204, None));
     let (_, secret) = register(&app, &receiver.url).await;
 
-    mtn(&app, "delivered-1", "SUCCESSFUL").await;
+    app.mtn_collection("delivered-1", "SUCCESSFUL").await;
     let received = receiver.until("one delivery", |got| !got.is_empty()).await;
     let delivery = &received[0];
     assert!(delivery.id.starts_with("evt_"), "{}", delivery.id);
@@ -220,7 +209,7 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     assert_eq!(listed.body["items"][0]["id"], delivery.id.as_str());
 
     // A repeat that changes nothing makes no event.
-    mtn(&app, "delivered-1", "SUCCESSFUL").await;
+    app.mtn_collection("delivered-1", "SUCCESSFUL").await;
     app.drained().await;
     let events = collection(&app, "events")
         .count_documents(mongodb::bson::doc! {"transaction_key": "delivered-1"})
@@ -254,9 +243,9 @@ async fn a_failing_receiver_gets_retries_of_one_id_and_never_a_later_version_fir
     let receiver = receiver(|index| if index < 3 { (500, None) } else { (200, None) });
     let (_, secret) = register(&app, &receiver.url).await;
 
-    mtn(&app, "ordered-1", "PENDING").await;
+    app.mtn_collection("ordered-1", "PENDING").await;
     app.drained().await;
-    mtn(&app, "ordered-1", "SUCCESSFUL").await;
+    app.mtn_collection("ordered-1", "SUCCESSFUL").await;
     let received = receiver
         .until("both versions delivered", |got| {
             got.iter()
@@ -293,7 +282,7 @@ async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
         }
     });
     let (endpoint, _) = register(&app, &receiver.url).await;
-    mtn(&app, "dead-1", "FAILED").await;
+    app.mtn_collection("dead-1", "FAILED").await;
     let received = receiver.until("two attempts", |got| got.len() >= 2).await;
     let id = received[0].id.clone();
     let shown = wait_for_status(&app, &id, "failed").await;
@@ -325,7 +314,7 @@ async fn gone_disables_the_endpoint() {
     let app = app_delivering(&[]).await;
     let receiver = receiver(|_| (410, None));
     let (endpoint, _) = register(&app, &receiver.url).await;
-    mtn(&app, "gone-1", "SUCCESSFUL").await;
+    app.mtn_collection("gone-1", "SUCCESSFUL").await;
     let received = receiver.until("one attempt", |got| !got.is_empty()).await;
     wait_for_status(&app, &received[0].id, "failed").await;
     let shown = admin(
@@ -344,7 +333,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled() {
     let app = app_delivering(&[("MMO__DELIVERY__DISABLE_AFTER_SECS", "1")]).await;
     let receiver = receiver(|_| (500, None));
     let (endpoint, _) = register(&app, &receiver.url).await;
-    mtn(&app, "too-long-1", "SUCCESSFUL").await;
+    app.mtn_collection("too-long-1", "SUCCESSFUL").await;
     // The second attempt comes about a second after the first: failing for `disable_after` (1 s) by
     // then, or by the third.
     receiver.until("two attempts", |got| got.len() >= 2).await;
@@ -394,7 +383,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
         assert!(!text.contains(&new[6..]) && !text.contains(&old[6..]));
     }
 
-    mtn(&app, "rotated-1", "SUCCESSFUL").await;
+    app.mtn_collection("rotated-1", "SUCCESSFUL").await;
     let received = receiver.until("one delivery", |got| !got.is_empty()).await;
     assert_eq!(received[0].signature.split(' ').count(), 2);
     assert!(verifies(&new, &received[0]));

@@ -138,6 +138,14 @@ impl TestApp {
         .await
     }
 
+    /// Posts an MTN collection callback for `key` with `status`, and checks it was acknowledged.
+    pub async fn mtn_collection(&self, key: &str, status: &str) {
+        let body =
+            mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures::collection_for(key, status);
+        let reply = self.post("/v1/webhooks/mtn/collection", &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
     pub async fn send(
         &self,
         method: Method,

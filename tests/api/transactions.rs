@@ -9,17 +9,7 @@ use mmo_actors::providers::fixtures::{
 use mongodb::bson::{Bson, Document};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, test_settings, TestApp};
-
-async fn mtn(app: &TestApp, key: &str, status: &str) {
-    let reply = app
-        .post(
-            "/v1/webhooks/mtn/collection",
-            &Mtn::collection_for(key, status),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-}
+use crate::helpers::{spawn_app, spawn_app_with, test_settings};
 
 fn ids(transaction: &Document) -> usize {
     transaction.get_array("callback_ids").unwrap().len()
@@ -44,12 +34,12 @@ fn conflict_fields(transaction: &Document) -> Vec<String> {
 #[actix_web::test]
 async fn a_transaction_follows_its_callbacks_to_a_final_status() {
     let app = spawn_app().await;
-    mtn(&app, "tx-final", "PENDING").await;
+    app.mtn_collection("tx-final", "PENDING").await;
     assert_eq!(
         app.transaction("tx-final").await.get_str("status").unwrap(),
         "pending"
     );
-    mtn(&app, "tx-final", "SUCCESSFUL").await;
+    app.mtn_collection("tx-final", "SUCCESSFUL").await;
 
     let transaction = app.transaction("tx-final").await;
     assert_eq!(transaction.get_str("status").unwrap(), "successful");
@@ -78,8 +68,8 @@ async fn a_transaction_follows_its_callbacks_to_a_final_status() {
 #[actix_web::test]
 async fn a_terminal_status_never_goes_back_to_pending() {
     let app = spawn_app().await;
-    mtn(&app, "tx-late", "SUCCESSFUL").await;
-    mtn(&app, "tx-late", "PENDING").await;
+    app.mtn_collection("tx-late", "SUCCESSFUL").await;
+    app.mtn_collection("tx-late", "PENDING").await;
     let transaction = app.transaction("tx-late").await;
     assert_eq!(transaction.get_str("status").unwrap(), "successful");
     assert_eq!(
@@ -93,7 +83,7 @@ async fn a_terminal_status_never_goes_back_to_pending() {
 #[actix_web::test]
 async fn a_second_different_final_status_is_kept_as_a_conflict() {
     let app = spawn_app().await;
-    mtn(&app, "tx-conflict", "SUCCESSFUL").await;
+    app.mtn_collection("tx-conflict", "SUCCESSFUL").await;
     let mut failed = Mtn::collection_for("tx-conflict", "FAILED");
     failed["reason"] = json!("INTERNAL_PROCESSING_ERROR");
     assert_eq!(
@@ -122,7 +112,7 @@ async fn a_second_different_final_status_is_kept_as_a_conflict() {
 #[actix_web::test]
 async fn the_same_key_and_status_with_a_different_body_is_flagged_and_kept() {
     let app = spawn_app().await;
-    mtn(&app, "tx-body", "SUCCESSFUL").await;
+    app.mtn_collection("tx-body", "SUCCESSFUL").await;
     let mut altered = Mtn::collection_for("tx-body", "SUCCESSFUL");
     altered["amount"] = json!("9000.00");
     for _ in 0..2 {

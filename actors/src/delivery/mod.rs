@@ -29,7 +29,6 @@ pub mod signature;
 
 use std::collections::{HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 
 pub use crate::pool::Tick;
-use crate::pool::{tick_every, Pool, RestartPolicy};
+use crate::pool::{tick_every, OneRound, Pool, RestartPolicy};
 
 /// The Standard Webhooks specification's example schedule: the wait before each attempt (the first
 /// included), so ten values mean ten attempts over about three days.
@@ -268,7 +267,7 @@ struct Shared {
     outcomes: Mutex<Vec<Outcome>>,
     /// The sending lease, as last renewed.
     lease: Mutex<Option<Lease>>,
-    round_running: AtomicBool,
+    rounds: Arc<OneRound>,
 }
 
 /// The sending lease, as this instance last renewed it.
@@ -298,12 +297,12 @@ impl Handler<Tick> for Dispatcher {
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         let shared = Arc::clone(&self.shared);
-        if shared.round_running.swap(true, Ordering::AcqRel) {
+        let Some(running) = shared.rounds.begin() else {
             return;
-        }
+        };
         ctx.spawn(
             async move {
-                let _running = RoundGuard(Arc::clone(&shared));
+                let _running = running;
                 // Rounds follow each other while they find work: under load, sending never waits
                 // for the next tick.
                 loop {
@@ -319,14 +318,6 @@ impl Handler<Tick> for Dispatcher {
             }
             .into_actor(self),
         );
-    }
-}
-
-struct RoundGuard(Arc<Shared>);
-
-impl Drop for RoundGuard {
-    fn drop(&mut self) {
-        self.0.round_running.store(false, Ordering::Release);
     }
 }
 
@@ -371,7 +362,7 @@ pub fn start(
         later: Mutex::new(HashMap::new()),
         outcomes: Mutex::new(Vec::new()),
         lease: Mutex::new(None),
-        round_running: AtomicBool::new(false),
+        rounds: Arc::default(),
     });
     {
         // The recorder: what finished attempts became, written together every RECORD_EVERY.
