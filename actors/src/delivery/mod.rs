@@ -44,6 +44,7 @@ pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 
 pub use crate::pool::Tick;
 use crate::pool::{tick_every, OneRound, Pool, RestartPolicy};
+use signature::SigningKeys;
 
 /// The Standard Webhooks specification's example schedule: the wait before each attempt (the first
 /// included), so ten values mean ten attempts over about three days.
@@ -136,7 +137,7 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Attempt {
     pub event_id: String,
     pub url: String,
-    pub keys: Arc<Vec<Vec<u8>>>,
+    pub keys: Arc<SigningKeys>,
     pub payload: Arc<str>,
     pub timeout: Duration,
 }

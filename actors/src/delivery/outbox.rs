@@ -8,7 +8,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Collection, Database};
 
 use super::sealing::{load, SecretsKey};
-use super::signature::secret_key;
+use super::signature::{secret_key, SigningKeys};
 use crate::store::errors::{classify, is_duplicate_key};
 use crate::store::events::event_id;
 use crate::store::StoreError;
@@ -22,7 +22,7 @@ pub struct EndpointRecord {
     pub id: String,
     pub url: String,
     /// Keys that sign now: the current secret and, during a rotation's overlap, the previous one.
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
     /// Event types it receives; empty: all.
     pub event_types: Vec<String>,
     /// Providers (stored names) whose events it receives; empty: all.
@@ -50,7 +50,7 @@ impl EndpointRecord {
     ) -> Option<Self> {
         let id = document.get_str("_id").ok()?;
         let texts = |field| texts_of(document, field);
-        let keys: Vec<Vec<u8>> = document
+        let keys = document
             .get_array("secrets")
             .ok()?
             .iter()
@@ -61,7 +61,7 @@ impl EndpointRecord {
             })
             .filter_map(|secret| load(secrets_key, id, secret.get_str("secret").ok()?))
             .filter_map(|secret| secret_key(&secret))
-            .collect();
+            .collect::<Vec<_>>();
         if keys.is_empty() {
             return None;
         }
@@ -73,7 +73,7 @@ impl EndpointRecord {
         Some(Self {
             id: id.to_owned(),
             url: document.get_str("url").ok()?.to_owned(),
-            keys,
+            keys: SigningKeys(keys),
             event_types: texts("event_types"),
             providers: texts("providers"),
             enabled: document.get_bool("enabled").unwrap_or(true),

@@ -12,6 +12,24 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// How far a receiver lets a timestamp stray from its clock, as the spec's reference libraries do.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
 
+/// An endpoint's signing keys (several during a rotation). Never printed: `Debug` shows only how many.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SigningKeys(pub Vec<Vec<u8>>);
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKeys(<{} redacted>)", self.0.len())
+    }
+}
+
+impl std::ops::Deref for SigningKeys {
+    type Target = [Vec<u8>];
+
+    fn deref(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
 /// The key bytes of a secret's text (`whsec_` optional), or `None` when it is not base64.
 pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
@@ -111,6 +129,12 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn signing_keys_never_print() {
+        let keys = SigningKeys(vec![b"super-secret-key".to_vec()]);
+        assert_eq!(format!("{keys:?}"), "SigningKeys(<1 redacted>)");
     }
 
     /// The reference Rust library's own `test_sign` vector.
