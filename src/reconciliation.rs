@@ -200,7 +200,10 @@ fn expectable_types(provider: &str) -> Vec<CallbackType> {
 
 pub fn expectation_item(document: &Document) -> ExpectationItem {
     ExpectationItem {
-        id: object_id(document, "_id").unwrap_or_default(),
+        // Its id before identities became `_id`s (0.3.0), kept as `expectation_id`.
+        id: object_id(document, "expectation_id")
+            .or_else(|| object_id(document, "_id"))
+            .unwrap_or_default(),
         provider: text(document, "provider").unwrap_or_default(),
         callback_type: text(document, "callback_type").unwrap_or_default(),
         flow: text(document, "flow").unwrap_or_default(),
@@ -253,7 +256,7 @@ pub async fn reconciliation_of(
     Ok(store
         .reconciliations()
         .items()
-        .find_one(doc! {"provider": provider, "flow": flow, "key": key})
+        .find_one(doc! {"_id": transaction_id(provider, flow, key)})
         .await
         .map_err(unavailable)?
         .as_ref()

@@ -9,7 +9,7 @@ use mmo_actors::journal::Entry;
 use mmo_actors::store::{Applied, EntryOutcome, MongoStore, RejectedCallback};
 use mmo_actors::{CallbackStore, RecordOutcome, StoreError};
 use mongodb::bson::{doc, Document};
-use support::{mongo_store, mtn, stk};
+use support::{mongo_store, mtn, stk, subscribe};
 
 async fn one(store: &MongoStore, collection: &str, filter: Document) -> Document {
     store
@@ -258,6 +258,7 @@ async fn callbacks_left_unprocessed_are_folded_by_the_sweep() {
 #[actix::test]
 async fn every_change_gets_one_event_even_when_a_crash_cut_the_batch_after_the_transaction_write() {
     let store = mongo_store().await;
+    subscribe(&store, "ep_all", &[], &[]).await;
     let now = Utc::now();
     let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
     let pending = mtn("events-1", "PENDING");
@@ -347,6 +348,7 @@ async fn the_dispatchers_due_events_come_from_the_pending_index() {
 #[actix::test]
 async fn a_first_disagreement_is_a_conflict_event() {
     let store = mongo_store().await;
+    subscribe(&store, "ep_all", &[], &[]).await;
     let now = Utc::now();
     let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
     let first = mtn("events-conflict", "SUCCESSFUL");
@@ -376,4 +378,75 @@ async fn a_first_disagreement_is_a_conflict_event() {
     )
     .await;
     assert_eq!(conflict.get_i64("version").unwrap(), 2);
+}
+
+/// Events are written only for the enabled endpoints that want them, with their targets set: with no
+/// endpoint a change writes no event at all; an endpoint's types and providers choose its events.
+#[actix::test]
+async fn events_are_written_only_for_the_endpoints_that_want_them() {
+    let store = mongo_store().await;
+    let now = Utc::now();
+    let at = |seconds: i64| Delivery::new(now + Age::seconds(seconds));
+    let events = |key: &'static str| count(&store, "events", doc! {"transaction_key": key});
+
+    store
+        .apply(&[Entry::record(&mtn("routes-none", "PENDING"), &at(1))])
+        .await;
+    assert_eq!(events("routes-none").await, 0, "no endpoint, no event");
+
+    subscribe(&store, "ep_final", &["transaction.successful"], &[]).await;
+    subscribe(&store, "ep_mpesa", &[], &["mpesa"]).await;
+    subscribe(&store, "ep_all", &[], &[]).await;
+    store
+        .database()
+        .collection::<Document>("endpoints")
+        .insert_one(
+            doc! {"_id": "ep_off", "url": "http://127.0.0.1:9/", "enabled": false, "secrets": []},
+        )
+        .await
+        .unwrap();
+    store
+        .apply(&[Entry::record(&mtn("routes-1", "PENDING"), &at(2))])
+        .await;
+    store
+        .apply(&[Entry::record(&mtn("routes-1", "SUCCESSFUL"), &at(3))])
+        .await;
+    let targets = |event: &Document| -> Vec<String> {
+        event
+            .get_array("targets")
+            .unwrap()
+            .iter()
+            .map(|target| {
+                let target = target.as_document().unwrap();
+                assert_eq!(target.get_str("status").unwrap(), "pending");
+                target.get_str("endpoint").unwrap().to_owned()
+            })
+            .collect()
+    };
+    let pending = one(
+        &store,
+        "events",
+        doc! {"transaction_key": "routes-1", "version": 1},
+    )
+    .await;
+    assert_eq!(targets(&pending), ["ep_all"]);
+    let successful = one(
+        &store,
+        "events",
+        doc! {"transaction_key": "routes-1", "version": 2},
+    )
+    .await;
+    assert_eq!(targets(&successful), ["ep_all", "ep_final"]);
+
+    // Once no enabled endpoint is left, changes write no event again.
+    store
+        .database()
+        .collection::<Document>("endpoints")
+        .update_many(doc! {}, doc! {"$set": {"enabled": false}})
+        .await
+        .unwrap();
+    store
+        .apply(&[Entry::record(&mtn("routes-2", "SUCCESSFUL"), &at(4))])
+        .await;
+    assert_eq!(events("routes-2").await, 0);
 }

@@ -251,3 +251,116 @@ async fn an_entry_journaled_by_an_earlier_version_is_stored_in_todays_shape() {
     );
     assert_eq!(store.callbacks().count_documents(doc! {}).await.unwrap(), 1);
 }
+
+/// The reconciler's documents of versions before 0.3.0 — an ObjectId `_id`, and unique identity indexes no
+/// shard key could prefix — are rewritten with their identity as `_id`: the expectation keeps the id the
+/// API showed, registering it again finds it, and the open item is still claimed and written by `_id`.
+#[actix::test]
+async fn expectations_and_work_items_of_earlier_versions_get_their_identity_as_id() {
+    let old = mongo_store().await;
+    let database = old.database().clone();
+    let now = Utc::now();
+    let shown_id = ObjectId::new();
+    let expectations = database.collection::<Document>("expectations");
+    let items = database.collection::<Document>("reconciliations");
+    let unique = |keys: Document, name: &str| {
+        IndexModel::builder()
+            .keys(keys)
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name(name.to_owned())
+                    .build(),
+            )
+            .build()
+    };
+    expectations
+        .create_index(unique(
+            doc! {"provider": 1, "callback_type": 1, "key": 1},
+            "expectation_identity",
+        ))
+        .await
+        .unwrap();
+    items
+        .create_index(unique(
+            doc! {"provider": 1, "flow": 1, "key": 1},
+            "reconciliation_identity",
+        ))
+        .await
+        .unwrap();
+    let due = mongodb::bson::DateTime::from_millis((now - Age::seconds(5)).timestamp_millis());
+    expectations
+        .insert_one(doc! {
+            "_id": shown_id, "provider": "mtn_mobile_money", "callback_type": "collection",
+            "flow": "collection", "key": "migrated-exp", "amount": mongodb::bson::Decimal128::from_bytes([0; 16]),
+            "currency": "UGX", "msisdn": Bson::Null, "expected_within_secs": 60_i64,
+            "created_at": due, "due_at": due,
+        })
+        .await
+        .unwrap();
+    items
+        .insert_one(doc! {
+            "_id": ObjectId::new(), "provider": "mtn_mobile_money", "flow": "collection", "key": "migrated-exp",
+            "state": "open", "due_at": due, "attempts": 0_i32, "opened_at": due,
+            "give_up_at": mongodb::bson::DateTime::from_millis((now + Age::hours(1)).timestamp_millis()),
+            "claim": Bson::Null, "reasons": ["expectation"],
+        })
+        .await
+        .unwrap();
+
+    // This version's first connection.
+    let store = mongo_store_on(database.name()).await;
+    store.ensure_indexes().await.unwrap();
+    assert_eq!(
+        ids_of(&store, "expectations").await,
+        [Bson::String(
+            "mtn_mobile_money|collection|migrated-exp".into()
+        )]
+    );
+    assert_eq!(
+        ids_of(&store, "reconciliations").await,
+        [Bson::String(
+            "mtn_mobile_money|collection|migrated-exp".into()
+        )]
+    );
+    assert!(!index_names(&store, "expectations")
+        .await
+        .contains(&"expectation_identity".to_owned()));
+    assert!(!index_names(&store, "reconciliations")
+        .await
+        .contains(&"reconciliation_identity".to_owned()));
+    let migrated = expectations.find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(migrated.get_object_id("expectation_id").unwrap(), shown_id);
+
+    // Registering it again finds the migrated one; its item is claimed and finished by `_id`.
+    let registered = store
+        .reconciliations()
+        .expect(
+            &mmo_actors::store::Expectation {
+                provider: "mtn_mobile_money",
+                callback_type: mmo_actors::CallbackType::Collection,
+                key: "migrated-exp".into(),
+                amount: rust_decimal::Decimal::ONE,
+                currency: "UGX".into(),
+                msisdn: None,
+                expected_within: std::time::Duration::from_secs(60),
+            },
+            now,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert!(!registered.created);
+    assert_eq!(
+        registered.document.get_object_id("expectation_id").unwrap(),
+        shown_id
+    );
+    let claimed = store
+        .reconciliations()
+        .claim("mtn_mobile_money", now, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the migrated item is claimed");
+    assert_eq!(claimed.id, "mtn_mobile_money|collection|migrated-exp");
+    assert_eq!(claimed.reasons, ["expectation"]);
+}

@@ -13,6 +13,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use mmo_actors::pool::RestartPolicy;
 use mmo_actors::reconciler::{self, Answer, Inquiry, QueryError, ReconcilerSettings, StatusApi};
+use mmo_actors::store::sharding::{problems, single_write};
 use mmo_actors::store::{Expectation, MongoSettings, MongoStore};
 use mmo_actors::{supervisor, CallbackType, RouteCallback, SupervisorSettings, PROVIDERS};
 use mongodb::bson::{doc, Document};
@@ -336,7 +337,14 @@ async fn a_query_confirms_or_contradicts_a_callback_and_never_demotes_it() {
 #[actix::test]
 async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     let store = store(false).await;
+    // Every operation is profiled: the reconciler's writes are checked against the shard keys below.
+    store
+        .database()
+        .run_command(doc! {"profile": 2})
+        .await
+        .unwrap();
     let operator = FakeOperator::default();
+    support::subscribe(&store, "ep_all", &[], &[]).await;
     operator.script("never-final", &[Step::Throttle, Step::Says("PENDING")]);
     expect_within(&store, "never-final", Duration::from_millis(1500)).await;
     reconciler::start(
@@ -373,6 +381,38 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     assert_eq!(
         event.get_i64("version").unwrap(),
         transaction.get_i64("version").unwrap()
+    );
+
+    // Claims, rescheduling, giving up and flagging each wrote one document, naming its shard key.
+    store
+        .database()
+        .run_command(doc! {"profile": 0})
+        .await
+        .unwrap();
+    let profiled: Vec<Document> = futures_util::TryStreamExt::try_collect(
+        store
+            .database()
+            .collection::<Document>("system.profile")
+            .find(doc! {})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let writes: Vec<(&str, &str)> = profiled
+        .iter()
+        .filter_map(|entry| Some((single_write(entry)?.0, entry.get_str("op").ok()?)))
+        .collect();
+    for expected in [
+        ("reconciliations", "command"),
+        ("reconciliations", "update"),
+        ("transactions", "command"),
+    ] {
+        assert!(writes.contains(&expected), "{expected:?} not in {writes:?}");
+    }
+    assert_eq!(
+        problems(store.database()).await.unwrap(),
+        Vec::<String>::new()
     );
 }
 

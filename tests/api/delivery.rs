@@ -16,28 +16,30 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    id: String,
+pub(crate) struct Received {
+    pub(crate) id: String,
     timestamp: String,
     signature: String,
     body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON payload")
     }
 }
 
 /// A receiver on loopback that records every request and answers `answer(n)` to the n-th (0-based).
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 type Answer = Arc<dyn Fn(usize) -> (u16, Option<u64>) + Send + Sync>;
 
-fn receiver(answer: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static) -> Receiver {
+pub(crate) fn receiver(
+    answer: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static,
+) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let answer: Answer = Arc::new(answer);
     let (recorded, answering) = (Arc::clone(&got), Arc::clone(&answer));
@@ -93,7 +95,11 @@ impl Receiver {
     }
 
     /// Waits until `enough` holds of what was received (30 s at most).
-    async fn until(&self, what: &str, enough: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub(crate) async fn until(
+        &self,
+        what: &str,
+        enough: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         for _ in 0..600 {
             let received = self.received();
             if enough(&received) {
@@ -105,7 +111,7 @@ impl Receiver {
     }
 }
 
-async fn app_delivering(extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_delivering(extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![
         ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
         ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
@@ -116,7 +122,12 @@ async fn app_delivering(extra: &[(&str, &str)]) -> TestApp {
     spawn_app_with(test_settings(&overrides)).await
 }
 
-async fn admin(app: &TestApp, method: Method, path: &str, body: Value) -> crate::helpers::Reply {
+pub(crate) async fn admin(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> crate::helpers::Reply {
     let body = if body.is_null() {
         Vec::new()
     } else {
@@ -127,7 +138,7 @@ async fn admin(app: &TestApp, method: Method, path: &str, body: Value) -> crate:
 }
 
 /// Registers `url` for every event; returns the endpoint's id and secret.
-async fn register(app: &TestApp, url: &str) -> (String, String) {
+pub(crate) async fn register(app: &TestApp, url: &str) -> (String, String) {
     let reply = admin(app, Method::POST, "/v1/endpoints", json!({"url": url})).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let secret = reply.body["secret"].as_str().expect("a secret").to_owned();
@@ -218,14 +229,17 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     assert_eq!(events, 1);
 }
 
-fn collection(app: &TestApp, name: &str) -> mongodb::Collection<mongodb::bson::Document> {
+pub(crate) fn collection(
+    app: &TestApp,
+    name: &str,
+) -> mongodb::Collection<mongodb::bson::Document> {
     app.transactions
         .client()
         .database(app.transactions.namespace().db.as_str())
         .collection(name)
 }
 
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
     for _ in 0..400 {
         let shown = admin(app, Method::GET, &format!("/v1/events/{id}"), Value::Null).await;
         if shown.body["status"] == status {

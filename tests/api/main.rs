@@ -12,5 +12,6 @@ mod openapi;
 mod operating;
 mod probes;
 mod rate_limits;
+mod sharding;
 mod transactions;
 mod webhooks;

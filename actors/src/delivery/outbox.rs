@@ -11,6 +11,8 @@ use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
 use crate::store::errors::{classify, is_duplicate_key};
 use crate::store::events::event_id;
+pub use crate::store::events::Target;
+pub use crate::store::texts_of;
 use crate::store::StoreError;
 
 /// The `_id` of the lease document.
@@ -85,50 +87,6 @@ impl EndpointRecord {
     }
 }
 
-/// The delivery state of one event for one endpoint, as stored in the event's `targets`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub endpoint: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    /// Attempts made so far.
-    pub attempts: i32,
-    pub next_at: DateTime<Utc>,
-}
-
-impl Target {
-    pub fn pending(endpoint: &str, now: DateTime<Utc>) -> Self {
-        Self {
-            endpoint: endpoint.to_owned(),
-            status: "pending".to_owned(),
-            attempts: 0,
-            next_at: now,
-        }
-    }
-
-    pub fn document(&self) -> Document {
-        doc! {
-            "endpoint": &self.endpoint,
-            "status": &self.status,
-            "attempts": self.attempts,
-            "next_at": time(self.next_at),
-        }
-    }
-
-    fn from_document(document: &Document) -> Option<Self> {
-        Some(Self {
-            endpoint: document.get_str("endpoint").ok()?.to_owned(),
-            status: document.get_str("status").ok()?.to_owned(),
-            attempts: document.get_i32("attempts").unwrap_or(0),
-            next_at: document
-                .get_datetime("next_at")
-                .ok()
-                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
-                .unwrap_or_default(),
-        })
-    }
-}
-
 /// What became of one event in a round: its targets and the attempts made.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -170,19 +128,6 @@ impl PendingEvent {
             targets: targets_of(document),
         })
     }
-}
-
-/// A document's array of texts (other items skipped; missing: empty).
-pub fn texts_of(document: &Document, field: &str) -> Vec<String> {
-    document
-        .get_array(field)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| item.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn time_of(document: &Document, field: &str) -> Option<DateTime<Utc>> {

@@ -252,13 +252,25 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
             }
         })
         .collect();
-    let folded = store.transactions.fold(&folds).await;
+    if folds.is_empty() {
+        return;
+    }
+    let routes = match store.events.routes().await {
+        Ok(routes) => routes,
+        Err(error) => {
+            for index in new {
+                batch.fail(index, error.clone());
+            }
+            return;
+        }
+    };
+    let folded = store.transactions.fold(&folds, &routes).await;
     drop(folds);
     let mut results = folded.results;
     // The events of these changes go before the callbacks' documents: a stored callback implies its
     // event exists (see `events.rs`).
     let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
-    for (event, error) in super::events::insert(&store.events, &documents).await {
+    for (event, error) in store.events.insert(&documents).await {
         for member in &folded.events[event].0 {
             results[*member] = Err(error.clone());
         }

@@ -7,6 +7,7 @@ use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 
+use super::events::EventLog;
 use super::reconciliations::Reconciliations;
 use super::transactions::Transactions;
 
@@ -18,7 +19,7 @@ pub(super) struct Collections {
     pub rejected: Collection<Document>,
     pub transactions: Transactions,
     /// The outbox of transaction changes (see `events.rs`).
-    pub events: Collection<Document>,
+    pub events: EventLog,
     pub reconciliations: Reconciliations,
     /// How long rejected bodies of unauthenticated senders are kept.
     pub unauthenticated_retention: Duration,
@@ -31,13 +32,18 @@ impl Collections {
         confirm_by_query: &[&'static str],
     ) -> Self {
         let callbacks: Collection<Document> = database.collection("callbacks");
+        let events = EventLog::new(&database);
         Self {
             raw_callbacks: callbacks.clone_with_type(),
             callbacks,
             rejected: database.collection("rejected_callbacks"),
-            transactions: Transactions::new(database.collection("transactions"), confirm_by_query),
-            events: database.collection("events"),
-            reconciliations: Reconciliations::new(&database),
+            transactions: Transactions::new(
+                database.collection("transactions"),
+                events.clone(),
+                confirm_by_query,
+            ),
+            reconciliations: Reconciliations::new(&database, events.clone()),
+            events,
             database,
             unauthenticated_retention,
         }

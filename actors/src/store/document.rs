@@ -309,6 +309,19 @@ pub(super) fn decimal128(text: &str) -> Bson {
     Decimal128::from_str(text).map_or_else(|_| Bson::String(text.to_owned()), Bson::Decimal128)
 }
 
+/// A document's array of texts (other items skipped; missing: empty).
+pub fn texts_of(document: &Document, field: &str) -> Vec<String> {
+    document
+        .get_array(field)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

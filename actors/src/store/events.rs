@@ -13,21 +13,27 @@
 //! change again (see `transactions.rs`), which is either a duplicate `_id` (nothing lost) or the missing
 //! event.
 //!
+//! **Routing.** An event is written only when an enabled endpoint wants it, with its `targets` (one per
+//! such endpoint) already set: the endpoints are read from `endpoints` once per batch ([`EventLog::routes`]),
+//! so every instance routes by the same, current list. A change no endpoint wants costs MongoDB nothing
+//! more than the transaction write; an endpoint receives the changes written after it was created.
+//!
 //! Each event is `pending` with a `due_at` until every endpoint it targets has it `delivered` or `failed`;
 //! a partial index holds only pending events, so delivered ones cost the dispatcher nothing. Delivered
 //! events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead letters keep
 //! none until they are replayed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
-use mongodb::{Collection, IndexModel};
+use mongodb::{Collection, Database, IndexModel};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::collections::{newest, partial, timed};
-use super::document::bson_time;
+use super::document::{bson_time, texts_of};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::StoreError;
 use crate::callback::Status;
@@ -122,22 +128,28 @@ pub fn event_id(transaction_id: &str, version: i64) -> String {
     id
 }
 
-/// The `events` document of a change of `transaction` (the document as written, at `version`).
+/// The `events` document of a change of `transaction` (the document as written, at `version`), targeted
+/// at the endpoints of `routes` that want it; `None` when none does (no event is written).
 pub fn event_document(
     transaction: &Document,
     event_type: EventType,
     version: i64,
     now: DateTime<Utc>,
-) -> Document {
-    let transaction_id = transaction.get_str("_id").unwrap_or_default();
+    routes: &Routes,
+) -> Option<Document> {
     let text = |field| transaction.get_str(field).unwrap_or_default();
+    let targets = routes.targets(event_type, text("provider"), now);
+    if targets.is_empty() {
+        return None;
+    }
+    let transaction_id = text("_id");
     let payload = payload(transaction, event_type, version, now);
     // When the change was acknowledged: its callback's arrival (the reconciler's own changes, now).
     let acknowledged_at = match transaction.get("last_callback_at") {
         Some(Bson::DateTime(at)) if event_type != EventType::Unresolved => *at,
         _ => bson_time(now),
     };
-    doc! {
+    Some(doc! {
         "_id": event_id(transaction_id, version),
         "type": event_type.as_str(),
         "provider": text("provider"),
@@ -150,6 +162,151 @@ pub fn event_document(
         "payload": payload,
         "status": "pending",
         "due_at": bson_time(now),
+        "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
+    })
+}
+
+/// The delivery state of one event for one endpoint, as stored in the event's `targets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub endpoint: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub next_at: DateTime<Utc>,
+}
+
+impl Target {
+    pub fn pending(endpoint: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            status: "pending".to_owned(),
+            attempts: 0,
+            next_at: now,
+        }
+    }
+
+    pub fn document(&self) -> Document {
+        doc! {
+            "endpoint": &self.endpoint,
+            "status": &self.status,
+            "attempts": self.attempts,
+            "next_at": bson_time(self.next_at),
+        }
+    }
+
+    pub fn from_document(document: &Document) -> Option<Self> {
+        Some(Self {
+            endpoint: document.get_str("endpoint").ok()?.to_owned(),
+            status: document.get_str("status").ok()?.to_owned(),
+            attempts: document.get_i32("attempts").unwrap_or(0),
+            next_at: document
+                .get_datetime("next_at")
+                .ok()
+                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Which enabled endpoint wants which events, as `endpoints` said when it was read.
+#[derive(Debug, Clone, Default)]
+pub struct Routes(Vec<Route>);
+
+#[derive(Debug, Clone)]
+struct Route {
+    endpoint: String,
+    /// Empty: every type.
+    event_types: Vec<String>,
+    /// Empty: every provider.
+    providers: Vec<String>,
+}
+
+impl Routes {
+    /// Routes to endpoints with these ids, each wanting these event types and providers (empty: all).
+    pub fn new(routes: impl IntoIterator<Item = (String, Vec<String>, Vec<String>)>) -> Self {
+        let mut routes: Vec<Route> = routes
+            .into_iter()
+            .map(|(endpoint, event_types, providers)| Route {
+                endpoint,
+                event_types,
+                providers,
+            })
+            .collect();
+        // Targets in a stable order, whichever order MongoDB returned the endpoints in.
+        routes.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        Self(routes)
+    }
+
+    /// Whether no endpoint wants anything: no event is written at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A pending target for each endpoint that wants an event of `event_type` about `provider`.
+    pub fn targets(
+        &self,
+        event_type: EventType,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Target> {
+        let kind = event_type.as_str();
+        self.0
+            .iter()
+            .filter(|route| {
+                (route.event_types.is_empty() || route.event_types.iter().any(|t| t == kind))
+                    && (route.providers.is_empty() || route.providers.iter().any(|p| p == provider))
+            })
+            .map(|route| Target::pending(&route.endpoint, now))
+            .collect()
+    }
+}
+
+/// The `events` collection, and the `endpoints` it routes events to.
+#[derive(Clone)]
+pub struct EventLog {
+    events: Collection<Document>,
+    endpoints: Collection<Document>,
+}
+
+impl EventLog {
+    pub fn new(database: &Database) -> Self {
+        Self {
+            events: database.collection("events"),
+            endpoints: database.collection("endpoints"),
+        }
+    }
+
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.events
+    }
+
+    /// The enabled endpoints' subscriptions, read now. One small read per batch: every instance routes
+    /// by the current list, and an endpoint created or disabled on one instance counts on all at once.
+    pub async fn routes(&self) -> Result<Routes, StoreError> {
+        let found: Vec<Document> = self
+            .endpoints
+            .find(doc! {"enabled": {"$ne": false}})
+            .projection(doc! {"event_types": 1, "providers": 1})
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(Routes::new(found.iter().filter_map(|document| {
+            Some((
+                document.get_str("_id").ok()?.to_owned(),
+                texts_of(document, "event_types"),
+                texts_of(document, "providers"),
+            ))
+        })))
+    }
+
+    /// Writes events (one unordered `insert_many`); a duplicate `_id` is the same event, written before.
+    /// Returns the events that were not written, with why.
+    pub async fn insert(&self, documents: &[&Document]) -> Vec<(usize, StoreError)> {
+        insert(&self.events, documents).await
     }
 }
 
@@ -221,9 +378,7 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Writes events (one unordered `insert_many`); a duplicate `_id` is the same event, written before.
-/// Returns the events that were not written, with why.
-pub(super) async fn insert(
+async fn insert(
     events: &Collection<Document>,
     documents: &[&Document],
 ) -> Vec<(usize, StoreError)> {

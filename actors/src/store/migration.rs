@@ -21,11 +21,14 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::collections::Collections;
+use super::reconciliations::Reconciliations;
 
 /// The identity indexes of earlier versions, replaced by the `_id`.
 const CALLBACK_IDENTITY: &str = "callback_identity";
 const TRANSACTION_IDENTITY: &str = "transaction_identity";
 const TEMPORARY_INDEX: &str = "migration_delivery_id";
+const EXPECTATION_IDENTITY: &str = "expectation_identity";
+const RECONCILIATION_IDENTITY: &str = "reconciliation_identity";
 
 /// Rewrites the documents of earlier versions (see the module's documentation); returns how many
 /// callbacks and transactions were rewritten.
@@ -92,6 +95,41 @@ pub(super) async fn identities_as_ids(
         );
     }
     Ok((callbacks_rewritten, transactions_rewritten))
+}
+
+/// The reconciler's documents of versions before 0.3.0 had ObjectId `_id`s and unique identity indexes
+/// that no shard key could prefix; their identity is now the `_id` (see `reconciliations.rs`). The same
+/// rewrite as above: the identity indexes are dropped, each old document copied under its identity (an
+/// expectation keeps its former `_id` as `expectation_id`, the id the API shows), the old ones deleted.
+/// Returns how many expectations and items were rewritten.
+pub(super) async fn reconciler_identities_as_ids(
+    reconciliations: &Reconciliations,
+) -> mongodb::error::Result<(u64, u64)> {
+    let (expectations, items) = (reconciliations.expectations(), reconciliations.items());
+    let _ = expectations.drop_index(EXPECTATION_IDENTITY).await;
+    let _ = items.drop_index(RECONCILIATION_IDENTITY).await;
+    // The same texts as `expectation_id` and `transaction_id` write.
+    let expectations_rewritten = rewrite(
+        expectations,
+        vec![doc! {"$set": {
+            "expectation_id": "$_id",
+            "_id": {"$concat": ["$provider", "|", "$callback_type", "|", "$key"]},
+        }}],
+    )
+    .await?;
+    let items_rewritten = rewrite(
+        items,
+        vec![doc! {"$set": {"_id": {"$concat": ["$provider", "|", "$flow", "|", "$key"]}}}],
+    )
+    .await?;
+    if expectations_rewritten + items_rewritten > 0 {
+        tracing::warn!(
+            expectations = expectations_rewritten,
+            items = items_rewritten,
+            "reconciler documents of an earlier version rewritten with their identity as _id"
+        );
+    }
+    Ok((expectations_rewritten, items_rewritten))
 }
 
 /// How many documents of `collection` still have an ObjectId `_id`.

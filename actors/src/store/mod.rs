@@ -12,9 +12,12 @@ mod memory;
 mod migration;
 mod mongo;
 pub mod reconciliations;
+pub mod sharding;
 mod transactions;
 
-pub use document::{callback_document, json_to_bson, payload_of, recorded, stored_callback};
+pub use document::{
+    callback_document, json_to_bson, payload_of, recorded, stored_callback, texts_of,
+};
 pub use journaled::JournaledStore;
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};

@@ -156,7 +156,7 @@ impl MongoStore {
 
     /// The `events` collection: the outbox delivered to the merchant's endpoints.
     pub fn events(&self) -> &Collection<Document> {
-        &self.inner.collections.events
+        self.inner.collections.events.collection()
     }
 
     /// The `rejected_callbacks` collection.
@@ -251,9 +251,13 @@ impl Inner {
             .ensure_indexes()
             .await
             .map_err(|error| classify(&error))?;
+        migration::reconciler_identities_as_ids(&collections.reconciliations)
+            .await
+            .map_err(|error| classify(&error))?;
         collections.reconciliations.ensure_indexes().await?;
         collections
             .events
+            .collection()
             .create_indexes(super::events::indexes())
             .await
             .map_err(|error| classify(&error))?;
@@ -295,10 +299,11 @@ impl Inner {
                 received_at: *at,
             })
             .collect();
-        let folded = self.collections.transactions.fold(&folds).await;
+        let routes = self.collections.events.routes().await?;
+        let folded = self.collections.transactions.fold(&folds, &routes).await;
         let mut results = folded.results;
         let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
-        for (index, error) in super::events::insert(&self.collections.events, &documents).await {
+        for (index, error) in self.collections.events.insert(&documents).await {
             for member in &folded.events[index].0 {
                 results[*member] = Err(error.clone());
             }

@@ -12,10 +12,15 @@
 //!
 //! States: `open` (asked again at `due_at`), `resolved` (a terminal status is known, or confirmed), and
 //! `unresolved` (no final answer before `give_up_at`: a person must look).
+//!
+//! Each document's `_id` is its identity ([`expectation_id`], and an item's is its transaction's
+//! [`transaction_id`]): MongoDB's own `_id` index keeps them single, and every single-document write is
+//! filtered on `_id` — the shard key `docs/mongodb.md` gives both collections.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
@@ -23,7 +28,7 @@ use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, recorded};
 use super::errors::{classify, is_duplicate_key};
-use super::events::{self, event_document, EventType};
+use super::events::{event_document, EventLog, EventType};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
 use crate::callback::{intern, Callback, CallbackKey, CallbackType};
@@ -62,7 +67,8 @@ pub struct Registered {
 /// A claimed work item.
 #[derive(Debug, Clone)]
 pub struct WorkItem {
-    pub id: ObjectId,
+    /// Its transaction's `_id` ([`transaction_id`]).
+    pub id: String,
     /// This claim: later writes are filtered on it.
     pub claim: ObjectId,
     pub provider: &'static str,
@@ -112,22 +118,25 @@ pub struct Reconciliations {
     items: Collection<Document>,
     transactions: Collection<Document>,
     callbacks: Collection<Document>,
-    events: Collection<Document>,
+    events: EventLog,
 }
 
-/// Items in progress per transaction identity: (provider, flow, key).
-fn identity(provider: &str, flow: &str, key: &str) -> Document {
-    doc! {"provider": provider, "flow": flow, "key": key}
+/// The `_id` of an expectation: (provider, callback type, key), the key last (as in [`transaction_id`]).
+pub fn expectation_id(provider: &str, callback_type: &str, key: &str) -> String {
+    format!("{provider}|{callback_type}|{key}")
 }
+
+/// How many of the items due first a claim tries: another instance may take some of them meanwhile.
+const CLAIM_CANDIDATES: i64 = 8;
 
 impl Reconciliations {
-    pub(super) fn new(database: &Database) -> Self {
+    pub(super) fn new(database: &Database, events: EventLog) -> Self {
         Self {
             expectations: database.collection("expectations"),
             items: database.collection("reconciliations"),
             transactions: database.collection("transactions"),
             callbacks: database.collection("callbacks"),
-            events: database.collection("events"),
+            events,
         }
     }
 
@@ -141,18 +150,9 @@ impl Reconciliations {
         &self.items
     }
 
+    /// The indexes behind the reconciler's reads and the query API; identities are the `_id`s (no
+    /// unique index of their own, which no shard key would prefix).
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let unique = |keys: Document, name: &str| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .unique(true)
-                        .name(name.to_owned())
-                        .build(),
-                )
-                .build()
-        };
         let plain = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
@@ -160,13 +160,7 @@ impl Reconciliations {
                 .build()
         };
         self.expectations
-            .create_indexes([
-                unique(
-                    doc! {"provider": 1, "callback_type": 1, "key": 1},
-                    "expectation_identity",
-                ),
-                plain(doc! {"provider": 1, "key": 1}, "by_key"),
-            ])
+            .create_indexes([plain(doc! {"provider": 1, "key": 1}, "by_key")])
             .await
             .map_err(|error| classify(&error))?;
         // Only open items are ever claimed: the work index holds nothing else.
@@ -180,14 +174,7 @@ impl Reconciliations {
             )
             .build();
         self.items
-            .create_indexes([
-                unique(
-                    doc! {"provider": 1, "flow": 1, "key": 1},
-                    "reconciliation_identity",
-                ),
-                work,
-                plain(doc! {"opened_at": 1}, "by_opened_at"),
-            ])
+            .create_indexes([work, plain(doc! {"opened_at": 1}, "by_opened_at")])
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
@@ -208,8 +195,15 @@ impl Reconciliations {
             ))
         })?;
         let due = now + expectation.expected_within;
+        let id = expectation_id(
+            expectation.provider,
+            expectation.callback_type.as_str(),
+            &expectation.key,
+        );
         let document = doc! {
-            "_id": ObjectId::new(),
+            "_id": &id,
+            // The id the API shows (an ObjectId, as before identities became `_id`s).
+            "expectation_id": ObjectId::new(),
             "provider": expectation.provider,
             "callback_type": expectation.callback_type.as_str(),
             "flow": flow,
@@ -239,11 +233,7 @@ impl Reconciliations {
         }
         let stored = self
             .expectations
-            .find_one(doc! {
-                "provider": expectation.provider,
-                "callback_type": expectation.callback_type.as_str(),
-                "key": &expectation.key,
-            })
+            .find_one(doc! {"_id": &id})
             .await
             .map_err(|error| classify(&error))?
             .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?;
@@ -265,6 +255,9 @@ impl Reconciliations {
         let give_up_at = due.max(now) + give_up_after;
         let update = doc! {
             "$setOnInsert": {
+                "provider": provider,
+                "flow": flow,
+                "key": key,
                 "state": "open",
                 "due_at": bson_time(due),
                 "attempts": 0_i32,
@@ -274,12 +267,15 @@ impl Reconciliations {
             },
             "$addToSet": {"reasons": why},
         };
-        // Two instances opening the same item at once: one inserts, the other's upsert fails on the unique
-        // index and succeeds when retried as an update.
+        // Two instances opening the same item at once: one inserts, the other's upsert fails on the `_id`
+        // and succeeds when retried as an update.
         for _ in 0..2 {
             match self
                 .items
-                .update_one(identity(provider, flow, key), update.clone())
+                .update_one(
+                    doc! {"_id": transaction_id(provider, flow, key)},
+                    update.clone(),
+                )
                 .upsert(true)
                 .await
             {
@@ -341,25 +337,46 @@ impl Reconciliations {
         Ok(fed)
     }
 
-    /// Claims the open item of `provider` due longest ago, for `lease`.
+    /// Claims the open item of `provider` due longest ago, for `lease`. The items due first are read
+    /// from the index of open items, then claimed one by one by `_id` (a write every shard can target);
+    /// one another instance claimed meanwhile is skipped.
     pub async fn claim(
         &self,
         provider: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<WorkItem>, StoreError> {
-        let claim = ObjectId::new();
-        let found = self
+        let due = doc! {"provider": provider, "state": "open", "due_at": {"$lte": bson_time(now)}};
+        let candidates: Vec<Document> = self
             .items
-            .find_one_and_update(
-                doc! {"provider": provider, "state": "open", "due_at": {"$lte": bson_time(now)}},
-                doc! {"$set": {"due_at": bson_time(now + lease), "claim": claim, "claimed_at": bson_time(now)}},
-            )
+            .find(due)
             .sort(doc! {"due_at": 1})
-            .return_document(ReturnDocument::After)
+            .projection(doc! {"_id": 1})
+            .limit(CLAIM_CANDIDATES)
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
             .await
             .map_err(|error| classify(&error))?;
-        Ok(found.and_then(|document| work_item(&document, claim)))
+        for candidate in candidates {
+            let Some(id) = candidate.get("_id") else {
+                continue;
+            };
+            let claim = ObjectId::new();
+            let found = self
+                .items
+                .find_one_and_update(
+                    doc! {"_id": id, "state": "open", "due_at": {"$lte": bson_time(now)}},
+                    doc! {"$set": {"due_at": bson_time(now + lease), "claim": claim, "claimed_at": bson_time(now)}},
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(|error| classify(&error))?;
+            if let Some(item) = found.and_then(|document| work_item(&document, claim)) {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
     }
 
     /// The transaction an item is about, if it exists.
@@ -549,9 +566,13 @@ impl Reconciliations {
                 .map_err(|error| classify(&error))?;
             if let Some(transaction) = flagged {
                 let version = transaction.get_i64("version").unwrap_or(1);
-                let event = event_document(&transaction, EventType::Unresolved, version, now);
-                if let Some((_, error)) = events::insert(&self.events, &[&event]).await.pop() {
-                    return Err(error);
+                let routes = self.events.routes().await?;
+                let event =
+                    event_document(&transaction, EventType::Unresolved, version, now, &routes);
+                if let Some(event) = event {
+                    if let Some((_, error)) = self.events.insert(&[&event]).await.pop() {
+                        return Err(error);
+                    }
                 }
             }
         }
@@ -563,7 +584,7 @@ impl Reconciliations {
     async fn finish(&self, item: &WorkItem, update: Document) -> Result<bool, StoreError> {
         let result = self
             .items
-            .update_one(doc! {"_id": item.id, "claim": item.claim}, update)
+            .update_one(doc! {"_id": &item.id, "claim": item.claim}, update)
             .await
             .map_err(|error| classify(&error))?;
         Ok(result.matched_count == 1)
@@ -592,7 +613,7 @@ fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
     };
     let awaiting = document.get_document("awaiting").ok();
     Some(WorkItem {
-        id: document.get_object_id("_id").ok()?,
+        id: document.get_str("_id").ok()?.to_owned(),
         claim,
         provider: intern(document.get_str("provider").ok()?),
         flow: intern(document.get_str("flow").ok()?),

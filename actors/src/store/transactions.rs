@@ -33,7 +33,7 @@ use mongodb::Collection;
 use super::collections::{by_msisdn, newest, partial, timed};
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
-use super::events::{event_document, EventType};
+use super::events::{event_document, EventLog, EventType, Routes};
 use super::StoreError;
 use crate::callback::{Callback, Delivery, Status};
 use crate::transaction::{transition, Conflict, Snapshot, Source};
@@ -70,10 +70,10 @@ pub(super) struct Folded {
 }
 
 /// The event of the last event-producing change `transaction` records, built again from the document.
-fn last_event(transaction: &Document) -> Option<Document> {
+fn last_event(transaction: &Document, routes: &Routes) -> Option<Document> {
     let version = transaction.get_i64("event_version").ok()?;
     let kind = EventType::parse(transaction.get_str("event_type").ok()?)?;
-    Some(event_document(transaction, kind, version, Utc::now()))
+    event_document(transaction, kind, version, Utc::now(), routes)
 }
 
 /// One transaction's share of a batch: its `_id` and its callbacks (indexes into the folds), in order.
@@ -90,19 +90,20 @@ pub(super) struct Transactions {
     /// The same collection, for inserting documents built as raw BSON.
     raw: Collection<RawDocumentBuf>,
     /// The outbox, for the events of changes made outside a fold (a disagreeing repeat).
-    events: Collection<Document>,
+    events: EventLog,
     /// Providers whose callbacks' final statuses are confirmed by a status query.
     confirm_by_query: std::sync::Arc<[&'static str]>,
 }
 
 impl Transactions {
-    pub(super) fn new(collection: Collection<Document>, confirm_by_query: &[&'static str]) -> Self {
+    pub(super) fn new(
+        collection: Collection<Document>,
+        events: EventLog,
+        confirm_by_query: &[&'static str],
+    ) -> Self {
         Self {
             raw: collection.clone_with_type(),
-            events: collection
-                .client()
-                .database(&collection.namespace().db)
-                .collection("events"),
+            events,
             collection,
             confirm_by_query: confirm_by_query.into(),
         }
@@ -150,9 +151,9 @@ impl Transactions {
 
     /// Folds stored callbacks into their transactions; one result per fold. A failure is per transaction:
     /// the other transactions of the batch are folded all the same. Also returns the events the changes
-    /// call for (see `events.rs`), each with the folds it belongs to: they must be written before those
-    /// callbacks' documents.
-    pub(super) async fn fold(&self, folds: &[Fold<'_>]) -> Folded {
+    /// call for (see `events.rs`), routed by `routes`, each with the folds it belongs to: they must be
+    /// written before those callbacks' documents.
+    pub(super) async fn fold(&self, folds: &[Fold<'_>], routes: &Routes) -> Folded {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_identity: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (index, fold) in folds.iter().enumerate() {
@@ -233,15 +234,15 @@ impl Transactions {
                 }));
             }
         }
-        // A new transaction's event: its first status.
+        // A new transaction's event: its first status (none to build when no endpoint wants any).
         let now = Utc::now();
         for (slot, (document, _)) in fresh.iter().enumerate() {
-            if outcomes[slot].is_ok() && !existing.contains(&slot) {
+            if outcomes[slot].is_ok() && !existing.contains(&slot) && !routes.is_empty() {
                 if let Ok(document) = document.to_document() {
                     let status = EventType::of_change(None, &document);
                     events[slot] = Some(
                         status
-                            .map(|kind| event_document(&document, kind, 1, now))
+                            .and_then(|kind| event_document(&document, kind, 1, now, routes))
                             .into_iter()
                             .collect(),
                     );
@@ -254,7 +255,7 @@ impl Transactions {
                 .map(|slot| {
                     let group = &groups[slot];
                     let read = current.remove(&group.id);
-                    async move { (slot, self.fold_existing(group, folds, read).await) }
+                    async move { (slot, self.fold_existing(group, folds, read, routes).await) }
                 })
                 .buffer_unordered(CONCURRENT_UPDATES)
                 .collect()
@@ -299,6 +300,7 @@ impl Transactions {
         group: &Group,
         folds: &[Fold<'_>],
         mut read: Option<Document>,
+        routes: &Routes,
     ) -> Result<(Option<String>, Vec<Document>), StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = match read.take() {
@@ -327,7 +329,7 @@ impl Transactions {
             let mut snapshot = snapshot_of(&current);
             let mut events = Vec::new();
             if pending.len() < group.members.len() {
-                events.extend(last_event(&current));
+                events.extend(last_event(&current, routes));
             }
             if pending.is_empty() {
                 return Ok((snapshot.receipt, events));
@@ -400,7 +402,7 @@ impl Transactions {
                 .map_err(|error| classify(&error))?;
             if result.matched_count == 1 {
                 if let Some(kind) = change {
-                    events.push(event_document(&after, kind, version + 1, now));
+                    events.extend(event_document(&after, kind, version + 1, now, routes));
                 }
                 return Ok((snapshot.receipt, events));
             }
@@ -457,9 +459,12 @@ impl Transactions {
         // unlike a fold's, a crash between the two loses this one event.)
         if let Some(after) = after.filter(|after| after.get_i64("conflict_count") == Ok(added)) {
             let version = after.get_i64("version").unwrap_or(1);
-            let event = event_document(&after, EventType::Conflict, version, now);
-            if let Some((_, error)) = super::events::insert(&self.events, &[&event]).await.pop() {
-                return Err(error);
+            let routes = self.events.routes().await?;
+            if let Some(event) = event_document(&after, EventType::Conflict, version, now, &routes)
+            {
+                if let Some((_, error)) = self.events.insert(&[&event]).await.pop() {
+                    return Err(error);
+                }
             }
         }
         Ok(())

@@ -82,6 +82,29 @@ pub async fn mongo_store_on(database: &str) -> mmo_actors::store::MongoStore {
     .unwrap()
 }
 
+/// Registers an enabled endpoint `id` wanting these event types and providers (empty: all), as the
+/// endpoints API stores it: events are written only for changes some endpoint wants.
+pub async fn subscribe(
+    store: &mmo_actors::store::MongoStore,
+    id: &str,
+    event_types: &[&str],
+    providers: &[&str],
+) {
+    store
+        .database()
+        .collection::<mongodb::bson::Document>("endpoints")
+        .insert_one(mongodb::bson::doc! {
+            "_id": id,
+            "url": "http://127.0.0.1:9/",
+            "enabled": true,
+            "event_types": event_types,
+            "providers": providers,
+            "secrets": [],
+        })
+        .await
+        .unwrap();
+}
+
 /// An MTN collection callback for `reference` with `status`, parsed.
 pub fn mtn(reference: &str, status: &str) -> Callback {
     let payload =
