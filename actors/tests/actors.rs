@@ -233,6 +233,7 @@ async fn provider_actor_stores_in_real_mongodb() {
         connect_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
         unauthenticated_retention: Duration::from_secs(86_400),
+        reconciliation_retention: std::time::Duration::from_secs(90 * 86_400),
         confirm_by_query: Vec::new(),
     })
     .await
@@ -440,6 +441,7 @@ async fn applying_the_same_delivery_twice_counts_it_once() {
         connect_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
         unauthenticated_retention: Duration::from_secs(86_400),
+        reconciliation_retention: std::time::Duration::from_secs(90 * 86_400),
         confirm_by_query: Vec::new(),
     })
     .await

@@ -139,6 +139,7 @@ async fn store(confirm: bool) -> MongoStore {
         connect_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
         unauthenticated_retention: Duration::from_secs(86_400),
+        reconciliation_retention: std::time::Duration::from_secs(90 * 86_400),
         confirm_by_query: if confirm { vec![MTN] } else { Vec::new() },
     })
     .await
@@ -382,6 +383,35 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
         event.get_i64("version").unwrap(),
         transaction.get_i64("version").unwrap()
     );
+
+    // Closed, the item is kept for the retention (90 days here), as its expectation is; then a TTL index
+    // deletes them.
+    let closed = item(&store, "never-final").await.unwrap();
+    let kept = |document: &Document, since: &str| {
+        let at = |field| document.get_datetime(field).unwrap().timestamp_millis();
+        at("expire_at") - at(since)
+    };
+    assert_eq!(kept(&closed, "resolved_at"), 90 * 86_400_000);
+    let expectation = store
+        .reconciliations()
+        .expectations()
+        .find_one(doc! {"key": "never-final"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept(&expectation, "created_at"), 90 * 86_400_000);
+    for collection in ["expectations", "reconciliations"] {
+        let names = store
+            .database()
+            .collection::<Document>(collection)
+            .list_index_names()
+            .await
+            .unwrap();
+        assert!(
+            names.contains(&"expire".to_owned()),
+            "{collection}: {names:?}"
+        );
+    }
 
     // Claims, rescheduling, giving up and flagging each wrote one document, naming its shard key.
     store

@@ -194,7 +194,12 @@ impl Settings {
     }
 
     pub fn mongo(&self) -> MongoSettings {
-        storage::mongo(&self.mongodb, &self.quarantine, self.confirm_by_query())
+        storage::mongo(
+            &self.mongodb,
+            &self.quarantine,
+            self.reconciler.retention_days,
+            self.confirm_by_query(),
+        )
     }
 
     pub fn journal_options(&self) -> JournalOptions {

@@ -21,6 +21,8 @@ pub struct ReconcilerConfig {
     pub backoff_initial_secs: u64,
     pub backoff_max_secs: u64,
     pub result_wait_secs: u64,
+    /// How long expectations, and work items once closed, are kept in MongoDB.
+    pub retention_days: u32,
 }
 
 impl ReconcilerConfig {
@@ -37,6 +39,15 @@ impl ReconcilerConfig {
             if value == 0 {
                 return Err(invalid(&format!("reconciler.{name}"), "must be at least 1"));
             }
+        }
+        if !(1..=super::storage::MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            return Err(invalid(
+                "reconciler.retention_days",
+                &format!(
+                    "must be between 1 and {} (100 years)",
+                    super::storage::MAX_RETENTION_DAYS
+                ),
+            ));
         }
         if self.backoff_max_secs < self.backoff_initial_secs {
             return Err(invalid(

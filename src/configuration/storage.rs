@@ -118,6 +118,9 @@ pub struct QuarantineSettings {
     pub unauthenticated_retention_days: u32,
 }
 
+/// The longest any retention setting may be, in days.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl QuarantineSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigurationError> {
         if !(self.unauthenticated_client_share > 0.0 && self.unauthenticated_client_share <= 1.0) {
@@ -126,10 +129,11 @@ impl QuarantineSettings {
                 "must be greater than 0 and at most 1",
             ));
         }
-        if self.unauthenticated_retention_days == 0 {
+        // Bounded so that `received_at + retention` stays a date MongoDB and chrono can hold.
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.unauthenticated_retention_days) {
             return Err(invalid(
                 "quarantine.unauthenticated_retention_days",
-                "must be at least 1",
+                &format!("must be between 1 and {MAX_RETENTION_DAYS} (100 years)"),
             ));
         }
         Ok(())
@@ -140,6 +144,7 @@ impl QuarantineSettings {
 pub fn mongo(
     mongodb: &MongoDbSettings,
     quarantine: &QuarantineSettings,
+    reconciliation_retention_days: u32,
     confirm_by_query: Vec<&'static str>,
 ) -> MongoSettings {
     MongoSettings {
@@ -150,6 +155,9 @@ pub fn mongo(
         operation_timeout: Duration::from_millis(mongodb.operation_timeout_ms),
         unauthenticated_retention: Duration::from_secs(
             u64::from(quarantine.unauthenticated_retention_days) * 86_400,
+        ),
+        reconciliation_retention: Duration::from_secs(
+            u64::from(reconciliation_retention_days) * 86_400,
         ),
         confirm_by_query,
     }

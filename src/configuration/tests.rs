@@ -99,6 +99,24 @@ fn invalid_values_name_their_key() {
     assert!(error_of(&[("MMO__LOG__FORMAT", "xml")]).contains("log.format"));
     assert!(error_of(&[("MMO__AUTH__BEARER_TOKENS", "")]).contains("auth.bearer_tokens"));
     assert!(error_of(&[("MMO__ACTORS__CALL_TIMEOUT_MS", "100")]).contains("actors.call_timeout_ms"));
+    // Retentions past a century would overflow the dates they compute: refused at start-up.
+    for (variable, key) in [
+        (
+            "MMO__QUARANTINE__UNAUTHENTICATED_RETENTION_DAYS",
+            "quarantine.unauthenticated_retention_days",
+        ),
+        (
+            "MMO__RECONCILER__RETENTION_DAYS",
+            "reconciler.retention_days",
+        ),
+    ] {
+        for value in ["0", "4000000000"] {
+            assert!(
+                error_of(&[(variable, value)]).contains(key),
+                "{variable}={value}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -278,9 +278,15 @@ pub fn token_of(reply: &Reply, operator: &str) -> Result<(String, Duration), Que
         .text_of("/expires_in")
         .and_then(|text| text.trim().parse::<u64>().ok())
         .filter(|secs| *secs > 0)
-        .unwrap_or(60);
+        .unwrap_or(60)
+        .min(MAX_TOKEN_LIFE_SECS);
     Ok((token, Duration::from_secs(life)))
 }
+
+/// The longest an operator's token is trusted, whatever its `expires_in` says. Real tokens live an hour
+/// (Daraja, MTN) or minutes (Airtel); a day bounds a mistaken or hostile answer, which would otherwise
+/// overflow the clock arithmetic of the token's expiry (a panic) or keep a refused token for ever.
+const MAX_TOKEN_LIFE_SECS: u64 = 86_400;
 
 /// A short description of an error answer for logs and notes (never the request's secrets).
 pub fn error_summary(reply: &Reply) -> String {
@@ -298,4 +304,27 @@ pub fn basic(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lives_what_the_operator_says_within_a_day() {
+        let life = |expires_in: &str| {
+            let body = format!(r#"{{"access_token": "t", "expires_in": {expires_in}}}"#);
+            token_of(&Reply::from_text(200, &body), "Test").unwrap().1
+        };
+        assert_eq!(life("\"3599\""), Duration::from_secs(3599));
+        assert_eq!(life("180"), Duration::from_secs(180));
+        assert_eq!(life("0"), Duration::from_secs(60), "no life: a minute");
+        // Absurd or hostile lifetimes are cut to a day: expiry arithmetic never overflows.
+        for huge in ["18446744073709551615", "\"99999999999999\""] {
+            let life = life(huge);
+            assert_eq!(life, Duration::from_secs(MAX_TOKEN_LIFE_SECS));
+            let _ = Instant::now() + life;
+            let _ = chrono::Utc::now() + life;
+        }
+    }
 }

@@ -739,9 +739,13 @@ pub(super) fn rejected_document(
         );
     }
     if !rejected.authenticated {
-        let retention = chrono::Duration::from_std(unauthenticated_retention)
-            .unwrap_or(chrono::Duration::days(30));
-        document.insert("expire_at", bson_time(rejected.received_at + retention));
+        // Checked: a retention past chrono's calendar keeps the body (no expiry) rather than panic.
+        let expire_at = chrono::Duration::from_std(unauthenticated_retention)
+            .ok()
+            .and_then(|retention| rejected.received_at.checked_add_signed(retention));
+        if let Some(expire_at) = expire_at {
+            document.insert("expire_at", bson_time(expire_at));
+        }
     }
     document
 }

@@ -29,6 +29,7 @@ impl Collections {
     pub fn new(
         database: Database,
         unauthenticated_retention: Duration,
+        reconciliation_retention: Duration,
         confirm_by_query: &[&'static str],
     ) -> Self {
         let callbacks: Collection<Document> = database.collection("callbacks");
@@ -42,7 +43,11 @@ impl Collections {
                 events.clone(),
                 confirm_by_query,
             ),
-            reconciliations: Reconciliations::new(&database, events.clone()),
+            reconciliations: Reconciliations::new(
+                &database,
+                events.clone(),
+                reconciliation_retention,
+            ),
             events,
             database,
             unauthenticated_retention,

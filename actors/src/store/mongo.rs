@@ -41,6 +41,8 @@ pub struct MongoSettings {
     /// How long rejected bodies of unauthenticated senders are kept (a TTL index expires them); bodies of
     /// authenticated senders are kept for good.
     pub unauthenticated_retention: Duration,
+    /// How long expectations and closed work items of the reconciler are kept (a TTL index expires them).
+    pub reconciliation_retention: Duration,
     /// Providers (stored names) whose callbacks' final statuses the reconciler confirms by a status query.
     pub confirm_by_query: Vec<&'static str>,
 }
@@ -108,6 +110,7 @@ impl MongoStore {
                 collections: Collections::new(
                     database,
                     settings.unauthenticated_retention,
+                    settings.reconciliation_retention,
                     &settings.confirm_by_query,
                 ),
                 operation_timeout: settings.operation_timeout,

@@ -119,6 +119,8 @@ pub struct Reconciliations {
     transactions: Collection<Document>,
     callbacks: Collection<Document>,
     events: EventLog,
+    /// How long an expectation, and a work item once closed, are kept (`expire_at`, a TTL index).
+    retention: Duration,
 }
 
 /// The `_id` of an expectation: (provider, callback type, key), the key last (as in [`transaction_id`]).
@@ -130,14 +132,23 @@ pub fn expectation_id(provider: &str, callback_type: &str, key: &str) -> String 
 const CLAIM_CANDIDATES: i64 = 8;
 
 impl Reconciliations {
-    pub(super) fn new(database: &Database, events: EventLog) -> Self {
+    pub(super) fn new(database: &Database, events: EventLog, retention: Duration) -> Self {
         Self {
             expectations: database.collection("expectations"),
             items: database.collection("reconciliations"),
             transactions: database.collection("transactions"),
             callbacks: database.collection("callbacks"),
             events,
+            retention,
         }
+    }
+
+    /// When a document written or closed at `now` expires; `None` (kept) past chrono's calendar.
+    fn expiry(&self, now: DateTime<Utc>) -> Bson {
+        chrono::Duration::from_std(self.retention)
+            .ok()
+            .and_then(|retention| now.checked_add_signed(retention))
+            .map_or(Bson::Null, |at| Bson::DateTime(bson_time(at)))
     }
 
     /// The `expectations` collection (for the query API).
@@ -159,8 +170,22 @@ impl Reconciliations {
                 .options(IndexOptions::builder().name(name.to_owned()).build())
                 .build()
         };
+        // Expectations, and work items once closed, expire `retention` after (`expire_at`); open items
+        // carry none. Documents of versions before 0.3.0 carry none either: they are kept.
+        let expiry = || {
+            IndexModel::builder()
+                .keys(doc! {"expire_at": 1})
+                .options(
+                    IndexOptions::builder()
+                        .name("expire".to_owned())
+                        .expire_after(Duration::ZERO)
+                        .partial_filter_expression(doc! {"expire_at": {"$type": "date"}})
+                        .build(),
+                )
+                .build()
+        };
         self.expectations
-            .create_indexes([plain(doc! {"provider": 1, "key": 1}, "by_key")])
+            .create_indexes([plain(doc! {"provider": 1, "key": 1}, "by_key"), expiry()])
             .await
             .map_err(|error| classify(&error))?;
         // Only open items are ever claimed: the work index holds nothing else.
@@ -174,7 +199,7 @@ impl Reconciliations {
             )
             .build();
         self.items
-            .create_indexes([work, plain(doc! {"opened_at": 1}, "by_opened_at")])
+            .create_indexes([work, plain(doc! {"opened_at": 1}, "by_opened_at"), expiry()])
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
@@ -214,6 +239,7 @@ impl Reconciliations {
             "expected_within_secs": expectation.expected_within.as_secs() as i64,
             "created_at": bson_time(now),
             "due_at": bson_time(due),
+            "expire_at": self.expiry(now),
         };
         let created = match self.expectations.insert_one(&document).await {
             Ok(_) => true,
@@ -511,6 +537,7 @@ impl Reconciliations {
                     "state": "resolved",
                     "claim": Bson::Null,
                     "resolved_at": bson_time(now),
+                    "expire_at": self.expiry(now),
                     "outcome": {"status": status, "by": by},
                     "last_answer": note.document(now),
                 },
@@ -536,6 +563,7 @@ impl Reconciliations {
                         "state": "unresolved",
                         "claim": Bson::Null,
                         "resolved_at": bson_time(now),
+                        "expire_at": self.expiry(now),
                         "last_answer": note.document(now),
                     },
                     "$unset": {"awaiting": ""},

@@ -76,6 +76,7 @@ pub async fn mongo_store_on(database: &str) -> mmo_actors::store::MongoStore {
         connect_timeout: std::time::Duration::from_secs(5),
         operation_timeout: std::time::Duration::from_secs(10),
         unauthenticated_retention: std::time::Duration::from_secs(86_400),
+        reconciliation_retention: std::time::Duration::from_secs(90 * 86_400),
         confirm_by_query: Vec::new(),
     })
     .await
