@@ -107,7 +107,8 @@ pub struct PendingEvent {
     pub created_at: DateTime<Utc>,
     /// When the change was acknowledged to the operator (its callback's arrival).
     pub acknowledged_at: DateTime<Utc>,
-    /// `None` until the dispatcher first decided which endpoints it goes to.
+    /// Set when the event is written (see `store/events.rs`); `None` only for events written by versions
+    /// before 0.3.0, whose endpoints the dispatcher decides once.
     pub targets: Option<Vec<Target>>,
 }
 

@@ -255,8 +255,10 @@ impl Routes {
         self.0
             .iter()
             .filter(|route| {
-                (route.event_types.is_empty() || route.event_types.iter().any(|t| t == kind))
-                    && (route.providers.is_empty() || route.providers.iter().any(|p| p == provider))
+                (route.event_types.is_empty()
+                    || route.event_types.iter().any(|wanted| wanted == kind))
+                    && (route.providers.is_empty()
+                        || route.providers.iter().any(|wanted| wanted == provider))
             })
             .map(|route| Target::pending(&route.endpoint, now))
             .collect()
