@@ -194,7 +194,7 @@ pub async fn sync_configured_endpoints(
                 "url": &endpoint.url,
                 "secrets": [{"secret": sealing::store(key.as_ref(), &endpoint.id, endpoint.secret.expose_secret())}],
                 "event_types": &endpoint.event_types,
-                "providers": endpoint.providers.iter().filter_map(|name| crate::query::provider_name(name)).collect::<Vec<_>>(),
+                "providers": endpoint.providers.iter().filter_map(|name| crate::stored::provider_name(name)).collect::<Vec<_>>(),
                 "description": endpoint.description.as_deref(),
                 "source": "config",
             },
@@ -242,9 +242,9 @@ pub fn public_view(document: &Document) -> serde_json::Value {
         "providers": texts("providers"),
         "enabled": document.get_bool("enabled").unwrap_or(true),
         "disabled_reason": document.get_str("disabled_reason").ok(),
-        "failing_since": crate::query::rfc3339(document, "failing_since"),
+        "failing_since": crate::stored::rfc3339(document, "failing_since"),
         "source": document.get_str("source").unwrap_or("api"),
-        "created_at": crate::query::rfc3339(document, "created_at"),
+        "created_at": crate::stored::rfc3339(document, "created_at"),
     })
 }
 

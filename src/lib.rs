@@ -20,4 +20,6 @@ pub mod request_context;
 pub mod routes;
 pub mod simulator;
 pub mod startup;
+pub mod state;
+pub mod stored;
 pub mod telemetry;

@@ -11,14 +11,12 @@ use serde_json::{json, Map, Value};
 use utoipa::PartialSchema;
 
 use crate::query::{
-    CallbackItem, DailyReport, RejectedItem, ReportLine, TransactionDetail, TransactionItem,
-    TransactionReference,
+    CallbackItem, DailyReport, RejectedItem, Replayed, ReportLine, TransactionDetail,
+    TransactionItem, TransactionReference, CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS,
 };
 use crate::reconciliation::{
     ExpectationItem, ExpectationView, ReconciliationItem, ReconciliationReport, Tally,
 };
-use crate::routes::query::{CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS};
-use crate::routes::Replayed;
 use mmo_actors::store::events::EventType;
 
 pub async fn openapi() -> HttpResponse {

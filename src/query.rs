@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use futures_util::TryStreamExt;
+use chrono::{DateTime, NaiveDate, Utc};
 use mmo_actors::store::{transaction_id, MongoStore};
 use mmo_actors::{CallbackType, Status, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime as BsonDateTime, Document};
@@ -17,6 +16,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::stored::{
+    all, day, decimal, invalid, object_id, provider_name, rfc3339, text, unavailable,
+};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -157,21 +159,6 @@ pub struct Filters {
     pub conflict: Option<bool>,
     pub limit: i64,
     pub cursor: Option<(i64, Bson)>,
-}
-
-pub(crate) fn invalid(parameter: &str, problem: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter {
-        parameter: parameter.to_owned(),
-        problem: problem.into(),
-    }
-}
-
-/// A provider by its URL slug (`mtn`) or stored name (`mtn_mobile_money`); the stored name.
-pub fn provider_name(text: &str) -> Option<&'static str> {
-    PROVIDERS
-        .iter()
-        .find(|provider| provider.slug() == text || provider.name() == text)
-        .map(|provider| provider.name())
 }
 
 fn time(parameter: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -341,46 +328,6 @@ fn decode_cursor(text: &str) -> Result<(i64, Bson), ApiError> {
 
 fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
     BsonDateTime::from_millis(at.timestamp_millis())
-}
-
-pub(crate) fn rfc3339(document: &Document, field: &str) -> Option<String> {
-    document
-        .get_datetime(field)
-        .ok()
-        .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
-        .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-/// Every document a `find` or an `aggregate` yields.
-pub(crate) async fn all(
-    query: impl std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
-) -> Result<Vec<Document>, ApiError> {
-    query
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)
-}
-
-/// An ObjectId field as the hex the API shows.
-pub(crate) fn object_id(document: &Document, field: &str) -> Option<String> {
-    document.get_object_id(field).ok().map(|id| id.to_hex())
-}
-
-pub(crate) fn text(document: &Document, field: &str) -> Option<String> {
-    document.get_str(field).ok().map(str::to_owned)
-}
-
-pub(crate) fn decimal(document: &Document, field: &str) -> Option<String> {
-    match document.get(field) {
-        Some(Bson::Decimal128(amount)) => Some(amount.to_string()),
-        _ => None,
-    }
-}
-
-pub(crate) fn unavailable(error: mongodb::error::Error) -> ApiError {
-    ApiError::QueryFailed(error.to_string())
 }
 
 /// Reads one page of `collection` with `filters`, newest first by `time_field`.
@@ -618,16 +565,6 @@ fn rejected_item(document: &Document) -> RejectedItem {
     }
 }
 
-/// The UTC day `date` names: `[start, end)`.
-pub fn day(date: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let start = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .ok()
-        .and_then(|day| day.and_hms_opt(0, 0, 0))
-        .map(|at| at.and_utc())
-        .ok_or_else(|| invalid("date", "must be a date (YYYY-MM-DD)"))?;
-    Ok((start, start + chrono::Duration::days(1)))
-}
-
 /// One day's figures per provider and callback type.
 pub async fn daily_report(
     store: &MongoStore,
@@ -801,4 +738,37 @@ pub fn csv_line<'a>(fields: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
     // Writing to memory cannot fail.
     let _ = writer.write_record(fields);
     writer.into_inner().unwrap_or_default()
+}
+
+/// The query parameters each listing accepts (also what `/openapi.json` documents).
+pub(crate) const TRANSACTION_FILTERS: &[&str] = &[
+    "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
+];
+pub(crate) const CALLBACK_FILTERS: &[&str] = &[
+    "provider",
+    "callback_type",
+    "status",
+    "since",
+    "until",
+    "msisdn",
+    "limit",
+    "cursor",
+];
+pub(crate) const REJECTED_FILTERS: &[&str] = &[
+    "provider",
+    "callback_type",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+];
+
+/// What a successful replay stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub replayed: bool,
+    pub provider: String,
+    pub callback_type: String,
+    pub provider_transaction_id: String,
+    pub status: String,
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::query::{
+use crate::stored::{
     all, day, decimal, invalid, object_id, provider_name, rfc3339, text, unavailable,
 };
 

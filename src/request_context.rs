@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::rate_limit::{Bucket, Client};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

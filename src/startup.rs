@@ -11,14 +11,15 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use mmo_actors::drain::{Drain, DrainSettings};
 use mmo_actors::journal::Journal;
-use mmo_actors::store::{JournaledStore, MongoStore};
+use mmo_actors::journaled_store::JournaledStore;
+use mmo_actors::store::MongoStore;
 use mmo_actors::{supervisor, CallbackStore, Supervisor};
 
 use crate::configuration::Settings;
 use crate::rate_limit::RateLimits;
 use crate::request_context::{rate_limit, request_context};
-use crate::routes::probes::Reachability;
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::{AppState, Reachability};
 
 pub struct Application {
     port: u16,

@@ -12,6 +12,9 @@
 //!                                                                       rejected_callbacks)
 //! ```
 //!
+//! Modules import downwards only (checked by `tests/layering.rs`): the journal imports the store's
+//! [`store::Entry`], never the reverse, and [`journaled_store`] sits above both.
+//!
 //! Parsing and normalization are plain functions in [`providers`], transaction rules in [`transaction`],
 //! pseudonymization in [`privacy`]; actors only route, cache and delegate.
 //! Restarting failed actors is the job of [`pool::Pool`], owned by the [`supervisor::Supervisor`].
@@ -21,6 +24,7 @@ pub mod callback;
 pub mod delivery;
 pub mod drain;
 pub mod journal;
+pub mod journaled_store;
 pub mod persistence;
 pub mod pipeline_error;
 pub mod pool;

@@ -493,7 +493,7 @@ async fn applying_the_same_delivery_twice_counts_it_once() {
 async fn through_the_journal_the_supervisor_acknowledges_and_mongodb_receives_once() {
     use mmo_actors::drain::{Drain, DrainSettings};
     use mmo_actors::journal::Journal;
-    use mmo_actors::store::JournaledStore;
+    use mmo_actors::journaled_store::JournaledStore;
 
     let dir = std::env::temp_dir().join(format!("mmo-actors-journal-{}", uuid_like()));
     let journal = Journal::open(&dir, 1 << 30).unwrap();

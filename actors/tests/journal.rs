@@ -15,7 +15,8 @@ use futures_util::FutureExt;
 use mmo_actors::callback::{CallbackKey, Delivery};
 use mmo_actors::drain::{Drain, DrainSettings};
 use mmo_actors::journal::{Entry, Journal, JournalOptions};
-use mmo_actors::store::{InMemoryStore, JournaledStore};
+use mmo_actors::journaled_store::JournaledStore;
+use mmo_actors::store::InMemoryStore;
 use mmo_actors::{Callback, CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 use support::{stk, PoisonedStore};
 

@@ -179,7 +179,7 @@ impl DeliveryConfig {
             if let Some(unknown) = endpoint
                 .providers
                 .iter()
-                .find(|name| crate::query::provider_name(name).is_none())
+                .find(|name| crate::stored::provider_name(name).is_none())
             {
                 return Err(invalid(
                     &key("providers"),

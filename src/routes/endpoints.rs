@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use super::{require_admin, AppState};
 use crate::delivery::{check_literal_host, check_url, is_public, public_view};
 use crate::error::ApiError;
-use crate::query::{self, invalid, Filters};
+use crate::query::{self, Filters};
+use crate::stored::{self, invalid};
 
 /// Fields a request body may carry, by route.
 const CREATE_FIELDS: &[&str] = &[
@@ -137,7 +138,7 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
         let names = providers
             .iter()
             .map(|name| {
-                query::provider_name(name).ok_or_else(|| {
+                stored::provider_name(name).ok_or_else(|| {
                     invalid(
                         "providers",
                         format!("`{name}` is no provider (mpesa, mtn, airtel)"),
@@ -218,7 +219,7 @@ pub async fn create(
     endpoints(&state)
         .insert_one(&document)
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     let mut view = public_view(&document);
     view["secret"] = Value::String(secret);
     Ok(HttpResponse::Created().json(view))
@@ -247,7 +248,7 @@ async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
     endpoints(state)
         .find_one(doc! {"_id": id})
         .await
-        .map_err(query::unavailable)?
+        .map_err(stored::unavailable)?
         .ok_or(ApiError::NoSuch("endpoint"))
 }
 
@@ -290,7 +291,7 @@ pub async fn update(
     endpoints(&state)
         .update_one(doc! {"_id": path.as_str()}, update)
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     Ok(HttpResponse::Ok().json(public_view(&find(&state, &path).await?)))
 }
 
@@ -304,7 +305,7 @@ pub async fn delete(
     endpoints(&state)
         .delete_one(doc! {"_id": path.as_str()})
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -326,7 +327,7 @@ fn signing(document: &Document, key: Option<&SecretsKey>) -> Vec<(String, Option
                 .filter_map(|secret| {
                     Some((
                         sealing::load(key, id, secret.get_str("secret").ok()?)?,
-                        query::rfc3339(secret, "expires_at"),
+                        stored::rfc3339(secret, "expires_at"),
                     ))
                 })
                 .collect()
@@ -383,7 +384,7 @@ pub async fn rotate(
             doc! {"$set": {"secrets": secrets}},
         )
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?, key)))
 }
 
@@ -421,6 +422,6 @@ pub async fn recover(
         )
         .array_filters(vec![doc! {"target.endpoint": id, "target.status": "failed"}])
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"requeued": result.modified_count})))
 }

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::{require_admin, AppState};
 use crate::error::ApiError;
-use crate::query::{self, invalid, Filters};
+use crate::query::{self, Filters};
+use crate::stored::{self, invalid};
 
 /// What `GET /v1/events` accepts.
 pub(crate) const EVENT_FILTERS: &[&str] = &[
@@ -32,7 +33,7 @@ fn targets(document: &Document) -> Vec<Value> {
                         "status": target.get_str("status").unwrap_or_default(),
                         "attempts": target.get_i32("attempts").unwrap_or(0),
                         "next_attempt_at": (target.get_str("status") == Ok("pending"))
-                            .then(|| query::rfc3339(target, "next_at"))
+                            .then(|| stored::rfc3339(target, "next_at"))
                             .flatten(),
                     })
                 })
@@ -44,14 +45,14 @@ fn targets(document: &Document) -> Vec<Value> {
 /// An event as listed.
 fn item(document: &Document) -> Value {
     json!({
-        "id": query::text(document, "_id"),
-        "type": query::text(document, "type"),
-        "provider": query::text(document, "provider"),
-        "flow": query::text(document, "flow"),
-        "transaction_key": query::text(document, "transaction_key"),
+        "id": stored::text(document, "_id"),
+        "type": stored::text(document, "type"),
+        "provider": stored::text(document, "provider"),
+        "flow": stored::text(document, "flow"),
+        "transaction_key": stored::text(document, "transaction_key"),
         "version": document.get_i64("version").unwrap_or(0),
-        "status": query::text(document, "status"),
-        "created_at": query::rfc3339(document, "created_at"),
+        "status": stored::text(document, "status"),
+        "created_at": stored::rfc3339(document, "created_at"),
         "targets": targets(document),
     })
 }
@@ -106,7 +107,7 @@ async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
         .events()
         .find_one(doc! {"_id": id})
         .await
-        .map_err(query::unavailable)?
+        .map_err(stored::unavailable)?
         .ok_or(ApiError::NoSuch("event"))
 }
 
@@ -131,13 +132,13 @@ pub async fn get(
                 .filter_map(Bson::as_document)
                 .map(|attempt| {
                     json!({
-                        "endpoint": query::text(attempt, "endpoint"),
+                        "endpoint": stored::text(attempt, "endpoint"),
                         "attempt": attempt.get_i32("attempt").unwrap_or(0),
-                        "at": query::rfc3339(attempt, "at"),
+                        "at": stored::rfc3339(attempt, "at"),
                         "status_code": attempt.get_i32("status_code").ok(),
                         "duration_ms": attempt.get_i64("duration_ms").unwrap_or(0),
-                        "response": query::text(attempt, "response"),
-                        "error": query::text(attempt, "error"),
+                        "response": stored::text(attempt, "response"),
+                        "error": stored::text(attempt, "error"),
                     })
                 })
                 .collect()
@@ -181,7 +182,7 @@ pub async fn replay(
                 .collection::<Document>("endpoints")
                 .find_one(doc! {"_id": id})
                 .await
-                .map_err(query::unavailable)?
+                .map_err(stored::unavailable)?
                 .is_some();
             if !exists {
                 return Err(invalid("endpoint", "names no endpoint"));
@@ -212,6 +213,6 @@ pub async fn replay(
             },
         )
         .await
-        .map_err(query::unavailable)?;
+        .map_err(stored::unavailable)?;
     Ok(HttpResponse::Accepted().json(json!({"id": path.as_str(), "status": "pending"})))
 }

@@ -15,9 +15,9 @@ use mmo_actors::{Endpoint, Provider, PROVIDERS};
 
 use crate::error::ApiError;
 
+pub use crate::state::AppState;
 pub use health::health;
-pub use query::Replayed;
-pub use webhooks::{receive_callback, AppState};
+pub use webhooks::receive_callback;
 
 /// The provider and endpoint a webhook route serves (resource-level app data).
 pub struct EndpointRoute {

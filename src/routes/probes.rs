@@ -13,33 +13,6 @@ use serde_json::json;
 
 use super::AppState;
 
-/// MongoDB's reachability as last checked: unknown until the first check answers.
-#[derive(Debug, Default)]
-pub struct Reachability(std::sync::atomic::AtomicU8);
-
-impl Reachability {
-    // 0 is unknown: the default, until the first check answers.
-    const REACHABLE: u8 = 1;
-    const UNREACHABLE: u8 = 2;
-
-    pub fn set(&self, reachable: bool) {
-        let state = if reachable {
-            Self::REACHABLE
-        } else {
-            Self::UNREACHABLE
-        };
-        self.0.store(state, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            Self::REACHABLE => "reachable",
-            Self::UNREACHABLE => "unreachable",
-            _ => "unknown",
-        }
-    }
-}
-
 pub async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "alive"}))
 }

@@ -12,36 +12,14 @@ use futures_util::StreamExt;
 use mmo_actors::providers::{Answer, Endpoint};
 use mmo_actors::{Provider, RouteCallback, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::webhooks::apply_decision;
 use super::{require_admin, AppState};
 use crate::error::ApiError;
-use crate::query::{self, Filters};
-
-/// The query parameters each listing accepts (also what `/openapi.json` documents).
-pub(crate) const TRANSACTION_FILTERS: &[&str] = &[
-    "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
-];
-pub(crate) const CALLBACK_FILTERS: &[&str] = &[
-    "provider",
-    "callback_type",
-    "status",
-    "since",
-    "until",
-    "msisdn",
-    "limit",
-    "cursor",
-];
-pub(crate) const REJECTED_FILTERS: &[&str] = &[
-    "provider",
-    "callback_type",
-    "since",
-    "until",
-    "limit",
-    "cursor",
-];
+use crate::query::{
+    self, Filters, Replayed, CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS,
+};
+use crate::stored;
 
 fn salt(state: &AppState) -> Option<&[u8]> {
     state.pseudonymization_salt.as_deref()
@@ -109,7 +87,7 @@ pub(super) fn date_and_provider(query: &str) -> Result<(String, Option<&'static 
         match name.as_str() {
             "date" => date = Some(value),
             "provider" => {
-                provider = Some(query::provider_name(&value).ok_or_else(|| {
+                provider = Some(stored::provider_name(&value).ok_or_else(|| {
                     ApiError::InvalidParameter {
                         parameter: "provider".into(),
                         problem: "must be mpesa, mtn, airtel or their stored names".into(),
@@ -164,16 +142,6 @@ pub async fn daily_report(
             format!("attachment; filename=\"transactions-{date}.csv\""),
         ))
         .streaming(header_row.chain(rows)))
-}
-
-/// What a successful replay stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Replayed {
-    pub replayed: bool,
-    pub provider: String,
-    pub callback_type: String,
-    pub provider_transaction_id: String,
-    pub status: String,
 }
 
 /// Runs a quarantined body through today's parsers. On success it is stored as a callback (through the

@@ -7,58 +7,22 @@
 
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use mmo_actors::providers::{AcceptanceRules, Answer};
 use mmo_actors::supervisor::Quarantine;
-use mmo_actors::{
-    Callback, Provider, RecordOutcome, RejectedCallback, RouteCallback, Status, Supervisor,
-};
+use mmo_actors::{Callback, Provider, RecordOutcome, RejectedCallback, RouteCallback, Status};
 
 use super::loggable_path;
 use super::EndpointRoute;
-use crate::auth::{Authenticator, Presented, Refusal};
+use crate::auth::{Presented, Refusal};
 use crate::error::ApiError;
-use crate::rate_limit::RateLimits;
 use crate::request_context::{CallbackSummary, ClientAddress, RequestId};
+use crate::state::AppState;
 
 /// How much of an unauthenticated or oversized body is kept in quarantine.
 const QUARANTINED_PREFIX_BYTES: usize = 4096;
-
-/// What every handler shares.
-pub struct AppState {
-    pub supervisor: Addr<Supervisor>,
-    /// For the query API; callbacks reach the store only through the supervisor and the journal.
-    pub store: mmo_actors::store::MongoStore,
-    /// MongoDB's reachability as last checked in the background (see `startup`).
-    pub mongodb: crate::routes::probes::Reachability,
-    pub journal: std::sync::Arc<mmo_actors::journal::Journal>,
-    pub authenticator: Authenticator,
-    /// Tokens of those who operate the service: metrics and the query API.
-    pub admin_tokens: crate::auth::SecretSet,
-    /// Tokens of the merchant's own systems (expected payments).
-    pub client_tokens: crate::auth::SecretSet,
-    pub rate_limits: RateLimits,
-    /// Rules for questions answered at once (M-Pesa C2B validation).
-    pub acceptance_rules: AcceptanceRules,
-    /// When set, personal data is replaced by salted digests before anything is stored.
-    pub pseudonymization_salt: Option<Vec<u8>>,
-    pub max_body_bytes: usize,
-    /// How long a sender may take to send a body once its headers arrived.
-    pub body_read_timeout: Duration,
-    /// Longest wait for the actor system's answer before giving up with a 503.
-    pub pipeline_timeout: Duration,
-    /// How long the reconciler works on an expectation before flagging it unresolved.
-    pub reconciler_give_up_after: Duration,
-    /// How long a rotated-out endpoint secret keeps signing.
-    pub secret_overlap: Duration,
-    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
-    pub allow_private_networks: bool,
-    /// Seals endpoint secrets at rest, when configured.
-    pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
-}
 
 pub async fn receive_callback(
     request: HttpRequest,

@@ -27,13 +27,14 @@ use mongodb::bson::{
 };
 use mongodb::error::ErrorKind;
 
-use super::collections::{timed, Collections};
+use super::collections::Collections;
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::timing::timed;
 use super::transactions::{snapshot_of, Fold};
+use super::Entry;
 use super::{Applied, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::Entry;
 use crate::transaction::{transition, Snapshot};
 
 /// What a recorded callback turned out to be.

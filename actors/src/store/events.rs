@@ -32,9 +32,10 @@ use mongodb::{Collection, Database, IndexModel};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::collections::{newest, partial, timed};
 use super::document::{bson_time, texts_of};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::indexes::{newest, partial};
+use super::timing::timed;
 use super::StoreError;
 use crate::callback::Status;
 

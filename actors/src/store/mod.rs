@@ -5,20 +5,22 @@
 mod batch;
 mod collections;
 mod document;
+mod entry;
 pub mod errors;
 pub mod events;
-mod journaled;
+mod indexes;
 mod memory;
 mod migration;
 mod mongo;
 pub mod reconciliations;
 pub mod sharding;
+mod timing;
 mod transactions;
 
 pub use document::{
     callback_document, json_to_bson, payload_of, recorded, stored_callback, texts_of,
 };
-pub use journaled::JournaledStore;
+pub use entry::{Entry, EntryRef};
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
 pub use reconciliations::{Expectation, Reconciliations, WorkItem};
@@ -33,7 +35,6 @@ use futures_util::FutureExt;
 use mongodb::bson::oid::ObjectId;
 
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::Entry;
 
 /// What happened to a callback handed to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

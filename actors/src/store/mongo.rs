@@ -17,14 +17,15 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
-use super::collections::{by_msisdn, newest, partial, Collections};
+use super::collections::Collections;
 use super::document::stored_callback;
 use super::errors::classify;
+use super::indexes::{by_msisdn, newest, partial};
 use super::migration;
 use super::transactions::Fold;
+use super::Entry;
 use super::{Applied, CallbackStore, EntryOutcome, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::Entry;
 
 /// Connection settings, from the service's configuration.
 #[derive(Clone)]

@@ -30,10 +30,11 @@ use mongodb::bson::{doc, Bson, Decimal128, Document, RawArrayBuf, RawBson, RawDo
 use mongodb::error::ErrorKind;
 use mongodb::Collection;
 
-use super::collections::{by_msisdn, newest, partial, timed};
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, DUPLICATE_KEY};
 use super::events::{event_document, EventLog, EventType, Routes};
+use super::indexes::{by_msisdn, newest, partial};
+use super::timing::timed;
 use super::StoreError;
 use crate::callback::{Callback, Delivery, Status};
 use crate::transaction::{transition, Conflict, Snapshot, Source};

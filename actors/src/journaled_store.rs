@@ -6,9 +6,11 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::{callback_document, CallbackStore, RecordOutcome, RejectedCallback, StoreError};
 use crate::callback::{Callback, CallbackKey, Delivery};
-use crate::journal::{Budget, EntryRef, Journal};
+use crate::journal::{Budget, Journal};
+use crate::store::{
+    callback_document, CallbackStore, EntryRef, RecordOutcome, RejectedCallback, StoreError,
+};
 
 #[derive(Clone)]
 pub struct JournaledStore {

@@ -1,0 +1,71 @@
+//! What every handler shares ([`AppState`]), built once at start-up. A leaf: the routes, the request
+//! context and start-up use it; it uses none of them.
+
+use std::time::Duration;
+
+use actix::Addr;
+use mmo_actors::providers::AcceptanceRules;
+use mmo_actors::Supervisor;
+
+use crate::auth::Authenticator;
+use crate::rate_limit::RateLimits;
+
+/// What every handler shares.
+pub struct AppState {
+    pub supervisor: Addr<Supervisor>,
+    /// For the query API; callbacks reach the store only through the supervisor and the journal.
+    pub store: mmo_actors::store::MongoStore,
+    /// MongoDB's reachability as last checked in the background (see `startup`).
+    pub mongodb: Reachability,
+    pub journal: std::sync::Arc<mmo_actors::journal::Journal>,
+    pub authenticator: Authenticator,
+    /// Tokens of those who operate the service: metrics and the query API.
+    pub admin_tokens: crate::auth::SecretSet,
+    /// Tokens of the merchant's own systems (expected payments).
+    pub client_tokens: crate::auth::SecretSet,
+    pub rate_limits: RateLimits,
+    /// Rules for questions answered at once (M-Pesa C2B validation).
+    pub acceptance_rules: AcceptanceRules,
+    /// When set, personal data is replaced by salted digests before anything is stored.
+    pub pseudonymization_salt: Option<Vec<u8>>,
+    pub max_body_bytes: usize,
+    /// How long a sender may take to send a body once its headers arrived.
+    pub body_read_timeout: Duration,
+    /// Longest wait for the actor system's answer before giving up with a 503.
+    pub pipeline_timeout: Duration,
+    /// How long the reconciler works on an expectation before flagging it unresolved.
+    pub reconciler_give_up_after: Duration,
+    /// How long a rotated-out endpoint secret keeps signing.
+    pub secret_overlap: Duration,
+    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
+    pub allow_private_networks: bool,
+    /// Seals endpoint secrets at rest, when configured.
+    pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
+}
+
+/// MongoDB's reachability as last checked: unknown until the first check answers.
+#[derive(Debug, Default)]
+pub struct Reachability(std::sync::atomic::AtomicU8);
+
+impl Reachability {
+    // 0 is unknown: the default, until the first check answers.
+    const REACHABLE: u8 = 1;
+    const UNREACHABLE: u8 = 2;
+
+    pub fn set(&self, reachable: bool) {
+        let state = if reachable {
+            Self::REACHABLE
+        } else {
+            Self::UNREACHABLE
+        };
+        self.0.store(state, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::REACHABLE => "reachable",
+            Self::UNREACHABLE => "unreachable",
+            _ => "unknown",
+        }
+    }
+}
