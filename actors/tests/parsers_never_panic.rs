@@ -1,19 +1,85 @@
 //! Property tests: no input — arbitrary bytes, arbitrary JSON, or real payloads with values swapped for
-//! arbitrary JSON — makes any provider's parser panic. A parser either understands a body or says why not.
+//! arbitrary JSON — makes any provider's parser panic, and every answer is one the service can act on: a
+//! refused body comes with a reason (the documented error's text), and an accepted one is a callback of
+//! that provider and endpoint with an identity, which survives the journal's BSON document — written by
+//! `callback_document`, read back by `recorded` — unchanged. Signed parsing (Airtel's hash over the
+//! `transaction` field alone) is held to the same.
 
+use mmo_actors::callback::Delivery;
 use mmo_actors::providers::fixtures::{
     AirtelMoneyCallbackFixtures, MTNMoMoCallbackFixtures, MpesaCallbackFixtures,
 };
-use mmo_actors::PROVIDERS;
+use mmo_actors::providers::{ParseError, SignedPart};
+use mmo_actors::store::{callback_document, recorded};
+use mmo_actors::{Callback, Provider, PROVIDERS};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-fn every_endpoint(body: &[u8]) {
-    for provider in PROVIDERS {
-        for endpoint in provider.endpoints() {
-            let _ = provider.parse(endpoint.callback_type, body);
+/// What a parser's answer must be, whatever the body.
+fn acted_on(
+    provider: &dyn Provider,
+    endpoint: &mmo_actors::Endpoint,
+    answer: Result<Callback, ParseError>,
+) -> Result<(), String> {
+    match answer {
+        Err(refused) => {
+            if refused.to_string().is_empty() {
+                return Err(format!("{}: a refusal without a reason", provider.name()));
+            }
+        }
+        Ok(callback) => {
+            if callback.provider != provider.name()
+                || callback.callback_type != endpoint.callback_type
+                || callback.provider_transaction_id.is_empty()
+            {
+                return Err(format!("{}: accepted as {callback:?}", provider.name()));
+            }
+            // The journal's document reads back as the same callback and delivery.
+            let delivery = Delivery::new(chrono::Utc::now());
+            let document = callback_document(&callback, &delivery);
+            let (read, read_delivery) = recorded(&document)
+                .ok_or_else(|| format!("{}: its document does not read back", provider.name()))?;
+            let mut expected = callback.clone();
+            expected.payload = Value::Null;
+            if read != expected || read_delivery.id != delivery.id {
+                return Err(format!(
+                    "{}: {expected:?} read back as {read:?}",
+                    provider.name()
+                ));
+            }
         }
     }
+    Ok(())
+}
+
+/// Every endpoint of every provider parses `body` (signed over `transaction` too) and answers usably.
+fn every_endpoint(body: &[u8]) -> Result<(), String> {
+    for provider in PROVIDERS {
+        for endpoint in provider.endpoints() {
+            acted_on(
+                *provider,
+                endpoint,
+                provider.parse(endpoint.callback_type, body),
+            )?;
+            let signed = SignedPart::Field("transaction");
+            acted_on(
+                *provider,
+                endpoint,
+                provider.parse_signed(endpoint.callback_type, body, signed),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every endpoint refuses `body`.
+fn refused_everywhere(body: &[u8]) -> bool {
+    PROVIDERS.iter().all(|provider| {
+        provider
+            .endpoints()
+            .iter()
+            .all(|endpoint| provider.parse(endpoint.callback_type, body).is_err())
+    })
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -122,21 +188,30 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-        every_endpoint(&body);
+        prop_assert_eq!(every_endpoint(&body), Ok(()));
     }
 
     #[test]
     fn arbitrary_json_never_panics(value in json_value()) {
-        every_endpoint(value.to_string().as_bytes());
+        prop_assert_eq!(every_endpoint(value.to_string().as_bytes()), Ok(()));
     }
 
     #[test]
     fn real_payloads_with_any_field_replaced_never_panic(replacement in json_value()) {
         for payload in real_payloads() {
             for mutated in mutations(&payload, &replacement) {
-                every_endpoint(mutated.to_string().as_bytes());
+                prop_assert_eq!(every_endpoint(mutated.to_string().as_bytes()), Ok(()));
             }
         }
+    }
+}
+
+#[test]
+fn real_payloads_are_accepted_and_read_back() {
+    for payload in real_payloads() {
+        let body = payload.to_string();
+        assert_eq!(every_endpoint(body.as_bytes()), Ok(()));
+        assert!(!refused_everywhere(body.as_bytes()), "{body}");
     }
 }
 
@@ -157,6 +232,10 @@ fn pathological_bodies_are_refused_not_panicked_on() {
         "\u{0}",
         r#"{"a":1,"a":2}"#,
     ] {
-        every_endpoint(body.as_bytes());
+        assert_eq!(every_endpoint(body.as_bytes()), Ok(()), "{body:.80}");
+        assert!(
+            refused_everywhere(body.as_bytes()),
+            "accepted somewhere: {body:.80}"
+        );
     }
 }
