@@ -297,6 +297,15 @@ pub fn journal_status(dir: Option<PathBuf>) -> i32 {
             }
             0
         }
+        Err(error) if error.left_open() => {
+            eprintln!(
+                "mmo-webhooks journal status: {} was not closed: the service that wrote it crashed, was \
+                 killed, or was a version before 0.3.0. Its entries are safe: the next start repairs the \
+                 file and drains them. It cannot be read without that repair.",
+                dir.display()
+            );
+            1
+        }
         Err(error) => {
             eprintln!(
                 "mmo-webhooks journal status: {error}\n(a running service holds its journal: stop it first, or read its /readyz)"

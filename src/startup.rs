@@ -202,8 +202,9 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, finishes in-flight requests (up to `server.shutdown_timeout_secs`),
-    /// then keeps draining the journal to MongoDB for up to `journal.shutdown_drain_secs`. Everything
-    /// acknowledged is in the journal already; what is not drained in time waits for the next start.
+    /// then keeps draining the journal to MongoDB for up to `journal.shutdown_drain_secs`, and closes it.
+    /// Everything acknowledged is in the journal already; what is not drained in time waits for the next
+    /// start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
         let deadline = tokio::time::Instant::now() + self.shutdown_drain;
@@ -218,6 +219,11 @@ impl Application {
             );
         } else {
             tracing::info!("journal drained");
+        }
+        // Closed, not just abandoned: the process exits without dropping what still holds it, and an
+        // unclosed file reads as a crash to the next reader (`journal status` refused it).
+        if !self.journal.close(Duration::from_secs(2)) {
+            tracing::warn!("the journal was still being read at exit; the next start checks it");
         }
         Ok(())
     }

@@ -176,6 +176,14 @@ async fn sigkill_under_load_loses_no_acknowledged_callback() {
     service.signal("KILL");
     drop(service);
     let (sent, acknowledged) = load.finish().await;
+    // A killed process leaves its journal unclosed: `journal status` says so, and what it means.
+    let status = journal_status(&journal);
+    assert_eq!(status.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        said.contains("was not closed") && said.contains("entries are safe"),
+        "{said}"
+    );
 
     // The next start drains what the killed process had journaled but not yet delivered.
     let restarted = Instant::now();
@@ -190,6 +198,15 @@ async fn sigkill_under_load_loses_no_acknowledged_callback() {
     )
     .await;
     drop(service);
+}
+
+/// `mmo-webhooks journal status --dir <journal>`, run to its end.
+fn journal_status(journal: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mmo-webhooks"))
+        .args(["journal", "status", "--dir"])
+        .arg(journal)
+        .output()
+        .unwrap()
 }
 
 /// A callback whose body arrives in two halves, on a raw connection.
@@ -299,6 +316,15 @@ async fn graceful_stop_under_load(signal: &'static str, prefix: &'static str) {
     .unwrap();
     let (sent, acknowledged) = load.finish().await;
     assert_eq!(code, Some(0), "exit status after {signal}");
+    // The journal was closed, not abandoned: `journal status` reads it as it is, empty.
+    let status = journal_status(&journal);
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "journal status after {signal}: {printed}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(printed.contains("entries       0"), "{printed}");
     // Drained before exiting: MongoDB holds everything without a restart.
     verify(
         &signal.to_lowercase(),

@@ -57,6 +57,23 @@ pub enum JournalError {
     },
     #[error("journal writer thread could not be started: {0}")]
     WriterThread(std::io::Error),
+    #[error("the journal is closed")]
+    Closed,
+}
+
+impl JournalError {
+    /// Whether the file was left open by a process that ended without closing it (a crash, a SIGKILL, or
+    /// a version before 0.3.0): a read-only reader cannot use it until it is repaired, which the service
+    /// does at its next start without losing an entry.
+    pub fn left_open(&self) -> bool {
+        matches!(
+            self,
+            Self::Open {
+                source: redb::Error::RepairAborted,
+                ..
+            }
+        )
+    }
 }
 
 /// One journaled entry as read back: its number, size, and the entry (or why it could not be decoded).
@@ -125,6 +142,8 @@ enum Request {
     Remove(Vec<(u64, u64)>),
     /// Answered once everything sent before it is committed.
     Barrier(oneshot::Sender<()>),
+    /// Commit what came before, let go of the database and end the writer; answered once it has.
+    Close(mpsc::Sender<()>),
 }
 
 /// Which budget an append counts against.
@@ -191,7 +210,8 @@ struct WriterHealth {
 }
 
 pub struct Journal {
-    db: Arc<Database>,
+    /// `None` once [`Journal::close`] closed it.
+    db: Mutex<Option<Arc<Database>>>,
     path: PathBuf,
     writer: mpsc::Sender<Request>,
     accounting: Arc<Mutex<Accounting>>,
@@ -298,7 +318,7 @@ impl Journal {
                 .map_err(JournalError::WriterThread)?;
         }
         Ok(Arc::new(Self {
-            db,
+            db: Mutex::new(Some(db)),
             path,
             writer: sender,
             accounting,
@@ -382,7 +402,7 @@ impl Journal {
 
     /// Up to `max` entries numbered `from` or later, in order. Blocking: call from a blocking context.
     pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<Journaled>, JournalError> {
-        let read = self.db.begin_read().map_err(redb::Error::from)?;
+        let read = self.database()?.begin_read().map_err(redb::Error::from)?;
         let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
         let mut entries = Vec::new();
         for row in table.range(from..).map_err(redb::Error::from)?.take(max) {
@@ -394,7 +414,7 @@ impl Journal {
 
     /// The entries with these numbers that are still journaled, in the order given.
     pub fn read(&self, seqs: &[u64]) -> Result<Vec<Journaled>, JournalError> {
-        let read = self.db.begin_read().map_err(redb::Error::from)?;
+        let read = self.database()?.begin_read().map_err(redb::Error::from)?;
         let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
@@ -475,9 +495,45 @@ impl Journal {
         }
     }
 
+    /// The open database, for one read.
+    fn database(&self) -> Result<Arc<Database>, JournalError> {
+        self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(JournalError::Closed)
+    }
+
+    /// Closes the journal on a clean stop: what was appended is committed, the writer ends, and the file
+    /// is closed, so that the next reader (`mmo-webhooks journal status`, the next start) finds it clean
+    /// instead of repairing it as after a crash. Appends and reads fail afterwards. Waits up to `wait` for
+    /// reads in progress to let go of the file; returns whether it was closed.
+    pub fn close(&self, wait: Duration) -> bool {
+        let Some(db) = self
+            .db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return true;
+        };
+        let (done, closed) = mpsc::channel();
+        if self.writer.send(Request::Close(done)).is_ok() {
+            let _ = closed.recv_timeout(wait);
+        }
+        let deadline = Instant::now() + wait;
+        while Arc::strong_count(&db) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The last handle: dropping it writes the file's clean-shutdown mark.
+        let last = Arc::strong_count(&db) == 1;
+        drop(db);
+        last
+    }
+
     /// How many entries the file holds (for tests).
     pub fn stored_entries(&self) -> Result<u64, JournalError> {
-        let read = self.db.begin_read().map_err(redb::Error::from)?;
+        let read = self.database()?.begin_read().map_err(redb::Error::from)?;
         let table = read.open_table(ENTRIES).map_err(redb::Error::from)?;
         Ok(table.len().map_err(redb::Error::from)?)
     }
@@ -578,6 +634,7 @@ struct Round {
     appends: Vec<(Vec<u8>, Answer, Option<Owner>)>,
     removals: Vec<(u64, u64)>,
     barriers: Vec<oneshot::Sender<()>>,
+    close: Option<mpsc::Sender<()>>,
 }
 
 impl Round {
@@ -586,6 +643,7 @@ impl Round {
             Request::Append { bytes, done, owner } => self.appends.push((bytes, done, owner)),
             Request::Remove(drained) => self.removals.extend(drained),
             Request::Barrier(done) => self.barriers.push(done),
+            Request::Close(done) => self.close = Some(done),
         }
     }
 }
@@ -607,7 +665,7 @@ impl Writer {
             let mut round = Round::default();
             round.take(first);
             let deadline = Instant::now() + self.commit_window;
-            while round.appends.len() < MAX_GROUP {
+            while round.appends.len() < MAX_GROUP && round.close.is_none() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let next = if left.is_zero() {
                     receiver.try_recv().ok()
@@ -623,12 +681,19 @@ impl Writer {
                 appends,
                 removals,
                 barriers,
+                close,
             } = round;
             if !appends.is_empty() || !removals.is_empty() {
                 self.commit(appends, removals);
             }
             for barrier in barriers {
                 let _ = barrier.send(());
+            }
+            if let Some(done) = close {
+                // Let go of the database before answering: the closer drops the last handle.
+                drop(self);
+                let _ = done.send(());
+                return;
             }
         }
     }
