@@ -265,6 +265,14 @@ pub fn config_check() -> i32 {
         }
         Err(error) => {
             eprintln!("mmo-webhooks: {error}");
+            if std::env::var_os("MMO_ENV").is_none() {
+                // The usual surprise: `scripts/run.sh` starts the service with MMO_ENV=local, a second
+                // terminal checks with production's rules.
+                eprintln!(
+                    "(MMO_ENV is not set, so only config/default.toml and MMO__ variables were read; the \
+                     local setup of scripts/run.sh is MMO_ENV=local mmo-webhooks config check)"
+                );
+            }
             2
         }
     }

@@ -215,12 +215,19 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         .env("MMO_CONFIG_DIR", root().join("config"))
         .env("MMO__AUTH__BEARER_TOKENS", "a-secret-bearer-token-123")
         .env("MMO__SERVER__PORT", "eighty")
+        .env_remove("MMO_ENV")
         .args(["config", "check"])
         .output()
         .unwrap();
     assert_eq!(invalid.status.code(), Some(2));
     assert!(
         stderr(&invalid).contains("server.port"),
+        "{}",
+        stderr(&invalid)
+    );
+    // Without MMO_ENV, it says which files it read and how to check the local setup.
+    assert!(
+        stderr(&invalid).contains("MMO_ENV=local mmo-webhooks config check"),
         "{}",
         stderr(&invalid)
     );
