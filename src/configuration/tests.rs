@@ -76,9 +76,18 @@ fn the_environment_file_and_the_named_file_are_layered_in_order() {
     std::fs::write(&named, "[mongodb]\ndatabase = \"from_named_file\"\n").unwrap();
     let mut layered = sources(&[]);
     layered.environment = Some("local".into());
+    let local = load(&layered).unwrap().settings;
+    assert_eq!(local.mongodb.database, "mmo_webhooks_local");
+    // A developer's burst from one token is not refused locally; production keeps its limit.
+    assert_eq!(local.rate_limit.webhooks_per_minute.get(), 1_000_000);
     assert_eq!(
-        load(&layered).unwrap().settings.mongodb.database,
-        "mmo_webhooks_local"
+        load(&sources(&[]))
+            .unwrap()
+            .settings
+            .rate_limit
+            .webhooks_per_minute
+            .get(),
+        1000
     );
     layered.file = Some(named.clone());
     let settings = load(&layered).unwrap().settings;
