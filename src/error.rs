@@ -13,6 +13,9 @@ const RETRY_AFTER_SECS: u64 = 5;
 pub enum ApiError {
     #[error("missing or invalid authentication")]
     Unauthorized,
+    /// An admin route while `auth.admin_tokens` is empty: no token could ever pass.
+    #[error("no admin token is configured")]
+    NoAdminToken,
     #[error("invalid signature")]
     InvalidSignature,
     #[error("rate limit exceeded")]
@@ -61,7 +64,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized | Self::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::NoAdminToken | Self::InvalidSignature => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidFormat => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +86,11 @@ impl ResponseError for ApiError {
             Self::Unauthorized => json!({
                 "error": "Unauthorized",
                 "message": "Invalid or missing authentication token",
+                "code": "AUTH_REQUIRED",
+            }),
+            Self::NoAdminToken => json!({
+                "error": "Unauthorized",
+                "message": "No admin token is configured: set auth.admin_tokens (MMO__AUTH__ADMIN_TOKENS)",
                 "code": "AUTH_REQUIRED",
             }),
             Self::InvalidSignature => json!({

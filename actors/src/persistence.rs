@@ -2,7 +2,8 @@
 //!
 //! Messages: [`PersistCallback`], [`CountDelivery`], [`QuarantineCallback`]. It owns nothing but a handle to
 //! the store, so a fresh actor started after a failure (see [`crate::pool`]) is as good as the old one.
-//! Store operations run concurrently; each is bounded in time by the store itself.
+//! Store operations run concurrently. In service the store is the journal, whose appends wait only for
+//! their fsync; the caller's `actors.call_timeout_ms` bounds how long anyone waits for an answer.
 
 use std::sync::Arc;
 

@@ -241,7 +241,12 @@ impl TestApp {
     /// The stored callbacks with this idempotency key, oldest first (after the journal drained).
     pub async fn stored(&self, key: &str) -> Vec<Document> {
         self.drained().await;
-        all(&self.callbacks, doc! {"provider_transaction_id": key}).await
+        all(
+            &self.callbacks,
+            doc! {"provider_transaction_id": key},
+            doc! {"received_at": 1, "_id": 1},
+        )
+        .await
     }
 
     /// The one stored callback with this key.
@@ -258,7 +263,12 @@ impl TestApp {
     /// The transactions with this key.
     pub async fn transactions_for(&self, key: &str) -> Vec<Document> {
         self.drained().await;
-        all(&self.transactions, doc! {"transaction_key": key}).await
+        all(
+            &self.transactions,
+            doc! {"transaction_key": key},
+            doc! {"first_callback_at": 1, "_id": 1},
+        )
+        .await
     }
 
     /// The one transaction with this key.
@@ -274,7 +284,7 @@ impl TestApp {
 
     pub async fn quarantined(&self) -> Vec<Document> {
         self.drained().await;
-        all(&self.rejected, doc! {}).await
+        all(&self.rejected, doc! {}, doc! {"received_at": 1, "_id": 1}).await
     }
 
     /// The quarantined bodies, once there are at least `count`: the bodies of unauthenticated requests
@@ -291,9 +301,13 @@ impl TestApp {
     }
 }
 
-/// Every document of `collection` matching `filter`, oldest first (ObjectIds grow with time).
-async fn all(collection: &Collection<Document>, filter: Document) -> Vec<Document> {
-    let mut cursor = collection.find(filter).sort(doc! {"_id": 1}).await.unwrap();
+/// Every document of `collection` matching `filter`, in `order` (oldest first by the collection's time).
+async fn all(
+    collection: &Collection<Document>,
+    filter: Document,
+    order: Document,
+) -> Vec<Document> {
+    let mut cursor = collection.find(filter).sort(order).await.unwrap();
     let mut documents = Vec::new();
     while cursor.advance().await.unwrap() {
         documents.push(cursor.deserialize_current().unwrap());

@@ -494,3 +494,27 @@ fn every_metric_is_documented_and_alerts_use_real_ones() {
         );
     }
 }
+
+#[actix_web::test]
+async fn with_no_admin_token_configured_the_refusal_says_so() {
+    let app = crate::helpers::spawn_app().await;
+    for path in ["/v1/transactions", "/metrics"] {
+        let reply = app.get(path, Some(TOKEN)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(reply.body["code"], "AUTH_REQUIRED", "{path}");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("auth.admin_tokens")),
+            "{path}: {}",
+            reply.body
+        );
+    }
+    // With admin tokens configured, a wrong token gets the documented body.
+    let app = operated().await;
+    let reply = app.get("/v1/transactions", Some(TOKEN)).await;
+    assert_eq!(
+        reply.body["message"],
+        "Invalid or missing authentication token"
+    );
+}
