@@ -1,6 +1,6 @@
 use actix_web::http::{Method, StatusCode};
 use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, test_settings, unreachable_mongodb, TOKEN};
 
@@ -297,4 +297,63 @@ async fn a_failed_fsync_is_answered_503_and_readiness_reports_the_journal_failin
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["checks"]["journal"], "failing");
+}
+
+/// Callbacks wait in the journal while MongoDB is away; writes that go straight to MongoDB (an
+/// expectation, a replay, an endpoint) say so: 503 STORAGE_UNAVAILABLE with `Retry-After`, within the
+/// server-selection timeout, never a hang or a 500.
+#[actix_web::test]
+async fn while_mongodb_is_unreachable_direct_writes_answer_503_with_retry_after() {
+    const CLIENT: &str = "client-token-0123456789abcdef";
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    let app = spawn_app_with(unreachable_mongodb(&[
+        ("MMO__AUTH__CLIENT_TOKENS", CLIENT),
+        ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+    ]))
+    .await;
+    let expectation = json!({"provider": "mtn", "callback_type": "collection", "key": "away-1",
+                             "amount": "100", "currency": "UGX", "expected_within_secs": 60});
+    let writes = [
+        ("/v1/expectations", CLIENT, expectation),
+        (
+            "/v1/endpoints",
+            ADMIN,
+            json!({"url": "https://orders.example.com/events"}),
+        ),
+        (
+            "/v1/rejected/6750a0000000000000000000/replay",
+            ADMIN,
+            Value::Null,
+        ),
+    ];
+    for (path, token, body) in writes {
+        let started = std::time::Instant::now();
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let reply = app
+            .send(
+                Method::POST,
+                path,
+                body,
+                Some(token),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["code"], "STORAGE_UNAVAILABLE", "{path}");
+        assert_eq!(reply.headers.get("retry-after").unwrap(), "5", "{path}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
 }
