@@ -151,7 +151,7 @@ struct Shared {
     recorder: Recipient<RouteCallback>,
     lanes: HashMap<&'static str, Lane>,
     rounds: Arc<OneRound>,
-    /// The unique indexes that keep one work item per transaction across instances exist.
+    /// The reconciler's indexes exist, and documents of earlier versions have their identity as `_id`.
     indexes_ready: AtomicBool,
 }
 

@@ -28,7 +28,7 @@ pub async fn expect(
     require_client(&request, &state)?;
     let expectation =
         reconciliation::parse_expectation(&body, state.pseudonymization_salt.as_deref())?;
-    // The unique index makes a repeat a repeat: it must exist before the first insert.
+    // Documents of earlier versions get their identity as `_id` first: only then is a repeat a repeat.
     state
         .store
         .ensure_indexes()

@@ -10,8 +10,8 @@ use mongodb::{Collection, Database};
 use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
 use crate::store::errors::{classify, is_duplicate_key};
-use crate::store::events::event_id;
 pub use crate::store::events::Target;
+use crate::store::events::{event_id, subscribed};
 pub use crate::store::texts_of;
 use crate::store::StoreError;
 
@@ -39,8 +39,7 @@ pub struct EndpointRecord {
 impl EndpointRecord {
     /// Whether an event of `event_type` about a transaction of `provider` is for this endpoint.
     pub fn wants(&self, event_type: &str, provider: &str) -> bool {
-        (self.event_types.is_empty() || self.event_types.iter().any(|kind| kind == event_type))
-            && (self.providers.is_empty() || self.providers.iter().any(|name| name == provider))
+        subscribed(&self.event_types, &self.providers, event_type, provider)
     }
 
     /// Reads an `endpoints` document; `None` when it has no usable URL or key.

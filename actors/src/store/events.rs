@@ -211,6 +211,18 @@ impl Target {
     }
 }
 
+/// Whether an endpoint subscribed to `event_types` and `providers` (empty: all) wants an event of
+/// `event_type` about a transaction of `provider`.
+pub fn subscribed(
+    event_types: &[String],
+    providers: &[String],
+    event_type: &str,
+    provider: &str,
+) -> bool {
+    (event_types.is_empty() || event_types.iter().any(|wanted| wanted == event_type))
+        && (providers.is_empty() || providers.iter().any(|wanted| wanted == provider))
+}
+
 /// Which enabled endpoint wants which events, as `endpoints` said when it was read.
 #[derive(Debug, Clone, Default)]
 pub struct Routes(Vec<Route>);
@@ -255,12 +267,7 @@ impl Routes {
         let kind = event_type.as_str();
         self.0
             .iter()
-            .filter(|route| {
-                (route.event_types.is_empty()
-                    || route.event_types.iter().any(|wanted| wanted == kind))
-                    && (route.providers.is_empty()
-                        || route.providers.iter().any(|wanted| wanted == provider))
-            })
+            .filter(|route| subscribed(&route.event_types, &route.providers, kind, provider))
             .map(|route| Target::pending(&route.endpoint, now))
             .collect()
     }

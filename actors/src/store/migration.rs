@@ -20,9 +20,6 @@ use mongodb::bson::{doc, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::collections::Collections;
-use super::reconciliations::Reconciliations;
-
 /// The identity indexes of earlier versions, replaced by the `_id`.
 const CALLBACK_IDENTITY: &str = "callback_identity";
 const TRANSACTION_IDENTITY: &str = "transaction_identity";
@@ -33,10 +30,9 @@ const RECONCILIATION_IDENTITY: &str = "reconciliation_identity";
 /// Rewrites the documents of earlier versions (see the module's documentation); returns how many
 /// callbacks and transactions were rewritten.
 pub(super) async fn identities_as_ids(
-    collections: &Collections,
+    callbacks: &Collection<Document>,
+    transactions: &Collection<Document>,
 ) -> mongodb::error::Result<(u64, u64)> {
-    let callbacks = &collections.callbacks;
-    let transactions = collections.transactions.collection();
     // Absent indexes (a new database) are no error.
     let _ = callbacks.drop_index(CALLBACK_IDENTITY).await;
     let _ = transactions.drop_index(TRANSACTION_IDENTITY).await;
@@ -103,9 +99,9 @@ pub(super) async fn identities_as_ids(
 /// expectation keeps its former `_id` as `expectation_id`, the id the API shows), the old ones deleted.
 /// Returns how many expectations and items were rewritten.
 pub(super) async fn reconciler_identities_as_ids(
-    reconciliations: &Reconciliations,
+    expectations: &Collection<Document>,
+    items: &Collection<Document>,
 ) -> mongodb::error::Result<(u64, u64)> {
-    let (expectations, items) = (reconciliations.expectations(), reconciliations.items());
     let _ = expectations.drop_index(EXPECTATION_IDENTITY).await;
     let _ = items.drop_index(RECONCILIATION_IDENTITY).await;
     // The same texts as `expectation_id` and `transaction_id` write.

@@ -218,9 +218,12 @@ impl Inner {
     /// of earlier versions are migrated first (see `migration.rs`).
     async fn create_indexes(&self) -> Result<(), StoreError> {
         let collections = &self.collections;
-        migration::identities_as_ids(collections)
-            .await
-            .map_err(|error| classify(&error))?;
+        migration::identities_as_ids(
+            &collections.callbacks,
+            collections.transactions.collection(),
+        )
+        .await
+        .map_err(|error| classify(&error))?;
         // Tiny: only documents still to fold are in it.
         let unprocessed = partial(
             doc! {"processed": 1},
@@ -253,9 +256,6 @@ impl Inner {
         collections
             .transactions
             .ensure_indexes()
-            .await
-            .map_err(|error| classify(&error))?;
-        migration::reconciler_identities_as_ids(&collections.reconciliations)
             .await
             .map_err(|error| classify(&error))?;
         collections.reconciliations.ensure_indexes().await?;

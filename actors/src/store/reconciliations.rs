@@ -162,8 +162,12 @@ impl Reconciliations {
     }
 
     /// The indexes behind the reconciler's reads and the query API; identities are the `_id`s (no
-    /// unique index of their own, which no shard key would prefix).
+    /// unique index of their own, which no shard key would prefix). Documents of versions before 0.3.0
+    /// are rewritten first: until then their identity indexes would refuse an item opened by `_id`.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        super::migration::reconciler_identities_as_ids(&self.expectations, &self.items)
+            .await
+            .map_err(|error| classify(&error))?;
         let plain = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
