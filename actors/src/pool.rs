@@ -17,8 +17,12 @@
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+// Not poisoned by a panic: a member whose start panics (below, while both locks are held) must not turn
+// every later call and readiness check into a panic too.
+use parking_lot::Mutex;
 
 // Tokio's clock, so that tests can move time forward instead of sleeping through restart windows.
 use tokio::time::Instant;
@@ -134,7 +138,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
 
     /// Whether members failed more often than the policy allows within its window.
     pub fn is_failing(&self) -> bool {
-        let mut history = self.history.lock().expect("pool lock");
+        let mut history = self.history.lock();
         history.prune(self.policy.window);
         history.recent.len() > self.policy.limit
     }
@@ -147,7 +151,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
 
     /// The current address of member `index` (for tests and diagnostics).
     pub fn addr(&self, index: usize) -> Addr<A> {
-        self.members[index].addr.lock().expect("pool lock").clone()
+        self.members[index].addr.lock().clone()
     }
 
     /// Sends `message` to the member for `route` and waits for its answer, restarting a dead member and
@@ -190,11 +194,11 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
     /// Starts a fresh member in place of `dead`, unless a concurrent caller already did or the pool is
     /// backing off after too many failures.
     fn replace(&self, index: usize, dead: &Addr<A>) {
-        let mut current = self.members[index].addr.lock().expect("pool lock");
+        let mut current = self.members[index].addr.lock();
         if *current != *dead {
             return;
         }
-        let mut history = self.history.lock().expect("pool lock");
+        let mut history = self.history.lock();
         let now = Instant::now();
         if history
             .not_before

@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, WrapFuture};
@@ -299,10 +301,7 @@ impl Drop for InFlight {
 
 impl Lane {
     fn is_paused(&self) -> bool {
-        let pause = self
-            .paused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pause = self.paused.lock();
         pause
             .until
             .is_some_and(|until| tokio::time::Instant::now() < until)
@@ -311,20 +310,14 @@ impl Lane {
     /// Pauses the provider after a throttling answer: doubling, up to [`MAX_THROTTLE_PAUSE`]; returns
     /// the pause.
     fn throttled(&self, first: Duration) -> Duration {
-        let mut pause = self
-            .paused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pause = self.paused.lock();
         pause.length = (pause.length * 2).clamp(first, MAX_THROTTLE_PAUSE);
         pause.until = Some(tokio::time::Instant::now() + pause.length);
         pause.length
     }
 
     fn answered(&self) {
-        let mut pause = self
-            .paused
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pause = self.paused.lock();
         pause.length = Duration::ZERO;
     }
 }

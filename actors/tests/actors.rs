@@ -397,6 +397,50 @@ async fn a_child_that_keeps_failing_is_reported_and_restarted_with_backoff() {
 }
 
 #[actix::test]
+async fn a_restart_that_panics_leaves_the_pool_usable() {
+    let store: Arc<dyn CallbackStore> = Arc::new(PoisonedStore::default());
+    let starts = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let starts = Arc::clone(&starts);
+        let store = Arc::clone(&store);
+        Arc::new(Pool::new(
+            "persistence",
+            NonZeroUsize::new(1).unwrap(),
+            NonZeroUsize::new(16).unwrap(),
+            Duration::from_secs(5),
+            RestartPolicy::default(),
+            move |_| {
+                // The first restart panics (a bad arbiter, a failed allocation), the next ones work.
+                if starts.fetch_add(1, Ordering::SeqCst) == 1 {
+                    panic!("starting a member failed");
+                }
+                PersistenceActor::new(Arc::clone(&store)).start()
+            },
+        ))
+    };
+    let persist = |key: &str| mmo_actors::persistence::PersistCallback {
+        callback: Arc::new(stk(key)),
+        delivery: Delivery::new(Utc::now()),
+    };
+    // The poisoned callback kills the member; restarting it panics inside the pool's locks.
+    let failed = {
+        let pool = Arc::clone(&pool);
+        let message = persist("poison");
+        actix::spawn(async move { pool.call(0, message).await }).await
+    };
+    assert!(failed.is_err(), "the restart's panic reaches the caller");
+    assert_eq!(starts.load(Ordering::SeqCst), 2);
+
+    // The locks it held are not poisoned: readiness and later calls work, and the member is restarted.
+    assert!(!pool.is_failing());
+    assert_eq!(
+        pool.call(0, persist("healthy")).await.unwrap(),
+        Ok(RecordOutcome::Stored)
+    );
+    assert_eq!(starts.load(Ordering::SeqCst), 3);
+}
+
+#[actix::test]
 async fn a_full_mailbox_is_refused_at_once() {
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let pool = persistence_pool(

@@ -29,7 +29,9 @@ pub mod signature;
 
 use std::collections::{HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
@@ -373,7 +375,7 @@ pub fn start(
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let outcomes = std::mem::take(&mut *shared.outcomes.lock().expect("delivery lock"));
+                let outcomes = std::mem::take(&mut *shared.outcomes.lock());
                 if outcomes.is_empty() {
                     continue;
                 }
@@ -383,18 +385,14 @@ pub fn start(
                     .await;
                 match written {
                     Ok(()) => {
-                        let mut busy = shared.busy.lock().expect("delivery lock");
+                        let mut busy = shared.busy.lock();
                         for outcome in &outcomes {
                             busy.remove(&outcome.event);
                         }
                     }
                     Err(error) => {
                         tracing::warn!(%error, events = outcomes.len(), "delivery outcomes not written yet; retrying");
-                        shared
-                            .outcomes
-                            .lock()
-                            .expect("delivery lock")
-                            .extend(outcomes);
+                        shared.outcomes.lock().extend(outcomes);
                     }
                 }
             }
@@ -427,7 +425,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let now = Utc::now();
     // The lease is renewed at most every RENEW_EVERY: rounds follow each other quickly under load, and
     // each would otherwise cost MongoDB a durable write.
-    let renewed = *shared.lease.lock().expect("delivery lock");
+    let renewed = *shared.lease.lock();
     let lease_ends = match renewed.filter(|lease| lease.renewed_at.elapsed() < RENEW_EVERY) {
         Some(lease) => lease.ends,
         None => {
@@ -437,14 +435,14 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
                 .lead(&shared.instance, now, settings.lease)
                 .await?
             {
-                *shared.lease.lock().expect("delivery lock") = None;
+                *shared.lease.lock() = None;
                 return Ok(0);
             }
             let lease = Lease {
                 renewed_at: started,
                 ends: started + settings.lease,
             };
-            *shared.lease.lock().expect("delivery lock") = Some(lease);
+            *shared.lease.lock() = Some(lease);
             // The backlog, as often as the lease is renewed (a round reads only what it can take).
             let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
             metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
@@ -480,7 +478,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     // and twice the free slots. With every endpoint at its limit, the round waits for the next tick
     // instead of reading the same events again.
     let free: usize = {
-        let lanes = shared.lanes.lock().expect("delivery lock");
+        let lanes = shared.lanes.lock();
         endpoints
             .values()
             .filter(|endpoint| endpoint.enabled)
@@ -488,7 +486,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .map(|lane| lane.permits.available_permits())
             .sum()
     };
-    let in_flight = shared.busy.lock().expect("delivery lock").len();
+    let in_flight = shared.busy.lock().len();
     let enabled = endpoints.values().any(|endpoint| endpoint.enabled);
     if free == 0 && enabled {
         return Ok(0);
@@ -502,8 +500,8 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let due = shared.outbox.due(now, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
-        let busy = shared.busy.lock().expect("delivery lock");
-        let mut later = shared.later.lock().expect("delivery lock");
+        let busy = shared.busy.lock();
+        let mut later = shared.later.lock();
         later.retain(|_, until| *until > clock);
         due.into_iter()
             .filter(|event| !busy.contains(&event.id) && !later.contains_key(&event.id))
@@ -599,44 +597,31 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         if attempts.is_empty() {
             if !fanned_out || put_off || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
-                shared
-                    .busy
-                    .lock()
-                    .expect("delivery lock")
-                    .insert(event.id.clone());
-                shared
-                    .outcomes
-                    .lock()
-                    .expect("delivery lock")
-                    .push(Outcome {
-                        event: event.id.clone(),
-                        targets,
-                        attempts: Vec::new(),
-                    });
+                shared.busy.lock().insert(event.id.clone());
+                shared.outcomes.lock().push(Outcome {
+                    event: event.id.clone(),
+                    targets,
+                    attempts: Vec::new(),
+                });
                 taken += 1;
             }
             if waiting {
                 shared
                     .later
                     .lock()
-                    .expect("delivery lock")
                     .insert(event.id.clone(), tokio::time::Instant::now() + RETRY_SOON);
             }
             continue;
         }
         started.insert(event.transaction_id.clone());
-        shared
-            .busy
-            .lock()
-            .expect("delivery lock")
-            .insert(event.id.clone());
+        shared.busy.lock().insert(event.id.clone());
         taken += 1;
         let shared = Arc::clone(shared);
         actix::spawn(async move {
             let id = event.id.clone();
             if let Err(error) = send(&shared, event, targets, attempts).await {
                 tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
-                shared.busy.lock().expect("delivery lock").remove(&id);
+                shared.busy.lock().remove(&id);
             }
         });
     }
@@ -646,7 +631,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
 impl Shared {
     /// Keeps one lane per endpoint, sized as the endpoint says.
     fn sync_lanes(&self, endpoints: &HashMap<String, Arc<EndpointRecord>>) {
-        let mut lanes = self.lanes.lock().expect("delivery lock");
+        let mut lanes = self.lanes.lock();
         lanes.retain(|id, _| endpoints.contains_key(id));
         for endpoint in endpoints.values() {
             let stale = lanes
@@ -679,7 +664,7 @@ impl Shared {
     /// stays at its limit, is over its rate or paused.
     async fn admit(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
         let permits = {
-            let lanes = self.lanes.lock().expect("delivery lock");
+            let lanes = self.lanes.lock();
             let lane = lanes.get(endpoint)?;
             if lane
                 .paused_until
@@ -693,7 +678,7 @@ impl Shared {
             .await
             .ok()?
             .ok()?;
-        let lanes = self.lanes.lock().expect("delivery lock");
+        let lanes = self.lanes.lock();
         if let Some(limiter) = lanes.get(endpoint).and_then(|lane| lane.limiter.as_ref()) {
             limiter.check().ok()?;
         }
@@ -703,7 +688,7 @@ impl Shared {
     /// Notes an endpoint's answer: a pause it asked for, and since when it has been failing. Returns
     /// true when it has failed for longer than `disable_after`.
     fn note(&self, endpoint: &str, attempted: &Attempted, delivered: bool) -> Failing {
-        let mut lanes = self.lanes.lock().expect("delivery lock");
+        let mut lanes = self.lanes.lock();
         let Some(lane) = lanes.get_mut(endpoint) else {
             return Failing::Unchanged;
         };
@@ -863,15 +848,11 @@ async fn send(
             "error": error.map(|error| truncate(error, RESPONSE_KEPT)),
         });
     }
-    shared
-        .outcomes
-        .lock()
-        .expect("delivery lock")
-        .push(Outcome {
-            event: event.id,
-            targets,
-            attempts,
-        });
+    shared.outcomes.lock().push(Outcome {
+        event: event.id,
+        targets,
+        attempts,
+    });
     Ok(())
 }
 
