@@ -4,9 +4,11 @@
 //! store's unique index decides across pool members and instances, so a miss or an eviction is harmless.
 
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lru::LruCache;
+// Tokio's clock (the real one at run time), so that tests move time forward instead of sleeping.
+use tokio::time::Instant;
 
 use crate::callback::CallbackKey;
 
@@ -82,15 +84,16 @@ mod tests {
         assert_eq!(cache.len(), 2);
     }
 
-    #[test]
-    fn forgets_keys_older_than_the_ttl() {
+    #[tokio::test(start_paused = true)]
+    async fn forgets_keys_older_than_the_ttl() {
         let mut cache =
-            IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_millis(20));
+            IdempotencyCache::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
         cache.insert(key("a"), 1);
-        assert!(cache.contains(&key("a"), 1));
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(!cache.contains(&key("a"), 1));
-        assert!(cache.is_empty());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(cache.contains(&key("a"), 1), "still within the TTL");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!cache.contains(&key("a"), 1), "a TTL old");
+        assert!(cache.is_empty(), "an expired entry is dropped when met");
     }
 
     #[test]

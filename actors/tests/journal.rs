@@ -44,6 +44,18 @@ async fn reopen(dir: &std::path::Path) -> Arc<Journal> {
     panic!("journal could not be reopened");
 }
 
+/// Waits (up to 60 s, then fails naming `what`) until `condition` holds.
+async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn drained(journal: &Journal) {
     for _ in 0..500 {
         if journal.backlog().entries == 0 {
@@ -359,26 +371,31 @@ async fn a_failing_entry_waits_alone_while_the_drain_goes_on() {
         refused_key: Some("ws_CO_refused".into()),
         ..RecordingStore::default()
     });
+    // The failed entry's second attempt comes 5 s later: the 40 appends below (concurrent, so they share
+    // a few fsyncs) are stored well before it on any disk, and the assertion says what it checks.
     let settings = DrainSettings {
         max_attempts: 2,
-        retry_after: Duration::from_secs(1),
+        retry_after: Duration::from_secs(5),
         ..DrainSettings::default()
     };
     journal.append(&record("ws_CO_refused")).await.unwrap();
     Drain::new(Arc::clone(&journal), store.clone(), settings).start();
-    while store.refusals.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("the first refusal", || {
+        store.refusals.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // Arriving after the failure, while the failed entry waits for its second attempt.
-    for i in 0..40 {
-        journal
-            .append(&record(&format!("ws_CO_after_{i}")))
-            .await
-            .unwrap();
+    let appends = (0..40).map(|i| {
+        let journal = Arc::clone(&journal);
+        async move { journal.append(&record(&format!("ws_CO_after_{i}"))).await }
+    });
+    for appended in join_all(appends).await {
+        appended.unwrap();
     }
-    while store.applied.lock().unwrap().len() < 40 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("the 40 later entries stored", || {
+        store.applied.lock().unwrap().len() >= 40
+    })
+    .await;
     assert_eq!(
         store.refusals.load(Ordering::SeqCst),
         1,
