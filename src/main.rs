@@ -104,7 +104,7 @@ async fn serve() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let _log_writer = telemetry::init(&loaded.settings.log);
+    let logging = telemetry::init(&loaded.settings.log);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -123,14 +123,16 @@ async fn serve() -> anyhow::Result<()> {
         journal = %journal.display(),
         "mmo-webhooks listening"
     );
-    // One line a person can act on, whatever the log format.
-    eprintln!(
+    // One line a person can act on, whatever the log format, written after the server's start-up lines.
+    let ready = format!(
         "mmo-webhooks is ready on http://{host}:{port}/v1/webhooks/… — callbacks need a bearer token \
          from auth.bearer_tokens (MMO__AUTH__BEARER_TOKENS); MongoDB database `{database}`; journal \
          in {}. Try: mmo-webhooks send mpesa stk_push_success --url http://{host}:{port}",
         journal.display()
     );
-    application.run_until_stopped().await?;
+    application
+        .run_announcing(|| logging.announce(&ready))
+        .await?;
     tracing::info!("mmo-webhooks stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Builds the application: the store, the actor system and the HTTP server, bound to its listener.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,7 +207,21 @@ impl Application {
     /// Everything acknowledged is in the journal already; what is not drained in time waits for the next
     /// start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
+        self.run_announcing(|| {}).await
+    }
+
+    /// [`Application::run_until_stopped`], calling `started` once the server has started its workers
+    /// (which it logs on its first poll): a line printed there comes after the start-up logs.
+    pub async fn run_announcing(self, started: impl FnOnce()) -> std::io::Result<()> {
+        let mut server = std::pin::pin!(self.server);
+        let first =
+            std::future::poll_fn(|context| std::task::Poll::Ready(server.as_mut().poll(context)))
+                .await;
+        started();
+        match first {
+            std::task::Poll::Ready(result) => result?,
+            std::task::Poll::Pending => server.await?,
+        }
         let deadline = tokio::time::Instant::now() + self.shutdown_drain;
         while self.journal.backlog().entries > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
