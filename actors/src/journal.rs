@@ -827,6 +827,9 @@ impl StorageBackend for BoxedBackend {
 
 /// A storage backend for tests that must see the journal's fsyncs: it counts them, can hold them until
 /// released, and can make them fail — what proves that no append is answered before its sync returned.
+/// Built only with the `testing` feature (the tests' dev-dependencies turn it on), never in the release
+/// binary.
+#[cfg(feature = "testing")]
 pub mod testing {
     use std::ops::Bound;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
