@@ -372,13 +372,22 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     }
     let transaction = flagged.expect("the transaction was flagged unresolved");
     assert_eq!(transaction.get_str("status").unwrap(), "pending");
-    // Its flagging is an event of its own.
-    let event = store
-        .events()
-        .find_one(doc! {"transaction_key": "never-final", "type": "transaction.unresolved"})
+    // Its flagging is an event of its own, waiting for its first attempt (no dispatcher runs here).
+    let wanted = doc! {"transaction_key": "never-final", "type": "transaction.unresolved"};
+    let batch = store
+        .database()
+        .collection::<Document>("event_batches")
+        .find_one(doc! {"events": {"$elemMatch": wanted}})
         .await
         .unwrap()
         .expect("a transaction.unresolved event");
+    let event = batch
+        .get_array("events")
+        .unwrap()
+        .iter()
+        .filter_map(|event| event.as_document())
+        .find(|event| event.get_str("type") == Ok("transaction.unresolved"))
+        .unwrap();
     assert_eq!(
         event.get_i64("version").unwrap(),
         transaction.get_i64("version").unwrap()

@@ -229,6 +229,99 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     assert_eq!(events, 1);
 }
 
+/// A new event is sent from the batch the drain wrote, then inserted into `events` once, with its
+/// outcome (never inserted pending and rewritten); a batch written again — a journal entry applied
+/// twice, a sender that died before deleting it — is not sent again.
+#[actix_web::test]
+async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_is_not_sent_again()
+{
+    use mongodb::bson::{doc, oid::ObjectId, Document};
+    let app = app_delivering(&[]).await;
+    let receiver = receiver(|_| (204, None));
+    register(&app, &receiver.url).await;
+    let batches = collection(&app, "event_batches");
+
+    app.mtn_collection("batched-1", "SUCCESSFUL").await;
+    let received = receiver.until("one delivery", |got| !got.is_empty()).await;
+    let id = received[0].id.clone();
+    let stored = wait_for_status(&app, &id, "delivered").await;
+    assert_eq!(stored["targets"][0]["attempts"], 1);
+    assert_eq!(stored["attempts"].as_array().map(Vec::len), Some(1));
+    for _ in 0..200 {
+        if batches.count_documents(doc! {}).await.unwrap() == 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        batches.count_documents(doc! {}).await.unwrap(),
+        0,
+        "the batch was deleted"
+    );
+    // Written to `events` by one insert, never rewritten (the replica set's oplog says so).
+    let namespace = format!("{}.events", app.transactions.namespace().db);
+    let oplog = app
+        .transactions
+        .client()
+        .database("local")
+        .collection::<Document>("oplog.rs");
+    let writes = |op: &'static str| {
+        let (oplog, namespace, id) = (oplog.clone(), namespace.clone(), id.clone());
+        async move {
+            oplog
+                .count_documents(
+                    doc! {"ns": namespace, "op": op, "$or": [{"o._id": &id}, {"o2._id": &id}]},
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(writes("i").await, 1, "inserted once");
+    assert_eq!(writes("u").await, 0, "never updated");
+
+    // The same event written again in a new batch, beside a new one: only the new one is sent.
+    let mut again: Document = collection(&app, "events")
+        .find_one(doc! {"_id": &id})
+        .await
+        .unwrap()
+        .unwrap();
+    // As the drain writes them: pending for the endpoint, no attempt yet.
+    for field in ["attempts", "expire_at"] {
+        again.remove(field);
+    }
+    let now = mongodb::bson::DateTime::now();
+    let endpoint = stored["targets"][0]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    again.insert("status", "pending");
+    again.insert("due_at", now);
+    again.insert(
+        "targets",
+        vec![doc! {"endpoint": endpoint, "status": "pending", "attempts": 0, "next_at": now}],
+    );
+    let mut fresh = again.clone();
+    fresh.insert("_id", "evt_written_by_hand_00000000000000");
+    fresh.insert("version", 2_i64);
+    batches
+        .insert_one(doc! {"_id": ObjectId::new(), "events": [again, fresh]})
+        .await
+        .unwrap();
+    let received = receiver
+        .until("the new event", |got| {
+            got.iter()
+                .any(|delivery| delivery.id == "evt_written_by_hand_00000000000000")
+        })
+        .await;
+    wait_for_status(&app, "evt_written_by_hand_00000000000000", "delivered").await;
+    let sent_again = received.iter().filter(|delivery| delivery.id == id).count();
+    assert_eq!(
+        sent_again, 1,
+        "an event in `events` already is not sent again"
+    );
+    assert_eq!(batches.count_documents(doc! {}).await.unwrap(), 0);
+}
+
 pub(crate) fn collection(
     app: &TestApp,
     name: &str,

@@ -38,7 +38,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture, Wrap
 use chrono::{DateTime, Utc};
 use futures_util::future::{join_all, LocalBoxFuture};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, oid::ObjectId, Document};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -59,6 +59,14 @@ const RESPONSE_KEPT: usize = 1024;
 const RETRY_SOON: Duration = Duration::from_millis(100);
 /// How long a round waits for an endpoint's free slot before it leaves that endpoint for the next round.
 const ADMISSION_WAIT: Duration = Duration::from_millis(50);
+/// How long a new event waits for a free slot at its endpoint before it is left to the retry path.
+const FIRST_ADMISSION_WAIT: Duration = Duration::from_millis(500);
+/// How long a batch's first attempts are waited for before its events are written to `events` anyway:
+/// those still in flight as pending (their outcome is recorded when it comes). Bounds what one slow
+/// endpoint holds up.
+const FIRST_ATTEMPTS_WAIT: Duration = Duration::from_secs(2);
+/// Batches of new events being sent at once, at most.
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How often the outcomes of finished attempts are written (in one statement).
 const RECORD_EVERY: Duration = Duration::from_millis(25);
 
@@ -271,6 +279,10 @@ struct Shared {
     /// The sending lease, as last renewed.
     lease: Mutex<Option<Lease>>,
     rounds: Arc<OneRound>,
+    /// Batches of new events taken on and not yet moved to `events`.
+    batches: Mutex<HashSet<ObjectId>>,
+    /// The versions of each transaction in those batches: a later version waits for them.
+    unsettled: Mutex<HashMap<String, Vec<i64>>>,
 }
 
 /// The sending lease, as this instance last renewed it.
@@ -366,6 +378,8 @@ pub fn start(
         outcomes: Mutex::new(Vec::new()),
         lease: Mutex::new(None),
         rounds: Arc::default(),
+        batches: Mutex::new(HashSet::new()),
+        unsettled: Mutex::new(HashMap::new()),
     });
     {
         // The recorder: what finished attempts became, written together every RECORD_EVERY.
@@ -446,6 +460,8 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             // The backlog, as often as the lease is renewed (a round reads only what it can take).
             let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
             metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
+            let batches = shared.outbox.count_batches(DUE_COUNTED_UP_TO).await?;
+            metrics::gauge!("mmo_delivery_batches_waiting").set(batches as f64);
             lease.ends
         }
     };
@@ -474,9 +490,12 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .count() as f64,
     );
 
-    // Read only what can be taken on now: the events in flight (they come first, being due longest)
-    // and twice the free slots. With every endpoint at its limit, the round waits for the next tick
-    // instead of reading the same events again.
+    // New events first: the oldest batch the drain wrote, each event sent once straight from it.
+    let fresh = send_new(shared, &endpoints, lease_ends).await?;
+
+    // Then the retry path. Read only what can be taken on now: the events in flight (they come first,
+    // being due longest) and twice the free slots. With every endpoint at its limit, the round waits for
+    // the next tick instead of reading the same events again.
     let free: usize = {
         let lanes = shared.lanes.lock();
         endpoints
@@ -489,7 +508,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let in_flight = shared.busy.lock().len();
     let enabled = endpoints.values().any(|endpoint| endpoint.enabled);
     if free == 0 && enabled {
-        return Ok(0);
+        return Ok(fresh);
     }
     // With no endpoint enabled, events are fanned out (to none) a batch at a time.
     let wanted = if !enabled {
@@ -508,7 +527,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .collect()
     };
     if due.is_empty() {
-        return Ok(0);
+        return Ok(fresh);
     }
     let versions: Vec<(&str, i64)> = due
         .iter()
@@ -531,21 +550,23 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         if started.contains(&event.transaction_id) {
             continue;
         }
+        let unsettled = shared.unsettled_before(&event.transaction_id, event.version);
         let blocked_for = |endpoint: &str| {
-            pending_versions
-                .get(event.transaction_id.as_str())
-                .into_iter()
-                .flatten()
-                .any(|earlier| {
-                    earlier.version < event.version
-                        && earlier
-                            .pending_for
-                            .as_ref()
-                            .is_none_or(|pending| pending.iter().any(|id| id == endpoint))
-                })
+            unsettled
+                || pending_versions
+                    .get(event.transaction_id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .any(|earlier| {
+                        earlier.version < event.version
+                            && earlier
+                                .pending_for
+                                .as_ref()
+                                .is_none_or(|pending| pending.iter().any(|id| id == endpoint))
+                    })
         };
         let fanned_out = event.targets.is_some();
-        let mut targets = event.targets.clone().unwrap_or_else(|| {
+        let targets = event.targets.clone().unwrap_or_else(|| {
             let mut ids: Vec<&String> = endpoints
                 .values()
                 .filter(|endpoint| {
@@ -556,44 +577,22 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             ids.sort();
             ids.into_iter().map(|id| Target::pending(id, now)).collect()
         });
-        let mut attempts = Vec::new();
-        let mut waiting = false;
-        // A target put off (its endpoint disabled): written, so that the event is not read again
-        // every round until then.
-        let mut put_off = false;
-        for (index, target) in targets.iter_mut().enumerate() {
-            if target.status != "pending" || target.next_at > now {
-                continue;
-            }
-            let Some(endpoint) = endpoints.get(&target.endpoint) else {
-                // Deleted: nothing to send it to.
-                target.status = "failed".to_owned();
-                continue;
-            };
-            if !endpoint.enabled {
-                // Kept pending: it goes once the endpoint is enabled again, or fails by replay.
-                target.next_at = now + chrono::Duration::seconds(60);
-                put_off = true;
-                continue;
-            }
-            if blocked_for(&endpoint.id) {
-                waiting = true;
-                continue;
-            }
-            if tokio::time::Instant::now() + settings.timeout >= lease_ends {
-                waiting = true;
-                continue;
-            }
-            if saturated.contains(&endpoint.id) {
-                continue;
-            }
-            match shared.admit(&endpoint.id).await {
-                Some(permit) => attempts.push((index, Arc::clone(endpoint), permit)),
-                None => {
-                    saturated.insert(endpoint.id.clone());
-                }
-            }
-        }
+        let Plan {
+            targets,
+            attempts,
+            waiting,
+            put_off,
+        } = plan(
+            shared,
+            &endpoints,
+            targets,
+            now,
+            lease_ends,
+            &blocked_for,
+            &mut saturated,
+            ADMISSION_WAIT,
+        )
+        .await;
         if attempts.is_empty() {
             if !fanned_out || put_off || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
@@ -619,16 +618,270 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         let shared = Arc::clone(shared);
         actix::spawn(async move {
             let id = event.id.clone();
-            if let Err(error) = send(&shared, event, targets, attempts).await {
-                tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
-                shared.busy.lock().remove(&id);
+            match send(&shared, event, targets, attempts).await {
+                Ok(outcome) => shared.outcomes.lock().push(outcome),
+                Err(error) => {
+                    tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
+                    shared.busy.lock().remove(&id);
+                }
             }
         });
     }
+    Ok(taken + fresh)
+}
+
+/// What a round can do with one event now.
+struct Plan {
+    /// Its targets as they stand: a deleted endpoint's failed, a disabled one's put off a minute.
+    targets: Vec<Target>,
+    /// The attempts it may start now, each with its endpoint's slot.
+    attempts: Vec<(usize, Arc<EndpointRecord>, OwnedSemaphorePermit)>,
+    /// A due target waits: an earlier version is pending for its endpoint, or the lease ends too soon.
+    waiting: bool,
+    /// A target was put off (its endpoint disabled).
+    put_off: bool,
+}
+
+/// Decides, for each of an event's due targets, whether it can be attempted now: its endpoint exists
+/// and is enabled, no earlier version is pending for it (`blocked_for`), the lease outlasts a request,
+/// and a slot frees within `admission_wait` (an endpoint without one joins `saturated`, which later
+/// events of the round skip at once).
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    shared: &Shared,
+    endpoints: &HashMap<String, Arc<EndpointRecord>>,
+    mut targets: Vec<Target>,
+    now: DateTime<Utc>,
+    lease_ends: tokio::time::Instant,
+    blocked_for: &dyn Fn(&str) -> bool,
+    saturated: &mut HashSet<String>,
+    admission_wait: Duration,
+) -> Plan {
+    let mut attempts = Vec::new();
+    let (mut waiting, mut put_off) = (false, false);
+    for (index, target) in targets.iter_mut().enumerate() {
+        if target.status != "pending" || target.next_at > now {
+            continue;
+        }
+        let Some(endpoint) = endpoints.get(&target.endpoint) else {
+            // Deleted: nothing to send it to.
+            target.status = "failed".to_owned();
+            continue;
+        };
+        if !endpoint.enabled {
+            // Kept pending: it goes once the endpoint is enabled again, or fails by replay.
+            target.next_at = now + chrono::Duration::seconds(60);
+            put_off = true;
+            continue;
+        }
+        if blocked_for(&endpoint.id) {
+            waiting = true;
+            continue;
+        }
+        if tokio::time::Instant::now() + shared.settings.timeout >= lease_ends {
+            waiting = true;
+            continue;
+        }
+        if saturated.contains(&endpoint.id) {
+            continue;
+        }
+        match shared.admit(&endpoint.id, admission_wait).await {
+            Some(permit) => attempts.push((index, Arc::clone(endpoint), permit)),
+            None => {
+                saturated.insert(endpoint.id.clone());
+            }
+        }
+    }
+    Plan {
+        targets,
+        attempts,
+        waiting,
+        put_off,
+    }
+}
+
+/// Takes on the oldest batch of new events (unless [`BATCHES_IN_FLIGHT`] are being sent): plans each
+/// event as a round does (waiting up to [`FIRST_ADMISSION_WAIT`] for a slot) and starts its attempts;
+/// [`settle`] then moves the events to `events` with their outcomes. Returns how many events it took on.
+///
+/// Version order: a batch's later version of a transaction is not attempted from the batch (it goes to
+/// `events` pending, behind the earlier one), and neither is a version whose transaction has an earlier
+/// one pending in `events` or in a batch still being sent ([`Shared::unsettled_before`]).
+async fn send_new(
+    shared: &Arc<Shared>,
+    endpoints: &HashMap<String, Arc<EndpointRecord>>,
+    lease_ends: tokio::time::Instant,
+) -> Result<usize, crate::StoreError> {
+    let skip: Vec<ObjectId> = shared.batches.lock().iter().copied().collect();
+    if skip.len() >= BATCHES_IN_FLIGHT {
+        return Ok(0);
+    }
+    let Some(batch) = shared.outbox.oldest_batch(&skip).await? else {
+        return Ok(0);
+    };
+    let now = Utc::now();
+    let ids: Vec<&str> = batch
+        .events
+        .iter()
+        .map(|(_, event)| event.id.as_str())
+        .collect();
+    let known = shared.outbox.known(&ids).await?;
+    let fresh: Vec<(Document, PendingEvent)> = batch
+        .events
+        .into_iter()
+        .filter(|(_, event)| !known.contains(&event.id))
+        .collect();
+    let versions: Vec<(&str, i64)> = fresh
+        .iter()
+        .map(|(_, event)| (event.transaction_id.as_str(), event.version))
+        .collect();
+    let earlier = shared.outbox.pending_of(&versions).await?;
+    shared.batches.lock().insert(batch.id);
+
+    let mut started: HashSet<String> = HashSet::new();
+    let mut saturated: HashSet<String> = HashSet::new();
+    let mut planned = Vec::with_capacity(fresh.len());
+    for (document, event) in fresh {
+        let behind = started.contains(&event.transaction_id)
+            || shared.unsettled_before(&event.transaction_id, event.version);
+        let blocked_for = |endpoint: &str| {
+            behind
+                || earlier.iter().any(|earlier| {
+                    earlier.transaction_id == event.transaction_id
+                        && earlier.version < event.version
+                        && earlier
+                            .pending_for
+                            .as_ref()
+                            .is_none_or(|pending| pending.iter().any(|id| id == endpoint))
+                })
+        };
+        let plan = plan(
+            shared,
+            endpoints,
+            event.targets.clone().unwrap_or_default(),
+            now,
+            lease_ends,
+            &blocked_for,
+            &mut saturated,
+            FIRST_ADMISSION_WAIT,
+        )
+        .await;
+        // Every version in the batch counts: a later one in this batch waits for the earlier.
+        started.insert(event.transaction_id.clone());
+        let sending = (!plan.attempts.is_empty()).then(|| {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            let (shared, event, targets) =
+                (Arc::clone(shared), event.clone(), plan.targets.clone());
+            actix::spawn(async move {
+                let _ = answer.send(send(&shared, event, targets, plan.attempts).await);
+            });
+            answered
+        });
+        planned.push((document, event, plan.targets, sending));
+    }
+    {
+        let mut unsettled = shared.unsettled.lock();
+        for (_, event, _, _) in &planned {
+            unsettled
+                .entry(event.transaction_id.clone())
+                .or_default()
+                .push(event.version);
+        }
+    }
+    let taken = planned.len().max(1);
+    let shared = Arc::clone(shared);
+    actix::spawn(settle(shared, batch.id, planned));
     Ok(taken)
 }
 
+type Planned = (
+    Document,
+    PendingEvent,
+    Vec<Target>,
+    Option<tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>>,
+);
+
+/// Waits for a batch's first attempts (up to [`FIRST_ATTEMPTS_WAIT`]), then inserts its events into
+/// `events` with their outcomes and deletes the batch — retrying while MongoDB does not take them, as
+/// the batch must not be sent again. An attempt still in flight leaves its event pending and `busy`
+/// (the retry path does not send it meanwhile); its outcome is recorded, once the event is in
+/// `events`, as a retry's is.
+async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
+    let deadline = tokio::time::Instant::now() + FIRST_ATTEMPTS_WAIT;
+    let now = Utc::now();
+    let retention = shared.settings.retention;
+    let mut documents = Vec::with_capacity(planned.len());
+    let mut late = Vec::new();
+    let mut transactions = Vec::with_capacity(planned.len());
+    for (document, event, targets, sending) in planned {
+        transactions.push((event.transaction_id.clone(), event.version));
+        let (targets, attempts) = match sending {
+            None => (targets, Vec::new()),
+            Some(mut answered) => match tokio::time::timeout_at(deadline, &mut answered).await {
+                Ok(Ok(Ok(outcome))) => (outcome.targets, outcome.attempts),
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(event = %event.id, %error, "delivery outcome not recorded; the event is sent again");
+                    (targets, Vec::new())
+                }
+                Ok(Err(_)) => (targets, Vec::new()),
+                Err(_) => {
+                    late.push((event.id.clone(), answered));
+                    (targets, Vec::new())
+                }
+            },
+        };
+        let state = outbox::state(&targets, now, retention);
+        documents.push(outbox::with_state(document, state, attempts));
+    }
+    {
+        let mut busy = shared.busy.lock();
+        for (id, _) in &late {
+            busy.insert(id.clone());
+        }
+    }
+    let mut backoff = Duration::from_millis(100);
+    while let Err(error) = shared.outbox.settle_batch(batch, &documents).await {
+        tracing::warn!(%error, events = documents.len(), "new events not moved to the outbox yet; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    shared.batches.lock().remove(&batch);
+    {
+        let mut unsettled = shared.unsettled.lock();
+        for (transaction, version) in transactions {
+            if let Some(versions) = unsettled.get_mut(&transaction) {
+                if let Some(at) = versions.iter().position(|kept| *kept == version) {
+                    versions.swap_remove(at);
+                }
+                if versions.is_empty() {
+                    unsettled.remove(&transaction);
+                }
+            }
+        }
+    }
+    // The late attempts' outcomes, recorded like a retry's now that their events are in `events`.
+    for (id, answered) in late {
+        let shared = Arc::clone(&shared);
+        actix::spawn(async move {
+            match answered.await {
+                Ok(Ok(outcome)) => shared.outcomes.lock().push(outcome),
+                _ => {
+                    shared.busy.lock().remove(&id);
+                }
+            }
+        });
+    }
+}
+
 impl Shared {
+    /// Whether an earlier version of `transaction` than `version` is in a batch still being sent.
+    fn unsettled_before(&self, transaction: &str, version: i64) -> bool {
+        self.unsettled
+            .lock()
+            .get(transaction)
+            .is_some_and(|versions| versions.iter().any(|earlier| *earlier < version))
+    }
+
     /// Keeps one lane per endpoint, sized as the endpoint says.
     fn sync_lanes(&self, endpoints: &HashMap<String, Arc<EndpointRecord>>) {
         let mut lanes = self.lanes.lock();
@@ -660,9 +913,9 @@ impl Shared {
         }
     }
 
-    /// A permit to send to `endpoint`, waiting at most [`ADMISSION_WAIT`] for a free slot; `None` when it
-    /// stays at its limit, is over its rate or paused.
-    async fn admit(&self, endpoint: &str) -> Option<OwnedSemaphorePermit> {
+    /// A permit to send to `endpoint`, waiting at most `wait` for a free slot; `None` when it stays at
+    /// its limit, is over its rate or paused.
+    async fn admit(&self, endpoint: &str, wait: Duration) -> Option<OwnedSemaphorePermit> {
         let permits = {
             let lanes = self.lanes.lock();
             let lane = lanes.get(endpoint)?;
@@ -674,7 +927,7 @@ impl Shared {
             }
             Arc::clone(&lane.permits)
         };
-        let permit = tokio::time::timeout(ADMISSION_WAIT, permits.acquire_owned())
+        let permit = tokio::time::timeout(wait, permits.acquire_owned())
             .await
             .ok()?
             .ok()?;
@@ -733,13 +986,14 @@ enum Failing {
     TooLong,
 }
 
-/// Sends one event to the targets admitted, concurrently, then records what became of each.
+/// Sends one event to the targets admitted, concurrently, and returns what became of each (for the
+/// caller to record).
 async fn send(
     shared: &Arc<Shared>,
     event: PendingEvent,
     mut targets: Vec<Target>,
     admitted: Vec<(usize, Arc<EndpointRecord>, OwnedSemaphorePermit)>,
-) -> Result<(), crate::StoreError> {
+) -> Result<Outcome, crate::StoreError> {
     let settings = &shared.settings;
     let payload: Arc<str> = Arc::from(event.payload.as_str());
     let route = admitted.len() as u64 + event.version as u64;
@@ -848,12 +1102,11 @@ async fn send(
             "error": error.map(|error| truncate(error, RESPONSE_KEPT)),
         });
     }
-    shared.outcomes.lock().push(Outcome {
+    Ok(Outcome {
         event: event.id,
         targets,
         attempts,
-    });
-    Ok(())
+    })
 }
 
 /// At most `limit` bytes of `text`, cut at a character boundary.

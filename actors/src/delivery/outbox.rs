@@ -1,17 +1,20 @@
-//! What delivery reads and writes in MongoDB: the `events` outbox (written by the drain, see
-//! [`crate::store::events`]), the merchant's `endpoints`, and the `leases` document that makes one
-//! instance at a time the sender.
+//! What delivery reads and writes in MongoDB: the `event_batches` the drain writes new events to and
+//! the `events` outbox they move to once attempted (see [`crate::store::events`]), the merchant's
+//! `endpoints`, and the `leases` document that makes one instance at a time the sender.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
 use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
-use crate::store::errors::{classify, is_duplicate_key};
+use crate::store::errors::{classify, is_duplicate_key, DUPLICATE_KEY};
 pub use crate::store::events::Target;
-use crate::store::events::{event_id, subscribed};
+use crate::store::events::{event_id, subscribed, EVENT_BATCHES};
 pub use crate::store::texts_of;
 use crate::store::StoreError;
 
@@ -94,6 +97,14 @@ pub struct Outcome {
     pub attempts: Vec<Document>,
 }
 
+/// A batch of new events as the drain wrote it: each event's document and what the dispatcher reads
+/// of it.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: ObjectId,
+    pub events: Vec<(Document, PendingEvent)>,
+}
+
 /// A pending event as the dispatcher reads it.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
@@ -160,6 +171,7 @@ pub struct Earlier {
 #[derive(Clone)]
 pub struct Outbox {
     events: Collection<Document>,
+    batches: Collection<Document>,
     endpoints: Collection<Document>,
     leases: Collection<Document>,
 }
@@ -172,6 +184,7 @@ impl Outbox {
     pub fn new(database: &Database) -> Self {
         Self {
             events: database.collection("events"),
+            batches: database.collection(EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
             leases: database.collection("leases"),
         }
@@ -260,6 +273,90 @@ impl Outbox {
             .collect())
     }
 
+    /// The oldest batch of new events that is not in `skip` (being sent already).
+    pub async fn oldest_batch(&self, skip: &[ObjectId]) -> Result<Option<NewBatch>, StoreError> {
+        let found = self
+            .batches
+            .find_one(doc! {"_id": {"$nin": skip}})
+            .sort(doc! {"_id": 1})
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found.and_then(|batch| {
+            let id = batch.get_object_id("_id").ok()?;
+            let events = batch
+                .get_array("events")
+                .map(|events| {
+                    events
+                        .iter()
+                        .filter_map(Bson::as_document)
+                        .filter_map(|event| {
+                            Some((event.clone(), PendingEvent::from_document(event)?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(NewBatch { id, events })
+        }))
+    }
+
+    /// How many batches of new events wait, counted up to `cap`.
+    pub async fn count_batches(&self, cap: u64) -> Result<u64, StoreError> {
+        self.batches
+            .count_documents(doc! {})
+            .limit(cap)
+            .await
+            .map_err(|error| classify(&error))
+    }
+
+    /// Which of these events `events` holds already (a batch written twice, or one whose sender died
+    /// after inserting its events and before deleting it).
+    pub async fn known(&self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<Document> = self
+            .events
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|error| classify(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(found
+            .iter()
+            .filter_map(|event| event.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
+
+    /// Moves a batch's events into `events` (one unordered `insert_many`; an event there already is
+    /// the same event), each with its delivery state, then deletes the batch.
+    pub async fn settle_batch(&self, id: ObjectId, events: &[Document]) -> Result<(), StoreError> {
+        if !events.is_empty() {
+            if let Err(error) = self.events.insert_many(events).ordered(false).await {
+                let duplicates_only = match error.kind.as_ref() {
+                    ErrorKind::InsertMany(failure) => {
+                        failure.write_concern_error.is_none()
+                            && failure
+                                .write_errors
+                                .iter()
+                                .flatten()
+                                .all(|write_error| write_error.code == DUPLICATE_KEY)
+                    }
+                    _ => false,
+                };
+                if !duplicates_only {
+                    return Err(classify(&error));
+                }
+            }
+        }
+        self.batches
+            .delete_one(doc! {"_id": id})
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
+    }
+
     /// The pending events of these transactions (whether due or not), for the ordering gate.
     ///
     /// An event's id is derived from its transaction and version, so the earlier versions of each event
@@ -314,7 +411,6 @@ impl Outbox {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
         let ids: Vec<&str> = outcomes
             .iter()
             .map(|outcome| outcome.event.as_str())
@@ -322,26 +418,9 @@ impl Outbox {
         let records: Vec<Document> = outcomes
             .iter()
             .map(|outcome| {
-                let targets = &outcome.targets;
-                let due = targets
-                    .iter()
-                    .filter(|target| target.status == "pending")
-                    .map(|target| target.next_at)
-                    .min();
-                let status = if due.is_some() {
-                    "pending"
-                } else if targets.iter().any(|target| target.status == "failed") {
-                    "failed"
-                } else {
-                    "delivered"
-                };
-                doc! {
-                    "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
-                    "status": status,
-                    "due_at": due.map(time),
-                    "expire_at": (status == "delivered").then(|| time(now + retention)),
-                    "attempts": outcome.attempts.clone(),
-                }
+                let mut record = state(&outcome.targets, now, retention);
+                record.insert("attempts", outcome.attempts.clone());
+                record
             })
             .collect();
         let pipeline = vec![
@@ -401,4 +480,51 @@ impl Outbox {
             .map_err(|error| classify(&error))?;
         Ok(())
     }
+}
+
+/// An event's delivery state from its targets: `targets`, `status`, and `due_at` while some endpoint
+/// still has it pending, or `expire_at` (after `retention`) once every one has it delivered; a failed
+/// event (a dead letter) keeps neither. Absent fields are null (`record` removes them; an insert omits
+/// them, see [`with_state`]).
+pub fn state(targets: &[Target], now: DateTime<Utc>, retention: std::time::Duration) -> Document {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+    let due = targets
+        .iter()
+        .filter(|target| target.status == "pending")
+        .map(|target| target.next_at)
+        .min();
+    let status = if due.is_some() {
+        "pending"
+    } else if targets.iter().any(|target| target.status == "failed") {
+        "failed"
+    } else {
+        "delivered"
+    };
+    doc! {
+        "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
+        "status": status,
+        "due_at": due.map(time),
+        "expire_at": (status == "delivered").then(|| time(now + retention)),
+    }
+}
+
+/// A new event's document as it goes into `events`: as the drain wrote it, with its delivery state
+/// ([`state`]) and the attempts made.
+pub fn with_state(mut event: Document, state: Document, attempts: Vec<Document>) -> Document {
+    for (field, value) in state {
+        match value {
+            Bson::Null => {
+                event.remove(&field);
+            }
+            value => {
+                event.insert(field, value);
+            }
+        }
+    }
+    if attempts.is_empty() {
+        event.remove("attempts");
+    } else {
+        event.insert("attempts", attempts);
+    }
+    event
 }

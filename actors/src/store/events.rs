@@ -1,39 +1,45 @@
 //! The `events` collection: the outbox of transaction changes, delivered to the merchant's endpoints by
-//! [`crate::delivery`].
+//! [`crate::delivery`] — and `event_batches`, the way new events reach it.
 //!
-//! An event is written by the drain, in the same batch as the transaction write that caused it (one
-//! unordered `insert_many` per batch, before the callbacks are inserted). Its `_id` is derived from the
-//! transaction and the version the change produced ([`event_id`]), so writing it again — a journal entry
-//! applied twice, two instances folding the same callback — keeps one event.
+//! The drain writes the events of a batch's changes as **one `event_batches` document** (the events in
+//! an array; [`EventLog::insert`]), in the same batch as the transaction writes that caused them. The
+//! sending instance reads that document, sends each event once, and only then inserts the events into
+//! `events`, each with what became of it (delivered, to be retried, failed), and deletes the batch
+//! document. A delivered event thus costs MongoDB one small share of a batch insert and one insert:
+//! writing it pending and rewriting it with its outcome cost three times as much. Events whose first
+//! attempt could not be made or finished quickly are inserted pending and go the retry path.
+//!
+//! An event's `_id` is derived from the transaction and the version the change produced ([`event_id`]),
+//! so writing it again — a journal entry applied twice, two instances folding the same callback — keeps
+//! one event: the sender skips the events of a batch that `events` holds already.
 //!
 //! Crash safety: the transaction document records the version and type of its last event-producing change
 //! (`event_version`, `event_type`) in the same write. A crash after the transaction write but before the
-//! event insert leaves the journal entry in place (it is removed only once the whole batch is applied);
+//! batch insert leaves the journal entry in place (it is removed only once the whole batch is applied);
 //! applied again, its fold is a no-op, and the fold then writes the event of the transaction's recorded
-//! change again (see `transactions.rs`), which is either a duplicate `_id` (nothing lost) or the missing
-//! event.
+//! change again (see `transactions.rs`), which is either an event written before (skipped) or the missing
+//! one. A batch document outlives a sender that dies before deleting it: the next sender reads it again.
 //!
 //! **Routing.** An event is written only when an enabled endpoint wants it, with its `targets` (one per
 //! such endpoint) already set: the endpoints are read from `endpoints` once per batch ([`EventLog::routes`]),
 //! so every instance routes by the same, current list. A change no endpoint wants costs MongoDB nothing
 //! more than the transaction write; an endpoint receives the changes written after it was created.
 //!
-//! Each event is `pending` with a `due_at` until every endpoint it targets has it `delivered` or `failed`;
-//! a partial index holds only pending events, so delivered ones cost the dispatcher nothing. Delivered
-//! events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead letters keep
-//! none until they are replayed.
+//! In `events`, an event is `pending` with a `due_at` until every endpoint it targets has it `delivered`
+//! or `failed`; a partial index holds only pending events, so delivered ones cost the dispatcher nothing.
+//! Delivered events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead
+//! letters keep none until they are replayed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
-use mongodb::error::ErrorKind;
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::document::{bson_time, texts_of};
-use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::errors::classify;
 use super::indexes::{newest, partial};
 use super::timing::timed;
 use super::StoreError;
@@ -273,10 +279,19 @@ impl Routes {
     }
 }
 
-/// The `events` collection, and the `endpoints` it routes events to.
+/// Where new events wait for their first attempt: one document per drain batch.
+pub const EVENT_BATCHES: &str = "event_batches";
+
+/// Bytes of events per `event_batches` document, at most (roughly; MongoDB refuses documents over
+/// 16 MiB). A drain batch's events nearly always fit in one.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The `events` collection, the `event_batches` new events are written to, and the `endpoints` events
+/// are routed to.
 #[derive(Clone)]
 pub struct EventLog {
     events: Collection<Document>,
+    batches: Collection<Document>,
     endpoints: Collection<Document>,
 }
 
@@ -284,6 +299,7 @@ impl EventLog {
     pub fn new(database: &Database) -> Self {
         Self {
             events: database.collection("events"),
+            batches: database.collection(EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
         }
     }
@@ -313,11 +329,44 @@ impl EventLog {
         })))
     }
 
-    /// Writes events (one unordered `insert_many`); a duplicate `_id` is the same event, written before.
-    /// Returns the events that were not written, with why.
+    /// Writes new events for their first attempt: one `event_batches` document holding them all (more
+    /// only past [`MAX_BATCH_BYTES`]). Returns the events that were not written, with why.
     pub async fn insert(&self, documents: &[&Document]) -> Vec<(usize, StoreError)> {
-        insert(&self.events, documents).await
+        let mut failed = Vec::new();
+        let now = bson_time(Utc::now());
+        for (start, end) in chunks(documents, MAX_BATCH_BYTES) {
+            let batch = doc! {
+                "_id": ObjectId::new(),
+                "created_at": now,
+                "events": documents[start..end].iter().map(|event| Bson::Document((*event).clone())).collect::<Vec<_>>(),
+            };
+            if let Err(error) = timed(EVENT_BATCHES, self.batches.insert_one(batch)).await {
+                let failure = classify(&error);
+                failed.extend((start..end).map(|index| (index, failure.clone())));
+            }
+        }
+        failed
     }
+}
+
+/// Splits `documents` into runs of about `limit` bytes at most (each run holds one event at least),
+/// as `(start, end)` ranges. An event's size is that of its payload, which dominates it, and a margin.
+fn chunks(documents: &[&Document], limit: usize) -> Vec<(usize, usize)> {
+    let size = |event: &Document| event.get_str("payload").map_or(0, str::len) + 1024;
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, event) in documents.iter().enumerate() {
+        let event = size(event);
+        if index > start && bytes + event > limit {
+            runs.push((start, index));
+            (start, bytes) = (index, 0);
+        }
+        bytes += event;
+    }
+    if start < documents.len() {
+        runs.push((start, documents.len()));
+    }
+    runs
 }
 
 /// The exact bytes delivered: `{"type", "timestamp", "data"}`, where `data` is the transaction as
@@ -388,43 +437,6 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-async fn insert(
-    events: &Collection<Document>,
-    documents: &[&Document],
-) -> Vec<(usize, StoreError)> {
-    if documents.is_empty() {
-        return Vec::new();
-    }
-    let Err(error) = timed(
-        "events",
-        events.insert_many(documents.iter().copied()).ordered(false),
-    )
-    .await
-    else {
-        return Vec::new();
-    };
-    match error.kind.as_ref() {
-        ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => failure
-            .write_errors
-            .iter()
-            .flatten()
-            .filter(|write_error| write_error.code != DUPLICATE_KEY)
-            .map(|write_error| {
-                (
-                    write_error.index,
-                    by_code(write_error.code, &write_error.message),
-                )
-            })
-            .collect(),
-        _ => {
-            let failure = classify(&error);
-            (0..documents.len())
-                .map(|index| (index, failure.clone()))
-                .collect()
-        }
-    }
-}
-
 /// The indexes of `events`.
 pub(super) fn indexes() -> Vec<IndexModel> {
     let pending = doc! {"due_at": {"$type": "date"}};
@@ -487,6 +499,22 @@ mod tests {
             EventType::of_change(Some(&pending), &unresolved),
             Some(EventType::Unresolved)
         );
+    }
+
+    #[test]
+    fn batches_of_events_are_cut_by_size_and_hold_one_event_at_least() {
+        let event = |bytes: usize| doc! {"payload": "x".repeat(bytes)};
+        let small: Vec<Document> = (0..5).map(|_| event(100)).collect();
+        let small: Vec<&Document> = small.iter().collect();
+        assert_eq!(chunks(&small, 1 << 20), [(0, 5)]);
+        assert_eq!(chunks(&small, 2 * 1124), [(0, 2), (2, 4), (4, 5)]);
+        let huge = [event(10_000)];
+        assert_eq!(
+            chunks(&[&huge[0]], 100),
+            [(0, 1)],
+            "an event larger than the limit goes alone"
+        );
+        assert!(chunks(&[], 100).is_empty());
     }
 
     #[test]
