@@ -376,6 +376,98 @@ async fn a_failing_receiver_gets_retries_of_one_id_and_never_a_later_version_fir
     assert_eq!(shown["targets"][0]["attempts"], 4);
 }
 
+/// A receiver that holds every request open until `release` has a permit for it, then answers 204;
+/// counts the requests it got and the ids.
+struct Holding {
+    url: String,
+    release: Arc<tokio::sync::Semaphore>,
+    ids: Arc<Mutex<Vec<String>>>,
+}
+
+fn holding_receiver() -> Holding {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (releasing, recording) = (Arc::clone(&release), Arc::clone(&ids));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let (releasing, recording) = (Arc::clone(&releasing), Arc::clone(&recording));
+        App::new().default_service(web::to(move |request: HttpRequest| {
+            let (releasing, recording) = (Arc::clone(&releasing), Arc::clone(&recording));
+            async move {
+                let id = request
+                    .headers()
+                    .get("webhook-id")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                recording.lock().unwrap().push(id);
+                releasing.acquire().await.unwrap().forget();
+                HttpResponse::NoContent().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    actix_web::rt::spawn(server);
+    Holding {
+        url: format!("http://127.0.0.1:{port}/held"),
+        release,
+        ids,
+    }
+}
+
+/// An endpoint that does not answer never holds another one's deliveries: with every slot of the silent
+/// one taken by requests it holds open (for far longer than the wait below, its requests time out only
+/// after 60 s), the other endpoint gets every event; once the silent one answers, it gets them all too.
+#[actix_web::test]
+async fn an_endpoint_that_does_not_answer_never_holds_another_ones_deliveries() {
+    let app = app_delivering(&[
+        ("MMO__DELIVERY__MAX_IN_FLIGHT", "2"),
+        ("MMO__DELIVERY__TIMEOUT_SECS", "60"),
+        ("MMO__DELIVERY__LEASE_SECS", "120"),
+    ])
+    .await;
+    let silent = holding_receiver();
+    let fast = receiver(|_| (204, None));
+    register(&app, &silent.url).await;
+    register(&app, &fast.url).await;
+
+    let keys: Vec<String> = (0..8).map(|i| format!("isolated-{i}")).collect();
+    for key in &keys {
+        app.mtn_collection(key, "SUCCESSFUL").await;
+    }
+    let distinct = |ids: &mut Vec<String>| {
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    // Within 30 s (`until`), while the silent endpoint's first requests are still open.
+    fast.until("every event at the endpoint that answers", |got| {
+        distinct(&mut got.iter().map(|delivery| delivery.id.clone()).collect()) == keys.len()
+    })
+    .await;
+    let held = silent.ids.lock().unwrap().len();
+    assert!(
+        (1..=2).contains(&held),
+        "the silent endpoint holds its two slots and got no more: {held}"
+    );
+
+    silent.release.add_permits(1_000);
+    for _ in 0..600 {
+        if distinct(&mut silent.ids.lock().unwrap().clone()) == keys.len() {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the endpoint that answered late did not get every event: {:?}",
+        silent.ids.lock().unwrap()
+    );
+}
+
 #[actix_web::test]
 async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
     let app = app_delivering(&[("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1")]).await;
