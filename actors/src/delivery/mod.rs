@@ -67,6 +67,8 @@ const FIRST_ADMISSION_WAIT: Duration = Duration::from_millis(500);
 const FIRST_ATTEMPTS_WAIT: Duration = Duration::from_secs(2);
 /// Batches of new events being sent at once, at most.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// How long an event whose outcome was just written is not looked at again (see the recorder).
+const JUST_RECORDED: Duration = Duration::from_millis(500);
 /// How often the outcomes of finished attempts are written (in one statement).
 const RECORD_EVERY: Duration = Duration::from_millis(25);
 
@@ -399,9 +401,15 @@ pub fn start(
                     .await;
                 match written {
                     Ok(()) => {
+                        // Not busy any more, but not looked at again for a moment either: a round whose
+                        // read of due events began before this write may still return them as pending,
+                        // and would send them again (0.3.0 did, a few thousand times a minute under load).
+                        let until = tokio::time::Instant::now() + JUST_RECORDED;
                         let mut busy = shared.busy.lock();
+                        let mut later = shared.later.lock();
                         for outcome in &outcomes {
                             busy.remove(&outcome.event);
+                            later.insert(outcome.event.clone(), until);
                         }
                     }
                     Err(error) => {
