@@ -9,6 +9,12 @@ source scripts/common.sh
 ensure_openapi_validator
 use_test_mongodb
 
+# The tests' temporary files (journals, fault proofs' MongoDB data, OpenAPI documents) go under
+# target/test-tmp, emptied at each run, instead of piling up in /tmp: a few hundred directories a run.
+export TMPDIR="$root/target/test-tmp"
+rm -rf "$TMPDIR"
+mkdir -p "$TMPDIR"
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -586,7 +586,7 @@ async fn quarantine_poisoned(
             format!("quarantine/{}", rejected.id),
         ),
         Err(undecodable) => {
-            let identity = format!("undecodable/{}", hex(&Sha256::digest(&undecodable.raw)));
+            let identity = format!("undecodable/{}", hex::encode(Sha256::digest(&undecodable.raw)));
             (undecodable.raw.clone(), String::new(), identity)
         }
         Ok(None) => return false,
@@ -612,10 +612,6 @@ fn poisoned_id(identity: &str) -> ObjectId {
     let mut bytes = [0_u8; 12];
     bytes.copy_from_slice(&digest[..12]);
     ObjectId::from_bytes(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

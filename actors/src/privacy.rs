@@ -30,11 +30,7 @@ pub fn digest(salt: &[u8], value: &str) -> String {
     hasher.update(salt);
     hasher.update(b":");
     hasher.update(value.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// Replaces every personal value of `callback` (normalized MSISDN and payload) with its digest.

@@ -185,8 +185,7 @@ fn random_secret() -> String {
 fn random_id() -> String {
     let mut bytes = [0_u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("ep_{hex}")
+    format!("ep_{}", hex::encode(bytes))
 }
 
 pub async fn create(

@@ -127,12 +127,7 @@ impl EventType {
 /// whoever writes it.
 pub fn event_id(transaction_id: &str, version: i64) -> String {
     let digest = Sha256::digest(format!("{transaction_id}#{version}").as_bytes());
-    let mut id = String::with_capacity(36);
-    id.push_str("evt_");
-    for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
+    format!("evt_{}", hex::encode(&digest[..16]))
 }
 
 /// The `events` document of a change of `transaction` (the document as written, at `version`), targeted
