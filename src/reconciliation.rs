@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use mmo_actors::store::{transaction_id, Expectation, MongoStore};
 use mmo_actors::{CallbackType, PROVIDERS};
 use mongodb::bson::{doc, Bson, Document};
@@ -385,12 +386,16 @@ pub async fn report(
     if let Some(provider) = provider {
         filter.insert("provider", provider);
     }
-    let query = store
+    // Read a chunk at a time: a busy day's items are never all in memory at once.
+    let mut items = store
         .reconciliations()
         .items()
         .find(filter)
-        .projection(doc! {"provider": 1, "flow": 1, "key": 1, "state": 1, "reasons": 1});
-    let items = all(query).await?;
+        .projection(doc! {"provider": 1, "flow": 1, "key": 1, "state": 1, "reasons": 1})
+        .batch_size(LOOKUP_BATCH as u32)
+        .await
+        .map_err(unavailable)?
+        .try_chunks(LOOKUP_BATCH);
 
     let mut tallies: HashMap<&'static str, Tally> = HashMap::new();
     let mut sums: HashMap<(&'static str, String), Decimal> = HashMap::new();
@@ -400,7 +405,11 @@ pub async fn report(
             *sums.entry((category, currency.clone())).or_default() += amount;
         }
     };
-    for chunk in items.chunks(LOOKUP_BATCH) {
+    while let Some(chunk) = items
+        .try_next()
+        .await
+        .map_err(|failed| unavailable(failed.1))?
+    {
         let ids: Vec<String> = chunk
             .iter()
             .map(|item| {
@@ -429,7 +438,7 @@ pub async fn report(
             doc! {"amount": 1, "currency": 1, "provider": 1, "flow": 1, "key": 1},
         )
         .await?;
-        for item in chunk {
+        for item in &chunk {
             let identity = (
                 text(item, "provider").unwrap_or_default(),
                 text(item, "flow").unwrap_or_default(),
