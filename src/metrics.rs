@@ -78,7 +78,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "mmo_unauthenticated_unkept_total",
         Kind::Counter,
-        "Bodies of unauthenticated requests not kept because their quarantine budget was spent.",
+        "Bodies of unauthenticated requests not kept because their quarantine budget was spent (or 1,024 were being kept at that moment).",
     ),
     (
         "mmo_journal_backlog_entries",

@@ -74,6 +74,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let state = web::Data::new(AppState {
+            background: Arc::new(tokio::sync::Semaphore::new(crate::state::BACKGROUND_TASKS)),
             supervisor: supervisor.clone(),
             store: store.clone(),
             journal: Arc::clone(&journal),

@@ -11,6 +11,9 @@ use crate::auth::Authenticator;
 use crate::rate_limit::RateLimits;
 
 /// What every handler shares.
+/// Tasks a request may leave running after its answer, at most (see [`AppState::background`]).
+pub const BACKGROUND_TASKS: usize = 1024;
+
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     /// For the query API; callbacks reach the store only through the supervisor and the journal.
@@ -41,6 +44,9 @@ pub struct AppState {
     pub allow_private_networks: bool,
     /// Seals endpoint secrets at rest, when configured.
     pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
+    /// Work a request leaves running after its answer (storing a C2B validation, keeping an anonymous
+    /// refusal), at most [`BACKGROUND_TASKS`] at once: a flood cannot pile up tasks without bound.
+    pub background: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// MongoDB's reachability as last checked: unknown until the first check answers.

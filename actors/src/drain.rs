@@ -586,7 +586,10 @@ async fn quarantine_poisoned(
             format!("quarantine/{}", rejected.id),
         ),
         Err(undecodable) => {
-            let identity = format!("undecodable/{}", hex::encode(Sha256::digest(&undecodable.raw)));
+            let identity = format!(
+                "undecodable/{}",
+                hex::encode(Sha256::digest(&undecodable.raw))
+            );
             (undecodable.raw.clone(), String::new(), identity)
         }
         Ok(None) => return false,

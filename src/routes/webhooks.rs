@@ -165,7 +165,9 @@ pub async fn receive_callback(
     });
     let ack = match route.endpoint.answer {
         Answer::AfterStoring(ack) => ack,
-        Answer::Decision => return Ok(decide_now(&state, route.provider, callback, received_at)),
+        Answer::Decision => {
+            return Ok(decide_now(&state, route.provider, callback, received_at).await)
+        }
     };
     let answer = state
         .supervisor
@@ -216,8 +218,9 @@ pub(crate) fn apply_decision(
 
 /// Answers a question (M-Pesa C2B validation) from local rules at once, and stores the request with its
 /// decision without waiting: the operator gives only seconds, and a validation moves no money — the
-/// payment, if it happens, arrives as a confirmation that is stored before it is acknowledged.
-fn decide_now(
+/// payment, if it happens, arrives as a confirmation that is stored before it is acknowledged. When
+/// [`crate::state::BACKGROUND_TASKS`] stores are under way already, this one is waited for instead.
+async fn decide_now(
     state: &web::Data<AppState>,
     provider: &'static dyn Provider,
     mut callback: Callback,
@@ -226,7 +229,7 @@ fn decide_now(
     let decision = apply_decision(provider, &mut callback, &state.acceptance_rules);
     let supervisor = state.supervisor.clone();
     let timeout = state.pipeline_timeout;
-    actix_web::rt::spawn(async move {
+    let store = async move {
         let key = callback.provider_transaction_id.clone();
         match supervisor
             .send(RouteCallback::new(callback, received_at))
@@ -241,7 +244,16 @@ fn decide_now(
                 tracing::error!(key, %error, "validation request and decision not stored")
             }
         }
-    });
+    };
+    match std::sync::Arc::clone(&state.background).try_acquire_owned() {
+        Ok(permit) => {
+            actix_web::rt::spawn(async move {
+                store.await;
+                drop(permit);
+            });
+        }
+        Err(_) => store.await,
+    }
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(decision.body)
@@ -340,7 +352,13 @@ impl AppState {
         }
         let supervisor = self.supervisor.clone();
         let timeout = self.pipeline_timeout;
+        let Ok(permit) = std::sync::Arc::clone(&self.background).try_acquire_owned() else {
+            // As many kept in the background as allowed already: not kept, as past the budget.
+            metrics::counter!("mmo_unauthenticated_unkept_total").increment(1);
+            return;
+        };
         actix_web::rt::spawn(async move {
+            let _permit = permit;
             let client = rejected.client;
             let kept = supervisor
                 .send(Quarantine {
