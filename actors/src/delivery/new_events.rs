@@ -1,0 +1,186 @@
+//! New events: sent once straight from the batch the drain wrote (`event_batches`), then moved to
+//! `events` with what became of them (see [`crate::store::events`] for why).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mongodb::bson::{oid::ObjectId, Document};
+
+use super::attempts::{plan, send};
+use super::outbox::{self, EndpointRecord, Outcome, PendingEvent, Target};
+use super::{Shared, BATCHES_IN_FLIGHT, FIRST_ADMISSION_WAIT, FIRST_ATTEMPTS_WAIT};
+
+/// Takes on the oldest batch of new events (unless [`BATCHES_IN_FLIGHT`] are being sent): plans each
+/// event as a round does (waiting up to [`FIRST_ADMISSION_WAIT`] for a slot) and starts its attempts;
+/// [`settle`] then moves the events to `events` with their outcomes. Returns how many events it took on.
+///
+/// Version order: a batch's later version of a transaction is not attempted from the batch (it goes to
+/// `events` pending, behind the earlier one), and neither is a version whose transaction has an earlier
+/// one pending in `events` or in a batch still being sent ([`Shared::unsettled_before`]).
+pub(super) async fn send_new(
+    shared: &Arc<Shared>,
+    endpoints: &HashMap<String, Arc<EndpointRecord>>,
+    lease_ends: tokio::time::Instant,
+) -> Result<usize, crate::StoreError> {
+    let skip: Vec<ObjectId> = shared.batches.lock().iter().copied().collect();
+    if skip.len() >= BATCHES_IN_FLIGHT {
+        return Ok(0);
+    }
+    let Some(batch) = shared.outbox.oldest_batch(&skip).await? else {
+        return Ok(0);
+    };
+    let now = Utc::now();
+    let ids: Vec<&str> = batch
+        .events
+        .iter()
+        .map(|(_, event)| event.id.as_str())
+        .collect();
+    let known = shared.outbox.known(&ids).await?;
+    let fresh: Vec<(Document, PendingEvent)> = batch
+        .events
+        .into_iter()
+        .filter(|(_, event)| !known.contains(&event.id))
+        .collect();
+    let versions: Vec<(&str, i64)> = fresh
+        .iter()
+        .map(|(_, event)| (event.transaction_id.as_str(), event.version))
+        .collect();
+    let earlier = shared.outbox.pending_of(&versions).await?;
+    shared.batches.lock().insert(batch.id);
+
+    let mut started: HashSet<String> = HashSet::new();
+    let mut saturated: HashSet<String> = HashSet::new();
+    let mut planned = Vec::with_capacity(fresh.len());
+    for (document, event) in fresh {
+        let behind = started.contains(&event.transaction_id)
+            || shared.unsettled_before(&event.transaction_id, event.version);
+        let blocked_for = |endpoint: &str| {
+            behind
+                || earlier.iter().any(|earlier| {
+                    earlier.transaction_id == event.transaction_id
+                        && earlier.version < event.version
+                        && earlier
+                            .pending_for
+                            .as_ref()
+                            .is_none_or(|pending| pending.iter().any(|id| id == endpoint))
+                })
+        };
+        let plan = plan(
+            shared,
+            endpoints,
+            event.targets.clone().unwrap_or_default(),
+            now,
+            lease_ends,
+            &blocked_for,
+            &mut saturated,
+            FIRST_ADMISSION_WAIT,
+        )
+        .await;
+        // Every version in the batch counts: a later one in this batch waits for the earlier.
+        started.insert(event.transaction_id.clone());
+        let sending = (!plan.attempts.is_empty()).then(|| {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            let (shared, event, targets) =
+                (Arc::clone(shared), event.clone(), plan.targets.clone());
+            actix::spawn(async move {
+                let _ = answer.send(send(&shared, event, targets, plan.attempts).await);
+            });
+            answered
+        });
+        planned.push((document, event, plan.targets, sending));
+    }
+    {
+        let mut unsettled = shared.unsettled.lock();
+        for (_, event, _, _) in &planned {
+            unsettled
+                .entry(event.transaction_id.clone())
+                .or_default()
+                .push(event.version);
+        }
+    }
+    let taken = planned.len().max(1);
+    let shared = Arc::clone(shared);
+    actix::spawn(settle(shared, batch.id, planned));
+    Ok(taken)
+}
+
+type Planned = (
+    Document,
+    PendingEvent,
+    Vec<Target>,
+    Option<tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>>,
+);
+
+/// Waits for a batch's first attempts (up to [`FIRST_ATTEMPTS_WAIT`]), then inserts its events into
+/// `events` with their outcomes and deletes the batch — retrying while MongoDB does not take them, as
+/// the batch must not be sent again. An attempt still in flight leaves its event pending and `busy`
+/// (the retry path does not send it meanwhile); its outcome is recorded, once the event is in
+/// `events`, as a retry's is.
+async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
+    let deadline = tokio::time::Instant::now() + FIRST_ATTEMPTS_WAIT;
+    let now = Utc::now();
+    let retention = shared.settings.retention;
+    let mut documents = Vec::with_capacity(planned.len());
+    let mut late = Vec::new();
+    let mut transactions = Vec::with_capacity(planned.len());
+    for (document, event, targets, sending) in planned {
+        transactions.push((event.transaction_id.clone(), event.version));
+        let (targets, attempts) = match sending {
+            None => (targets, Vec::new()),
+            Some(mut answered) => match tokio::time::timeout_at(deadline, &mut answered).await {
+                Ok(Ok(Ok(outcome))) => (outcome.targets, outcome.attempts),
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(event = %event.id, %error, "delivery outcome not recorded; the event is sent again");
+                    (targets, Vec::new())
+                }
+                Ok(Err(_)) => (targets, Vec::new()),
+                Err(_) => {
+                    late.push((event.id.clone(), answered));
+                    (targets, Vec::new())
+                }
+            },
+        };
+        let state = outbox::state(&targets, now, retention);
+        documents.push(outbox::with_state(document, state, attempts));
+    }
+    {
+        let mut busy = shared.busy.lock();
+        for (id, _) in &late {
+            busy.insert(id.clone());
+        }
+    }
+    let mut backoff = Duration::from_millis(100);
+    while let Err(error) = shared.outbox.settle_batch(batch, &documents).await {
+        tracing::warn!(%error, events = documents.len(), "new events not moved to the outbox yet; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    shared.batches.lock().remove(&batch);
+    {
+        let mut unsettled = shared.unsettled.lock();
+        for (transaction, version) in transactions {
+            if let Some(versions) = unsettled.get_mut(&transaction) {
+                if let Some(at) = versions.iter().position(|kept| *kept == version) {
+                    versions.swap_remove(at);
+                }
+                if versions.is_empty() {
+                    unsettled.remove(&transaction);
+                }
+            }
+        }
+    }
+    // The late attempts' outcomes, recorded like a retry's now that their events are in `events`.
+    for (id, answered) in late {
+        let shared = Arc::clone(&shared);
+        actix::spawn(async move {
+            match answered.await {
+                Ok(Ok(outcome)) => shared.outcomes.lock().push(outcome),
+                _ => {
+                    shared.busy.lock().remove(&id);
+                }
+            }
+        });
+    }
+}
