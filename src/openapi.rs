@@ -5,16 +5,16 @@
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
-use mmo_actors::providers::{Answer, Method};
+use mmo_actors::providers::{Method, Reply};
 use mmo_actors::PROVIDERS;
 use serde_json::{json, Map, Value};
 use utoipa::PartialSchema;
 
-use crate::query::{
+use crate::read_api::{
     CallbackItem, DailyReport, RejectedItem, Replayed, ReportLine, TransactionDetail,
     TransactionItem, TransactionReference, CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS,
 };
-use crate::reconciliation::{
+use crate::reconciler_api::{
     ExpectationItem, ExpectationView, ReconciliationItem, ReconciliationReport, Tally,
 };
 use mmo_actors::store::events::EventType;
@@ -134,17 +134,17 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for provider in PROVIDERS {
         for endpoint in provider.endpoints() {
-            let ack = match endpoint.answer {
-                Answer::AfterStoring(ack) => serde_json::from_str(ack).unwrap_or(Value::Null),
-                Answer::Decision => json!({"ResultCode": "0", "ResultDesc": "Accepted"}),
+            let ack = match endpoint.reply {
+                Reply::AfterStoring(ack) => serde_json::from_str(ack).unwrap_or(Value::Null),
+                Reply::Decision => json!({"ResultCode": "0", "ResultDesc": "Accepted"}),
             };
             let mut responses = callback_errors();
             responses.insert(
                 "200".into(),
                 json!({
-                    "description": match endpoint.answer {
-                        Answer::AfterStoring(_) => "Journaled (fsync'd) before this acknowledgement",
-                        Answer::Decision => "Decided at once from local rules; accepted, or rejected with a C2B000xx code",
+                    "description": match endpoint.reply {
+                        Reply::AfterStoring(_) => "Journaled (fsync'd) before this acknowledgement",
+                        Reply::Decision => "Decided at once from local rules; accepted, or rejected with a C2B000xx code",
                     },
                     "content": {"application/json": {"schema": {"type": "object"}, "example": ack}},
                 }),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::{require_admin, AppState};
 use crate::delivery::{check_literal_host, check_url, is_public, public_view};
 use crate::error::ApiError;
-use crate::query::{self, Filters};
+use crate::read_api::{self, Filters};
 use crate::stored::{self, invalid};
 
 /// Fields a request body may carry, by route.
@@ -231,7 +231,7 @@ pub async fn list(
     require_admin(&request, &state)?;
     let filters = Filters::parse(request.query_string(), &["limit", "cursor"])?;
     let filter = filters.filter("created_at", None);
-    let page = query::page_with(
+    let page = read_api::page_with(
         &endpoints(&state),
         filter,
         &filters,

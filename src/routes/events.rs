@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{require_admin, AppState};
 use crate::error::ApiError;
-use crate::query::{self, Filters};
+use crate::read_api::{self, Filters};
 use crate::stored::{self, invalid};
 
 /// What `GET /v1/events` accepts.
@@ -63,7 +63,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     // `type` and `status` mean other things here than in the transaction filters: taken out first.
-    let pairs = query::query_pairs(request.query_string())?;
+    let pairs = read_api::query_pairs(request.query_string())?;
     let mut extra = Document::new();
     let mut rest = Vec::new();
     for (name, value) in pairs {
@@ -89,7 +89,7 @@ pub async fn list(
     let filters = Filters::from_pairs(rest, EVENT_FILTERS)?;
     let mut filter = filters.filter("created_at", None);
     filter.extend(extra);
-    let page = query::page_with(
+    let page = read_api::page_with(
         state.store.events(),
         filter,
         &filters,
@@ -153,7 +153,7 @@ pub async fn replay(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let pairs = query::query_pairs(request.query_string())?;
+    let pairs = read_api::query_pairs(request.query_string())?;
     let mut endpoint = None;
     for (name, value) in pairs {
         match name.as_str() {

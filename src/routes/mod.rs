@@ -1,12 +1,15 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
+mod callbacks;
 mod endpoints;
 mod events;
+mod expectations;
 mod health;
 mod metrics;
 pub mod probes;
-pub(crate) mod query;
-mod reconciliation;
+mod rejected;
+mod reports;
+mod transactions;
 mod webhooks;
 
 use actix_web::web::{self, ServiceConfig};
@@ -70,23 +73,23 @@ pub fn configure(config: &mut ServiceConfig) {
         }
     }
     let scope = scope
-        .route("/transactions", web::get().to(query::transactions))
+        .route("/transactions", web::get().to(transactions::transactions))
         .route(
             "/transactions/{provider}/{transaction_key}",
-            web::get().to(query::transaction),
+            web::get().to(transactions::transaction),
         )
-        .route("/callbacks", web::get().to(query::callbacks))
-        .route("/rejected", web::get().to(query::rejected))
-        .route("/rejected/{id}/replay", web::post().to(query::replay))
-        .route("/reports/daily", web::get().to(query::daily_report))
-        .route("/expectations", web::post().to(reconciliation::expect))
+        .route("/callbacks", web::get().to(callbacks::callbacks))
+        .route("/rejected", web::get().to(rejected::rejected))
+        .route("/rejected/{id}/replay", web::post().to(rejected::replay))
+        .route("/reports/daily", web::get().to(reports::daily_report))
+        .route("/expectations", web::post().to(expectations::expect))
         .route(
             "/expectations/{provider}/{key}",
-            web::get().to(reconciliation::expectation),
+            web::get().to(expectations::expectation),
         )
         .route(
             "/reports/reconciliation",
-            web::get().to(reconciliation::report),
+            web::get().to(reports::reconciliation),
         )
         .route("/endpoints", web::post().to(endpoints::create))
         .route("/endpoints", web::get().to(endpoints::list))
@@ -208,6 +211,11 @@ fn presented_token(request: &actix_web::HttpRequest) -> Option<&str> {
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(crate::auth::bearer_token)
+}
+
+/// The pseudonymization salt, when configured: the read API looks personal values up by their digest.
+fn salt(state: &AppState) -> Option<&[u8]> {
+    state.pseudonymization_salt.as_deref()
 }
 
 /// Admits a request carrying a token from `auth.admin_tokens` (metrics and the query API).

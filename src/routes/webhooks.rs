@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
-use mmo_actors::providers::{AcceptanceRules, Answer};
+use mmo_actors::providers::{AcceptanceRules, Reply};
 use mmo_actors::supervisor::Quarantine;
 use mmo_actors::{Callback, Provider, RecordOutcome, RejectedCallback, RouteCallback, Status};
 
@@ -163,9 +163,9 @@ pub async fn receive_callback(
         key: callback.provider_transaction_id.clone(),
         outcome: None,
     });
-    let ack = match route.endpoint.answer {
-        Answer::AfterStoring(ack) => ack,
-        Answer::Decision => {
+    let ack = match route.endpoint.reply {
+        Reply::AfterStoring(ack) => ack,
+        Reply::Decision => {
             return Ok(decide_now(&state, route.provider, callback, received_at).await)
         }
     };

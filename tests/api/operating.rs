@@ -4,7 +4,7 @@ use actix_web::http::{Method, StatusCode};
 use mmo_actors::providers::fixtures::{
     MTNMoMoCallbackFixtures as Mtn, MpesaCallbackFixtures as Mpesa,
 };
-use mmo_webhooks::query::{newest_first, Filters};
+use mmo_webhooks::read_api::{newest_first, Filters};
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 

@@ -447,7 +447,7 @@ async fn eventually_stored(app: &crate::helpers::TestApp, key: &str) -> Document
 
 #[actix_web::test]
 async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
-    use mmo_actors::providers::{by_slug, fixtures, Answer};
+    use mmo_actors::providers::{by_slug, fixtures, Reply};
     let app = spawn_app().await;
     for scenario in fixtures::all() {
         let provider = by_slug(scenario.provider).unwrap();
@@ -465,8 +465,8 @@ async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
             scenario.name,
             reply.body
         );
-        let stored = match endpoint.answer {
-            Answer::AfterStoring(ack) => {
+        let stored = match endpoint.reply {
+            Reply::AfterStoring(ack) => {
                 assert_eq!(
                     reply.body,
                     serde_json::from_str::<Value>(ack).unwrap(),
@@ -475,7 +475,7 @@ async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
                 );
                 app.stored_one(scenario.key).await
             }
-            Answer::Decision => {
+            Reply::Decision => {
                 assert_eq!(
                     reply.body,
                     json!({"ResultCode": "0", "ResultDesc": "Accepted"}),
@@ -497,7 +497,7 @@ async fn every_fixture_is_acknowledged_and_stored_with_its_status() {
             "{}",
             scenario.name
         );
-        if endpoint.answer != Answer::Decision {
+        if endpoint.reply != Reply::Decision {
             let transactions = app.transactions_for(scenario.key).await;
             match scenario.callback_type.flow() {
                 Some(flow) => {

@@ -39,9 +39,10 @@ pub enum Method {
     Put,
 }
 
-/// How an endpoint answers.
+/// How an endpoint replies to the operator (not to be confused with the reconciler's `Answer`, an
+/// operator's answer to a status query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub enum Reply {
     /// Stored durably first, then acknowledged with this JSON body.
     AfterStoring(&'static str),
     /// Answered at once from local rules ([`Provider::decide`]), never waiting on anything remote; the
@@ -55,7 +56,7 @@ pub struct Endpoint {
     pub path: &'static str,
     pub callback_type: CallbackType,
     pub methods: &'static [Method],
-    pub answer: Answer,
+    pub reply: Reply,
 }
 
 /// Local rules for accepting a payment before it happens (M-Pesa C2B validation), from configuration.
@@ -103,7 +104,7 @@ pub trait Provider: Send + Sync + 'static {
         self.parse(callback_type, body)
     }
 
-    /// For [`Answer::Decision`] endpoints: the decision on a parsed request. Providers without such
+    /// For [`Reply::Decision`] endpoints: the decision on a parsed request. Providers without such
     /// endpoints keep the default, which refuses (no rule can accept what nobody configured).
     fn decide(&self, _callback: &Callback, _rules: &AcceptanceRules) -> Decision {
         Decision {

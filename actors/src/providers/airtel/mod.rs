@@ -8,7 +8,7 @@ pub mod fixtures;
 use serde_json::Value;
 
 use super::json::{self, parse_object};
-use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider, SignedPart};
+use super::{note_unknown_code, Endpoint, Method, ParseError, Provider, Reply, SignedPart};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str =
@@ -23,19 +23,19 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "payment",
         callback_type: CallbackType::Payment,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "disbursement",
         callback_type: CallbackType::Disbursement,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "notification",
         callback_type: CallbackType::Notification,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(NOTIFICATION_ACK),
+        reply: Reply::AfterStoring(NOTIFICATION_ACK),
     },
 ];
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::json::{self, first_text, items, named_value, parse_object, required_text};
 use super::{
-    note_unknown_code, AcceptanceRules, Answer, Decision, Endpoint, Method, ParseError, Provider,
+    note_unknown_code, AcceptanceRules, Decision, Endpoint, Method, ParseError, Provider, Reply,
 };
 use crate::callback::{Callback, CallbackType, Status};
 
@@ -29,31 +29,31 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "stkpush",
         callback_type: CallbackType::StkPush,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "b2c/result",
         callback_type: CallbackType::B2cResult,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "b2c/timeout",
         callback_type: CallbackType::B2cTimeout,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "c2b/confirmation",
         callback_type: CallbackType::C2bConfirmation,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "c2b/validation",
         callback_type: CallbackType::C2bValidation,
         methods: &[Method::Post],
-        answer: Answer::Decision,
+        reply: Reply::Decision,
     },
     // The reconciler's Transaction Status queries name these as their ResultURL and QueueTimeOutURL. Both
     // carry the same envelope; a queue timeout's non-zero ResultCode says nothing about the payment.
@@ -61,13 +61,13 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "transaction-status/result",
         callback_type: CallbackType::TransactionStatusResult,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "transaction-status/timeout",
         callback_type: CallbackType::TransactionStatusResult,
         methods: &[Method::Post],
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
 ];
 

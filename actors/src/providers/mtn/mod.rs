@@ -9,7 +9,7 @@ pub mod fixtures;
 use serde_json::Value;
 
 use super::json::{self, first_text, parse_object};
-use super::{note_unknown_code, Answer, Endpoint, Method, ParseError, Provider};
+use super::{note_unknown_code, Endpoint, Method, ParseError, Provider, Reply};
 use crate::callback::{Callback, CallbackType, Status};
 
 const ACK: &str = r#"{"status":"accepted","message":"Callback received"}"#;
@@ -23,19 +23,19 @@ static ENDPOINTS: &[Endpoint] = &[
         path: "collection",
         callback_type: CallbackType::Collection,
         methods: METHODS,
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "disbursement",
         callback_type: CallbackType::Disbursement,
         methods: METHODS,
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
     Endpoint {
         path: "remittance",
         callback_type: CallbackType::Remittance,
         methods: METHODS,
-        answer: Answer::AfterStoring(ACK),
+        reply: Reply::AfterStoring(ACK),
     },
 ];
 

@@ -1,68 +1,17 @@
-//! The query API (read-only, for a token from `auth.admin_tokens`), and the replay of a quarantined body.
-//!
-//! - `GET /v1/transactions`, `GET /v1/transactions/{provider}/{transaction_key}`
-//! - `GET /v1/callbacks`, `GET /v1/rejected`
-//! - `GET /v1/reports/daily?date=YYYY-MM-DD` (JSON, or the day's transactions as CSV for `Accept: text/csv`)
-//! - `POST /v1/rejected/{id}/replay`
+//! `GET /v1/rejected` (quarantined bodies, admin token) and `POST /v1/rejected/{id}/replay` (a quarantined
+//! body run through today's parsers).
 
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use futures_util::StreamExt;
-use mmo_actors::providers::{Answer, Endpoint};
+use mmo_actors::providers::{Endpoint, Reply};
 use mmo_actors::{Provider, RouteCallback, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
 use super::webhooks::apply_decision;
 use super::{require_admin, AppState};
 use crate::error::ApiError;
-use crate::query::{
-    self, Filters, Replayed, CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS,
-};
-use crate::stored;
-
-fn salt(state: &AppState) -> Option<&[u8]> {
-    state.pseudonymization_salt.as_deref()
-}
-
-pub async fn transactions(
-    request: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&request, &state)?;
-    let filters = Filters::parse(request.query_string(), TRANSACTION_FILTERS)?;
-    let page = query::transactions(&state.store, &filters, salt(&state)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
-pub async fn transaction(
-    request: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&request, &state)?;
-    let (provider, key) = path.into_inner();
-    let flow = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
-        .map_err(|error| ApiError::InvalidParameter {
-            parameter: "query".into(),
-            problem: error.to_string(),
-        })?
-        .into_inner()
-        .into_iter()
-        .find_map(|(name, value)| (name == "flow").then_some(value));
-    let detail = query::transaction(&state.store, &provider, &key, flow.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(detail))
-}
-
-pub async fn callbacks(
-    request: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&request, &state)?;
-    let filters = Filters::parse(request.query_string(), CALLBACK_FILTERS)?;
-    let page = query::callbacks(&state.store, &filters, salt(&state)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+use crate::read_api::{self, Filters, Replayed, REJECTED_FILTERS};
 
 pub async fn rejected(
     request: HttpRequest,
@@ -70,78 +19,8 @@ pub async fn rejected(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     let filters = Filters::parse(request.query_string(), REJECTED_FILTERS)?;
-    let page = query::rejected(&state.store, &filters).await?;
+    let page = read_api::rejected(&state.store, &filters).await?;
     Ok(HttpResponse::Ok().json(page))
-}
-
-/// A report's `date` (required) and `provider` (optional, as its stored name); nothing else.
-pub(super) fn date_and_provider(query: &str) -> Result<(String, Option<&'static str>), ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|error| ApiError::InvalidParameter {
-            parameter: "query".into(),
-            problem: error.to_string(),
-        })?
-        .into_inner();
-    let (mut date, mut provider) = (None, None);
-    for (name, value) in pairs {
-        match name.as_str() {
-            "date" => date = Some(value),
-            "provider" => {
-                provider = Some(stored::provider_name(&value).ok_or_else(|| {
-                    ApiError::InvalidParameter {
-                        parameter: "provider".into(),
-                        problem: "must be mpesa, mtn, airtel or their stored names".into(),
-                    }
-                })?)
-            }
-            other => {
-                return Err(ApiError::InvalidParameter {
-                    parameter: other.to_owned(),
-                    problem: "is not known here (accepted: date, provider)".into(),
-                })
-            }
-        }
-    }
-    let date = date.ok_or_else(|| ApiError::InvalidParameter {
-        parameter: "date".into(),
-        problem: "is required (YYYY-MM-DD)".into(),
-    })?;
-    Ok((date, provider))
-}
-
-pub async fn daily_report(
-    request: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&request, &state)?;
-    let (date, provider) = date_and_provider(request.query_string())?;
-    let wants_csv = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/csv"));
-    if !wants_csv {
-        let report = query::daily_report(&state.store, &date, provider).await?;
-        return Ok(HttpResponse::Ok().json(report));
-    }
-    // The day's transactions, streamed row by row as MongoDB returns them: never held whole.
-    let cursor = query::transactions_of_day(&state.store, &date, provider).await?;
-    let header_row = futures_util::stream::once(async {
-        Ok::<_, actix_web::Error>(web::Bytes::from(query::csv_line(
-            query::CSV_COLUMNS.iter().copied(),
-        )))
-    });
-    let rows = cursor.map(|document| match document {
-        Ok(document) => Ok(web::Bytes::from(query::csv_row(&document))),
-        Err(error) => Err(actix_web::error::ErrorServiceUnavailable(error)),
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"transactions-{date}.csv\""),
-        ))
-        .streaming(header_row.chain(rows)))
 }
 
 /// Runs a quarantined body through today's parsers. On success it is stored as a callback (through the
@@ -194,7 +73,7 @@ pub async fn replay(
     if let Some(salt) = &state.pseudonymization_salt {
         mmo_actors::privacy::pseudonymize(&mut callback, salt);
     }
-    if endpoint.answer == Answer::Decision {
+    if endpoint.reply == Reply::Decision {
         apply_decision(provider, &mut callback, &state.acceptance_rules);
     }
     let replayed = Replayed {

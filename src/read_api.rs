@@ -77,9 +77,9 @@ pub struct TransactionDetail {
     pub transaction: TransactionItem,
     pub callbacks: Vec<CallbackItem>,
     /// The merchant's expectation of this payment, if one was registered.
-    pub expectation: Option<crate::reconciliation::ExpectationItem>,
+    pub expectation: Option<crate::reconciler_api::ExpectationItem>,
     /// The reconciler's work on it, if any.
-    pub reconciliation: Option<crate::reconciliation::ReconciliationItem>,
+    pub reconciliation: Option<crate::reconciler_api::ReconciliationItem>,
 }
 
 /// A callback as the `callbacks` collection holds it.
@@ -467,9 +467,9 @@ pub async fn transaction(
     let callbacks = all(query).await?;
     let item = transaction_item(&transaction);
     let expectation =
-        crate::reconciliation::expectation_of(store, provider, &item.flow, key).await?;
+        crate::reconciler_api::expectation_of(store, provider, &item.flow, key).await?;
     let reconciliation =
-        crate::reconciliation::reconciliation_of(store, provider, &item.flow, key).await?;
+        crate::reconciler_api::reconciliation_of(store, provider, &item.flow, key).await?;
     Ok(TransactionDetail {
         transaction: item,
         callbacks: callbacks.iter().map(callback_item).collect(),
