@@ -36,7 +36,11 @@ impl Application {
     /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
     /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let journal = Journal::open_with(settings.journal_options())
+        // Opening reads (and after a crash, repairs) the file: on a blocking thread, not the runtime's.
+        let options = settings.journal_options();
+        let journal = actix_web::rt::task::spawn_blocking(move || Journal::open_with(options))
+            .await
+            .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?
             .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
         Self::build_on(settings, journal).await
     }
@@ -135,7 +139,12 @@ impl Application {
                 let mut every_minute = tokio::time::interval(Duration::from_secs(60));
                 loop {
                     every_minute.tick().await;
-                    state.rate_limits.forget_idle_clients();
+                    // A pass over every client's state: on a blocking thread, not a worker's.
+                    let state = state.clone();
+                    let _ = actix_web::rt::task::spawn_blocking(move || {
+                        state.rate_limits.forget_idle_clients()
+                    })
+                    .await;
                 }
             });
         }

@@ -18,7 +18,13 @@ pub async fn livez() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let failing: Vec<&str> = match state.supervisor.send(GetStats).await {
+    // Bounded: a supervisor that does not answer within a second is reported, not waited on.
+    let stats = state
+        .supervisor
+        .send(GetStats)
+        .timeout(std::time::Duration::from_secs(1))
+        .await;
+    let failing: Vec<&str> = match stats {
         Ok(stats) => stats
             .pools
             .iter()
