@@ -223,7 +223,7 @@ pub fn start(config: &DeliveryConfig, database: &mongodb::Database) -> delivery:
             while let Err(error) = sync_configured_endpoints(&outbox, &config).await {
                 tracing::warn!(%error, "configured endpoints not written yet; retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
+                wait = mmo_actors::backoff::doubled(wait, 1, Duration::from_secs(10));
             }
         });
     }

@@ -31,6 +31,7 @@ use futures_util::FutureExt;
 use mongodb::bson::oid::ObjectId;
 use sha2::{Digest, Sha256};
 
+use crate::backoff::doubled;
 use crate::journal::{Entry, Journal, Journaled, Undecodable};
 use crate::store::{
     payload_of, Applied, CallbackStore, EntryOutcome, RejectedCallback, StoreError,
@@ -184,7 +185,7 @@ impl DrainState {
                 Some(error) => {
                     tracing::warn!(%error, backlog = self.journal.backlog().entries, retry_in_ms = self.backoff.as_millis() as u64, "MongoDB did not take the journal's entries; retrying");
                     paused_until = Instant::now() + self.backoff;
-                    self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
+                    self.backoff = doubled(self.backoff, 1, self.settings.max_backoff);
                 }
                 None => {
                     self.backoff = self.settings.retry_after;
@@ -437,11 +438,11 @@ impl DrainState {
         };
         waiting.attempts += 1;
         let attempts = waiting.attempts;
-        let pause = self
-            .settings
-            .retry_after
-            .saturating_mul(1 << attempts.min(16))
-            .min(self.settings.max_backoff);
+        let pause = doubled(
+            self.settings.retry_after,
+            attempts,
+            self.settings.max_backoff,
+        );
         waiting.not_before = Instant::now() + pause;
         tracing::error!(seq = slot.seq, attempt = attempts, %error, "journal entry failed");
         if attempts < self.settings.max_attempts {

@@ -19,6 +19,7 @@
 //! pseudonymization in [`privacy`]; actors only route, cache and delegate.
 //! Restarting failed actors is the job of [`pool::Pool`], owned by the [`supervisor::Supervisor`].
 
+pub mod backoff;
 pub mod cache;
 pub mod callback;
 pub mod delivery;

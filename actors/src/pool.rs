@@ -210,8 +210,12 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
         history.recent.push_back(now);
         let excess = history.recent.len().saturating_sub(self.policy.limit);
         history.not_before = (excess > 0).then(|| {
-            let backoff = Duration::from_millis(100).saturating_mul(1 << excess.min(16) as u32);
-            now + backoff.min(self.policy.max_backoff)
+            let times = u32::try_from(excess).unwrap_or(u32::MAX);
+            now + crate::backoff::doubled(
+                Duration::from_millis(100),
+                times,
+                self.policy.max_backoff,
+            )
         });
         *current = (self.start)(index);
         let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;

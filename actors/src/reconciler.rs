@@ -562,10 +562,7 @@ async fn again(
 /// `backoff_initial` doubled per attempt, up to `backoff_max`, with up to 10 % jitter so that items
 /// opened together do not stay in lockstep.
 fn backoff(settings: &ReconcilerSettings, attempts: u32) -> chrono::Duration {
-    let base = settings
-        .backoff_initial
-        .saturating_mul(1 << attempts.min(20))
-        .min(settings.backoff_max);
+    let base = crate::backoff::doubled(settings.backoff_initial, attempts, settings.backoff_max);
     let jitter_per_mille = u64::from(Utc::now().timestamp_subsec_nanos() % 100);
     let jittered = base + base.mul_f64(jitter_per_mille as f64 / 1000.0);
     chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX)

@@ -155,7 +155,7 @@ async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
     while let Err(error) = shared.outbox.settle_batch(batch, &documents).await {
         tracing::warn!(%error, events = documents.len(), "new events not moved to the outbox yet; retrying");
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = crate::backoff::doubled(backoff, 1, Duration::from_secs(5));
     }
     shared.batches.lock().remove(&batch);
     {
