@@ -316,6 +316,30 @@ async fn a_duplicate_callback_is_stored_once_and_counts_its_deliveries() {
     );
 }
 
+/// The same, with the repeats spread over two instances on one MongoDB: neither instance's cache has
+/// seen what the other stored, so only MongoDB (the `_id`, the counted delivery ids) keeps it to one
+/// document — as it must behind a load balancer.
+#[actix_web::test]
+async fn repeats_spread_over_two_instances_are_stored_once_and_all_counted() {
+    let database = format!("api_{}", uuid::Uuid::new_v4().simple());
+    let shared = [("MMO__MONGODB__DATABASE", database.as_str())];
+    let first = crate::helpers::spawn_app_with(crate::helpers::test_settings(&shared)).await;
+    let second = crate::helpers::spawn_app_with(crate::helpers::test_settings(&shared)).await;
+    let payload = Mtn::collection_for("two-instances-1", "SUCCESSFUL");
+    let replies = join_all((0..20).map(|index| {
+        let app = if index % 2 == 0 { &first } else { &second };
+        app.post("/v1/webhooks/mtn/collection", &payload)
+    }))
+    .await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    first.drained().await;
+    let stored = second.stored_one("two-instances-1").await;
+    assert_eq!(stored.get_i64("deliveries").unwrap(), 20);
+    assert_eq!(second.transactions_for("two-instances-1").await.len(), 1);
+}
+
 #[actix_web::test]
 async fn fifty_concurrent_identical_callbacks_are_stored_once() {
     let app = spawn_app().await;
