@@ -470,3 +470,96 @@ async fn events_are_written_only_for_the_endpoints_that_want_them() {
         .await;
     assert_eq!(events("routes-2").await, 0);
 }
+
+/// The drain's real path — small pipelined batches of the journal's entries into MongoDB — keeps one
+/// transaction's changes in journal order, a contradicting repeat (`Disagreeing`) among them: its events
+/// are versions 1, 2, 3 in the order the callbacks were journaled, and version 2 carries the first
+/// successful callback's amount, not the contradicting one's.
+#[actix::test]
+async fn the_drain_applies_a_transactions_entries_in_journal_order_through_real_batches() {
+    use std::sync::Arc;
+
+    use actix::Actor;
+    use mmo_actors::drain::{Drain, DrainSettings};
+    use mmo_actors::journal::Journal;
+
+    let store = mongo_store().await;
+    subscribe(&store, "ep_all", &[], &[]).await;
+    let dir = std::env::temp_dir().join(format!(
+        "mmo-batches-journal-{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = Journal::open(&dir, 1 << 30).unwrap();
+
+    let successful = mtn("ordered-real-1", "SUCCESSFUL");
+    let mut contradicting = successful.clone();
+    contradicting.amount = Some(rust_decimal::Decimal::new(99_999, 2));
+    // Other transactions in between, so that batches of two cut the sequence in different places.
+    let journaled = [
+        mtn("ordered-real-1", "PENDING"),
+        mtn("ordered-real-other-1", "SUCCESSFUL"),
+        successful.clone(),
+        mtn("ordered-real-other-2", "FAILED"),
+        mtn("ordered-real-other-3", "PENDING"),
+        contradicting,
+    ];
+    let now = Utc::now();
+    for (index, callback) in journaled.iter().enumerate() {
+        let delivery = Delivery::new(now + Age::seconds(index as i64));
+        journal
+            .append(&Entry::record(callback, &delivery))
+            .await
+            .unwrap();
+    }
+    let settings = DrainSettings {
+        batch: 2,
+        pipeline: 2,
+        ..DrainSettings::default()
+    };
+    Drain::new(Arc::clone(&journal), Arc::new(store.clone()), settings).start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while journal.backlog().entries > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal never drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let mut events = events_written(&store, doc! {"transaction_key": "ordered-real-1"}).await;
+    events.sort_by_key(|event| event.get_i64("version").unwrap());
+    let types: Vec<(i64, &str)> = events
+        .iter()
+        .map(|event| {
+            (
+                event.get_i64("version").unwrap(),
+                event.get_str("type").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (1, "transaction.pending"),
+            (2, "transaction.successful"),
+            (3, "transaction.conflict"),
+        ]
+    );
+    let second: serde_json::Value =
+        serde_json::from_str(events[1].get_str("payload").unwrap()).unwrap();
+    assert_eq!(
+        second["data"]["amount"],
+        successful.amount.unwrap().to_string(),
+        "the first successful callback, not the contradicting one"
+    );
+    let transaction = one(
+        &store,
+        "transactions",
+        doc! {"transaction_key": "ordered-real-1"},
+    )
+    .await;
+    assert_eq!(transaction.get_str("status").unwrap(), "successful");
+    assert_eq!(transaction.get_i64("conflict_count").unwrap(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
