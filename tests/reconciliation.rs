@@ -690,8 +690,13 @@ async fn two_instances_share_the_work_and_ask_each_question_once() {
     let simulator =
         Simulator::start(simulator_port, &format!("http://127.0.0.1:{port_a}"), 150).await;
     let database = unique("reconcile_two");
-    let a = service(port_a, &database, &simulator.url, &[]).await;
-    let b = service(port_b, &database, &simulator.url, &[]).await;
+    // The shared operator token is sealed at rest with the instances' key.
+    let sealed = [(
+        "MMO__DELIVERY__SECRETS_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )];
+    let a = service(port_a, &database, &simulator.url, &sealed).await;
+    let b = service(port_b, &database, &simulator.url, &sealed).await;
     let keys: Vec<String> = (0..30).map(|n| format!("ws_CO_shared_{n}")).collect();
     for key in &keys {
         simulator
@@ -737,5 +742,22 @@ async fn two_instances_share_the_work_and_ask_each_question_once() {
     assert!(
         per_instance.iter().all(|asked| *asked > 0),
         "{per_instance:?}"
+    );
+    // Shared through MongoDB, the token is not there in clear: sealed, and found by its digest.
+    let stored = mongodb::Client::with_uri_str(mongodb_uri())
+        .await
+        .unwrap()
+        .database(&database)
+        .collection::<mongodb::bson::Document>("operator_tokens")
+        .find_one(mongodb::bson::doc! {})
+        .await
+        .unwrap()
+        .expect("the shared token's document");
+    let token = stored.get_str("token").unwrap();
+    assert!(token.starts_with("sealed:v1:"), "{stored}");
+    assert_eq!(
+        stored.get_str("token_digest").unwrap().len(),
+        64,
+        "{stored}"
     );
 }

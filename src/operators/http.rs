@@ -1,5 +1,6 @@
 //! What the operator clients share: one HTTP client per thread, responses read whole, and cached tokens.
 
+use mmo_actors::delivery::sealing::{load, store, SecretsKey};
 use std::time::Duration;
 
 use mmo_actors::reconciler::QueryError;
@@ -94,10 +95,19 @@ pub struct TokenCache {
     shared: Option<SharedToken>,
 }
 
-/// Where instances share a token: one document of `operator_tokens`.
+/// Where instances share a token: one document of `operator_tokens`. The token is sealed there with
+/// `delivery.secrets_key` when one is set (bound to the document's id), and found again for a refusal by
+/// its SHA-256 (`token_digest`), so the plain token is never needed in a filter.
 pub struct SharedToken {
     collection: mongodb::Collection<mongodb::bson::Document>,
     id: String,
+    key: Option<SecretsKey>,
+}
+
+/// A token's SHA-256, hex: how a refused token's document is found without storing the token in clear.
+fn digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// How long one instance may take to mint a token before another may try.
@@ -106,11 +116,20 @@ const MINT_CLAIM: Duration = Duration::from_secs(15);
 const SHARED_TOKEN_MIN_LIFE: Duration = Duration::from_secs(5);
 
 impl TokenCache {
-    /// A cache whose token is shared with other instances in `collection`, under `id`.
-    pub fn shared(collection: mongodb::Collection<mongodb::bson::Document>, id: String) -> Self {
+    /// A cache whose token is shared with other instances in `collection`, under `id`, sealed with
+    /// `key` when there is one.
+    pub fn shared(
+        collection: mongodb::Collection<mongodb::bson::Document>,
+        id: String,
+        key: Option<SecretsKey>,
+    ) -> Self {
         Self {
             token: Mutex::default(),
-            shared: Some(SharedToken { collection, id }),
+            shared: Some(SharedToken {
+                collection,
+                id,
+                key,
+            }),
         }
     }
 
@@ -144,8 +163,12 @@ impl TokenCache {
             let _ = shared
                 .collection
                 .update_one(
-                    mongodb::bson::doc! {"_id": &shared.id, "token": refused},
-                    mongodb::bson::doc! {"$unset": {"token": "", "expires_at": ""}},
+                    // By digest; by the token itself as versions before 0.4.0 stored it.
+                    mongodb::bson::doc! {"_id": &shared.id, "$or": [
+                        {"token_digest": digest(refused)},
+                        {"token": refused},
+                    ]},
+                    mongodb::bson::doc! {"$unset": {"token": "", "token_digest": "", "expires_at": ""}},
                 )
                 .await;
         }
@@ -180,10 +203,16 @@ impl SharedToken {
                     .get_datetime("expires_at")
                     .ok()
                     .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()));
-                if let (Ok(token), Some(expires_at)) = (stored.get_str("token"), expires_at) {
+                // A token sealed with a key this instance lacks (or another key) does not open: it is
+                // minted again, as if none were stored.
+                let token = stored
+                    .get_str("token")
+                    .ok()
+                    .and_then(|token| load(self.key.as_ref(), &self.id, token));
+                if let (Some(token), Some(expires_at)) = (token, expires_at) {
                     let left = (expires_at - now).to_std().unwrap_or_default();
                     if left > SHARED_TOKEN_MIN_LIFE {
-                        return Ok((token.to_owned(), left));
+                        return Ok((token, left));
                     }
                 }
             }
@@ -234,7 +263,14 @@ impl SharedToken {
                     self.collection
                         .update_one(
                             doc! {"_id": &self.id},
-                            doc! {"$set": {"token": &value, "expires_at": expires_at}, "$unset": {"minting_until": ""}},
+                            doc! {
+                                "$set": {
+                                    "token": store(self.key.as_ref(), &self.id, &value),
+                                    "token_digest": digest(&value),
+                                    "expires_at": expires_at,
+                                },
+                                "$unset": {"minting_until": ""},
+                            },
                         )
                         .await
                         .map_err(failed)?;

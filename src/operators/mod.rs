@@ -52,6 +52,7 @@ impl Operators {
                 "mpesa" => apis.push(Arc::new(MpesaApi::new(
                     &provider.api,
                     database.collection("operator_tokens"),
+                    settings.delivery.sealing_key(),
                 ))),
                 "mtn" => apis.push(Arc::new(MtnApi::new(&provider.api))),
                 "airtel" => apis.push(Arc::new(AirtelApi::new(&provider.api))),

@@ -43,6 +43,7 @@ impl MpesaApi {
     pub fn new(
         settings: &StatusApiSettings,
         tokens: mongodb::Collection<mongodb::bson::Document>,
+        key: Option<mmo_actors::delivery::sealing::SecretsKey>,
     ) -> Self {
         Self {
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
@@ -55,7 +56,7 @@ impl MpesaApi {
             result_url: settings.result_url.clone(),
             queue_timeout_url: settings.queue_timeout_url.clone(),
             timeout: Duration::from_secs(settings.request_timeout_secs),
-            token: TokenCache::shared(tokens, format!("mpesa:{}", settings.consumer_key)),
+            token: TokenCache::shared(tokens, format!("mpesa:{}", settings.consumer_key), key),
         }
     }
 
