@@ -307,9 +307,14 @@ fn document_id(
     )
 }
 
-/// Names (providers, reasons) are a small closed set of `&'static str`s; read back from the journal they are
-/// interned, so each distinct name is allocated once for the life of the process.
-pub(crate) fn intern(name: &str) -> &'static str {
+/// Distinct names the process keeps at most (the real set — providers, flows, reasons — is a few dozen).
+const MAX_NAMES: usize = 4096;
+
+/// Names (providers, flows, reasons) are a small closed set of `&'static str`s; read back from the journal
+/// or MongoDB they are interned, so each distinct name is allocated once for the life of the process.
+/// `None` past [`MAX_NAMES`] distinct names: stored data that is not the service's own (a damaged or
+/// forged document) must not grow memory without bound; what holds such a name is refused as undecodable.
+pub(crate) fn intern(name: &str) -> Option<&'static str> {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
@@ -318,11 +323,19 @@ pub(crate) fn intern(name: &str) -> &'static str {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(known) = names.get(name) {
-        return known;
+        return Some(known);
+    }
+    if names.len() >= MAX_NAMES {
+        return None;
     }
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
     names.insert(leaked);
-    leaked
+    Some(leaked)
+}
+
+/// [`intern`], as a deserializer's error past the bound.
+fn interned<E: serde::de::Error>(name: &str) -> Result<&'static str, E> {
+    intern(name).ok_or_else(|| E::custom(format!("more than {MAX_NAMES} distinct names: {name:?}")))
 }
 
 /// What a [`Callback`] deserializes through: the same fields, with owned names (interned afterwards).
@@ -359,11 +372,11 @@ impl<'de> Deserialize<'de> for Callback {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let c = OwnedCallback::deserialize(deserializer)?;
         Ok(Self {
-            provider: intern(&c.provider),
+            provider: interned(&c.provider)?,
             callback_type: c.callback_type,
             provider_transaction_id: c.provider_transaction_id,
             status: c.status,
-            reason: c.reason.as_deref().map(intern),
+            reason: c.reason.as_deref().map(interned).transpose()?,
             result_code: c.result_code,
             result_description: c.result_description,
             amount: c.amount,
@@ -373,7 +386,7 @@ impl<'de> Deserialize<'de> for Callback {
             transaction_time: c.transaction_time,
             transaction_time_raw: c.transaction_time_raw,
             payload: c.payload,
-            queried_flow: c.queried_flow.as_deref().map(intern),
+            queried_flow: c.queried_flow.as_deref().map(interned).transpose()?,
         })
     }
 }
@@ -382,7 +395,7 @@ impl<'de> Deserialize<'de> for CallbackKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let k = OwnedKey::deserialize(deserializer)?;
         Ok(Self {
-            provider: intern(&k.provider),
+            provider: interned(&k.provider)?,
             callback_type: k.callback_type,
             provider_transaction_id: k.provider_transaction_id,
             status: k.status,

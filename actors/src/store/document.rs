@@ -114,11 +114,11 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
         match key {
             "delivery_id" => id = value.as_object_id(),
             "_id" => id = id.or(value.as_object_id()),
-            "provider" => provider = value.as_str().map(intern),
+            "provider" => provider = value.as_str().and_then(intern),
             "callback_type" => kind = value.as_str().and_then(CallbackType::parse),
             "provider_transaction_id" => callback.provider_transaction_id = text()?,
             "status" => status = value.as_str().and_then(Status::parse),
-            "reason" => callback.reason = value.as_str().map(intern),
+            "reason" => callback.reason = value.as_str().and_then(intern),
             "result_code" => callback.result_code = text(),
             "result_description" => callback.result_description = text(),
             "amount" => {
@@ -134,7 +134,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
             "transaction_time_raw" => callback.transaction_time_raw = text(),
             "received_at" => received_at = value.as_datetime().and_then(time),
             "replayed_from" => replayed_from = value.as_object_id(),
-            "flow" => callback.queried_flow = value.as_str().map(intern),
+            "flow" => callback.queried_flow = value.as_str().and_then(intern),
             _ => {}
         }
     }

@@ -647,8 +647,8 @@ fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
     Some(WorkItem {
         id: document.get_str("_id").ok()?.to_owned(),
         claim,
-        provider: intern(document.get_str("provider").ok()?),
-        flow: intern(document.get_str("flow").ok()?),
+        provider: intern(document.get_str("provider").ok()?)?,
+        flow: intern(document.get_str("flow").ok()?)?,
         key: document.get_str("key").ok()?.to_owned(),
         reasons: reasons(document),
         attempts: document
