@@ -184,7 +184,7 @@ pub async fn sync_configured_endpoints(
     outbox: &Outbox,
     config: &DeliveryConfig,
 ) -> Result<(), mongodb::error::Error> {
-    let now = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis());
+    let now = mongodb::bson::DateTime::from_chrono(Utc::now());
     let mut ids = Vec::new();
     let key = config.sealing_key();
     for endpoint in &config.endpoints {

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use mmo_actors::store::{transaction_id, Expectation, MongoStore};
 use mmo_actors::{CallbackType, PROVIDERS};
@@ -382,7 +381,7 @@ pub async fn report(
         ),
         None => None,
     };
-    let mut filter = doc! {"opened_at": {"$gte": bson(start), "$lt": bson(end)}};
+    let mut filter = doc! {"opened_at": {"$gte": mmo_actors::store::bson_time(start), "$lt": mmo_actors::store::bson_time(end)}};
     if let Some(provider) = provider {
         filter.insert("provider", provider);
     }
@@ -532,8 +531,4 @@ async fn by_identity(
             (identity, document)
         })
         .collect())
-}
-
-fn bson(at: DateTime<Utc>) -> mongodb::bson::DateTime {
-    mongodb::bson::DateTime::from_millis(at.timestamp_millis())
 }

@@ -29,7 +29,7 @@ pub fn rfc3339(document: &Document, field: &str) -> Option<String> {
     document
         .get_datetime(field)
         .ok()
-        .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+        .map(|at| at.to_chrono())
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 

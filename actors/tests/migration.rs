@@ -288,7 +288,7 @@ async fn expectations_and_work_items_of_earlier_versions_get_their_identity_as_i
         ))
         .await
         .unwrap();
-    let due = mongodb::bson::DateTime::from_millis((now - Age::seconds(5)).timestamp_millis());
+    let due = mongodb::bson::DateTime::from_chrono(now - Age::seconds(5));
     expectations
         .insert_one(doc! {
             "_id": shown_id, "provider": "mtn_mobile_money", "callback_type": "collection",
@@ -302,7 +302,7 @@ async fn expectations_and_work_items_of_earlier_versions_get_their_identity_as_i
         .insert_one(doc! {
             "_id": ObjectId::new(), "provider": "mtn_mobile_money", "flow": "collection", "key": "migrated-exp",
             "state": "open", "due_at": due, "attempts": 0_i32, "opened_at": due,
-            "give_up_at": mongodb::bson::DateTime::from_millis((now + Age::hours(1)).timestamp_millis()),
+            "give_up_at": mongodb::bson::DateTime::from_chrono(now + Age::hours(1)),
             "claim": Bson::Null, "reasons": ["expectation"],
         })
         .await

@@ -202,7 +202,7 @@ impl SharedToken {
                 let expires_at = stored
                     .get_datetime("expires_at")
                     .ok()
-                    .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()));
+                    .map(|at| at.to_chrono());
                 // A token sealed with a key this instance lacks (or another key) does not open: it is
                 // minted again, as if none were stored.
                 let token = stored
@@ -217,11 +217,9 @@ impl SharedToken {
                 }
             }
             // Nobody holds a usable token: claim the right to mint one.
-            let until = mongodb::bson::DateTime::from_millis((now + MINT_CLAIM).timestamp_millis());
-            let bson_now = mongodb::bson::DateTime::from_millis(now.timestamp_millis());
-            let usable_until = mongodb::bson::DateTime::from_millis(
-                (now + SHARED_TOKEN_MIN_LIFE).timestamp_millis(),
-            );
+            let until = mongodb::bson::DateTime::from_chrono(now + MINT_CLAIM);
+            let bson_now = mongodb::bson::DateTime::from_chrono(now);
+            let usable_until = mongodb::bson::DateTime::from_chrono(now + SHARED_TOKEN_MIN_LIFE);
             let claim = self
                 .collection
                 .update_one(
@@ -257,9 +255,8 @@ impl SharedToken {
                             return Err(error);
                         }
                     };
-                    let expires_at = mongodb::bson::DateTime::from_millis(
-                        (chrono::Utc::now() + life).timestamp_millis(),
-                    );
+                    let expires_at =
+                        mongodb::bson::DateTime::from_chrono(chrono::Utc::now() + life);
                     self.collection
                         .update_one(
                             doc! {"_id": &self.id},

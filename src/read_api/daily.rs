@@ -31,7 +31,7 @@ pub async fn daily_report(
     provider: Option<&'static str>,
 ) -> Result<DailyReport, ApiError> {
     let (start, end) = day(date)?;
-    let window = doc! {"$gte": bson_time(start), "$lt": bson_time(end)};
+    let window = doc! {"$gte": mmo_actors::store::bson_time(start), "$lt": mmo_actors::store::bson_time(end)};
     let mut on_day = doc! {"received_at": window.clone()};
     if let Some(provider) = provider {
         on_day.insert("provider", provider);
@@ -142,7 +142,7 @@ pub async fn transactions_of_day(
     provider: Option<&'static str>,
 ) -> Result<mongodb::Cursor<Document>, ApiError> {
     let (start, end) = day(date)?;
-    let mut filter = doc! {"first_callback_at": {"$gte": bson_time(start), "$lt": bson_time(end)}};
+    let mut filter = doc! {"first_callback_at": {"$gte": mmo_actors::store::bson_time(start), "$lt": mmo_actors::store::bson_time(end)}};
     if let Some(provider) = provider {
         filter.insert("provider", provider);
     }

@@ -144,10 +144,10 @@ impl Filters {
         }
         let mut range = Document::new();
         if let Some(since) = self.since {
-            range.insert("$gte", bson_time(since));
+            range.insert("$gte", mmo_actors::store::bson_time(since));
         }
         if let Some(until) = self.until {
-            range.insert("$lt", bson_time(until));
+            range.insert("$lt", mmo_actors::store::bson_time(until));
         }
         if !range.is_empty() {
             filter.insert(time_field, range);
@@ -192,10 +192,6 @@ pub(super) fn decode_cursor(text: &str) -> Result<(i64, Bson), ApiError> {
         None => Bson::ObjectId(ObjectId::parse_str(id).map_err(|_| bad())?),
     };
     Ok((millis.parse().map_err(|_| bad())?, id))
-}
-
-pub(super) fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(at.timestamp_millis())
 }
 
 /// Reads one page of `collection` with `filters`, newest first by `time_field`.

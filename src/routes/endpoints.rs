@@ -369,7 +369,7 @@ pub async fn rotate(
     changeable(&document)?;
     let overlap =
         chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
-    let until = mongodb::bson::DateTime::from_millis((Utc::now() + overlap).timestamp_millis());
+    let until = mongodb::bson::DateTime::from_chrono(Utc::now() + overlap);
     let key = state.secrets_key.as_ref();
     let fresh = sealing::store(key, &path, &random_secret());
     let mut secrets = vec![doc! {"secret": fresh, "created_at": mongodb::bson::DateTime::now()}];
@@ -405,7 +405,7 @@ pub async fn recover(
         .events()
         .update_many(
             doc! {
-                "created_at": {"$gte": mongodb::bson::DateTime::from_millis(since.timestamp_millis())},
+                "created_at": {"$gte": mongodb::bson::DateTime::from_chrono(since)},
                 "targets": {"$elemMatch": {"endpoint": id, "status": "failed"}},
             },
             doc! {
@@ -419,7 +419,9 @@ pub async fn recover(
                 "$unset": {"expire_at": ""},
             },
         )
-        .array_filters(vec![doc! {"target.endpoint": id, "target.status": "failed"}])
+        .array_filters(vec![
+            doc! {"target.endpoint": id, "target.status": "failed"},
+        ])
         .await
         .map_err(stored::unavailable)?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"requeued": result.modified_count})))

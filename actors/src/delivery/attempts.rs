@@ -209,7 +209,7 @@ pub(super) async fn send(
         attempts.push(doc! {
             "endpoint": &endpoint.id,
             "attempt": target.attempts,
-            "at": mongodb::bson::DateTime::from_millis(attempted.at.timestamp_millis()),
+            "at": mongodb::bson::DateTime::from_chrono(attempted.at),
             "status_code": status,
             "duration_ms": attempted.duration.as_millis() as i64,
             "response": response.map(|body| truncate(body, RESPONSE_KEPT)),

@@ -16,7 +16,7 @@ use crate::store::errors::{classify, is_duplicate_key, DUPLICATE_KEY};
 pub use crate::store::events::Target;
 use crate::store::events::{event_id, subscribed, EVENT_BATCHES};
 pub use crate::store::texts_of;
-use crate::store::StoreError;
+use crate::store::{bson_time, StoreError};
 
 /// The `_id` of the lease document.
 const LEASE: &str = "delivery";
@@ -142,10 +142,7 @@ impl PendingEvent {
 }
 
 fn time_of(document: &Document, field: &str) -> Option<DateTime<Utc>> {
-    document
-        .get_datetime(field)
-        .ok()
-        .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+    document.get_datetime(field).ok().map(|at| at.to_chrono())
 }
 
 fn targets_of(document: &Document) -> Option<Vec<Target>> {
@@ -174,10 +171,6 @@ pub struct Outbox {
     batches: Collection<Document>,
     endpoints: Collection<Document>,
     leases: Collection<Document>,
-}
-
-fn time(at: DateTime<Utc>) -> mongodb::bson::DateTime {
-    mongodb::bson::DateTime::from_millis(at.timestamp_millis())
 }
 
 impl Outbox {
@@ -210,8 +203,8 @@ impl Outbox {
         let taken = self
             .leases
             .update_one(
-                doc! {"_id": LEASE, "$or": [{"owner": instance}, {"until": {"$lt": time(now)}}]},
-                doc! {"$set": {"owner": instance, "until": time(until)}},
+                doc! {"_id": LEASE, "$or": [{"owner": instance}, {"until": {"$lt": bson_time(now)}}]},
+                doc! {"$set": {"owner": instance, "until": bson_time(until)}},
             )
             .upsert(true)
             .await;
@@ -237,7 +230,7 @@ impl Outbox {
     /// What [`Outbox::due`] looks for. `$type` lets the planner use the partial index of pending events
     /// (it cannot infer it from `$lte`; without it, every round scanned the whole collection).
     pub fn due_filter(now: DateTime<Utc>) -> Document {
-        doc! {"due_at": {"$lte": time(now), "$type": "date"}}
+        doc! {"due_at": {"$lte": bson_time(now), "$type": "date"}}
     }
 
     /// How many events are due by `now`, counted up to `cap` (on the index of pending events; the cap
@@ -454,7 +447,7 @@ impl Outbox {
         since: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let update = match since {
-            Some(since) => doc! {"$set": {"failing_since": time(since)}},
+            Some(since) => doc! {"$set": {"failing_since": bson_time(since)}},
             None => doc! {"$unset": {"failing_since": ""}},
         };
         self.endpoints
@@ -474,7 +467,7 @@ impl Outbox {
         self.endpoints
             .update_one(
                 doc! {"_id": endpoint},
-                doc! {"$set": {"enabled": false, "disabled_reason": reason, "disabled_at": time(now)}},
+                doc! {"$set": {"enabled": false, "disabled_reason": reason, "disabled_at": bson_time(now)}},
             )
             .await
             .map_err(|error| classify(&error))?;
@@ -503,8 +496,8 @@ pub fn state(targets: &[Target], now: DateTime<Utc>, retention: std::time::Durat
     doc! {
         "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
         "status": status,
-        "due_at": due.map(time),
-        "expire_at": (status == "delivered").then(|| time(now + retention)),
+        "due_at": due.map(bson_time),
+        "expire_at": (status == "delivered").then(|| bson_time(now + retention)),
     }
 }
 

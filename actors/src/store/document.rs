@@ -104,7 +104,7 @@ pub fn recorded(document: &RawDocument) -> Option<(Callback, Delivery)> {
     let (mut provider, mut kind, mut status, mut id, mut received_at) =
         (None, None, None, None, None);
     let mut replayed_from = None;
-    let time = |at: BsonDateTime| DateTime::from_timestamp_millis(at.timestamp_millis());
+    let time = |at: BsonDateTime| Some(at.to_chrono());
     for element in document.iter() {
         let (key, value) = element.ok()?;
         let text = || match value {
@@ -166,9 +166,9 @@ pub fn stored_callback(document: &Document) -> Option<Callback> {
     recorded(&raw).map(|(callback, _)| callback)
 }
 
-/// A BSON date (millisecond precision, as MongoDB stores dates).
+/// A BSON date (millisecond precision, as MongoDB stores dates): the one conversion the service uses.
 pub fn bson_time(at: DateTime<Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(at.timestamp_millis())
+    mongodb::bson::DateTime::from_chrono(at)
 }
 
 /// The raw payload as BSON. Integers stay integers; other numbers become Decimal128 from their exact JSON

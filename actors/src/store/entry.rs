@@ -98,7 +98,7 @@ impl Entry {
             Self::Record { document } => document
                 .get_datetime("received_at")
                 .ok()
-                .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .map(|at| at.to_chrono())
                 .unwrap_or_default(),
             Self::CountDelivery { delivery, .. } => delivery.received_at,
             Self::Quarantine { rejected } => rejected.received_at,

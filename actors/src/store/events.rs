@@ -206,7 +206,7 @@ impl Target {
             next_at: document
                 .get_datetime("next_at")
                 .ok()
-                .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
+                .map(|at| at.to_chrono())
                 .unwrap_or_default(),
         })
     }
@@ -374,9 +374,7 @@ pub fn payload(
 ) -> String {
     let text = |field| transaction.get_str(field).ok();
     let time = |field| match transaction.get(field) {
-        Some(Bson::DateTime(at)) => {
-            DateTime::from_timestamp_millis(at.timestamp_millis()).map(rfc3339)
-        }
+        Some(Bson::DateTime(at)) => Some(rfc3339(at.to_chrono())),
         _ => None,
     };
     let amount = match transaction.get("amount") {

@@ -18,7 +18,7 @@ mod timing;
 mod transactions;
 
 pub use document::{
-    callback_document, json_to_bson, payload_of, recorded, stored_callback, texts_of,
+    bson_time, callback_document, json_to_bson, payload_of, recorded, stored_callback, texts_of,
 };
 pub use entry::{Entry, EntryRef};
 pub use memory::InMemoryStore;

@@ -291,7 +291,7 @@ impl Inner {
             .filter_map(|document| {
                 let id = document.get_str("_id").ok()?.to_owned();
                 let at = document.get_datetime("received_at").ok()?;
-                let at = chrono::DateTime::from_timestamp_millis(at.timestamp_millis())?;
+                let at = at.to_chrono();
                 Some((id, stored_callback(document)?, at))
             })
             .collect();

@@ -637,12 +637,7 @@ pub fn reasons(document: &Document) -> Vec<String> {
 }
 
 fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
-    let time = |field| {
-        document
-            .get_datetime(field)
-            .ok()
-            .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()))
-    };
+    let time = |field| document.get_datetime(field).ok().map(|at| at.to_chrono());
     let awaiting = document.get_document("awaiting").ok();
     Some(WorkItem {
         id: document.get_str("_id").ok()?.to_owned(),
@@ -662,6 +657,6 @@ fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
             .and_then(|awaiting| awaiting.get_str("correlation").ok().map(str::to_owned)),
         awaiting_since: awaiting
             .and_then(|awaiting| awaiting.get_datetime("since").ok())
-            .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis())),
+            .map(|at| at.to_chrono()),
     })
 }
