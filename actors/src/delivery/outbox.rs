@@ -5,14 +5,13 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
 use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
-use crate::store::errors::{classify, is_duplicate_key, DUPLICATE_KEY};
+use crate::store::errors::{all, classify, is_duplicate_key, DUPLICATE_KEY};
 pub use crate::store::events::Target;
 use crate::store::events::{event_id, subscribed, EVENT_BATCHES};
 pub use crate::store::texts_of;
@@ -218,13 +217,7 @@ impl Outbox {
 
     /// Every endpoint, enabled or not, as stored.
     pub async fn load_endpoints(&self) -> Result<Vec<Document>, StoreError> {
-        self.endpoints
-            .find(doc! {})
-            .await
-            .map_err(|error| classify(&error))?
-            .try_collect()
-            .await
-            .map_err(|error| classify(&error))
+        all(self.endpoints.find(doc! {})).await
     }
 
     /// What [`Outbox::due`] looks for. `$type` lets the planner use the partial index of pending events
@@ -249,17 +242,13 @@ impl Outbox {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        let found: Vec<Document> = self
+        let found: Vec<Document> = all(self
             .events
             .find(Self::due_filter(now))
             .sort(doc! {"due_at": 1})
             .projection(doc! {"attempts": 0})
-            .limit(limit)
-            .await
-            .map_err(|error| classify(&error))?
-            .try_collect()
-            .await
-            .map_err(|error| classify(&error))?;
+            .limit(limit))
+        .await?;
         Ok(found
             .iter()
             .filter_map(PendingEvent::from_document)
@@ -307,15 +296,11 @@ impl Outbox {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let found: Vec<Document> = self
+        let found: Vec<Document> = all(self
             .events
             .find(doc! {"_id": {"$in": ids}})
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(|error| classify(&error))?
-            .try_collect()
-            .await
-            .map_err(|error| classify(&error))?;
+            .projection(doc! {"_id": 1}))
+        .await?;
         Ok(found
             .iter()
             .filter_map(|event| event.get_str("_id").ok().map(str::to_owned))
@@ -364,15 +349,11 @@ impl Outbox {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let found: Vec<Document> = self
+        let found: Vec<Document> = all(self
             .events
             .find(doc! {"_id": {"$in": ids}, "due_at": {"$type": "date"}})
-            .projection(doc! {"transaction_id": 1, "version": 1, "targets": 1})
-            .await
-            .map_err(|error| classify(&error))?
-            .try_collect()
-            .await
-            .map_err(|error| classify(&error))?;
+            .projection(doc! {"transaction_id": 1, "version": 1, "targets": 1}))
+        .await?;
         Ok(found
             .iter()
             .filter_map(|document| {

@@ -82,6 +82,20 @@ pub fn by_code(code: i32, message: &str) -> StoreError {
     }
 }
 
+/// Every document a find returns, or why not (classified): the read the stores and delivery repeat.
+pub async fn all(
+    find: impl std::future::IntoFuture<
+        Output = mongodb::error::Result<mongodb::Cursor<mongodb::bson::Document>>,
+    >,
+) -> Result<Vec<mongodb::bson::Document>, StoreError> {
+    use futures_util::TryStreamExt;
+    find.await
+        .map_err(|error| classify(&error))?
+        .try_collect()
+        .await
+        .map_err(|error| classify(&error))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

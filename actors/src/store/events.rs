@@ -31,7 +31,6 @@
 //! letters keep none until they are replayed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
@@ -39,7 +38,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::document::{bson_time, texts_of};
-use super::errors::classify;
+use super::errors::{all, classify};
 use super::indexes::{newest, partial};
 use super::timing::timed;
 use super::StoreError;
@@ -306,15 +305,11 @@ impl EventLog {
     /// The enabled endpoints' subscriptions, read now. One small read per batch: every instance routes
     /// by the current list, and an endpoint created or disabled on one instance counts on all at once.
     pub async fn routes(&self) -> Result<Routes, StoreError> {
-        let found: Vec<Document> = self
+        let found: Vec<Document> = all(self
             .endpoints
             .find(doc! {"enabled": {"$ne": false}})
-            .projection(doc! {"event_types": 1, "providers": 1})
-            .await
-            .map_err(|error| classify(&error))?
-            .try_collect()
-            .await
-            .map_err(|error| classify(&error))?;
+            .projection(doc! {"event_types": 1, "providers": 1}))
+        .await?;
         Ok(Routes::new(found.iter().filter_map(|document| {
             Some((
                 document.get_str("_id").ok()?.to_owned(),
