@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-// Not poisoned by a panic: a member whose start panics (below, while both locks are held) must not turn
-// every later call and readiness check into a panic too.
+// Not poisoned by a panic: whatever panics while a lock is held must not turn every later call and
+// readiness check into a panic too. (A member's start, the likeliest to panic, runs outside the locks.)
 use parking_lot::Mutex;
 
 // Tokio's clock, so that tests can move time forward instead of sleeping through restart windows.
@@ -77,6 +77,17 @@ pub struct Pool<A: Actor<Context = Context<A>>> {
 struct Member<A: Actor> {
     addr: Mutex<Addr<A>>,
     admissions: Arc<Semaphore>,
+    /// A replacement is under way (see [`Pool::replace`]).
+    restarting: std::sync::atomic::AtomicBool,
+}
+
+/// Clears a member's `restarting` flag when dropped, a panic included.
+struct Restarting<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Restarting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Default)]
@@ -114,6 +125,7 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
             .map(|index| Member {
                 addr: Mutex::new(start(index)),
                 admissions: Arc::new(Semaphore::new(mailbox_capacity.get())),
+                restarting: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Self {
@@ -194,30 +206,44 @@ impl<A: Actor<Context = Context<A>>> Pool<A> {
     /// Starts a fresh member in place of `dead`, unless a concurrent caller already did or the pool is
     /// backing off after too many failures.
     fn replace(&self, index: usize, dead: &Addr<A>) {
-        let mut current = self.members[index].addr.lock();
-        if *current != *dead {
-            return;
-        }
-        let mut history = self.history.lock();
-        let now = Instant::now();
-        if history
-            .not_before
-            .is_some_and(|not_before| now < not_before)
+        let member = &self.members[index];
+        // One replacer at a time per member; the guard lets go even if the start below panics.
+        if member
+            .restarting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
             return;
         }
-        history.prune(self.policy.window);
-        history.recent.push_back(now);
-        let excess = history.recent.len().saturating_sub(self.policy.limit);
-        history.not_before = (excess > 0).then(|| {
-            let times = u32::try_from(excess).unwrap_or(u32::MAX);
-            now + crate::backoff::doubled(
-                Duration::from_millis(100),
-                times,
-                self.policy.max_backoff,
-            )
-        });
-        *current = (self.start)(index);
+        let _restarting = Restarting(&member.restarting);
+        // Decided under the locks, started outside them: a start that panics or blocks holds no lock.
+        let excess = {
+            if *member.addr.lock() != *dead {
+                return;
+            }
+            let mut history = self.history.lock();
+            let now = Instant::now();
+            if history
+                .not_before
+                .is_some_and(|not_before| now < not_before)
+            {
+                return;
+            }
+            history.prune(self.policy.window);
+            history.recent.push_back(now);
+            let excess = history.recent.len().saturating_sub(self.policy.limit);
+            history.not_before = (excess > 0).then(|| {
+                let times = u32::try_from(excess).unwrap_or(u32::MAX);
+                now + crate::backoff::doubled(
+                    Duration::from_millis(100),
+                    times,
+                    self.policy.max_backoff,
+                )
+            });
+            excess
+        };
+        let fresh = (self.start)(index);
+        *member.addr.lock() = fresh;
         let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::counter!("mmo_actor_restarts_total", "pool" => self.name).increment(1);
         if excess > 0 {

@@ -422,7 +422,7 @@ async fn a_restart_that_panics_leaves_the_pool_usable() {
         callback: Arc::new(stk(key)),
         delivery: Delivery::new(Utc::now()),
     };
-    // The poisoned callback kills the member; restarting it panics inside the pool's locks.
+    // The poisoned callback kills the member; starting its replacement panics.
     let failed = {
         let pool = Arc::clone(&pool);
         let message = persist("poison");
@@ -431,7 +431,7 @@ async fn a_restart_that_panics_leaves_the_pool_usable() {
     assert!(failed.is_err(), "the restart's panic reaches the caller");
     assert_eq!(starts.load(Ordering::SeqCst), 2);
 
-    // The locks it held are not poisoned: readiness and later calls work, and the member is restarted.
+    // Nothing is left locked or poisoned: readiness and later calls work, and the member is restarted.
     assert!(!pool.is_failing());
     assert_eq!(
         pool.call(0, persist("healthy")).await.unwrap(),
