@@ -1,12 +1,11 @@
-//! Arbitrary bytes into every airtel endpoint's parser: it must answer Ok or Err, never panic or hang.
+//! Arbitrary bytes into every airtel endpoint's parser, and what it accepts through the BSON writer
+//! (see `common.rs`).
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
-use mmo_actors::providers::by_slug;
 
 fuzz_target!(|body: &[u8]| {
-    let provider = by_slug("airtel").expect("registered provider");
-    for endpoint in provider.endpoints() {
-        let _ = provider.parse(endpoint.callback_type, body);
-    }
+    common::every_endpoint("airtel", body);
 });
