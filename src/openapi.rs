@@ -1,6 +1,9 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 description of everything the service serves, generated from the
 //! code — the webhook endpoints from the provider registry (with each one's acknowledgement), the query
 //! API's item types through their `utoipa` schemas, and the error body every failure shares.
+//!
+//! Length: the OpenAPI document is declarations, one per route and schema; a test matches it against every
+//! served route.
 
 use std::sync::OnceLock;
 

@@ -1,5 +1,8 @@
 //! Expectations (payments a merchant started) and the reconciliation report, over the collections the
 //! reconciler works on (see `mmo_actors::store::reconciliations`).
+//!
+//! Length: expectations (parsing, views) and the report share the same views of work items and transactions;
+//! split, each half would import the other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;

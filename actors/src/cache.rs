@@ -2,6 +2,10 @@
 //!
 //! Bounded by capacity (least recently used entries leave first) and by age. It is only a fast path: the
 //! store's unique index decides across pool members and instances, so a miss or an eviction is harmless.
+//!
+//! Why `lru` and an age check rather than `moka`: each provider actor owns its cache and uses it from one
+//! thread, so a concurrent cache (moka's locks, its background housekeeping, a dozen more crates to build)
+//! buys nothing here; the age check is the three lines of `contains`, tested on tokio's paused clock.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;

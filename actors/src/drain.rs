@@ -17,6 +17,9 @@
 //!
 //! Applying an entry twice is harmless (unique indexes, delivery ids), so a crash between a write and the
 //! entry's removal loses nothing and double-counts nothing.
+//!
+//! Length: one state machine (batches in flight, groups waiting behind a failure, quarantine), which splits
+//! badly; its unit tests are beside it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;

@@ -16,6 +16,9 @@
 //!
 //! The actor is one member of a [`Pool`]: a panic restarts it like any other actor. Each question runs
 //! as a task of its own, so one that hangs or panics holds nothing else back; its claim simply expires.
+//!
+//! Length: the reconciler actor's one loop (claim, ask, take the answer, give up) and its settings; the
+//! MongoDB side is in store/reconciliations.rs.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -1,6 +1,9 @@
 //! What delivery reads and writes in MongoDB: the `event_batches` the drain writes new events to and
 //! the `events` outbox they move to once attempted (see [`crate::store::events`]), the merchant's
 //! `endpoints`, and the `leases` document that makes one instance at a time the sender.
+//!
+//! Length: every read and write delivery makes in MongoDB, in one place, so that the sharding rules and the
+//! indexes they rely on can be checked against one file.
 
 use std::collections::HashSet;
 

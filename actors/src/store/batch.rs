@@ -7,7 +7,7 @@
 //!    others — a duplicate `_id` — for far less than a lookup of every one.
 //! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
 //!    updates for existing ones), in journal order per transaction.
-//!    The events those changes call for are inserted next (one unordered `insert_many`; see `events.rs`).
+//!    The events those changes call for are written next, as one `event_batches` document (see `events.rs`).
 //! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
 //!    callback document exists only once its fold was acknowledged, so it is written `processed: true`,
 //!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time (the
@@ -19,6 +19,9 @@
 //! Failures are per entry: an entry that fails blocks only the later entries of its group (its
 //! transaction), which are reported [`EntryOutcome::Deferred`]. Every step is idempotent, so a batch can
 //! be applied again after a crash or a timeout.
+//!
+//! Length: applying a batch is one algorithm in five steps over shared state (which entries are open, which
+//! failed); the module doc lists the steps.
 
 use std::collections::{HashMap, HashSet};
 

@@ -2,6 +2,9 @@
 //!
 //! A callback's document is built once, as raw BSON, when the callback is journaled: the journal keeps
 //! those bytes and the drain inserts them as they are, without decoding and re-encoding the payload.
+//!
+//! Length: the callback document's one BSON shape — written, read back in one pass, and the payload writer —
+//! kept with the tests and the benchmark that hold them to each other.
 
 use std::str::FromStr;
 

@@ -29,6 +29,9 @@
 //! or `failed`; a partial index holds only pending events, so delivered ones cost the dispatcher nothing.
 //! Delivered events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead
 //! letters keep none until they are replayed.
+//!
+//! Length: an event's whole life before delivery — its type, id, payload, routing and how new events are
+//! written — is one idea; its unit tests are beside it.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};

@@ -16,6 +16,9 @@
 //! Each document's `_id` is its identity ([`expectation_id`], and an item's is its transaction's
 //! [`transaction_id`]): MongoDB's own `_id` index keeps them single, and every single-document write is
 //! filtered on `_id` — the shard key `docs/mongodb.md` gives both collections.
+//!
+//! Length: the reconciler's two collections (expectations and work items), their indexes, claims and
+//! retention: what the reconciler writes, in one place.
 
 use std::time::Duration;
 

@@ -19,6 +19,9 @@
 //!
 //! What could grow without limit is capped: `conflicts` keeps the first [`MAX_CONFLICT_ENTRIES`] entries
 //! (with their payloads) and `conflict_count` counts all of them.
+//!
+//! Length: the fold — how a callback changes its transaction, optimistically and in journal order — is one
+//! algorithm, with its links and contradictions.
 
 use std::collections::HashMap;
 

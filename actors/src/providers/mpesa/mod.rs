@@ -5,6 +5,9 @@
 //! `Value`, `ResultCode` as number or string, `ResultParameter`/`ReferenceItem` as array or single object,
 //! placeholder B2C `TransactionID`s, C2B `MSISDN` as an opaque digest. Daraja times (`yyyyMMddHHmmss`,
 //! `dd.MM.yyyy HH:mm:ss`) are Kenyan local time (UTC+3, no daylight saving) and are stored in UTC.
+//!
+//! Length: a provider is one file by design (a new operator touches one new file): M-Pesa's parsers for its
+//! seven endpoints and its code tables.
 
 pub mod fixtures;
 
