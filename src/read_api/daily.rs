@@ -24,6 +24,20 @@ pub struct ReportLine {
     pub quarantined: i64,
 }
 
+impl ReportLine {
+    /// A line with nothing counted yet.
+    fn empty(provider: String, callback_type: String) -> Self {
+        Self {
+            provider,
+            callback_type,
+            counts: BTreeMap::new(),
+            amounts: BTreeMap::new(),
+            conflicts: 0,
+            quarantined: 0,
+        }
+    }
+}
+
 /// One day's figures per provider and callback type.
 pub async fn daily_report(
     store: &MongoStore,
@@ -57,14 +71,7 @@ pub async fn daily_report(
         let status = text(id, "status").unwrap_or_default();
         let line = lines
             .entry((provider.clone(), callback_type.clone()))
-            .or_insert_with(|| ReportLine {
-                provider,
-                callback_type,
-                counts: BTreeMap::new(),
-                amounts: BTreeMap::new(),
-                conflicts: 0,
-                quarantined: 0,
-            });
+            .or_insert_with(|| ReportLine::empty(provider, callback_type));
         let count = group
             .get_i32("count")
             .map(i64::from)
@@ -119,14 +126,7 @@ pub async fn daily_report(
         let count = group.get_i32("count").map(i64::from).unwrap_or(0);
         lines
             .entry((provider.clone(), callback_type.clone()))
-            .or_insert_with(|| ReportLine {
-                provider,
-                callback_type,
-                counts: BTreeMap::new(),
-                amounts: BTreeMap::new(),
-                conflicts: 0,
-                quarantined: 0,
-            })
+            .or_insert_with(|| ReportLine::empty(provider, callback_type))
             .quarantined += count;
     }
     Ok(DailyReport {
