@@ -20,6 +20,7 @@ use_test_mongodb() {
   if [ -n "${MMO_TEST_MONGODB_URI:-}" ]; then return 0; fi
   export MMO_MONGODB_PORT="${MMO_MONGODB_PORT:-27058}"
   export MMO_MONGODB_HOME="${MMO_MONGODB_HOME:-$PWD/.tools/mongodb-test}"
+  export MMO_MONGODB_TEST_COMMANDS=1
   MMO_TEST_MONGODB_URI=$(scripts/mongodb.sh start)
   export MMO_TEST_MONGODB_URI
   trap 'scripts/mongodb.sh stop' EXIT

