@@ -14,7 +14,7 @@ use mongodb::{Collection, Database};
 
 use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
-use crate::store::errors::{all, classify, is_duplicate_key, DUPLICATE_KEY};
+use crate::store::errors::{all, classify, classify_read, is_duplicate_key, DUPLICATE_KEY};
 pub use crate::store::events::Target;
 use crate::store::events::{event_id, subscribed, EVENT_BATCHES};
 pub use crate::store::texts_of;
@@ -236,7 +236,7 @@ impl Outbox {
             .count_documents(Self::due_filter(now))
             .limit(cap)
             .await
-            .map_err(|error| classify(&error))
+            .map_err(|error| classify_read(&error))
     }
 
     /// Pending events due by `now`, soonest first.
@@ -265,7 +265,7 @@ impl Outbox {
             .find_one(doc! {"_id": {"$nin": skip}})
             .sort(doc! {"_id": 1})
             .await
-            .map_err(|error| classify(&error))?;
+            .map_err(|error| classify_read(&error))?;
         Ok(found.and_then(|batch| {
             let id = batch.get_object_id("_id").ok()?;
             let events = batch
@@ -290,7 +290,7 @@ impl Outbox {
             .count_documents(doc! {})
             .limit(cap)
             .await
-            .map_err(|error| classify(&error))
+            .map_err(|error| classify_read(&error))
     }
 
     /// Which of these events `events` holds already (a batch written twice, or one whose sender died

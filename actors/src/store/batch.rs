@@ -32,7 +32,7 @@ use mongodb::error::ErrorKind;
 
 use super::collections::Collections;
 use super::document::{bson_time, payload_of, recorded, MAX_DELIVERY_IDS};
-use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::errors::{by_code, classify, classify_read, DUPLICATE_KEY};
 use super::timing::timed;
 use super::transactions::{snapshot_of, Fold};
 use super::Entry;
@@ -220,12 +220,16 @@ async fn find_stored(
         .find(doc! {"_id": {"$in": ids}})
         .projection(doc! {"callback_data": 0, "delivery_ids": 0})
         .await
-        .map_err(|error| classify(&error))?;
+        .map_err(|error| classify_read(&error))?;
     let mut stored = HashMap::new();
-    while cursor.advance().await.map_err(|error| classify(&error))? {
+    while cursor
+        .advance()
+        .await
+        .map_err(|error| classify_read(&error))?
+    {
         let document: Document = cursor
             .deserialize_current()
-            .map_err(|error| classify(&error))?;
+            .map_err(|error| classify_read(&error))?;
         if let Some(key) = document.get_str("_id").ok().and_then(|id| by_id.get(id)) {
             stored.insert((*key).clone(), document);
         }
@@ -741,6 +745,14 @@ pub(super) fn rejected_document(
                 bytes: rejected.raw.clone(),
             },
         );
+    }
+    if let Some(evidence) = &rejected.evidence {
+        if let Ok(evidence) = mongodb::bson::to_document(evidence) {
+            document.insert("evidence", evidence);
+        }
+    }
+    if rejected.truncated {
+        document.insert("truncated", true);
     }
     if !rejected.authenticated {
         // Checked: a retention past chrono's calendar keeps the body (no expiry) rather than panic.

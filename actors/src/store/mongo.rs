@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::collections::Collections;
 use super::document::stored_callback;
-use super::errors::classify;
+use super::errors::{classify, classify_read};
 use super::indexes::{by_msisdn, newest, partial};
 use super::migration;
 use super::transactions::Fold;
@@ -84,7 +84,10 @@ impl MongoStore {
         let mut options = ClientOptions::parse(&settings.uri)
             .await
             .map_err(|error| StoreError::Unavailable(format!("invalid MongoDB URI: {error}")))?;
-        options.app_name = Some("mmo-webhooks".to_owned());
+        // The URI may name the instance (`appName=`); otherwise every instance is `mmo-webhooks`.
+        options
+            .app_name
+            .get_or_insert_with(|| "mmo-webhooks".to_owned());
         // No retryable writes unless the URI asks for them (`retryWrites=true`). Every write the service
         // makes is idempotent on its own — the drain re-applies a batch whose answer was lost, and ids,
         // versions and delivery ids make the second application a no-op — so the driver's one automatic
@@ -277,13 +280,17 @@ impl Inner {
             .projection(doc! {"callback_data": 0, "delivery_ids": 0})
             .limit(limit)
             .await
-            .map_err(|error| classify(&error))?;
+            .map_err(|error| classify_read(&error))?;
         let mut documents = Vec::new();
-        while cursor.advance().await.map_err(|error| classify(&error))? {
+        while cursor
+            .advance()
+            .await
+            .map_err(|error| classify_read(&error))?
+        {
             documents.push(
                 cursor
                     .deserialize_current()
-                    .map_err(|error| classify(&error))?,
+                    .map_err(|error| classify_read(&error))?,
             );
         }
         let stored: Vec<(String, Callback, chrono::DateTime<chrono::Utc>)> = documents

@@ -34,7 +34,7 @@ use mongodb::error::ErrorKind;
 use mongodb::Collection;
 
 use super::document::{bson_time, decimal128};
-use super::errors::{by_code, classify, DUPLICATE_KEY};
+use super::errors::{by_code, classify, classify_read, DUPLICATE_KEY};
 use super::events::{event_document, EventLog, EventType, Routes};
 use super::indexes::{by_msisdn, newest, partial};
 use super::timing::timed;
@@ -314,7 +314,7 @@ impl Transactions {
                     .find_one(doc! {"_id": &group.id})
                     .projection(doc! {"conflicts": 0})
                     .await
-                    .map_err(|error| classify(&error))?
+                    .map_err(|error| classify_read(&error))?
                     .ok_or_else(|| {
                         StoreError::Unavailable("a transaction vanished while being updated".into())
                     })?,
@@ -601,13 +601,17 @@ impl Transactions {
             .find(filter)
             .projection(projection)
             .await
-            .map_err(|error| classify(&error))?;
+            .map_err(|error| classify_read(&error))?;
         let mut found = Vec::new();
-        while cursor.advance().await.map_err(|error| classify(&error))? {
+        while cursor
+            .advance()
+            .await
+            .map_err(|error| classify_read(&error))?
+        {
             found.push(
                 cursor
                     .deserialize_current()
-                    .map_err(|error| classify(&error))?,
+                    .map_err(|error| classify_read(&error))?,
             );
         }
         Ok(found)
