@@ -4,8 +4,9 @@
 //! - A terminal status (`successful`, `failed`, `cancelled`, `expired`) never goes back to `pending` (or any
 //!   non-terminal status): a late `pending` is recorded, not applied.
 //! - A second, *different* terminal status is a **conflict**: the first is kept, the disagreement is listed.
-//! - An amount or MSISDN that differs from the one already known is a conflict too (one payment has one
-//!   amount and one payer), whatever the statuses.
+//! - An amount, currency, MSISDN or receipt that differs from the one already known is a conflict too
+//!   (one payment has one amount in one currency, one payer and one receipt), whatever the statuses:
+//!   1,000 UGX then 1,000 KES is not the same money.
 //! - Fields the transaction lacks (amount, currency, MSISDN, receipt) are filled from later callbacks.
 //! - An operator's answer to a status query (`status_query`) follows the same rules — it never demotes a
 //!   terminal status, and contradicting a callback is a conflict (a forged or mistaken callback shows up
@@ -139,9 +140,15 @@ pub fn transition(current: &Snapshot, incoming: &Callback) -> Transition {
             conflicts.push(disagree("amount", known.to_string(), new.to_string()));
         }
     }
-    if let (Some(known), Some(new)) = (&current.msisdn, &incoming.msisdn) {
-        if known != new {
-            conflicts.push(disagree("msisdn", known.clone(), new.clone()));
+    for (field, known, new) in [
+        ("currency", &current.currency, &incoming.currency),
+        ("msisdn", &current.msisdn, &incoming.msisdn),
+        ("receipt", &current.receipt, &incoming.receipt),
+    ] {
+        if let (Some(known), Some(new)) = (known, new) {
+            if known != new {
+                conflicts.push(disagree(field, known.clone(), new.clone()));
+            }
         }
     }
 
@@ -214,6 +221,36 @@ mod tests {
             Some(Decimal::new(100000, 2)),
             "the first amount is kept"
         );
+    }
+
+    #[test]
+    fn a_different_currency_or_receipt_is_a_conflict() {
+        let mut changed = mtn("SUCCESSFUL");
+        changed.currency = Some("KES".into());
+        changed.receipt = Some("99999999".into());
+        let result = after("SUCCESSFUL", &changed);
+        let fields: Vec<(&str, &str, &str)> = result
+            .conflicts
+            .iter()
+            .map(|c| (c.field, c.current.as_str(), c.incoming.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("currency", "UGX", "KES"),
+                ("receipt", "12345678", "99999999")
+            ]
+        );
+        assert_eq!(
+            result.next.currency.as_deref(),
+            Some("UGX"),
+            "the first is kept"
+        );
+        // The same amount in the same currency, a receipt only filled in: no conflict.
+        let mut bare = mtn("PENDING");
+        bare.receipt = None;
+        let filled = transition(&Snapshot::from_callback(&bare), &mtn("SUCCESSFUL"));
+        assert!(filled.conflicts.is_empty());
     }
 
     fn answer(status: &str) -> Callback {

@@ -177,12 +177,28 @@ pub fn required_text(object: &Value, name: &'static str) -> Result<String, Parse
     text(object.get(name)).ok_or(ParseError::MissingField(name))
 }
 
-/// An exact decimal from a JSON number or string (`1000`, `1000.00`, `"1000.00"`, `"1e3"`, `"1,000.00"`).
+/// An exact decimal from a JSON number (its exact text: `1000`, `1000.00`, `1e3`) or from a string in
+/// the one form every operator documents: digits with an optional decimal point (`"1000"`, `"1000.00"`).
+/// Anything else (`"1,000.00"`, `"1.000,50"`, `"KES 100"`, `"1e3"` as text) is not guessed at: one reading
+/// of a thousands separator is another's decimal comma.
 pub fn decimal(value: Option<&Value>) -> Option<Decimal> {
-    let text = text(value)?.replace(',', "");
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .ok()
+    match value? {
+        Value::Number(number) => {
+            let text = number.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .ok()
+        }
+        Value::String(text) => {
+            let text = text.trim();
+            let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+            let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            (digits(whole) && digits(fraction))
+                .then(|| Decimal::from_str(text).ok())
+                .flatten()
+        }
+        _ => None,
+    }
 }
 
 /// A list that may arrive as an array, a single object, or not at all.
@@ -194,15 +210,24 @@ pub fn items(value: Option<&Value>) -> Vec<&Value> {
     }
 }
 
-/// An amount field: absent, null or empty is `None`; anything else must be a decimal within range, or the
-/// callback is refused (an amount we cannot read exactly is never stored as a guess).
+/// An amount field: absent, null or empty is `None`; anything else must be a decimal the operators'
+/// format allows (see [`decimal`]), within range and not negative, or the callback is refused with the
+/// value it held (an amount we cannot read exactly is never stored as a guess).
 pub fn amount(value: Option<&Value>, field: &'static str) -> Result<Option<Decimal>, ParseError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
-        present => decimal(present)
+        Some(present @ (Value::String(_) | Value::Number(_))) => decimal(Some(present))
+            .filter(|amount| !amount.is_sign_negative())
             .map(Some)
-            .ok_or(ParseError::InvalidField(field)),
+            .ok_or_else(|| {
+                let mut value = text(Some(present)).unwrap_or_default();
+                if value.len() > 40 {
+                    value = format!("{}…", value.chars().take(40).collect::<String>());
+                }
+                ParseError::InvalidAmount { field, value }
+            }),
+        Some(_) => Err(ParseError::InvalidField(field)),
     }
 }
 
@@ -252,12 +277,18 @@ mod tests {
         );
         // 0.1 has no exact f64: the exact JSON text must survive.
         assert_eq!(decimal(parsed.get("c")).unwrap().to_string(), "0.1");
+        let exponent: Value = serde_json::from_str("1e3").unwrap();
+        assert_eq!(decimal(Some(&exponent)).unwrap(), Decimal::from(1000));
         assert_eq!(
-            decimal(Some(&json!("1,500.00"))).unwrap().to_string(),
-            "1500.00"
+            decimal(Some(&json!(" 1000 "))).unwrap(),
+            Decimal::from(1000)
         );
-        assert_eq!(decimal(Some(&json!("1e3"))).unwrap(), Decimal::from(1000));
-        assert_eq!(decimal(Some(&json!("abc"))), None);
+        // Separators and words are never guessed at.
+        for refused in [
+            "1,500.00", "1.000,50", "1 000", "KES 100", "1e3", "abc", ".5", "5.", "+5",
+        ] {
+            assert_eq!(decimal(Some(&json!(refused))), None, "{refused}");
+        }
     }
 
     #[test]
@@ -291,19 +322,22 @@ mod tests {
             amount(Some(&json!("12.50")), "amount"),
             Ok(Some(Decimal::from_str("12.50").unwrap()))
         );
+        let refused = |value: &str| ParseError::InvalidAmount {
+            field: "amount",
+            value: value.to_owned(),
+        };
+        assert_eq!(amount(Some(&json!("abc")), "amount"), Err(refused("abc")));
         assert_eq!(
-            amount(Some(&json!("abc")), "amount"),
-            Err(ParseError::InvalidField("amount"))
+            amount(Some(&json!("1.000,50")), "amount"),
+            Err(refused("1.000,50"))
         );
+        assert_eq!(amount(Some(&json!(-5)), "amount"), Err(refused("-5")));
         assert_eq!(
             amount(Some(&json!({"v": 1})), "amount"),
             Err(ParseError::InvalidField("amount"))
         );
         let huge: Value = serde_json::from_str("1e400").unwrap();
-        assert_eq!(
-            amount(Some(&huge), "amount"),
-            Err(ParseError::InvalidField("amount"))
-        );
+        assert_eq!(amount(Some(&huge), "amount"), Err(refused("1e400")));
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub enum ParseError {
     MissingField(&'static str),
     #[error("field `{0}` does not hold a usable value")]
     InvalidField(&'static str),
+    #[error("field `{field}` holds `{value}`, not an amount as the operators write them (digits with an optional decimal point and no separators, e.g. 1000 or 1000.50)")]
+    InvalidAmount { field: &'static str, value: String },
     #[error("duplicate key in a JSON object: {0}")]
     DuplicateKey(String),
     #[error("callback type `{0}` is not served by this provider")]
