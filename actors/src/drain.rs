@@ -36,8 +36,9 @@ use sha2::{Digest, Sha256};
 
 use crate::backoff::doubled;
 use crate::journal::{Entry, Journal, Journaled, Undecodable};
+use crate::providers::PROVIDERS;
 use crate::store::{
-    payload_of, Applied, CallbackStore, EntryOutcome, RejectedCallback, StoreError,
+    payload_json, Applied, CallbackStore, EntryOutcome, RejectedCallback, StoreError,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -557,60 +558,102 @@ async fn apply_isolating_panics(store: &dyn CallbackStore, entries: &[Entry]) ->
 
 /// Keeps an entry that keeps failing as a rejected callback, so that it stops blocking its transaction.
 /// Its id derives from the entry, so quarantining it twice (a crash before its removal) keeps one copy.
+///
+/// What a replay needs is kept: a callback's provider, callback type, endpoint and original `received_at`,
+/// and its body as today's parsers read it (the payload the journal holds, as JSON); a rejection that
+/// could not be written keeps everything it had, its reason extended.
 async fn quarantine_poisoned(
     store: &dyn CallbackStore,
     slot: &Slot,
     tries: u32,
     error: &str,
 ) -> bool {
-    let (raw, request_id, identity) = match &slot.entry {
+    let note = format!("poisoned: failed {tries} times: {error}");
+    let (mut rejected, identity) = match &slot.entry {
         Ok(Some(Entry::Record { document })) => {
             // The delivery's id (documents journaled by earlier versions carry it as `_id`).
             let id = document
                 .get_object_id("delivery_id")
                 .or_else(|_| document.get_object_id("_id"))
                 .unwrap_or_default();
-            (
-                payload_of(document)
-                    .into_relaxed_extjson()
-                    .to_string()
-                    .into_bytes(),
+            let received_at = document
+                .get_datetime("received_at")
+                .map(|at| at.to_chrono())
+                .unwrap_or_else(|_| Utc::now());
+            let provider = document.get_str("provider").unwrap_or_default();
+            let callback_type = document.get_str("callback_type").unwrap_or_default();
+            let rejected = RejectedCallback::new(
+                payload_json(document),
+                endpoint_path(provider, callback_type),
+                note,
                 id.to_hex(),
-                format!("record/{id}"),
-            )
+                received_at,
+            );
+            let rejected = if provider.is_empty() || callback_type.is_empty() {
+                rejected
+            } else {
+                rejected.for_endpoint(provider, callback_type)
+            };
+            (rejected, format!("record/{id}"))
         }
         Ok(Some(Entry::CountDelivery { key, delivery })) => (
-            serde_json::to_vec(key).unwrap_or_default(),
-            delivery.id.to_hex(),
+            // A count of a repeat, not a body: kept for audit, nothing to replay.
+            RejectedCallback::new(
+                serde_json::to_vec(key).unwrap_or_default(),
+                "journal".to_owned(),
+                format!("a repeat's delivery count, {note}"),
+                delivery.id.to_hex(),
+                delivery.received_at,
+            ),
             format!("count/{}", delivery.id),
         ),
-        Ok(Some(Entry::Quarantine { rejected })) => (
-            rejected.raw.clone(),
-            rejected.request_id.clone(),
-            format!("quarantine/{}", rejected.id),
-        ),
+        Ok(Some(Entry::Quarantine { rejected })) => {
+            let mut kept = rejected.clone();
+            kept.reason = format!("{}; {note}", rejected.reason);
+            (kept, format!("quarantine/{}", rejected.id))
+        }
         Err(undecodable) => {
             let identity = format!(
                 "undecodable/{}",
                 hex::encode(Sha256::digest(&undecodable.raw))
             );
-            (undecodable.raw.clone(), String::new(), identity)
+            let rejected = RejectedCallback::new(
+                undecodable.raw.clone(),
+                "journal".to_owned(),
+                format!("a journal entry that cannot be decoded, {note}"),
+                String::new(),
+                Utc::now(),
+            );
+            (rejected, identity)
         }
         Ok(None) => return false,
     };
-    let mut rejected = RejectedCallback::new(
-        raw,
-        "journal".to_owned(),
-        format!("poisoned: failed {tries} times: {error}"),
-        request_id,
-        Utc::now(),
-    );
     rejected.id = poisoned_id(&identity);
     let kept = std::panic::catch_unwind(AssertUnwindSafe(|| store.quarantine(Arc::new(rejected))));
     match kept {
         Ok(future) => matches!(AssertUnwindSafe(future).catch_unwind().await, Ok(Ok(()))),
         Err(_) => false,
     }
+}
+
+/// The path a callback of `provider` (stored name) and `callback_type` is posted to, or `journal` when no
+/// endpoint takes it (an operator's status answer, recorded by the reconciler).
+fn endpoint_path(provider: &str, callback_type: &str) -> String {
+    PROVIDERS
+        .iter()
+        .filter(|candidate| candidate.name() == provider)
+        .find_map(|candidate| {
+            let endpoint = candidate
+                .endpoints()
+                .iter()
+                .find(|endpoint| endpoint.callback_type.as_str() == callback_type)?;
+            Some(format!(
+                "/v1/webhooks/{}/{}",
+                candidate.slug(),
+                endpoint.path
+            ))
+        })
+        .unwrap_or_else(|| "journal".to_owned())
 }
 
 /// A stable ObjectId for a poisoned entry: the first 12 bytes of a SHA-256 of what identifies it.

@@ -40,5 +40,5 @@ pub mod transaction;
 pub use callback::{Callback, CallbackType, Status};
 pub use pipeline_error::PipelineError;
 pub use providers::{Endpoint, Provider, PROVIDERS};
-pub use store::{CallbackStore, RecordOutcome, RejectedCallback, StoreError};
+pub use store::{CallbackStore, Evidence, RecordOutcome, RejectedCallback, StoreError};
 pub use supervisor::{RouteCallback, Supervisor, SupervisorSettings};

@@ -12,7 +12,7 @@ mod secrets;
 mod signatures;
 
 pub use client_address::client_address;
-pub use secrets::{bearer_token, SecretSet};
+pub use secrets::{bearer_token, sha256_hex, SecretSet};
 pub use signatures::{
     check_airtel_hash, check_header_signature, sign_base64, sign_hex, AirtelHashCheck,
     AirtelHashForm, SignatureCheck,
@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use ipnet::IpNet;
 use mmo_actors::providers::SignedPart;
+use mmo_actors::Evidence;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -88,12 +89,36 @@ impl ProviderPolicy {
     }
 }
 
-/// What a request presents, gathered by the HTTP handler.
+/// What a request presents, gathered by the HTTP handler — or what a quarantined copy of a refused
+/// request kept of it (`evidence`), when a replay checks it again under today's configuration.
 pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
     pub client: IpAddr,
     pub url_token: Option<&'a str>,
     pub body: &'a [u8],
+    /// Tokens known only by their SHA-256 (a replay); `None` for a live request.
+    pub evidence: Option<&'a Evidence>,
+}
+
+impl Presented<'_> {
+    /// What to keep of this request, should it be refused: the signature header, and the tokens'
+    /// digests.
+    pub fn evidence(&self) -> Evidence {
+        let header = |name| {
+            self.headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        Evidence {
+            signature: header(SIGNATURE_HEADER),
+            bearer_sha256: header(AUTHORIZATION.as_str())
+                .as_deref()
+                .and_then(bearer_token)
+                .map(sha256_hex),
+            url_token_sha256: self.url_token.map(sha256_hex),
+        }
+    }
 }
 
 /// What a successful verification found out.
@@ -233,10 +258,22 @@ impl Authenticator {
         };
         for proof in &policy.require {
             let passed = match proof {
-                Proof::Bearer => self.bearer_identity(presented.headers).is_some(),
-                Proof::UrlToken => presented
-                    .url_token
-                    .is_some_and(|token| policy.url_tokens.contains(token)),
+                Proof::Bearer => match presented.evidence {
+                    Some(evidence) => evidence
+                        .bearer_sha256
+                        .as_deref()
+                        .is_some_and(|digest| self.bearer.contains_sha256(digest)),
+                    None => self.bearer_identity(presented.headers).is_some(),
+                },
+                Proof::UrlToken => match presented.evidence {
+                    Some(evidence) => evidence
+                        .url_token_sha256
+                        .as_deref()
+                        .is_some_and(|digest| policy.url_tokens.contains_sha256(digest)),
+                    None => presented
+                        .url_token
+                        .is_some_and(|token| policy.url_tokens.contains(token)),
+                },
                 Proof::SourceIp => policy
                     .allowed_ips
                     .iter()

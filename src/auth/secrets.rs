@@ -14,6 +14,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct SecretSet {
     key: [u8; 32],
     digests: Vec<Vec<u8>>,
+    /// The same, of each secret's SHA-256: what a quarantined request's evidence is compared with.
+    sha256_digests: Vec<Vec<u8>>,
 }
 
 impl SecretSet {
@@ -28,7 +30,20 @@ impl SecretSet {
                     .to_vec()
             })
             .collect();
-        Self { key, digests }
+        let sha256_digests = secrets
+            .iter()
+            .map(|secret| {
+                keyed(&key, &sha256(secret.expose_secret()))
+                    .finalize()
+                    .into_bytes()
+                    .to_vec()
+            })
+            .collect();
+        Self {
+            key,
+            digests,
+            sha256_digests,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,6 +70,28 @@ impl SecretSet {
     pub fn contains(&self, presented: &str) -> bool {
         self.position(presented).is_some()
     }
+
+    /// Whether a configured secret has this SHA-256 (hex): a quarantined request's token, checked again
+    /// without the token itself. Every digest is checked, in constant time.
+    pub fn contains_sha256(&self, presented_hex: &str) -> bool {
+        let Ok(presented) = hex::decode(presented_hex) else {
+            return false;
+        };
+        let presented = keyed(&self.key, &presented);
+        self.sha256_digests.iter().fold(false, |found, digest| {
+            presented.clone().verify_slice(digest).is_ok() | found
+        })
+    }
+}
+
+/// The SHA-256 of a presented token, as kept with a quarantined request (hex).
+pub fn sha256_hex(token: &str) -> String {
+    hex::encode(sha256(token))
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn keyed(key: &[u8; 32], message: &[u8]) -> HmacSha256 {

@@ -1,15 +1,16 @@
 //! `GET /v1/rejected` (quarantined bodies, admin token) and `POST /v1/rejected/{id}/replay` (a quarantined
 //! body run through today's parsers).
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{ContentType, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use mmo_actors::providers::{Endpoint, Reply};
-use mmo_actors::{Provider, RouteCallback, PROVIDERS};
+use mmo_actors::{Evidence, Provider, RouteCallback, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
 use super::webhooks::apply_decision;
 use super::{require_admin, AppState};
+use crate::auth::{Presented, SIGNATURE_HEADER};
 use crate::error::ApiError;
 use crate::read_api::{self, Filters, Replayed, REJECTED_FILTERS};
 
@@ -24,9 +25,13 @@ pub async fn rejected(
 }
 
 /// Runs a quarantined body through today's parsers. On success it is stored as a callback (through the
-/// journal, like any other) with `replayed_from`, and the rejected entry is marked replayed; on failure
-/// nothing changes and the reason is returned. Bodies of senders that did not authenticate are never
-/// replayed: an operator's token cannot vouch for what a stranger sent.
+/// journal, like any other) as received when it first arrived, with `replayed_from`, and the rejected
+/// entry is marked replayed; on failure nothing changes and the reason is returned.
+///
+/// A body whose sender did not authenticate is replayed only if what it presented (its address, its
+/// signature header, its tokens' digests) passes today's authentication: once an operator's new source
+/// range or a corrected secret is configured, its refused callbacks go through; an administrator's token
+/// alone never vouches for what a stranger sent. A body kept only in part cannot be replayed.
 pub async fn replay(
     request: HttpRequest,
     path: web::Path<String>,
@@ -42,13 +47,6 @@ pub async fn replay(
         .await
         .map_err(|error| ApiError::QueryFailed(error.to_string()))?
         .ok_or(ApiError::NoSuch("rejected callback"))?;
-    if !rejected.get_bool("authenticated").unwrap_or(true) {
-        return Err(ApiError::Conflict {
-            code: "NOT_REPLAYABLE",
-            message: "The sender did not authenticate: its body is kept for audit, never replayed"
-                .into(),
-        });
-    }
     if rejected.get_bool("replayed").unwrap_or(false) {
         return Err(ApiError::Conflict {
             code: "ALREADY_REPLAYED",
@@ -67,9 +65,23 @@ pub async fn replay(
             .as_bytes()
             .to_vec(),
     };
-    let mut callback = provider
-        .parse(endpoint.callback_type, &raw)
-        .map_err(|error| ApiError::ReplayFailed(format!("still not understood: {error}")))?;
+    if rejected.get_bool("truncated").unwrap_or(false) {
+        return Err(ApiError::Conflict {
+            code: "NOT_REPLAYABLE",
+            message: "Only the beginning of this body was kept: it cannot be replayed".into(),
+        });
+    }
+    let signed = if rejected.get_bool("authenticated").unwrap_or(true) {
+        None
+    } else {
+        authenticate_again(&state, provider, &rejected, &raw)?
+    };
+    let parsed = match signed {
+        Some(part) => provider.parse_signed(endpoint.callback_type, &raw, part),
+        None => provider.parse(endpoint.callback_type, &raw),
+    };
+    let mut callback =
+        parsed.map_err(|error| ApiError::ReplayFailed(format!("still not understood: {error}")))?;
     if let Some(salt) = &state.pseudonymization_salt {
         mmo_actors::privacy::pseudonymize(&mut callback, salt);
     }
@@ -83,7 +95,12 @@ pub async fn replay(
         provider_transaction_id: callback.provider_transaction_id.clone(),
         status: callback.status.as_str().to_owned(),
     };
-    let mut message = RouteCallback::new(callback, Utc::now());
+    // Stored as received when it first arrived: the day's reports count it on its own day.
+    let received_at = rejected
+        .get_datetime("received_at")
+        .map(|at| at.to_chrono())
+        .unwrap_or_else(|_| Utc::now());
+    let mut message = RouteCallback::new(callback, received_at);
     message.replayed_from = Some(id);
     match state
         .supervisor
@@ -116,6 +133,59 @@ pub async fn replay(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .json(replayed))
+}
+
+/// Checks a refused request again, from what its quarantined copy kept, under today's authentication
+/// policy; answers the signed part the parser must read (as a live request's verification would).
+fn authenticate_again(
+    state: &AppState,
+    provider: &dyn Provider,
+    rejected: &Document,
+    raw: &[u8],
+) -> Result<Option<mmo_actors::providers::SignedPart>, ApiError> {
+    let not_replayable = |message: String| ApiError::Conflict {
+        code: "NOT_REPLAYABLE",
+        message,
+    };
+    let evidence: Evidence = rejected
+        .get_document("evidence")
+        .ok()
+        .and_then(|evidence| mongodb::bson::from_document(evidence.clone()).ok())
+        .ok_or_else(|| {
+            not_replayable(
+                "The sender did not authenticate and what it presented was not kept (quarantined by an earlier version): it cannot be checked again".into(),
+            )
+        })?;
+    let client = rejected
+        .get_str("client")
+        .ok()
+        .and_then(|client| client.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let mut headers = HeaderMap::new();
+    if let Some(signature) = evidence
+        .signature
+        .as_deref()
+        .and_then(|value| HeaderValue::from_str(value).ok())
+    {
+        headers.insert(HeaderName::from_static(SIGNATURE_HEADER), signature);
+    }
+    let presented = Presented {
+        headers: &headers,
+        client,
+        url_token: None,
+        body: raw,
+        evidence: Some(&evidence),
+    };
+    state
+        .authenticator
+        .verify(provider.slug(), &presented)
+        .map(|verified| verified.signed)
+        .map_err(|refusal| {
+            not_replayable(format!(
+                "The sender is still not authenticated under today's configuration: {}",
+                refusal.reason()
+            ))
+        })
 }
 
 /// The provider and endpoint a rejected body was sent to: recorded with it, or read from its path.

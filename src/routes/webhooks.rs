@@ -53,6 +53,7 @@ pub async fn receive_callback(
             client,
             url_token: url_token.as_deref(),
             body,
+            evidence: None,
         };
         state
             .authenticator
@@ -91,7 +92,7 @@ pub async fn receive_callback(
                 ),
                 BodyError::Unreadable(_) => unreachable!("matched above"),
             };
-            let rejected = rejection(reason, &prefix);
+            let rejected = rejection(reason, &prefix).truncated();
             state.keep_refused(rejected, identified(&[])).await;
             return Err(error);
         }
@@ -102,6 +103,7 @@ pub async fn receive_callback(
         client,
         url_token: url_token.as_deref(),
         body: &body,
+        evidence: None,
     };
     let verified = match state
         .authenticator
@@ -112,18 +114,35 @@ pub async fn receive_callback(
             tracing::warn!(reason = refusal.reason(), %client, "callback refused: not authenticated");
             metrics::counter!("mmo_auth_refusals_total", "provider" => route.provider.name(), "reason" => refusal.kind())
                 .increment(1);
-            // Kept for audit (an attack or a misconfigured operator shows up here), within a budget of its
-            // own; the answer is 401 either way. Only a bounded prefix.
-            let kept = &body[..body.len().min(QUARANTINED_PREFIX_BYTES)];
+            // Kept for audit (an attack or a misconfigured operator shows up here), with what it presented,
+            // so that a replay can check it again once the cause is fixed (a corrected secret, a new source
+            // range). A sender that passed the cheap proofs (its address, its URL token) but not the
+            // signature is kept whole, like any identified sender; an anonymous one only by a bounded
+            // prefix, within a budget of its own. The answer is 401 either way.
+            let identified = state
+                .authenticator
+                .cheap_proofs(route.provider.slug(), &presented)
+                .is_ok();
+            let evidence = presented.evidence();
+            let keep = if identified {
+                body.len()
+            } else {
+                body.len().min(QUARANTINED_PREFIX_BYTES)
+            };
             let mut reason = format!("unauthorized: {}", refusal.reason());
-            if kept.len() < body.len() {
+            if keep < body.len() {
                 reason.push_str(&format!(
-                    " (body truncated to {} of {} bytes)",
-                    kept.len(),
+                    " (body truncated to {keep} of {} bytes)",
                     body.len()
                 ));
             }
-            state.keep_refused(rejection(reason, kept), false).await;
+            let mut rejected = rejection(reason, &body[..keep])
+                .with_evidence(evidence)
+                .unauthenticated();
+            if keep < body.len() {
+                rejected = rejected.truncated();
+            }
+            state.keep_refused(rejected, identified).await;
             return Err(match refusal {
                 Refusal::Unauthorized(_) => ApiError::Unauthorized,
                 Refusal::InvalidSignature(_) => ApiError::InvalidSignature,

@@ -11,6 +11,7 @@ mod hostile_input;
 mod openapi;
 mod operating;
 mod probes;
+mod quarantine;
 mod rate_limits;
 mod sharding;
 mod transactions;

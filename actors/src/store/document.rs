@@ -162,6 +162,37 @@ pub fn payload_of(document: &RawDocument) -> Bson {
         .unwrap_or(Bson::Null)
 }
 
+/// A stored callback's payload as JSON text, numbers as numbers again (the exact decimal text a
+/// Decimal128 holds, not extended JSON's `{"$numberDecimal": …}`): what today's parsers read the same way
+/// as the body it was parsed from. Used where the body's bytes are no longer at hand (a journal entry
+/// quarantined after failing again and again).
+pub fn payload_json(document: &RawDocument) -> Vec<u8> {
+    serde_json::to_vec(&bson_to_json(payload_of(document))).unwrap_or_default()
+}
+
+fn bson_to_json(value: Bson) -> Value {
+    let number = |text: String| {
+        serde_json::from_str::<serde_json::Number>(&text).map_or(Value::String(text), Value::Number)
+    };
+    match value {
+        Bson::Document(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, bson_to_json(value)))
+                .collect(),
+        ),
+        Bson::Array(items) => Value::Array(items.into_iter().map(bson_to_json).collect()),
+        Bson::Decimal128(decimal) => number(decimal.to_string()),
+        Bson::Int32(integer) => Value::from(integer),
+        Bson::Int64(integer) => Value::from(integer),
+        Bson::Double(float) => number(float.to_string()),
+        Bson::String(text) => Value::String(text),
+        Bson::Boolean(flag) => Value::Bool(flag),
+        Bson::Null => Value::Null,
+        other => other.into_relaxed_extjson(),
+    }
+}
+
 /// The normalized callback a stored document describes (its payload left out): what folding a stored
 /// callback into its transaction needs. `None` when the document is not a callback this version knows.
 pub fn stored_callback(document: &Document) -> Option<Callback> {

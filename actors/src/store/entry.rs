@@ -183,6 +183,8 @@ mod legacy {
                     client: None,
                     provider: None,
                     callback_type: None,
+                    evidence: None,
+                    truncated: false,
                 },
             },
         })

@@ -18,7 +18,8 @@ mod timing;
 mod transactions;
 
 pub use document::{
-    bson_time, callback_document, json_to_bson, payload_of, recorded, stored_callback, texts_of,
+    bson_time, callback_document, json_to_bson, payload_json, payload_of, recorded,
+    stored_callback, texts_of,
 };
 pub use entry::{Entry, EntryRef};
 pub use memory::InMemoryStore;
@@ -83,6 +84,27 @@ pub struct RejectedCallback {
     pub provider: Option<String>,
     #[serde(default)]
     pub callback_type: Option<String>,
+    /// What an unauthenticated sender presented, kept so that a replay can check it again under
+    /// today's configuration (a corrected secret, a new source range). Never a secret itself.
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
+    /// Only the beginning of the body was kept (an oversized body, an anonymous sender's): it cannot be
+    /// replayed.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The proofs a refused request presented, as a replay needs them: the signature header as sent (not
+/// secret: it is a MAC of the body), and SHA-256 digests (hex) of the bearer and URL tokens, which can be
+/// compared with the configured tokens' digests but never give the tokens back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_token_sha256: Option<String>,
 }
 
 fn authenticated_by_default() -> bool {
@@ -108,6 +130,8 @@ impl RejectedCallback {
             client: None,
             provider: None,
             callback_type: None,
+            evidence: None,
+            truncated: false,
         }
     }
 
@@ -121,6 +145,18 @@ impl RejectedCallback {
     /// A rejection of a sender that did not prove who it is.
     pub fn unauthenticated(mut self) -> Self {
         self.authenticated = false;
+        self
+    }
+
+    /// What the sender presented to authenticate.
+    pub fn with_evidence(mut self, evidence: Evidence) -> Self {
+        self.evidence = Some(evidence);
+        self
+    }
+
+    /// Only the beginning of the body is kept.
+    pub fn truncated(mut self) -> Self {
+        self.truncated = true;
         self
     }
 
