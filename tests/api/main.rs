@@ -12,6 +12,7 @@ mod openapi;
 mod operating;
 mod probes;
 mod rate_limits;
+mod reports;
 mod sharding;
 mod transactions;
 mod webhooks;
