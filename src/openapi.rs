@@ -279,13 +279,16 @@ pub fn document() -> Value {
         error_response("Still not understood (REPLAY_FAILED); nothing changed");
     paths.insert("/v1/rejected/{id}/replay".into(), json!({"post": replay}));
     let mut report = get_json(
-        "One day's figures per provider and callback type; with Accept: text/csv, the day's transactions as CSV",
+        "One UTC day's callbacks (not transactions) per provider and callback type: counts by status, sums by currency; with Accept: text/csv, the day's transactions as CSV",
         "admin",
         vec![
             json!({"name": "date", "in": "query", "required": true, "description": "The UTC day, YYYY-MM-DD", "schema": {"type": "string", "format": "date"}}),
             parameter("provider", "query", "mpesa, mtn, airtel, or a stored name", json!({"type": "string"})),
         ],
         reference("DailyReport"),
+    );
+    report["description"] = json!(
+        "Counts callbacks, as operators sent them: a payment with a pending and a successful callback shows under both statuses, an M-Pesa STK result and its C2B confirmation both count, and callbacks without a currency are left out of the sums. For money, use /v1/reports/money."
     );
     report["responses"]["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
     paths.insert("/v1/reports/daily".into(), json!({"get": report}));

@@ -1,6 +1,7 @@
-//! The money report over real HTTP and MongoDB, on data received at fixed times (journaled with the time
-//! of a test's choosing, so nothing depends on today's date): transactions by the status they had when the
-//! day ended, linked ones once, in the day's time zone, with exact sums.
+//! The reports over real HTTP and MongoDB, on data received at fixed times (journaled with the time of a
+//! test's choosing, so nothing depends on today's date): the daily report counts callbacks; the money
+//! report counts transactions by the status they had when the day ended, linked ones once, in the day's
+//! time zone, with exact sums.
 
 use actix_web::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
@@ -97,6 +98,69 @@ fn lines_of(report: &Value, provider: &str) -> Vec<Value> {
             line
         })
         .collect()
+}
+
+#[actix_web::test]
+async fn the_daily_report_counts_callbacks_with_exact_sums_and_exports_csv() {
+    let app = operated().await;
+    // 2026-02-14, UTC: two successful payments in one bucket, one payment's pending callback beside its
+    // successful one, a callback of the day before, and two C2B confirmations.
+    let received = [
+        (
+            mtn("D-1", "PENDING", "1000.50", Some("UGX")),
+            "2026-02-14T08:00:00Z",
+        ),
+        (
+            mtn("D-1", "SUCCESSFUL", "1000.50", Some("UGX")),
+            "2026-02-14T08:05:00Z",
+        ),
+        (
+            mtn("D-2", "SUCCESSFUL", "2000.25", Some("UGX")),
+            "2026-02-14T09:00:00Z",
+        ),
+        (
+            mtn("D-0", "SUCCESSFUL", "5.00", Some("UGX")),
+            "2026-02-13T23:59:59Z",
+        ),
+        (c2b("D-C2B-1"), "2026-02-14T10:00:00Z"),
+        (c2b("D-C2B-2"), "2026-02-14T11:00:00Z"),
+    ];
+    for (callback, time) in &received {
+        app.received_at(callback, at(time)).await;
+    }
+    app.drained().await;
+
+    let report = admin_get(&app, "/v1/reports/daily?date=2026-02-14").await;
+    let lines = report.body["lines"].as_array().unwrap();
+    let mtn_line = lines
+        .iter()
+        .find(|line| line["provider"] == "mtn_mobile_money")
+        .unwrap();
+    // Callbacks, not payments: D-1 counts once pending and once successful.
+    assert_eq!(mtn_line["counts"], json!({"pending": 1, "successful": 2}));
+    assert_eq!(
+        mtn_line["amounts"],
+        json!({"UGX": {"pending": "1000.50", "successful": "3000.75"}})
+    );
+    let c2b_line = lines
+        .iter()
+        .find(|line| line["callback_type"] == "c2b_confirmation")
+        .unwrap();
+    assert_eq!(c2b_line["counts"], json!({"successful": 2}));
+    assert_eq!(c2b_line["amounts"]["KES"]["successful"], "3000.00");
+
+    let text = admin_csv(&app, "/v1/reports/daily?date=2026-02-14&provider=mpesa").await;
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "provider,flow,transaction_key,status,reason,amount,currency,msisdn,receipt,conflict,first_callback_at,last_callback_at");
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[1].starts_with("mpesa,c2b,D-C2B-1,successful,"),
+        "{text}"
+    );
+    assert!(
+        rows[2].starts_with("mpesa,c2b,D-C2B-2,successful,"),
+        "{text}"
+    );
 }
 
 #[actix_web::test]
