@@ -14,8 +14,9 @@ use serde_json::{json, Map, Value};
 use utoipa::PartialSchema;
 
 use crate::read_api::{
-    CallbackItem, DailyReport, RejectedItem, Replayed, ReportLine, TransactionDetail,
-    TransactionItem, TransactionReference, CALLBACK_FILTERS, REJECTED_FILTERS, TRANSACTION_FILTERS,
+    CallbackItem, DailyReport, MoneyLine, MoneyReport, RejectedItem, Replayed, ReportLine,
+    TransactionDetail, TransactionItem, TransactionReference, CALLBACK_FILTERS, REJECTED_FILTERS,
+    TRANSACTION_FILTERS,
 };
 use crate::reconciler_api::{
     ExpectationItem, ExpectationView, ReconciliationItem, ReconciliationReport, Tally,
@@ -278,7 +279,7 @@ pub fn document() -> Value {
         error_response("Still not understood (REPLAY_FAILED); nothing changed");
     paths.insert("/v1/rejected/{id}/replay".into(), json!({"post": replay}));
     let mut report = get_json(
-        "One day's figures per provider and callback type; with Accept: text/csv, the day's transactions as CSV",
+        "One UTC day's callbacks (not transactions) per provider and callback type: counts by status, sums by currency; with Accept: text/csv, the day's transactions as CSV",
         "admin",
         vec![
             json!({"name": "date", "in": "query", "required": true, "description": "The UTC day, YYYY-MM-DD", "schema": {"type": "string", "format": "date"}}),
@@ -286,8 +287,26 @@ pub fn document() -> Value {
         ],
         reference("DailyReport"),
     );
+    report["description"] = json!(
+        "Counts callbacks, as operators sent them: a payment with a pending and a successful callback shows under both statuses, an M-Pesa STK result and its C2B confirmation both count, and callbacks without a currency are left out of the sums. For money, use /v1/reports/money."
+    );
     report["responses"]["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
     paths.insert("/v1/reports/daily".into(), json!({"get": report}));
+    let mut money = get_json(
+        "One settlement day's transactions (not callbacks) per provider, flow, currency and end-of-day status, with exact sums; with Accept: text/csv, the same lines as CSV",
+        "admin",
+        vec![
+            json!({"name": "date", "in": "query", "required": true, "description": "The local day, YYYY-MM-DD", "schema": {"type": "string", "format": "date"}}),
+            parameter("tz", "query", "IANA time zone the day is cut in (Africa/Nairobi). Optional with provider (then its settlement zone, reports.settlement_zones); required without", json!({"type": "string"})),
+            parameter("provider", "query", "mpesa, mtn, airtel, or a stored name", json!({"type": "string"})),
+        ],
+        reference("MoneyReport"),
+    );
+    money["description"] = json!(
+        "Transactions first seen within the day (first_callback_at), each counted once by the status it had when the day ended (folded from its callbacks and status-query answers received before then). An M-Pesa C2B confirmation linked to an STK result counts under the STK transaction. A transaction without a currency is counted on an `unknown` line. Amounts are exact decimal text."
+    );
+    money["responses"]["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
+    paths.insert("/v1/reports/money".into(), json!({"get": money}));
 
     let expect = json!({
         "summary": "Registers a payment the merchant started and expects a callback for (idempotent on provider, callback type and key)",
@@ -416,6 +435,8 @@ pub fn document() -> Value {
                 "CallbackItem": schema::<CallbackItem>(),
                 "RejectedItem": schema::<RejectedItem>(),
                 "DailyReport": schema::<DailyReport>(),
+                "MoneyReport": schema::<MoneyReport>(),
+                "MoneyLine": schema::<MoneyLine>(),
                 "Replayed": schema::<Replayed>(),
                 "ExpectationItem": schema::<ExpectationItem>(),
                 "ExpectationView": schema::<ExpectationView>(),

@@ -97,6 +97,7 @@ impl Application {
             secret_overlap: Duration::from_secs(settings.delivery.secret_overlap_secs),
             allow_private_networks: settings.delivery.allow_private_networks,
             secrets_key: settings.delivery.sealing_key(),
+            settlement_zones: settings.reports.settlement_zones(),
         });
         if settings.delivery.enabled {
             crate::delivery::start(&settings.delivery, store.database());

@@ -44,6 +44,8 @@ pub struct AppState {
     pub allow_private_networks: bool,
     /// Seals endpoint secrets at rest, when configured.
     pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
+    /// Each provider's settlement zone (by stored name): the money report's day when no `tz` is given.
+    pub settlement_zones: std::collections::BTreeMap<&'static str, chrono_tz::Tz>,
     /// Work a request leaves running after its answer (storing a C2B validation, keeping an anonymous
     /// refusal), at most [`BACKGROUND_TASKS`] at once: a flood cannot pile up tasks without bound.
     pub background: std::sync::Arc<tokio::sync::Semaphore>,

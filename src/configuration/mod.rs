@@ -12,6 +12,7 @@ mod lists;
 mod pipeline;
 mod providers;
 mod reconciler;
+mod reports;
 mod server;
 mod storage;
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use pipeline::{
 };
 pub use providers::{ProviderSettings, StatusApiSettings};
 pub use reconciler::ReconcilerConfig;
+pub use reports::ReportSettings;
 pub use server::{LogFormat, LogSettings, RateLimitSettings, ServerSettings};
 pub use storage::{JournalSettings, MongoDbSettings, QuarantineSettings};
 
@@ -53,6 +55,9 @@ pub struct Settings {
     pub providers: BTreeMap<String, ProviderSettings>,
     pub reconciler: ReconcilerConfig,
     pub delivery: DeliveryConfig,
+    /// The money report's settlement zones.
+    #[serde(default)]
+    pub reports: ReportSettings,
     pub log: LogSettings,
 }
 
@@ -168,6 +173,7 @@ impl Settings {
         self.c2b_validation.validate()?;
         self.reconciler.validate()?;
         self.delivery.validate()?;
+        self.reports.validate(warnings)?;
         for provider in PROVIDERS {
             let slug = provider.slug();
             let Some(settings) = self.providers.get(slug) else {

@@ -255,3 +255,44 @@ fn secrets_never_print() {
     assert!(!printed.contains("token-a-0123456789"));
     assert!(!printed.contains("hunter2"));
 }
+
+#[test]
+fn settlement_zones_default_per_operator_and_are_checked() {
+    let zones = load(&sources(&[]))
+        .unwrap()
+        .settings
+        .reports
+        .settlement_zones();
+    assert_eq!(zones["mpesa"], chrono_tz::Tz::Africa__Nairobi);
+    assert_eq!(zones["mtn_mobile_money"], chrono_tz::Tz::UTC);
+    assert_eq!(zones["airtel_money"], chrono_tz::Tz::UTC);
+
+    let loaded = load(&sources(&[(
+        "MMO__REPORTS__SETTLEMENT_ZONES__MTN",
+        "Africa/Kampala",
+    )]))
+    .unwrap();
+    let zones = loaded.settings.reports.settlement_zones();
+    assert_eq!(zones["mtn_mobile_money"], chrono_tz::Tz::Africa__Kampala);
+    assert_eq!(
+        zones["mpesa"],
+        chrono_tz::Tz::Africa__Nairobi,
+        "the others keep the file's"
+    );
+
+    let error = error_of(&[("MMO__REPORTS__SETTLEMENT_ZONES__MPESA", "EAT")]);
+    assert!(error.contains("reports.settlement_zones.mpesa"), "{error}");
+    let loaded = load(&sources(&[(
+        "MMO__REPORTS__SETTLEMENT_ZONES__MPAISA",
+        "UTC",
+    )]))
+    .unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("reports.settlement_zones.mpaisa")),
+        "{:?}",
+        loaded.warnings
+    );
+}

@@ -1,9 +1,14 @@
-//! The daily report: one day's figures per provider and callback type, as JSON or as the day's
+//! The daily report: one UTC day's **callbacks** per provider and callback type, as JSON, or the day's
 //! transactions in CSV.
+//!
+//! It counts callbacks, not payments: an MTN payment with a PENDING and a SUCCESSFUL callback shows under
+//! both statuses, an M-Pesa STK result and its C2B confirmation both count, and amounts without a currency
+//! are left out of the sums. It shows what operators sent; the money report (`money.rs`) shows the money.
 
 use super::*;
 
-/// One day's figures per provider and callback type, as a finance team reconciles them.
+/// One UTC day's callbacks per provider and callback type: what operators sent (the money report counts
+/// transactions).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyReport {
     pub date: String,
@@ -16,7 +21,8 @@ pub struct ReportLine {
     pub callback_type: String,
     /// Callbacks received that day, by status.
     pub counts: BTreeMap<String, i64>,
-    /// Their amounts by currency then status, as exact decimals.
+    /// Their amounts by currency then status, as exact decimals (callbacks without a currency are left
+    /// out).
     pub amounts: BTreeMap<String, BTreeMap<String, String>>,
     /// Transactions of this callback type's flow, first seen that day, in conflict.
     pub conflicts: i64,
@@ -38,7 +44,7 @@ impl ReportLine {
     }
 }
 
-/// One day's figures per provider and callback type.
+/// One UTC day's callbacks per provider and callback type (not transactions: see [`money_report`]).
 pub async fn daily_report(
     store: &MongoStore,
     date: &str,

@@ -1,5 +1,6 @@
 //! The read API: what it lists and reports, from the collections the drain writes (views of stored
-//! documents here; filters, cursors and pages in `paging.rs`; the daily report and CSV in `daily.rs`).
+//! documents here; filters, cursors and pages in `paging.rs`; the daily report of callbacks and CSV in
+//! `daily.rs`; the money report of transactions in `money.rs`).
 //!
 //! Lists are newest first with keyset pagination (an opaque cursor holding the last item's time and id),
 //! and every filter is served by an index created at start-up (see `mmo_actors::store`). Parameters are
@@ -19,12 +20,14 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 
 mod daily;
+mod money;
 mod paging;
 
 use crate::stored::{
     all, day, decimal, invalid, object_id, provider_name, rfc3339, text, unavailable,
 };
 pub use daily::*;
+pub use money::*;
 pub use paging::*;
 
 /// A transaction as the `transactions` collection holds it.

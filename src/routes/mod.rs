@@ -82,6 +82,7 @@ pub fn configure(config: &mut ServiceConfig) {
         .route("/rejected", web::get().to(rejected::rejected))
         .route("/rejected/{id}/replay", web::post().to(rejected::replay))
         .route("/reports/daily", web::get().to(reports::daily_report))
+        .route("/reports/money", web::get().to(reports::money_report))
         .route("/expectations", web::post().to(expectations::expect))
         .route(
             "/expectations/{provider}/{key}",
@@ -155,6 +156,7 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/rejected"),
         ("POST", "/v1/rejected/{id}/replay"),
         ("GET", "/v1/reports/daily"),
+        ("GET", "/v1/reports/money"),
         ("POST", "/v1/expectations"),
         ("GET", "/v1/expectations/{provider}/{key}"),
         ("GET", "/v1/reports/reconciliation"),

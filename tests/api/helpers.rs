@@ -216,6 +216,21 @@ impl TestApp {
         self.send(Method::GET, path, Vec::new(), token, None).await
     }
 
+    /// Journals `callback` as received at `at`, as the provider actor journals what it accepted: how a test
+    /// puts callbacks on a day of its choosing (what arrives over HTTP is stamped with the present). The
+    /// drain stores it like any other; [`TestApp::drained`] waits for that.
+    pub async fn received_at(
+        &self,
+        callback: &mmo_actors::Callback,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let delivery = mmo_actors::callback::Delivery::new(at);
+        self.journal
+            .append(&mmo_actors::store::Entry::record(callback, &delivery))
+            .await
+            .expect("the journal takes the callback");
+    }
+
     /// Waits until the service has checked MongoDB's reachability once (it does so in the background).
     pub async fn mongodb_checked(&self) {
         for _ in 0..400 {

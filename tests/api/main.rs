@@ -13,6 +13,7 @@ mod operating;
 mod probes;
 mod quarantine;
 mod rate_limits;
+mod reports;
 mod sharding;
 mod transactions;
 mod webhooks;

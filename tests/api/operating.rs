@@ -1,4 +1,5 @@
-//! Operating the service over real HTTP and MongoDB: metrics, the query API, the daily report, replay.
+//! Operating the service over real HTTP and MongoDB: metrics, the query API, replay (the reports are in
+//! `reports.rs`).
 
 use actix_web::http::{Method, StatusCode};
 use mmo_actors::providers::fixtures::{
@@ -279,54 +280,6 @@ async fn callbacks_and_rejected_bodies_are_listed() {
     assert_eq!(items[0]["raw"], "{broken");
     assert_eq!(items[0]["callback_type"], "collection");
     assert_eq!(items[0]["authenticated"], true);
-}
-
-#[actix_web::test]
-async fn the_daily_report_sums_exact_amounts_and_exports_csv() {
-    let app = operated().await;
-    seed(&app).await;
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let report = admin_get(&app, &format!("/v1/reports/daily?date={today}")).await;
-    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
-    let lines = report.body["lines"].as_array().unwrap();
-    let mtn = lines
-        .iter()
-        .find(|line| line["provider"] == "mtn_mobile_money")
-        .unwrap();
-    assert_eq!(
-        mtn["counts"],
-        json!({"failed": 1, "pending": 1, "successful": 1})
-    );
-    assert_eq!(mtn["amounts"]["UGX"]["successful"], "1000.00");
-    let c2b = lines
-        .iter()
-        .find(|line| line["callback_type"] == "c2b_confirmation")
-        .unwrap();
-    assert_eq!(c2b["counts"]["successful"], 2);
-
-    let csv = app
-        .request(
-            Method::GET,
-            &format!("/v1/reports/daily?date={today}&provider=mpesa"),
-            Vec::new(),
-            &[
-                ("Authorization", format!("Bearer {ADMIN}")),
-                ("Accept", "text/csv".to_owned()),
-            ],
-        )
-        .await;
-    assert_eq!(csv.status, StatusCode::OK);
-    let text = app
-        .get_text_with(
-            &format!("/v1/reports/daily?date={today}&provider=mpesa"),
-            ADMIN,
-            "text/csv",
-        )
-        .await;
-    let rows: Vec<&str> = text.lines().collect();
-    assert_eq!(rows[0], "provider,flow,transaction_key,status,reason,amount,currency,msisdn,receipt,conflict,first_callback_at,last_callback_at");
-    assert_eq!(rows.len(), 3, "{text}");
-    assert!(rows[1].starts_with("mpesa,c2b,Q-C2B-1,successful,"));
 }
 
 #[actix_web::test]

@@ -25,7 +25,7 @@ pub use entry::{Entry, EntryRef};
 pub use memory::InMemoryStore;
 pub use mongo::{MongoSettings, MongoStore};
 pub use reconciliations::{Expectation, Reconciliations, WorkItem};
-pub use transactions::transaction_id;
+pub use transactions::{transaction_id, RECEIPT_LINKS};
 
 use std::collections::HashSet;
 use std::sync::Arc;

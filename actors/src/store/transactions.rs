@@ -50,8 +50,9 @@ const CONCURRENT_UPDATES: usize = 16;
 
 /// Flows of one provider that report the same payment under different keys, joined by receipt:
 /// (provider, flow whose `receipt` is the other's key, flow keyed by that receipt). An M-Pesa STK result's
-/// `MpesaReceiptNumber` is the C2B confirmation's `TransID`.
-const RECEIPT_LINKS: &[(&str, &str, &str)] = &[("mpesa", "stk_push", "c2b")];
+/// `MpesaReceiptNumber` is the C2B confirmation's `TransID`. Public for the money report, which counts such
+/// a pair once.
+pub const RECEIPT_LINKS: &[(&str, &str, &str)] = &[("mpesa", "stk_push", "c2b")];
 
 /// The `_id` of a transaction's document: (provider, flow, transaction key). The key comes last, so the
 /// text reads back unambiguously whatever it contains: the other parts never contain `|`.
