@@ -262,7 +262,7 @@ pub fn document() -> Value {
         ),
     );
     let mut replay = get_json(
-        "Runs a quarantined body through today's parsers; stored as a callback when understood",
+        "Runs a quarantined body through today's parsers and configuration; stored as a callback, as received when it first arrived, when understood (and, for a sender that did not authenticate, when what it presented passes today's authentication)",
         "admin",
         vec![parameter(
             "id",
@@ -274,7 +274,7 @@ pub fn document() -> Value {
     );
     replay["responses"]["404"] = error_response("No such rejected callback (NOT_FOUND)");
     replay["responses"]["409"] =
-        error_response("Not replayable (NOT_REPLAYABLE: unauthenticated sender) or replayed already (ALREADY_REPLAYED)");
+        error_response("Not replayable (NOT_REPLAYABLE: the sender is still not authenticated under today's configuration, only part of the body was kept, or its endpoint is not known) or replayed already (ALREADY_REPLAYED)");
     replay["responses"]["422"] =
         error_response("Still not understood (REPLAY_FAILED); nothing changed");
     paths.insert("/v1/rejected/{id}/replay".into(), json!({"post": replay}));

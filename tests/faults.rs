@@ -157,6 +157,34 @@ async fn verify(
     );
     assert_eq!(duplicates, 0, "{name}: callbacks stored twice");
     assert_eq!(over_counted, 0, "{name}: a delivery counted twice");
+
+    // And each reached its transaction, once: a callback stored but never folded is money not seen.
+    let transactions = callbacks
+        .client()
+        .database(callbacks.namespace().db.as_str())
+        .collection::<Document>("transactions");
+    let filter =
+        doc! {"transaction_key": Regex { pattern: format!("^{prefix}"), options: String::new() }};
+    let mut cursor = transactions.find(filter).await.unwrap();
+    let mut folded: Vec<String> = Vec::new();
+    while cursor.advance().await.unwrap() {
+        let transaction = cursor.deserialize_current().unwrap();
+        folded.push(transaction.get_str("transaction_key").unwrap().to_owned());
+    }
+    let unique_folded: HashSet<&str> = folded.iter().map(String::as_str).collect();
+    let unfolded = acknowledged
+        .iter()
+        .filter(|key| !unique_folded.contains(key.as_str()))
+        .count();
+    assert_eq!(
+        unfolded, 0,
+        "{name}: acknowledged callbacks missing from transactions"
+    );
+    assert_eq!(
+        folded.len(),
+        unique_folded.len(),
+        "{name}: a transaction stored twice"
+    );
 }
 
 async fn callbacks(uri: &str, database: &str) -> mongodb::Collection<Document> {

@@ -137,7 +137,9 @@ impl Filters {
                 Some(salt) => mmo_actors::privacy::digest(salt, msisdn),
                 None => msisdn.clone(),
             };
-            filter.insert("msisdn", stored);
+            // With the partial index's own condition, so MongoDB may use `by_msisdn` (the planner only
+            // picks a partial index whose filter the query implies, and an equality does not imply `$type`).
+            filter.insert("msisdn", doc! {"$eq": stored, "$type": "string"});
         }
         if let Some(conflict) = self.conflict {
             filter.insert("conflict", conflict);

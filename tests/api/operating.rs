@@ -341,27 +341,51 @@ async fn every_main_query_is_served_by_an_index() {
         .callbacks
         .client()
         .database(app.callbacks.namespace().db.as_str());
-    let queries: Vec<(&str, &str, &str)> = vec![
-        ("transactions", "first_callback_at", ""),
+    // (collection, time field, filters, the index the plan must use).
+    let queries: Vec<(&str, &str, &str, &str)> = vec![
+        ("transactions", "first_callback_at", "", "newest"),
         (
             "transactions",
             "first_callback_at",
             "provider=mtn&status=successful",
+            "newest",
         ),
-        ("transactions", "first_callback_at", "msisdn=256774123456"),
-        ("transactions", "first_callback_at", "conflict=true"),
+        (
+            "transactions",
+            "first_callback_at",
+            "msisdn=256774123456",
+            "by_msisdn",
+        ),
         (
             "transactions",
             "first_callback_at",
             "since=2026-01-01&until=2030-01-01",
+            "newest",
         ),
         (
             "callbacks",
             "received_at",
             "provider=mtn&callback_type=collection",
+            "newest",
         ),
-        ("callbacks", "received_at", "msisdn=256774123456"),
-        ("rejected_callbacks", "received_at", "provider=mtn"),
+        (
+            "transactions",
+            "first_callback_at",
+            "conflict=true",
+            "conflicted",
+        ),
+        (
+            "callbacks",
+            "received_at",
+            "msisdn=256774123456",
+            "by_msisdn",
+        ),
+        (
+            "rejected_callbacks",
+            "received_at",
+            "provider=mtn",
+            "newest",
+        ),
     ];
     let allowed = [
         "provider",
@@ -374,7 +398,7 @@ async fn every_main_query_is_served_by_an_index() {
         "limit",
         "cursor",
     ];
-    for (collection, time_field, query) in queries {
+    for (collection, time_field, query, index) in queries {
         let filters = Filters::parse(query, &allowed).unwrap();
         let winning = winning_plan(
             &database,
@@ -387,8 +411,9 @@ async fn every_main_query_is_served_by_an_index() {
         )
         .await;
         assert!(
-            !winning.contains("COLLSCAN"),
-            "{collection}?{query} scans the collection: {winning}"
+            winning.contains(&format!("\"indexName\": \"{index}\""))
+                && !winning.contains("COLLSCAN"),
+            "{collection}?{query} is not served by {index}: {winning}"
         );
     }
     // The drain's link lookups, by receipt, use the partial receipt index.
@@ -401,7 +426,8 @@ async fn every_main_query_is_served_by_an_index() {
     )
     .await;
     assert!(
-        winning.contains("receipts_mpesa_stk_push") && !winning.contains("COLLSCAN"),
+        winning.contains("\"indexName\": \"receipts_mpesa_stk_push\"")
+            && !winning.contains("COLLSCAN"),
         "{winning}"
     );
 }

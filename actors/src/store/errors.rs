@@ -108,7 +108,9 @@ mod tests {
     fn only_allow_listed_write_codes_are_about_the_document() {
         // Interrupted, StaleConfig, ReadConcernMajorityNotAvailableYet, ShutdownInProgress,
         // NotWritablePrimary, elections, write conflicts, credentials, and codes never heard of.
-        for code in [11601, 13388, 134, 91, 10107, 11602, 189, 112, 64, 13, 999_999] {
+        for code in [
+            11601, 13388, 134, 91, 10107, 11602, 189, 112, 64, 13, 999_999,
+        ] {
             assert!(
                 matches!(by_code(code, "x"), StoreError::Unavailable(_)),
                 "{code}"
