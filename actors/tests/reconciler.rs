@@ -14,7 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 use mmo_actors::pool::RestartPolicy;
 use mmo_actors::reconciler::{self, Answer, Inquiry, QueryError, ReconcilerSettings, StatusApi};
 use mmo_actors::store::sharding::{problems, single_write};
-use mmo_actors::store::{Expectation, MongoSettings, MongoStore};
+use mmo_actors::store::{Expectation, MongoSettings, MongoStore, Reconciliations};
 use mmo_actors::{supervisor, CallbackType, RouteCallback, SupervisorSettings, PROVIDERS};
 use mongodb::bson::{doc, Document};
 use rust_decimal::Decimal;
@@ -514,5 +514,50 @@ async fn two_reconcilers_share_the_work_and_never_ask_twice_at_once() {
     );
     for key in &keys {
         assert_eq!(operator.asked(key), 2, "{key}: asked exactly as scripted");
+    }
+}
+
+/// The feed's look for transactions awaiting an answer — every round of every instance — is served by
+/// the partial index `query_due`, named: the exact filter the code uses is explained.
+#[actix::test]
+async fn the_feed_reads_the_query_due_index() {
+    let store = store(false).await;
+    let filter = Reconciliations::feed_filter(chrono::Utc::now());
+    let explained = store
+        .database()
+        .run_command(doc! {
+            "explain": {"find": "transactions", "filter": filter, "limit": 1000_i64},
+            "verbosity": "queryPlanner",
+        })
+        .await
+        .unwrap();
+    let winning = explained
+        .get_document("queryPlanner")
+        .and_then(|planner| planner.get_document("winningPlan"))
+        .unwrap();
+    let mut scanned = Vec::new();
+    index_scans(winning, &mut scanned);
+    assert_eq!(scanned, ["query_due"], "{winning}");
+    assert!(!winning.to_string().contains("COLLSCAN"), "{winning}");
+}
+
+/// The `indexName` of every `IXSCAN` stage in a plan (classic or slot-based: stages nest under
+/// `inputStage`, `inputStages` or `queryPlan`).
+fn index_scans(plan: &Document, names: &mut Vec<String>) {
+    if plan.get_str("stage") == Ok("IXSCAN") {
+        names.push(plan.get_str("indexName").unwrap_or("?").to_owned());
+    }
+    for (_, value) in plan {
+        match value {
+            mongodb::bson::Bson::Document(inner) => index_scans(inner, names),
+            mongodb::bson::Bson::Array(inner) => {
+                for element in inner {
+                    if let Some(inner) = element.as_document() {
+                        index_scans(inner, names);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }

@@ -322,6 +322,14 @@ impl Reconciliations {
         ))
     }
 
+    /// The transactions [`Reconciliations::feed`] reads: `query_due` at or before `before`. It names the
+    /// `$type` of the `query_due` index's partial filter: without it MongoDB cannot prove the query stays
+    /// inside the index (`$lte` alone does not imply a date) and scans every transaction instead, every
+    /// round of every instance. One function, so the test that explains the query reads this filter.
+    pub fn feed_filter(before: DateTime<Utc>) -> Document {
+        doc! {"query_due": {"$type": "date", "$lte": bson_time(before)}}
+    }
+
     /// Opens items for transactions whose `query_due` is at or before `before` (they have waited
     /// `query_after` since), up to `limit`; returns how many. Their `query_due` is cleared once the item
     /// exists, so each is fed once.
@@ -334,7 +342,7 @@ impl Reconciliations {
     ) -> Result<usize, StoreError> {
         let mut cursor = self
             .transactions
-            .find(doc! {"query_due": {"$lte": bson_time(before)}})
+            .find(Self::feed_filter(before))
             .projection(
                 doc! {"provider": 1, "flow": 1, "transaction_key": 1, "status": 1, "query_due": 1},
             )
