@@ -128,9 +128,20 @@ fn settings(confirm: bool) -> ReconcilerSettings {
 }
 
 async fn store(confirm: bool) -> MongoStore {
+    store_named(confirm, None).await
+}
+
+/// A store whose client names itself `app_name` to the server (its `appName`), so that a fail point
+/// configured for that name fails only this test's commands.
+async fn store_named(confirm: bool, app_name: Option<&str>) -> MongoStore {
+    let mut uri = std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
+    if let Some(name) = app_name {
+        uri.push(if uri.contains('?') { '&' } else { '?' });
+        uri.push_str(&format!("appName={name}"));
+    }
     let store = MongoStore::connect(&MongoSettings {
-        uri: std::env::var("MMO_TEST_MONGODB_URI")
-            .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh"),
+        uri,
         database: format!(
             "reconciler_{}",
             mongodb::bson::oid::ObjectId::new().to_hex()
@@ -170,9 +181,9 @@ async fn expect(store: &MongoStore, key: &str) {
     expect_within(store, key, Duration::from_secs(30)).await;
 }
 
-/// Expects `key` now, giving up `give_up_after` later.
-async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
-    let expectation = Expectation {
+/// An MTN collection of 100 UGX expected now.
+fn expectation(key: &str) -> Expectation {
+    Expectation {
         provider: MTN,
         callback_type: CallbackType::Collection,
         key: key.to_owned(),
@@ -180,7 +191,12 @@ async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
         currency: "UGX".into(),
         msisdn: None,
         expected_within: Duration::ZERO,
-    };
+    }
+}
+
+/// Expects `key` now, giving up `give_up_after` later.
+async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
+    let expectation = expectation(key);
     let registered = store
         .reconciliations()
         .expect(&expectation, chrono::Utc::now(), give_up_after)
@@ -515,6 +531,68 @@ async fn two_reconcilers_share_the_work_and_never_ask_twice_at_once() {
     for key in &keys {
         assert_eq!(operator.asked(key), 2, "{key}: asked exactly as scripted");
     }
+}
+
+/// An expectation is inserted, then its work item opened. When the open fails (here MongoDB's
+/// `failCommand` fail point fails the open's `update`, for this test's client only), the merchant's
+/// retried registration answers `created: false` — and opens the item all the same.
+#[actix::test]
+async fn a_registration_retried_after_its_open_failed_opens_the_item() {
+    let app_name = format!(
+        "reconciler-open-{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    );
+    let store = store_named(false, Some(&app_name)).await;
+    let admin = store.database().client().database("admin");
+    admin
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["update"], "errorCode": 11601, "appName": &app_name},
+        })
+        .await
+        .expect("the test MongoDB runs with enableTestCommands");
+    let wanted = expectation("open-fails");
+    let first = store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await;
+    assert!(first.is_err(), "the open was to fail: {first:?}");
+    let stored = store
+        .reconciliations()
+        .expectations()
+        .find_one(doc! {"key": "open-fails"})
+        .await
+        .unwrap()
+        .expect("the expectation was inserted before its open failed");
+    assert!(item(&store, "open-fails").await.is_none(), "no item yet");
+
+    let retried = store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!retried.created, "the expectation existed");
+    let opened = item(&store, "open-fails")
+        .await
+        .expect("the retried registration opened the item");
+    assert_eq!(opened.get_str("state").unwrap(), "open");
+    assert_eq!(
+        opened.get_array("reasons").unwrap(),
+        &vec![mongodb::bson::Bson::from("expectation")]
+    );
+    assert_eq!(
+        opened.get_datetime("due_at").unwrap(),
+        stored.get_datetime("due_at").unwrap(),
+        "due when the expectation says"
+    );
+    // A third registration changes nothing.
+    store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(item(&store, "open-fails").await.unwrap(), opened);
 }
 
 /// The feed's look for transactions awaiting an answer — every round of every instance — is served by

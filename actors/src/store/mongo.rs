@@ -84,7 +84,10 @@ impl MongoStore {
         let mut options = ClientOptions::parse(&settings.uri)
             .await
             .map_err(|error| StoreError::Unavailable(format!("invalid MongoDB URI: {error}")))?;
-        options.app_name = Some("mmo-webhooks".to_owned());
+        // The URI's `appName` wins: operators (and tests' fail points) can tell instances apart by it.
+        if options.app_name.is_none() {
+            options.app_name = Some("mmo-webhooks".to_owned());
+        }
         // No retryable writes unless the URI asks for them (`retryWrites=true`). Every write the service
         // makes is idempotent on its own — the drain re-applies a batch whose answer was lost, and ids,
         // versions and delivery ids make the second application a no-op — so the driver's one automatic

@@ -212,8 +212,8 @@ impl Reconciliations {
         Ok(())
     }
 
-    /// Registers an expectation (idempotent on provider, callback type and key) and the work item that
-    /// checks it once `expected_within` has passed.
+    /// Registers an expectation (idempotent on provider, callback type and key) and opens the work item
+    /// that checks it once `expected_within` has passed (also when the expectation existed already).
     pub async fn expect(
         &self,
         expectation: &Expectation,
@@ -253,27 +253,30 @@ impl Reconciliations {
             Err(error) if is_duplicate_key(&error) => false,
             Err(error) => return Err(classify(&error)),
         };
-        if created {
-            self.open(
-                (expectation.provider, flow, &expectation.key),
-                reason::EXPECTATION,
-                due,
-                now,
-                give_up_after,
-            )
-            .await?;
-            return Ok(Registered { created, document });
-        }
-        let stored = self
-            .expectations
-            .find_one(doc! {"_id": &id})
-            .await
-            .map_err(|error| classify(&error))?
-            .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?;
-        Ok(Registered {
-            created,
-            document: stored,
-        })
+        let document = if created {
+            document
+        } else {
+            self.expectations
+                .find_one(doc! {"_id": &id})
+                .await
+                .map_err(|error| classify(&error))?
+                .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?
+        };
+        // Opened on every registration, not only the first: the open is an idempotent upsert, and a
+        // registration whose open failed after its insert is retried by the merchant — only this open
+        // can ever make its work item. Due when the stored expectation says, whichever call opens it.
+        let due = document
+            .get_datetime("due_at")
+            .map_or(due, |stored| stored.to_chrono());
+        self.open(
+            (expectation.provider, flow, &expectation.key),
+            reason::EXPECTATION,
+            due,
+            now,
+            give_up_after,
+        )
+        .await?;
+        Ok(Registered { created, document })
     }
 
     /// Opens a work item for a transaction, due at `due` (or adds a reason to the item it has).
