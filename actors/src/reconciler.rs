@@ -542,7 +542,8 @@ async fn again(
     let settings = &shared.settings;
     let next = now + backoff(settings, item.attempts);
     if next > item.give_up_at {
-        if shared.store.give_up(item, note, now).await? {
+        let confirms = settings.confirm_by_query.contains(&item.provider);
+        if shared.store.give_up(item, note, confirms, now).await? {
             metrics::counter!("mmo_reconciler_unresolved_total", "provider" => item.provider)
                 .increment(1);
             tracing::warn!(

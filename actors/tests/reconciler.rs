@@ -388,15 +388,23 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     }
     let transaction = flagged.expect("the transaction was flagged unresolved");
     assert_eq!(transaction.get_str("status").unwrap(), "pending");
-    // Its flagging is an event of its own, waiting for its first attempt (no dispatcher runs here).
+    // Its flagging is an event of its own, waiting for its first attempt (no dispatcher runs here). The
+    // event is written just after the flag: wait for it too.
     let wanted = doc! {"transaction_key": "never-final", "type": "transaction.unresolved"};
-    let batch = store
-        .database()
-        .collection::<Document>("event_batches")
-        .find_one(doc! {"events": {"$elemMatch": wanted}})
-        .await
-        .unwrap()
-        .expect("a transaction.unresolved event");
+    let mut written = None;
+    for _ in 0..200 {
+        written = store
+            .database()
+            .collection::<Document>("event_batches")
+            .find_one(doc! {"events": {"$elemMatch": wanted.clone()}})
+            .await
+            .unwrap();
+        if written.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let batch = written.expect("a transaction.unresolved event");
     let event = batch
         .get_array("events")
         .unwrap()
@@ -533,6 +541,23 @@ async fn two_reconcilers_share_the_work_and_never_ask_twice_at_once() {
     }
 }
 
+/// Waits (up to 20 s) until the transaction of `key` satisfies `condition`; returns it.
+async fn until_transaction(
+    store: &MongoStore,
+    key: &str,
+    condition: impl Fn(&Document) -> bool,
+) -> Document {
+    for _ in 0..400 {
+        if let Some(current) = transaction(store, key).await {
+            if condition(&current) {
+                return current;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{key}: {:?}", transaction(store, key).await);
+}
+
 /// An expectation is inserted, then its work item opened. When the open fails (here MongoDB's
 /// `failCommand` fail point fails the open's `update`, for this test's client only), the merchant's
 /// retried registration answers `created: false` — and opens the item all the same.
@@ -593,6 +618,47 @@ async fn a_registration_retried_after_its_open_failed_opens_the_item() {
         .await
         .unwrap();
     assert_eq!(item(&store, "open-fails").await.unwrap(), opened);
+}
+
+/// A transaction the reconciler gave up on is flagged `unresolved`; a final callback that comes later
+/// settles it, and the flag goes: nothing is unresolved about a payment whose final status is known.
+#[actix::test]
+async fn a_final_callback_after_giving_up_clears_unresolved() {
+    let store = store(false).await;
+    let recorder = recorder(&store);
+    let operator = FakeOperator::default();
+    operator.script("late-final", &[Step::Says("PENDING")]);
+    expect_within(&store, "late-final", Duration::from_millis(300)).await;
+    reconciler::start(
+        settings(false),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder.clone(),
+    );
+    until_state(&store, &["late-final"], "unresolved").await;
+    let flagged = until_transaction(&store, "late-final", |transaction| {
+        transaction.get_bool("unresolved").unwrap_or(false)
+    })
+    .await;
+    assert_eq!(flagged.get_str("status").unwrap(), "pending");
+
+    recorder
+        .send(RouteCallback::new(
+            support::mtn("late-final", "SUCCESSFUL"),
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let settled = until_transaction(&store, "late-final", |transaction| {
+        transaction.get_str("status") == Ok("successful")
+    })
+    .await;
+    assert!(
+        !settled.get_bool("unresolved").unwrap(),
+        "a settled payment is not unresolved: {settled:?}"
+    );
+    assert!(settled.get_i64("version").unwrap() > flagged.get_i64("version").unwrap());
 }
 
 /// The feed's look for transactions awaiting an answer — every round of every instance — is served by

@@ -34,8 +34,8 @@ use super::errors::{classify, is_duplicate_key};
 use super::events::{event_document, EventLog, EventType};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
-use crate::callback::{intern, Callback, CallbackKey, CallbackType};
-use crate::transaction::Snapshot;
+use crate::callback::{intern, Callback, CallbackKey, CallbackType, Status};
+use crate::transaction::{Snapshot, Source};
 
 /// Why a transaction is reconciled (stored in `reasons`).
 pub mod reason {
@@ -566,11 +566,14 @@ impl Reconciliations {
         .await
     }
 
-    /// No final answer before `give_up_at`: the item is `unresolved`, and so is its transaction.
+    /// No final answer before `give_up_at`: the item is `unresolved`, and so is its transaction — unless
+    /// a callback settled it meanwhile (`confirm_by_query`: whether its provider's final statuses need
+    /// confirming). A fold that settles a flagged transaction clears the flag (see transactions.rs).
     pub async fn give_up(
         &self,
         item: &WorkItem,
         note: &Note,
+        confirm_by_query: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mine = self
@@ -597,6 +600,7 @@ impl Reconciliations {
                     doc! {
                         "_id": transaction_id(item.provider, item.flow, &item.key),
                         "unresolved": {"$ne": true},
+                        "$or": still_unsettled(confirm_by_query),
                     },
                     vec![doc! {"$set": {
                         "unresolved": true,
@@ -648,6 +652,21 @@ pub fn reasons(document: &Document) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Transactions that still need an operator's answer, as `$or` clauses: the stored form of
+/// [`Snapshot::needs_query`] (not final yet, or a callback's final status awaiting confirmation).
+fn still_unsettled(confirm_by_query: bool) -> Vec<Document> {
+    let final_statuses: Vec<&str> = Status::ALL
+        .iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| status.as_str())
+        .collect();
+    let mut clauses = vec![doc! {"status": {"$nin": final_statuses}}];
+    if confirm_by_query {
+        clauses.push(doc! {"verified": {"$ne": true}, "settled_by": Source::Callback.as_str()});
+    }
+    clauses
 }
 
 fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
