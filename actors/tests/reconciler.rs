@@ -1,6 +1,7 @@
 //! The reconciler alone, with a fake operator: answers recorded through a real supervisor into a real
-//! MongoDB, the transaction rules applied to them, throttling and giving up, a panicking question, and two
-//! reconcilers sharing the work.
+//! MongoDB, the transaction rules applied to them, throttling and giving up, a panicking question, two
+//! reconcilers sharing the work, an operator slower than a lease, a registration whose open failed, a
+//! final callback after giving up, and the plan of the feed's query.
 
 mod support;
 
@@ -43,6 +44,8 @@ struct Ledger {
 struct FakeOperator {
     ledger: Arc<Mutex<Ledger>>,
     latency: Duration,
+    /// When set, each answer waits for a permit: the test decides when the operator answers.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FakeOperator {
@@ -65,6 +68,17 @@ impl FakeOperator {
 
     fn most_at_once(&self) -> u32 {
         self.ledger.lock().unwrap().most_at_once
+    }
+
+    /// Questions about `key` in flight now.
+    fn asking(&self, key: &str) -> u32 {
+        self.ledger
+            .lock()
+            .unwrap()
+            .active
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -91,6 +105,9 @@ impl StatusApi for FakeOperator {
                 }
             };
             tokio::time::sleep(this.latency).await;
+            if let Some(gate) = &this.gate {
+                gate.acquire().await.unwrap().forget();
+            }
             *this
                 .ledger
                 .lock()
@@ -556,6 +573,78 @@ async fn until_transaction(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{key}: {:?}", transaction(store, key).await);
+}
+
+/// An operator slower than a whole lease is asked once: the holder renews its lease (on the server's
+/// clock) while the question runs, so neither a second reconciler nor a bare claimer can take the item
+/// meanwhile — as they would once an unrenewed lease ran out.
+#[actix::test]
+async fn an_operator_slower_than_the_lease_is_asked_once() {
+    let store = store(false).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let operator = FakeOperator {
+        gate: Some(Arc::clone(&gate)),
+        ..FakeOperator::default()
+    };
+    operator.script("slow-1", &[Step::Says("SUCCESSFUL")]);
+    expect(&store, "slow-1").await;
+    let settings = ReconcilerSettings {
+        lease: Duration::from_millis(1500),
+        ..settings(false)
+    };
+    for _ in 0..2 {
+        reconciler::start(
+            settings.clone(),
+            store.reconciliations().clone(),
+            Arc::new(operator.clone()),
+            recorder(&store),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while operator.asking("slow-1") == 0 {
+        assert!(std::time::Instant::now() < deadline, "never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The question hangs for more than two leases, until the lease has been renewed three times; all the
+    // while, claims (the other reconciler's, and this bare one's) find nothing to take.
+    let asked_at = std::time::Instant::now();
+    let due = |item: &Document| item.get_datetime("due_at").unwrap().timestamp_millis();
+    let mut lease_end = due(&item(&store, "slow-1").await.unwrap());
+    let mut renewals = 0;
+    while renewals < 3 || asked_at.elapsed() < settings.lease * 2 {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(20),
+            "renewed {renewals} times"
+        );
+        let stolen = store
+            .reconciliations()
+            .claim(MTN, settings.lease, &[])
+            .await
+            .unwrap();
+        assert!(
+            stolen.is_none(),
+            "claimed while its question ran: {stolen:?}"
+        );
+        let current = item(&store, "slow-1").await.unwrap();
+        assert_eq!(current.get_str("state").unwrap(), "open");
+        if due(&current) > lease_end {
+            renewals += 1;
+            lease_end = due(&current);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gate.add_permits(1);
+    until_state(&store, &["slow-1"], "resolved").await;
+    assert_eq!(operator.asked("slow-1"), 1, "asked exactly once");
+    assert_eq!(operator.most_at_once(), 1);
+    assert_eq!(
+        transaction(&store, "slow-1")
+            .await
+            .unwrap()
+            .get_str("status")
+            .unwrap(),
+        "successful"
+    );
 }
 
 /// An expectation is inserted, then its work item opened. When the open fails (here MongoDB's

@@ -10,6 +10,15 @@
 //!   instance that dies mid-query only delays the item by its lease. Every later write is filtered on the
 //!   claim id, so an instance whose lease ran out cannot overwrite its successor's work.
 //!
+//! Leases are on **the server's clock**: a claim and a renewal compute the lease's end as `$$NOW` plus the
+//! lease inside an update pipeline, and a claim takes only an item whose `due_at` has passed by `$$NOW`.
+//! Instances' clocks may disagree by seconds or minutes; were each to write `its now + lease`, an instance
+//! running behind would see a live lease as over (and ask again) or one running ahead would hold an item
+//! for longer than its lease. With one clock, a lease means the same length to every instance. The
+//! holder renews its lease ([`Reconciliations::renew`]) while its question runs, so a question slower
+//! than one lease keeps its item; a renewal is filtered on the claim id, so one that matches nothing tells
+//! the holder it lost the item.
+//!
 //! States: `open` (asked again at `due_at`), `resolved` (a terminal status is known, or confirmed), and
 //! `unresolved` (no final answer before `give_up_at`: a person must look).
 //!
@@ -381,16 +390,27 @@ impl Reconciliations {
         Ok(fed)
     }
 
-    /// Claims the open item of `provider` due longest ago, for `lease`. The items due first are read
-    /// from the index of open items, then claimed one by one by `_id` (a write every shard can target);
-    /// one another instance claimed meanwhile is skipped.
+    /// Claims the open item of `provider` due longest ago, for `lease`, leaving out `busy` (the `_id`s
+    /// of items whose questions this instance still has in flight: even if their leases lapsed, asking
+    /// again would put two of its own questions about one payment in flight). The items due first are
+    /// read from the index of open items, then claimed one by one by `_id` (a write every shard can
+    /// target); one another instance claimed meanwhile is skipped.
+    ///
+    /// Both steps go by the server's clock: candidates are those due by the server's time, and the claim
+    /// itself checks `due_at` against `$$NOW` and writes the lease's end as `$$NOW + lease`.
     pub async fn claim(
         &self,
         provider: &str,
-        now: DateTime<Utc>,
         lease: Duration,
+        busy: &[String],
     ) -> Result<Option<WorkItem>, StoreError> {
-        let due = doc! {"provider": provider, "state": "open", "due_at": {"$lte": bson_time(now)}};
+        let now = self.server_time().await?;
+        let due = doc! {
+            "provider": provider,
+            "state": "open",
+            "due_at": {"$lte": now},
+            "_id": {"$nin": busy},
+        };
         let candidates: Vec<Document> = self
             .items
             .find(due)
@@ -410,8 +430,16 @@ impl Reconciliations {
             let found = self
                 .items
                 .find_one_and_update(
-                    doc! {"_id": id, "state": "open", "due_at": {"$lte": bson_time(now)}},
-                    doc! {"$set": {"due_at": bson_time(now + lease), "claim": claim, "claimed_at": bson_time(now)}},
+                    doc! {
+                        "_id": id,
+                        "state": "open",
+                        "$expr": {"$lte": ["$due_at", "$$NOW"]},
+                    },
+                    vec![doc! {"$set": {
+                        "due_at": lease_end(lease),
+                        "claim": claim,
+                        "claimed_at": "$$NOW",
+                    }}],
                 )
                 .return_document(ReturnDocument::After)
                 .await
@@ -421,6 +449,35 @@ impl Reconciliations {
             }
         }
         Ok(None)
+    }
+
+    /// Extends `item`'s lease to `lease` from now, on the server's clock; false when the claim was lost
+    /// (the lease ran out and another instance claimed the item, or the item was closed).
+    pub async fn renew(&self, item: &WorkItem, lease: Duration) -> Result<bool, StoreError> {
+        let result = self
+            .items
+            .update_one(
+                doc! {"_id": &item.id, "claim": item.claim, "state": "open"},
+                vec![doc! {"$set": {"due_at": lease_end(lease)}}],
+            )
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// The server's clock (`hello`'s `localTime`), which claims are measured by.
+    async fn server_time(&self) -> Result<mongodb::bson::DateTime, StoreError> {
+        let hello = self
+            .items
+            .client()
+            .database("admin")
+            .run_command(doc! {"hello": 1})
+            .await
+            .map_err(|error| classify(&error))?;
+        hello
+            .get_datetime("localTime")
+            .copied()
+            .map_err(|_| StoreError::Unavailable("the server did not tell its time".into()))
     }
 
     /// The transaction an item is about, if it exists.
@@ -667,6 +724,12 @@ fn still_unsettled(confirm_by_query: bool) -> Vec<Document> {
         clauses.push(doc! {"verified": {"$ne": true}, "settled_by": Source::Callback.as_str()});
     }
     clauses
+}
+
+/// The end of a lease starting now on the server's clock: for an update pipeline.
+fn lease_end(lease: Duration) -> Document {
+    let millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    doc! {"$add": ["$$NOW", millis]}
 }
 
 fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {
