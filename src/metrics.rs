@@ -186,6 +186,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Transactions the reconciler gave up on without a final status (flagged unresolved), by provider.",
     ),
     (
+        "mmo_reconciler_claims_lost_total",
+        Kind::Counter,
+        "Reconciliation claims lost while being worked on (the lease lapsed and another instance took the item over), by provider.",
+    ),
+    (
         "mmo_delivery_attempts_total",
         Kind::Counter,
         "Event deliveries attempted, by endpoint and outcome: delivered, retry, failed (dead letter), gone (410: endpoint disabled).",

@@ -119,6 +119,16 @@ fn settings(
         ("MMO__RECONCILER__BACKOFF_MAX_SECS", "1".into()),
         ("MMO__RECONCILER__RESULT_WAIT_SECS", "2".into()),
         ("MMO__RECONCILER__LEASE_SECS", "5".into()),
+        // A lease must outlast a question (a token, then the status request: two time-outs).
+        (
+            "MMO__PROVIDERS__MPESA__API__REQUEST_TIMEOUT_SECS",
+            "2".into(),
+        ),
+        ("MMO__PROVIDERS__MTN__API__REQUEST_TIMEOUT_SECS", "2".into()),
+        (
+            "MMO__PROVIDERS__AIRTEL__API__REQUEST_TIMEOUT_SECS",
+            "2".into(),
+        ),
         ("MMO__PROVIDERS__MPESA__API__BASE_URL", simulator.into()),
         ("MMO__PROVIDERS__MPESA__API__CONSUMER_KEY", "sim-key".into()),
         (

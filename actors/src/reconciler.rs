@@ -14,15 +14,26 @@
 //! share it without asking twice at once. Queries per provider are bounded (`max_in_flight`,
 //! `queries_per_minute`); a throttling answer pauses the provider, doubling up to `max_backoff`.
 //!
+//! A claim's lease is kept while its question runs: renewed (on the server's clock) just before the
+//! operator is asked — a claim already lost is never asked about — and every third of a lease until the
+//! answer is recorded, so an operator slower than one lease is still asked once. A renewal that matches
+//! nothing means another instance took the item over: the loss is logged and counted, and the answer
+//! still recorded (it is a fact about the payment), while the item's own writes, filtered on the claim,
+//! are refused. The service also refuses to start with a lease shorter than a question can take (token
+//! minting plus the status request, see the configuration), so renewals are a second line, not the only
+//! one. An instance never claims an item whose question it still has in flight, even if its lease lapsed.
+//!
 //! The actor is one member of a [`Pool`]: a panic restarts it like any other actor. Each question runs
 //! as a task of its own, so one that hangs or panics holds nothing else back; its claim simply expires.
 //!
 //! Length: the reconciler actor's one loop (claim, ask, take the answer, give up) and its settings; the
 //! MongoDB side is in store/reconciliations.rs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -98,7 +109,8 @@ pub struct ReconcilerSettings {
     pub max_in_flight: usize,
     /// Questions started per minute, per provider.
     pub queries_per_minute: NonZeroU32,
-    /// How long a claimed item is reserved for the instance that claimed it.
+    /// How long a claimed item is reserved for the instance that claimed it; renewed every third of it
+    /// while its question runs.
     pub lease: Duration,
     /// Wait before asking again about a pending transaction: doubling from `backoff_initial` up to
     /// `backoff_max`.
@@ -137,7 +149,8 @@ const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(300);
 
 /// Per provider: questions in flight, the rate limit, and a pause after throttling.
 struct Lane {
-    in_flight: AtomicUsize,
+    /// The `_id`s of the items whose questions are in flight: never claimed again until they end.
+    asking: Mutex<HashSet<String>>,
     limiter: DefaultDirectRateLimiter,
     paused: Mutex<Pause>,
 }
@@ -199,7 +212,7 @@ pub fn start(
         .iter()
         .map(|provider| {
             let lane = Lane {
-                in_flight: AtomicUsize::new(0),
+                asking: Mutex::default(),
                 limiter: RateLimiter::direct(Quota::per_minute(settings.queries_per_minute)),
                 paused: Mutex::new(Pause::default()),
             };
@@ -261,23 +274,20 @@ async fn round(shared: &Arc<Shared>) {
     for provider in PROVIDERS.iter().map(|provider| provider.name()) {
         let lane = &shared.lanes[provider];
         loop {
-            if lane.is_paused() || lane.in_flight.load(Ordering::Acquire) >= settings.max_in_flight
-            {
+            let busy: Vec<String> = lane.asking.lock().iter().cloned().collect();
+            if lane.is_paused() || busy.len() >= settings.max_in_flight {
                 break;
             }
             if lane.limiter.check().is_err() {
                 break;
             }
-            match shared
-                .store
-                .claim(provider, Utc::now(), settings.lease)
-                .await
-            {
+            match shared.store.claim(provider, settings.lease, &busy).await {
                 Ok(Some(item)) => {
-                    lane.in_flight.fetch_add(1, Ordering::AcqRel);
+                    lane.asking.lock().insert(item.id.clone());
                     let shared = Arc::clone(shared);
                     actix::spawn(async move {
-                        let _in_flight = InFlight(Arc::clone(&shared), item.provider);
+                        let _in_flight =
+                            InFlight(Arc::clone(&shared), item.provider, item.id.clone());
                         work(&shared, item).await;
                     });
                 }
@@ -291,15 +301,57 @@ async fn round(shared: &Arc<Shared>) {
     }
 }
 
-/// Counts a question in flight for its provider until dropped (also when its task panics).
-struct InFlight(Arc<Shared>, &'static str);
+/// Counts a question (provider, item `_id`) in flight until dropped (also when its task panics).
+struct InFlight(Arc<Shared>, &'static str, String);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.lanes[self.1]
-            .in_flight
-            .fetch_sub(1, Ordering::AcqRel);
+        self.0.lanes[self.1].asking.lock().remove(&self.2);
     }
+}
+
+/// How often a held lease is renewed: three renewals per lease, so two may fail or run late before it
+/// lapses.
+fn renewal_period(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(10))
+}
+
+/// Runs `question` while renewing `item`'s lease; returns its output. A lost claim is logged and
+/// counted, and `question` still runs to its end: it is under way, and its answer is worth recording.
+async fn renewing<T>(shared: &Shared, item: &WorkItem, question: impl Future<Output = T>) -> T {
+    tokio::select! {
+        output = question => output,
+        never = heartbeat(shared, item) => match never {},
+    }
+}
+
+/// Renews `item`'s lease every [`renewal_period`], until dropped or the claim is lost.
+async fn heartbeat(shared: &Shared, item: &WorkItem) -> Infallible {
+    let lease = shared.settings.lease;
+    loop {
+        tokio::time::sleep(renewal_period(lease)).await;
+        match shared.store.renew(item, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                claim_lost(item, "while asking");
+                return std::future::pending().await;
+            }
+            // Tried again next period: the lease has two more periods to run.
+            Err(error) => {
+                tracing::warn!(provider = item.provider, key = %item.key, %error, "lease not renewed");
+            }
+        }
+    }
+}
+
+fn claim_lost(item: &WorkItem, when: &'static str) {
+    metrics::counter!("mmo_reconciler_claims_lost_total", "provider" => item.provider).increment(1);
+    tracing::warn!(
+        provider = item.provider,
+        key = %item.key,
+        when,
+        "reconciliation claim lost: another instance took the item over"
+    );
 }
 
 impl Lane {
@@ -399,18 +451,21 @@ async fn step(shared: &Arc<Shared>, item: &WorkItem) -> Result<(), crate::store:
             }
         },
         None => {
+            // Renewed first: the operator is asked only by the claim's holder, with a whole lease ahead.
+            if !store.renew(item, settings.lease).await? {
+                claim_lost(item, "before asking");
+                return Ok(());
+            }
             metrics::counter!("mmo_reconciler_queries_total", "provider" => provider).increment(1);
-            shared
-                .api
-                .query(Inquiry {
-                    provider,
-                    flow: item.flow,
-                    key: item.key.clone(),
-                    receipt: known
-                        .as_ref()
-                        .and_then(|known| known.snapshot.receipt.clone()),
-                })
-                .await
+            let question = shared.api.query(Inquiry {
+                provider,
+                flow: item.flow,
+                key: item.key.clone(),
+                receipt: known
+                    .as_ref()
+                    .and_then(|known| known.snapshot.receipt.clone()),
+            });
+            renewing(shared, item, question).await
         }
     };
     let lane = &shared.lanes[provider];
@@ -418,7 +473,7 @@ async fn step(shared: &Arc<Shared>, item: &WorkItem) -> Result<(), crate::store:
         Ok(Answer::Status(answer)) => {
             lane.answered();
             let status = answer.status;
-            let recorded = record(shared, item, *answer).await;
+            let recorded = renewing(shared, item, record(shared, item, *answer)).await;
             if !recorded {
                 let note = Note {
                     outcome: "error",
@@ -542,7 +597,8 @@ async fn again(
     let settings = &shared.settings;
     let next = now + backoff(settings, item.attempts);
     if next > item.give_up_at {
-        if shared.store.give_up(item, note, now).await? {
+        let confirms = settings.confirm_by_query.contains(&item.provider);
+        if shared.store.give_up(item, note, confirms, now).await? {
             metrics::counter!("mmo_reconciler_unresolved_total", "provider" => item.provider)
                 .increment(1);
             tracing::warn!(

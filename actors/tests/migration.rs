@@ -357,7 +357,7 @@ async fn expectations_and_work_items_of_earlier_versions_get_their_identity_as_i
     );
     let claimed = store
         .reconciliations()
-        .claim("mtn_mobile_money", now, std::time::Duration::from_secs(30))
+        .claim("mtn_mobile_money", std::time::Duration::from_secs(30), &[])
         .await
         .unwrap()
         .expect("the migrated item is claimed");

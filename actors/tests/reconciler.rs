@@ -1,6 +1,7 @@
 //! The reconciler alone, with a fake operator: answers recorded through a real supervisor into a real
-//! MongoDB, the transaction rules applied to them, throttling and giving up, a panicking question, and two
-//! reconcilers sharing the work.
+//! MongoDB, the transaction rules applied to them, throttling and giving up, a panicking question, two
+//! reconcilers sharing the work, an operator slower than a lease, a registration whose open failed, a
+//! final callback after giving up, and the plan of the feed's query.
 
 mod support;
 
@@ -14,7 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use mmo_actors::pool::RestartPolicy;
 use mmo_actors::reconciler::{self, Answer, Inquiry, QueryError, ReconcilerSettings, StatusApi};
 use mmo_actors::store::sharding::{problems, single_write};
-use mmo_actors::store::{Expectation, MongoSettings, MongoStore};
+use mmo_actors::store::{Expectation, MongoSettings, MongoStore, Reconciliations};
 use mmo_actors::{supervisor, CallbackType, RouteCallback, SupervisorSettings, PROVIDERS};
 use mongodb::bson::{doc, Document};
 use rust_decimal::Decimal;
@@ -43,6 +44,8 @@ struct Ledger {
 struct FakeOperator {
     ledger: Arc<Mutex<Ledger>>,
     latency: Duration,
+    /// When set, each answer waits for a permit: the test decides when the operator answers.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FakeOperator {
@@ -65,6 +68,17 @@ impl FakeOperator {
 
     fn most_at_once(&self) -> u32 {
         self.ledger.lock().unwrap().most_at_once
+    }
+
+    /// Questions about `key` in flight now.
+    fn asking(&self, key: &str) -> u32 {
+        self.ledger
+            .lock()
+            .unwrap()
+            .active
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -91,6 +105,9 @@ impl StatusApi for FakeOperator {
                 }
             };
             tokio::time::sleep(this.latency).await;
+            if let Some(gate) = &this.gate {
+                gate.acquire().await.unwrap().forget();
+            }
             *this
                 .ledger
                 .lock()
@@ -128,9 +145,20 @@ fn settings(confirm: bool) -> ReconcilerSettings {
 }
 
 async fn store(confirm: bool) -> MongoStore {
+    store_named(confirm, None).await
+}
+
+/// A store whose client names itself `app_name` to the server (its `appName`), so that a fail point
+/// configured for that name fails only this test's commands.
+async fn store_named(confirm: bool, app_name: Option<&str>) -> MongoStore {
+    let mut uri = std::env::var("MMO_TEST_MONGODB_URI")
+        .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh");
+    if let Some(name) = app_name {
+        uri.push(if uri.contains('?') { '&' } else { '?' });
+        uri.push_str(&format!("appName={name}"));
+    }
     let store = MongoStore::connect(&MongoSettings {
-        uri: std::env::var("MMO_TEST_MONGODB_URI")
-            .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh"),
+        uri,
         database: format!(
             "reconciler_{}",
             mongodb::bson::oid::ObjectId::new().to_hex()
@@ -170,9 +198,9 @@ async fn expect(store: &MongoStore, key: &str) {
     expect_within(store, key, Duration::from_secs(30)).await;
 }
 
-/// Expects `key` now, giving up `give_up_after` later.
-async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
-    let expectation = Expectation {
+/// An MTN collection of 100 UGX expected now.
+fn expectation(key: &str) -> Expectation {
+    Expectation {
         provider: MTN,
         callback_type: CallbackType::Collection,
         key: key.to_owned(),
@@ -180,7 +208,12 @@ async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
         currency: "UGX".into(),
         msisdn: None,
         expected_within: Duration::ZERO,
-    };
+    }
+}
+
+/// Expects `key` now, giving up `give_up_after` later.
+async fn expect_within(store: &MongoStore, key: &str, give_up_after: Duration) {
+    let expectation = expectation(key);
     let registered = store
         .reconciliations()
         .expect(&expectation, chrono::Utc::now(), give_up_after)
@@ -372,15 +405,23 @@ async fn throttling_slows_down_and_no_final_answer_ends_unresolved() {
     }
     let transaction = flagged.expect("the transaction was flagged unresolved");
     assert_eq!(transaction.get_str("status").unwrap(), "pending");
-    // Its flagging is an event of its own, waiting for its first attempt (no dispatcher runs here).
+    // Its flagging is an event of its own, waiting for its first attempt (no dispatcher runs here). The
+    // event is written just after the flag: wait for it too.
     let wanted = doc! {"transaction_key": "never-final", "type": "transaction.unresolved"};
-    let batch = store
-        .database()
-        .collection::<Document>("event_batches")
-        .find_one(doc! {"events": {"$elemMatch": wanted}})
-        .await
-        .unwrap()
-        .expect("a transaction.unresolved event");
+    let mut written = None;
+    for _ in 0..200 {
+        written = store
+            .database()
+            .collection::<Document>("event_batches")
+            .find_one(doc! {"events": {"$elemMatch": wanted.clone()}})
+            .await
+            .unwrap();
+        if written.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let batch = written.expect("a transaction.unresolved event");
     let event = batch
         .get_array("events")
         .unwrap()
@@ -514,5 +555,242 @@ async fn two_reconcilers_share_the_work_and_never_ask_twice_at_once() {
     );
     for key in &keys {
         assert_eq!(operator.asked(key), 2, "{key}: asked exactly as scripted");
+    }
+}
+
+/// Waits (up to 20 s) until the transaction of `key` satisfies `condition`; returns it.
+async fn until_transaction(
+    store: &MongoStore,
+    key: &str,
+    condition: impl Fn(&Document) -> bool,
+) -> Document {
+    for _ in 0..400 {
+        if let Some(current) = transaction(store, key).await {
+            if condition(&current) {
+                return current;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{key}: {:?}", transaction(store, key).await);
+}
+
+/// An operator slower than a whole lease is asked once: the holder renews its lease (on the server's
+/// clock) while the question runs, so neither a second reconciler nor a bare claimer can take the item
+/// meanwhile — as they would once an unrenewed lease ran out.
+#[actix::test]
+async fn an_operator_slower_than_the_lease_is_asked_once() {
+    let store = store(false).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let operator = FakeOperator {
+        gate: Some(Arc::clone(&gate)),
+        ..FakeOperator::default()
+    };
+    operator.script("slow-1", &[Step::Says("SUCCESSFUL")]);
+    expect(&store, "slow-1").await;
+    let settings = ReconcilerSettings {
+        lease: Duration::from_millis(1500),
+        ..settings(false)
+    };
+    for _ in 0..2 {
+        reconciler::start(
+            settings.clone(),
+            store.reconciliations().clone(),
+            Arc::new(operator.clone()),
+            recorder(&store),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while operator.asking("slow-1") == 0 {
+        assert!(std::time::Instant::now() < deadline, "never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The question hangs for more than two leases, until the lease has been renewed three times; all the
+    // while, claims (the other reconciler's, and this bare one's) find nothing to take.
+    let asked_at = std::time::Instant::now();
+    let due = |item: &Document| item.get_datetime("due_at").unwrap().timestamp_millis();
+    let mut lease_end = due(&item(&store, "slow-1").await.unwrap());
+    let mut renewals = 0;
+    while renewals < 3 || asked_at.elapsed() < settings.lease * 2 {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(20),
+            "renewed {renewals} times"
+        );
+        let stolen = store
+            .reconciliations()
+            .claim(MTN, settings.lease, &[])
+            .await
+            .unwrap();
+        assert!(
+            stolen.is_none(),
+            "claimed while its question ran: {stolen:?}"
+        );
+        let current = item(&store, "slow-1").await.unwrap();
+        assert_eq!(current.get_str("state").unwrap(), "open");
+        if due(&current) > lease_end {
+            renewals += 1;
+            lease_end = due(&current);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gate.add_permits(1);
+    until_state(&store, &["slow-1"], "resolved").await;
+    assert_eq!(operator.asked("slow-1"), 1, "asked exactly once");
+    assert_eq!(operator.most_at_once(), 1);
+    assert_eq!(
+        transaction(&store, "slow-1")
+            .await
+            .unwrap()
+            .get_str("status")
+            .unwrap(),
+        "successful"
+    );
+}
+
+/// An expectation is inserted, then its work item opened. When the open fails (here MongoDB's
+/// `failCommand` fail point fails the open's `update`, for this test's client only), the merchant's
+/// retried registration answers `created: false` — and opens the item all the same.
+#[actix::test]
+async fn a_registration_retried_after_its_open_failed_opens_the_item() {
+    let app_name = format!(
+        "reconciler-open-{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    );
+    let store = store_named(false, Some(&app_name)).await;
+    let admin = store.database().client().database("admin");
+    admin
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["update"], "errorCode": 11601, "appName": &app_name},
+        })
+        .await
+        .expect("the test MongoDB runs with enableTestCommands");
+    let wanted = expectation("open-fails");
+    let first = store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await;
+    assert!(first.is_err(), "the open was to fail: {first:?}");
+    let stored = store
+        .reconciliations()
+        .expectations()
+        .find_one(doc! {"key": "open-fails"})
+        .await
+        .unwrap()
+        .expect("the expectation was inserted before its open failed");
+    assert!(item(&store, "open-fails").await.is_none(), "no item yet");
+
+    let retried = store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!retried.created, "the expectation existed");
+    let opened = item(&store, "open-fails")
+        .await
+        .expect("the retried registration opened the item");
+    assert_eq!(opened.get_str("state").unwrap(), "open");
+    assert_eq!(
+        opened.get_array("reasons").unwrap(),
+        &vec![mongodb::bson::Bson::from("expectation")]
+    );
+    assert_eq!(
+        opened.get_datetime("due_at").unwrap(),
+        stored.get_datetime("due_at").unwrap(),
+        "due when the expectation says"
+    );
+    // A third registration changes nothing.
+    store
+        .reconciliations()
+        .expect(&wanted, chrono::Utc::now(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(item(&store, "open-fails").await.unwrap(), opened);
+}
+
+/// A transaction the reconciler gave up on is flagged `unresolved`; a final callback that comes later
+/// settles it, and the flag goes: nothing is unresolved about a payment whose final status is known.
+#[actix::test]
+async fn a_final_callback_after_giving_up_clears_unresolved() {
+    let store = store(false).await;
+    let recorder = recorder(&store);
+    let operator = FakeOperator::default();
+    operator.script("late-final", &[Step::Says("PENDING")]);
+    expect_within(&store, "late-final", Duration::from_millis(300)).await;
+    reconciler::start(
+        settings(false),
+        store.reconciliations().clone(),
+        Arc::new(operator.clone()),
+        recorder.clone(),
+    );
+    until_state(&store, &["late-final"], "unresolved").await;
+    let flagged = until_transaction(&store, "late-final", |transaction| {
+        transaction.get_bool("unresolved").unwrap_or(false)
+    })
+    .await;
+    assert_eq!(flagged.get_str("status").unwrap(), "pending");
+
+    recorder
+        .send(RouteCallback::new(
+            support::mtn("late-final", "SUCCESSFUL"),
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let settled = until_transaction(&store, "late-final", |transaction| {
+        transaction.get_str("status") == Ok("successful")
+    })
+    .await;
+    assert!(
+        !settled.get_bool("unresolved").unwrap(),
+        "a settled payment is not unresolved: {settled:?}"
+    );
+    assert!(settled.get_i64("version").unwrap() > flagged.get_i64("version").unwrap());
+}
+
+/// The feed's look for transactions awaiting an answer — every round of every instance — is served by
+/// the partial index `query_due`, named: the exact filter the code uses is explained.
+#[actix::test]
+async fn the_feed_reads_the_query_due_index() {
+    let store = store(false).await;
+    let filter = Reconciliations::feed_filter(chrono::Utc::now());
+    let explained = store
+        .database()
+        .run_command(doc! {
+            "explain": {"find": "transactions", "filter": filter, "limit": 1000_i64},
+            "verbosity": "queryPlanner",
+        })
+        .await
+        .unwrap();
+    let winning = explained
+        .get_document("queryPlanner")
+        .and_then(|planner| planner.get_document("winningPlan"))
+        .unwrap();
+    let mut scanned = Vec::new();
+    index_scans(winning, &mut scanned);
+    assert_eq!(scanned, ["query_due"], "{winning}");
+    assert!(!winning.to_string().contains("COLLSCAN"), "{winning}");
+}
+
+/// The `indexName` of every `IXSCAN` stage in a plan (classic or slot-based: stages nest under
+/// `inputStage`, `inputStages` or `queryPlan`).
+fn index_scans(plan: &Document, names: &mut Vec<String>) {
+    if plan.get_str("stage") == Ok("IXSCAN") {
+        names.push(plan.get_str("indexName").unwrap_or("?").to_owned());
+    }
+    for (_, value) in plan {
+        match value {
+            mongodb::bson::Bson::Document(inner) => index_scans(inner, names),
+            mongodb::bson::Bson::Array(inner) => {
+                for element in inner {
+                    if let Some(inner) = element.as_document() {
+                        index_scans(inner, names);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }

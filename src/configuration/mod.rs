@@ -184,6 +184,7 @@ impl Settings {
             };
             settings.validate(slug, warnings)?;
         }
+        self.reconciler.validate_lease(&self.providers)?;
         for slug in self.providers.keys() {
             if !PROVIDERS.iter().any(|provider| provider.slug() == slug) {
                 warnings.push(format!(

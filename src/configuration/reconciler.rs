@@ -1,12 +1,14 @@
 //! `[reconciler]`: when and how often operators are asked where payments stand.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use mmo_actors::reconciler::ReconcilerSettings;
+use mmo_actors::PROVIDERS;
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigurationError};
+use super::{invalid, ConfigurationError, ProviderSettings};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ReconcilerConfig {
@@ -58,6 +60,42 @@ impl ReconcilerConfig {
         Ok(())
     }
 
+    /// A claim's lease must outlast the longest question to every operator whose status API is
+    /// configured: minting a token and then the status request, each bounded by that operator's
+    /// `request_timeout_secs`. Renewals keep a slower question's lease alive, but they are writes that
+    /// can fail; with a lease no question can outrun, a failed renewal never lets a second instance ask
+    /// the same payment while the first question is still open.
+    pub(super) fn validate_lease(
+        &self,
+        providers: &BTreeMap<String, ProviderSettings>,
+    ) -> Result<(), ConfigurationError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        for (slug, provider) in providers {
+            let api = &provider.api;
+            let known = PROVIDERS.iter().any(|known| known.slug() == slug);
+            if !known || !api.is_configured() {
+                continue;
+            }
+            let timeout = api.request_timeout_secs;
+            let longest = question_secs(timeout);
+            if self.lease_secs <= longest {
+                return Err(invalid(
+                    "reconciler.lease_secs",
+                    &format!(
+                        "is {lease} s, but a question to {slug} can take {longest} s \
+                         (`providers.{slug}.api.request_timeout_secs` = {timeout} s to mint a token, \
+                         and as long again for the status request): raise `reconciler.lease_secs` \
+                         above {longest} or lower `providers.{slug}.api.request_timeout_secs`",
+                        lease = self.lease_secs,
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn settings(
         &self,
         confirm_by_query: Vec<&'static str>,
@@ -77,4 +115,10 @@ impl ReconcilerConfig {
             pseudonymization_salt,
         }
     }
+}
+
+/// The longest one question can take with requests bounded by `request_timeout_secs`: the token
+/// request, then the status request.
+fn question_secs(request_timeout_secs: u64) -> u64 {
+    request_timeout_secs.saturating_mul(2)
 }

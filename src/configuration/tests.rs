@@ -217,6 +217,42 @@ fn privacy_and_validation_rules_are_checked_at_start_up() {
     );
 }
 
+/// A claim's lease shorter than a question (a token, then the status request, each up to the operator's
+/// `request_timeout_secs`) would let a second instance ask about the same payment: refused at start-up,
+/// naming both settings.
+#[test]
+fn a_lease_shorter_than_a_question_is_refused() {
+    let mtn = [
+        (
+            "MMO__PROVIDERS__MTN__API__BASE_URL",
+            "https://sandbox.momodeveloper.mtn.com",
+        ),
+        ("MMO__PROVIDERS__MTN__API__API_USER", "user"),
+        ("MMO__PROVIDERS__MTN__API__API_KEY", "key"),
+        ("MMO__PROVIDERS__MTN__API__TARGET_ENVIRONMENT", "sandbox"),
+        ("MMO__PROVIDERS__MTN__API__REQUEST_TIMEOUT_SECS", "20"),
+    ];
+    let with = |lease: &'static str| {
+        let mut variables = mtn.to_vec();
+        variables.push(("MMO__RECONCILER__LEASE_SECS", lease));
+        variables
+    };
+    let refused = error_of(&with("40"));
+    assert!(
+        refused.contains("reconciler.lease_secs")
+            && refused.contains("providers.mtn.api.request_timeout_secs")
+            && refused.contains("40 s"),
+        "{refused}"
+    );
+    assert!(load(&sources(&with("41"))).is_ok());
+    // Operators whose API is not configured are never asked: their time-outs do not count.
+    assert!(load(&sources(&[("MMO__RECONCILER__LEASE_SECS", "1")])).is_ok());
+    // Nor does anything when the reconciler is off.
+    let mut off = with("40");
+    off.push(("MMO__RECONCILER__ENABLED", "false"));
+    assert!(load(&sources(&off)).is_ok());
+}
+
 #[test]
 fn unknown_keys_are_warnings_not_failures() {
     let loaded = load(&sources(&[

@@ -10,6 +10,15 @@
 //!   instance that dies mid-query only delays the item by its lease. Every later write is filtered on the
 //!   claim id, so an instance whose lease ran out cannot overwrite its successor's work.
 //!
+//! Leases are on **the server's clock**: a claim and a renewal compute the lease's end as `$$NOW` plus the
+//! lease inside an update pipeline, and a claim takes only an item whose `due_at` has passed by `$$NOW`.
+//! Instances' clocks may disagree by seconds or minutes; were each to write `its now + lease`, an instance
+//! running behind would see a live lease as over (and ask again) or one running ahead would hold an item
+//! for longer than its lease. With one clock, a lease means the same length to every instance. The
+//! holder renews its lease ([`Reconciliations::renew`]) while its question runs, so a question slower
+//! than one lease keeps its item; a renewal is filtered on the claim id, so one that matches nothing tells
+//! the holder it lost the item.
+//!
 //! States: `open` (asked again at `due_at`), `resolved` (a terminal status is known, or confirmed), and
 //! `unresolved` (no final answer before `give_up_at`: a person must look).
 //!
@@ -34,8 +43,8 @@ use super::errors::{classify, is_duplicate_key};
 use super::events::{event_document, EventLog, EventType};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
-use crate::callback::{intern, Callback, CallbackKey, CallbackType};
-use crate::transaction::Snapshot;
+use crate::callback::{intern, Callback, CallbackKey, CallbackType, Status};
+use crate::transaction::{Snapshot, Source};
 
 /// Why a transaction is reconciled (stored in `reasons`).
 pub mod reason {
@@ -212,8 +221,8 @@ impl Reconciliations {
         Ok(())
     }
 
-    /// Registers an expectation (idempotent on provider, callback type and key) and the work item that
-    /// checks it once `expected_within` has passed.
+    /// Registers an expectation (idempotent on provider, callback type and key) and opens the work item
+    /// that checks it once `expected_within` has passed (also when the expectation existed already).
     pub async fn expect(
         &self,
         expectation: &Expectation,
@@ -253,27 +262,30 @@ impl Reconciliations {
             Err(error) if is_duplicate_key(&error) => false,
             Err(error) => return Err(classify(&error)),
         };
-        if created {
-            self.open(
-                (expectation.provider, flow, &expectation.key),
-                reason::EXPECTATION,
-                due,
-                now,
-                give_up_after,
-            )
-            .await?;
-            return Ok(Registered { created, document });
-        }
-        let stored = self
-            .expectations
-            .find_one(doc! {"_id": &id})
-            .await
-            .map_err(|error| classify(&error))?
-            .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?;
-        Ok(Registered {
-            created,
-            document: stored,
-        })
+        let document = if created {
+            document
+        } else {
+            self.expectations
+                .find_one(doc! {"_id": &id})
+                .await
+                .map_err(|error| classify(&error))?
+                .ok_or_else(|| StoreError::Unavailable("an expectation vanished".into()))?
+        };
+        // Opened on every registration, not only the first: the open is an idempotent upsert, and a
+        // registration whose open failed after its insert is retried by the merchant — only this open
+        // can ever make its work item. Due when the stored expectation says, whichever call opens it.
+        let due = document
+            .get_datetime("due_at")
+            .map_or(due, |stored| stored.to_chrono());
+        self.open(
+            (expectation.provider, flow, &expectation.key),
+            reason::EXPECTATION,
+            due,
+            now,
+            give_up_after,
+        )
+        .await?;
+        Ok(Registered { created, document })
     }
 
     /// Opens a work item for a transaction, due at `due` (or adds a reason to the item it has).
@@ -322,6 +334,14 @@ impl Reconciliations {
         ))
     }
 
+    /// The transactions [`Reconciliations::feed`] reads: `query_due` at or before `before`. It names the
+    /// `$type` of the `query_due` index's partial filter: without it MongoDB cannot prove the query stays
+    /// inside the index (`$lte` alone does not imply a date) and scans every transaction instead, every
+    /// round of every instance. One function, so the test that explains the query reads this filter.
+    pub fn feed_filter(before: DateTime<Utc>) -> Document {
+        doc! {"query_due": {"$type": "date", "$lte": bson_time(before)}}
+    }
+
     /// Opens items for transactions whose `query_due` is at or before `before` (they have waited
     /// `query_after` since), up to `limit`; returns how many. Their `query_due` is cleared once the item
     /// exists, so each is fed once.
@@ -334,7 +354,7 @@ impl Reconciliations {
     ) -> Result<usize, StoreError> {
         let mut cursor = self
             .transactions
-            .find(doc! {"query_due": {"$lte": bson_time(before)}})
+            .find(Self::feed_filter(before))
             .projection(
                 doc! {"provider": 1, "flow": 1, "transaction_key": 1, "status": 1, "query_due": 1},
             )
@@ -370,16 +390,27 @@ impl Reconciliations {
         Ok(fed)
     }
 
-    /// Claims the open item of `provider` due longest ago, for `lease`. The items due first are read
-    /// from the index of open items, then claimed one by one by `_id` (a write every shard can target);
-    /// one another instance claimed meanwhile is skipped.
+    /// Claims the open item of `provider` due longest ago, for `lease`, leaving out `busy` (the `_id`s
+    /// of items whose questions this instance still has in flight: even if their leases lapsed, asking
+    /// again would put two of its own questions about one payment in flight). The items due first are
+    /// read from the index of open items, then claimed one by one by `_id` (a write every shard can
+    /// target); one another instance claimed meanwhile is skipped.
+    ///
+    /// Both steps go by the server's clock: candidates are those due by the server's time, and the claim
+    /// itself checks `due_at` against `$$NOW` and writes the lease's end as `$$NOW + lease`.
     pub async fn claim(
         &self,
         provider: &str,
-        now: DateTime<Utc>,
         lease: Duration,
+        busy: &[String],
     ) -> Result<Option<WorkItem>, StoreError> {
-        let due = doc! {"provider": provider, "state": "open", "due_at": {"$lte": bson_time(now)}};
+        let now = self.server_time().await?;
+        let due = doc! {
+            "provider": provider,
+            "state": "open",
+            "due_at": {"$lte": now},
+            "_id": {"$nin": busy},
+        };
         let candidates: Vec<Document> = self
             .items
             .find(due)
@@ -399,8 +430,16 @@ impl Reconciliations {
             let found = self
                 .items
                 .find_one_and_update(
-                    doc! {"_id": id, "state": "open", "due_at": {"$lte": bson_time(now)}},
-                    doc! {"$set": {"due_at": bson_time(now + lease), "claim": claim, "claimed_at": bson_time(now)}},
+                    doc! {
+                        "_id": id,
+                        "state": "open",
+                        "$expr": {"$lte": ["$due_at", "$$NOW"]},
+                    },
+                    vec![doc! {"$set": {
+                        "due_at": lease_end(lease),
+                        "claim": claim,
+                        "claimed_at": "$$NOW",
+                    }}],
                 )
                 .return_document(ReturnDocument::After)
                 .await
@@ -410,6 +449,35 @@ impl Reconciliations {
             }
         }
         Ok(None)
+    }
+
+    /// Extends `item`'s lease to `lease` from now, on the server's clock; false when the claim was lost
+    /// (the lease ran out and another instance claimed the item, or the item was closed).
+    pub async fn renew(&self, item: &WorkItem, lease: Duration) -> Result<bool, StoreError> {
+        let result = self
+            .items
+            .update_one(
+                doc! {"_id": &item.id, "claim": item.claim, "state": "open"},
+                vec![doc! {"$set": {"due_at": lease_end(lease)}}],
+            )
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// The server's clock (`hello`'s `localTime`), which claims are measured by.
+    async fn server_time(&self) -> Result<mongodb::bson::DateTime, StoreError> {
+        let hello = self
+            .items
+            .client()
+            .database("admin")
+            .run_command(doc! {"hello": 1})
+            .await
+            .map_err(|error| classify(&error))?;
+        hello
+            .get_datetime("localTime")
+            .copied()
+            .map_err(|_| StoreError::Unavailable("the server did not tell its time".into()))
     }
 
     /// The transaction an item is about, if it exists.
@@ -555,11 +623,14 @@ impl Reconciliations {
         .await
     }
 
-    /// No final answer before `give_up_at`: the item is `unresolved`, and so is its transaction.
+    /// No final answer before `give_up_at`: the item is `unresolved`, and so is its transaction — unless
+    /// a callback settled it meanwhile (`confirm_by_query`: whether its provider's final statuses need
+    /// confirming). A fold that settles a flagged transaction clears the flag (see transactions.rs).
     pub async fn give_up(
         &self,
         item: &WorkItem,
         note: &Note,
+        confirm_by_query: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mine = self
@@ -586,6 +657,7 @@ impl Reconciliations {
                     doc! {
                         "_id": transaction_id(item.provider, item.flow, &item.key),
                         "unresolved": {"$ne": true},
+                        "$or": still_unsettled(confirm_by_query),
                     },
                     vec![doc! {"$set": {
                         "unresolved": true,
@@ -637,6 +709,27 @@ pub fn reasons(document: &Document) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Transactions that still need an operator's answer, as `$or` clauses: the stored form of
+/// [`Snapshot::needs_query`] (not final yet, or a callback's final status awaiting confirmation).
+fn still_unsettled(confirm_by_query: bool) -> Vec<Document> {
+    let final_statuses: Vec<&str> = Status::ALL
+        .iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| status.as_str())
+        .collect();
+    let mut clauses = vec![doc! {"status": {"$nin": final_statuses}}];
+    if confirm_by_query {
+        clauses.push(doc! {"verified": {"$ne": true}, "settled_by": Source::Callback.as_str()});
+    }
+    clauses
+}
+
+/// The end of a lease starting now on the server's clock: for an update pipeline.
+fn lease_end(lease: Duration) -> Document {
+    let millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    doc! {"$add": ["$$NOW", millis]}
 }
 
 fn work_item(document: &Document, claim: ObjectId) -> Option<WorkItem> {

@@ -356,6 +356,15 @@ impl Transactions {
             if !entries.is_empty() {
                 set.insert("conflict", true);
             }
+            // `unresolved` (the reconciler gave up, see reconciliations.rs) says nothing settled the
+            // payment: untrue once this fold settles it. Cleared in this versioned write, so a give-up
+            // that lands first is cleared on the retry; one that comes later finds the payment settled
+            // and flags nothing (see `give_up`).
+            if current.get_bool("unresolved").unwrap_or(false)
+                && !snapshot.needs_query(self.confirms(group.provider))
+            {
+                set.insert("unresolved", false);
+            }
             // The transaction as this write leaves it, for its event.
             let mut after = current.clone();
             after.extend(set.clone());
