@@ -29,6 +29,8 @@ pub struct Application {
     store: MongoStore,
     journal: Arc<Journal>,
     shutdown_drain: Duration,
+    /// Delivery, when enabled, and how long a clean stop waits for its attempts under way.
+    delivery: Option<(mmo_actors::delivery::Delivery, Duration)>,
 }
 
 impl Application {
@@ -99,9 +101,12 @@ impl Application {
             secrets_key: settings.delivery.sealing_key(),
             settlement_zones: settings.reports.settlement_zones(),
         });
-        if settings.delivery.enabled {
-            crate::delivery::start(&settings.delivery, store.database());
-        }
+        let delivery = settings.delivery.enabled.then(|| {
+            (
+                crate::delivery::start(&settings.delivery, store.database()),
+                Duration::from_secs(settings.delivery.timeout_secs + 2),
+            )
+        });
         if settings.reconciler.enabled {
             let operators = crate::operators::Operators::from_settings(&settings, store.database());
             tracing::info!(
@@ -189,6 +194,7 @@ impl Application {
             store,
             journal,
             shutdown_drain,
+            delivery,
         })
     }
 
@@ -245,6 +251,11 @@ impl Application {
             );
         } else {
             tracing::info!("journal drained");
+        }
+        // Last, after the drain has written the events its callbacks call for: the sending lease goes back
+        // once the attempts under way are recorded, so a restarted instance sends at once.
+        if let Some((delivery, within)) = &self.delivery {
+            delivery.stop(*within).await;
         }
         // Closed, not just abandoned: the process exits without dropping what still holds it, and an
         // unclosed file reads as a crash to the next reader (`journal status` refused it).

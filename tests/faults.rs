@@ -814,3 +814,129 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     );
     drop(survivor);
 }
+
+/// A clean stop (SIGTERM) gives the sending lease back: the next instance sends at once instead of
+/// waiting for the lease (30 s here) to run out.
+#[actix_web::test]
+async fn a_clean_stop_gives_the_sending_lease_back() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    let (uri, database) = (mongodb_uri(), unique("faults_lease"));
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = got.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let server = HttpServer::new(move || {
+        let recorded = recorded.clone();
+        App::new().default_service(web::to(move |request: actix_web::HttpRequest| {
+            let recorded = recorded.clone();
+            async move {
+                let id = request
+                    .headers()
+                    .get("webhook-id")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                recorded.lock().unwrap().push(id);
+                HttpResponse::NoContent().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+
+    let admin = "admin-token-for-lease-faults";
+    let settings = [
+        ("MMO__AUTH__ADMIN_TOKENS", admin),
+        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+        ("MMO__DELIVERY__TIMEOUT_SECS", "2"),
+        ("MMO__DELIVERY__LEASE_SECS", "30"),
+    ];
+    let client = awc::Client::default();
+    let pay = |url: String, key: &str| {
+        let client = client.clone();
+        let body = Mpesa::c2b_confirmation_for(key).to_string();
+        async move {
+            let response = client
+                .post(format!("{url}/v1/webhooks/mpesa/c2b/confirmation"))
+                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                .send_body(body)
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    };
+    let until_received = |count: usize, limit: Duration| {
+        let got = got.clone();
+        async move {
+            let deadline = Instant::now() + limit;
+            while got.lock().unwrap().len() < count {
+                assert!(
+                    Instant::now() < deadline,
+                    "{count} events not received within {limit:?}"
+                );
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    let mut first = Service::start_with(&temp_dir("lease_a"), &uri, &database, &settings).await;
+    let created = client
+        .post(format!("{}/v1/endpoints", first.url))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"url": receiver}))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created.as_u16(), 201);
+    pay(first.url.clone(), "LEASE0001").await;
+    until_received(1, Duration::from_secs(60)).await;
+    let leases = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&database)
+        .collection::<Document>("leases");
+    let lease = || async {
+        leases
+            .find_one(doc! {"_id": "delivery"})
+            .await
+            .unwrap()
+            .expect("a sending lease")
+    };
+    assert!(
+        lease()
+            .await
+            .get_str("owner")
+            .unwrap()
+            .starts_with(&format!("{}-", first.pid())),
+        "the first instance sends"
+    );
+
+    first.signal("TERM");
+    let (code, _) = first.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "a clean stop");
+    let released = lease().await;
+    assert_eq!(
+        released.get("owner"),
+        Some(&mongodb::bson::Bson::Null),
+        "given back: {released}"
+    );
+
+    // The next instance sends at once: well before the 30 s lease would have run out.
+    let second = Service::start_with(&temp_dir("lease_b"), &uri, &database, &settings).await;
+    let restarted = Instant::now();
+    pay(second.url.clone(), "LEASE0002").await;
+    until_received(2, Duration::from_secs(20)).await;
+    println!(
+        "fault report: lease: after a clean stop, the next instance delivered in {:.2} s",
+        restarted.elapsed().as_secs_f64()
+    );
+    drop(second);
+}

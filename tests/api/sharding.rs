@@ -151,7 +151,7 @@ async fn every_unique_index_and_single_document_write_names_the_shard_key() {
         ("endpoints", "remove"),
         ("events", "update"),
         ("reconciliations", "update"),
-        ("leases", "update"),
+        ("leases", "command"),
     ] {
         assert!(
             written.contains(&(expected.0.to_owned(), expected.1.to_owned())),

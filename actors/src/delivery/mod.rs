@@ -153,6 +153,8 @@ struct Shared {
     batches: Mutex<HashSet<ObjectId>>,
     /// The versions of each transaction in those batches: a later version waits for them.
     unsettled: Mutex<HashMap<String, Vec<i64>>>,
+    /// A clean stop has begun: no new round starts.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The sending lease, as this instance last renewed it.
@@ -206,10 +208,44 @@ impl Handler<Tick> for Dispatcher {
     }
 }
 
-/// Handles of a started delivery, for readiness and tests.
+/// Handles of a started delivery, for readiness, a clean stop and tests.
 pub struct Delivery {
     pub dispatcher: Arc<Pool<Dispatcher>>,
     pub senders: Arc<Pool<Sender>>,
+    shared: Arc<Shared>,
+}
+
+impl Delivery {
+    /// A clean stop: starts no more attempts, waits (up to `within`) for those under way to finish and
+    /// their outcomes to be written, then gives the sending lease back, so that the next instance (or
+    /// this one, restarted) sends at once instead of when the lease runs out. Attempts still under way at
+    /// the deadline keep the lease until it runs out: nobody else sends their events meanwhile.
+    pub async fn stop(&self, within: Duration) {
+        use std::sync::atomic::Ordering;
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + within;
+        let settled = || {
+            shared.busy.lock().is_empty()
+                && shared.outcomes.lock().is_empty()
+                && shared.batches.lock().is_empty()
+        };
+        while !settled() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(RECORD_EVERY).await;
+        }
+        if !settled() {
+            tracing::warn!(
+                "attempts still under way at exit; the sending lease runs out by itself"
+            );
+            return;
+        }
+        match shared.outbox.release(&shared.instance).await {
+            Ok(()) => tracing::info!("sending lease given back"),
+            Err(error) => {
+                tracing::warn!(%error, "sending lease not given back; it runs out by itself")
+            }
+        }
+    }
 }
 
 /// Starts the sender pool, the dispatcher (a pool of one) and its driver, which ticks it every
@@ -250,6 +286,7 @@ pub fn start(
         rounds: Arc::default(),
         batches: Mutex::new(HashSet::new()),
         unsettled: Mutex::new(HashMap::new()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     {
         // The recorder: what finished attempts became, written together every RECORD_EVERY.
@@ -288,6 +325,7 @@ pub fn start(
             }
         });
     }
+    let for_dispatcher = Arc::clone(&shared);
     let dispatcher = Arc::new(Pool::new(
         "dispatcher",
         NonZeroUsize::MIN,
@@ -296,7 +334,7 @@ pub fn start(
         RestartPolicy::default(),
         move |_| {
             Dispatcher {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(&for_dispatcher),
             }
             .start()
         },
@@ -305,12 +343,16 @@ pub fn start(
     Delivery {
         dispatcher,
         senders,
+        shared,
     }
 }
 
 /// One round: lead, read endpoints and due events, and start a task for each event that can go now;
 /// returns how many events it took on.
 async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
+    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(0);
+    }
     let settings = &shared.settings;
     let now = Utc::now();
     // The lease is renewed at most every RENEW_EVERY: rounds follow each other quickly under load, and
@@ -320,11 +362,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         Some(lease) => lease.ends,
         None => {
             let started = tokio::time::Instant::now();
-            if !shared
-                .outbox
-                .lead(&shared.instance, now, settings.lease)
-                .await?
-            {
+            if !shared.outbox.lead(&shared.instance, settings.lease).await? {
                 *shared.lease.lock() = None;
                 return Ok(0);
             }

@@ -194,28 +194,57 @@ impl Outbox {
     }
 
     /// Takes or renews the sender's lease for `instance`; false while another instance holds it.
+    ///
+    /// Its end is set on MongoDB's clock (`$$NOW`) and judged on it: two instances never compare their
+    /// own clocks. The holder counts its lease from when it asked, on its own monotonic clock, so it
+    /// always believes its lease ends before MongoDB does.
     pub async fn lead(
         &self,
         instance: &str,
-        now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        let until =
-            now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-        let taken = self
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        // One atomic write whatever the lease's state (an upsert cannot filter on `$$NOW`): it takes the
+        // lease when this instance holds it or it has run out, and leaves it as it is otherwise.
+        let never = Bson::DateTime(mongodb::bson::DateTime::MIN);
+        let lease = self
             .leases
-            .update_one(
-                doc! {"_id": LEASE, "$or": [{"owner": instance}, {"until": {"$lt": bson_time(now)}}]},
-                doc! {"$set": {"owner": instance, "until": bson_time(until)}},
+            .find_one_and_update(
+                doc! {"_id": LEASE},
+                vec![
+                    doc! {"$set": {"taken": {"$or": [
+                        {"$eq": ["$owner", instance]},
+                        {"$lt": [{"$ifNull": ["$until", never]}, "$$NOW"]},
+                    ]}}},
+                    doc! {"$set": {
+                        "owner": {"$cond": ["$taken", instance, "$owner"]},
+                        "until": {"$cond": ["$taken", {"$add": ["$$NOW", lease_ms]}, "$until"]},
+                    }},
+                    doc! {"$unset": "taken"},
+                ],
             )
             .upsert(true)
+            .return_document(mongodb::options::ReturnDocument::After)
             .await;
-        match taken {
-            Ok(_) => Ok(true),
-            // Another instance holds an unexpired lease: the upsert met its document.
+        match lease {
+            Ok(lease) => Ok(lease.is_some_and(|lease| lease.get_str("owner") == Ok(instance))),
+            // Two instances creating the lease at once: the other one did.
             Err(error) if is_duplicate_key(&error) => Ok(false),
             Err(error) => Err(classify(&error)),
         }
+    }
+
+    /// Gives the lease back (a clean stop): another instance, or this one restarted, sends at once
+    /// instead of waiting for it to run out. Only `instance`'s own lease is touched.
+    pub async fn release(&self, instance: &str) -> Result<(), StoreError> {
+        self.leases
+            .update_one(
+                doc! {"_id": LEASE, "owner": instance},
+                doc! {"$set": {"owner": Bson::Null, "until": Bson::DateTime(mongodb::bson::DateTime::MIN)}},
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| classify(&error))
     }
 
     /// Every endpoint, enabled or not, as stored.
