@@ -2,8 +2,9 @@
 # Starts mmo-webhooks on http://127.0.0.1:8000 against a local MongoDB, installing and starting that
 # MongoDB first if needed (scripts/mongodb.sh; MMO_MONGODB_PORT picks its port, 27057 by default). Uses
 # config/local.toml (MMO_ENV=local) unless MMO_ENV is set; the MongoDB's URI is handed to the service.
-# Stop with Ctrl-C: the service finishes in-flight requests, drains its journal and exits; then the MongoDB
-# this script started is stopped (also when the service fails to start).
+# Stop with Ctrl-C, or SIGTERM/SIGINT to this script's pid: the signal is passed on to the service, which
+# finishes in-flight requests, drains its journal and exits; only then is the MongoDB this script started
+# stopped (also when the service fails to start).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -20,5 +21,14 @@ if [ ! -x target/release/mmo-webhooks ]; then
   echo "Building the release binary: about five minutes the first time on two cores (cargo prints progress)."
 fi
 cargo build --release --bin mmo-webhooks
-# Not exec'd: when the service ends (Ctrl-C, or a failed start), the EXIT trap stops MongoDB.
-target/release/mmo-webhooks serve
+# Not exec'd: when the service ends (a signal, or a failed start), the EXIT trap stops MongoDB — after it.
+# Run in the background and waited for, so that this shell can pass SIGTERM/SIGINT on: a foreground child
+# would leave a signal to the script's pid waiting until the child exits on its own.
+target/release/mmo-webhooks serve &
+service=$!
+trap 'kill -TERM "$service" 2>/dev/null || true' TERM INT
+status=0
+wait "$service" || status=$?
+# A trapped signal interrupts `wait`: wait again until the service has really exited.
+while kill -0 "$service" 2>/dev/null; do wait "$service" || status=$?; done
+exit "$status"

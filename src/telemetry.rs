@@ -37,9 +37,12 @@ pub fn init(settings: &LogSettings) -> Logging {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    // Colours only for a person at a terminal: a file, a pipe or a log collector gets plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(colours)
         .with_writer(writer.clone());
     // A second call (tests start several apps in one process) keeps the first subscriber.
     let _ = match settings.format {
