@@ -1,48 +1,22 @@
 //! The service's side of delivery (the actors' side is `mmo_actors::delivery`): the HTTP transport that
-//! posts events, with its guard against private addresses, endpoint URL checks, and the endpoints kept in
+//! posts events, with its guard against non-public addresses (`addresses`), endpoint URL checks, and the endpoints kept in
 //! configuration, written to the `endpoints` collection at start so that one collection holds them all.
 
-use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
+use actix_tls::connect::{Connector as TcpConnector, Resolver};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use mmo_actors::delivery::{self, sealing, Outbox, Request, Response, Transport};
 use mongodb::bson::{doc, Document};
 use secrecy::ExposeSecret;
 
+use crate::addresses::{AddressPolicy, Guarded, Names};
 use crate::configuration::DeliveryConfig;
-
-/// Whether `ip` is an address on the public internet: not loopback, private, link-local (cloud
-/// metadata services live there), shared (carrier-grade NAT), unspecified or broadcast.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
-}
 
 /// Checks an endpoint URL's shape: absolute `http` or `https` with a host, no credentials.
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -63,74 +37,48 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses a URL whose host is a literal non-public address (hostnames are checked as they resolve,
-/// at every connection).
-pub fn check_literal_host(url: &str) -> Result<(), String> {
-    let uri: actix_web::http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
-    let host = uri.host().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<IpAddr>() {
-        Ok(ip) if !is_public(ip) => Err(format!(
-            "{ip} is a loopback, private, link-local or metadata address (delivery.allow_private_networks is off)"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Resolves hostnames and refuses any that resolves to a non-public address: checked at every
-/// connection, so a name that later points inside the network is refused then.
-struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn StdError>>> {
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-            if let Some(refused) = addresses.iter().find(|address| !is_public(address.ip())) {
-                return Err(format!(
-                    "{host} resolves to {}, a loopback, private, link-local or metadata address",
-                    refused.ip()
-                )
-                .into());
-            }
-            Ok(addresses)
-        })
-    }
-}
-
 /// Posts events with the service's HTTP client (`awc`), one client per sender thread. Redirects are not
-/// followed (a 3xx is a failure).
+/// followed (a 3xx is a failure). Unless the policy is [`AddressPolicy::Anywhere`], the client resolves
+/// through [`Guarded`]: every connection checks the addresses the name resolves to then.
 pub struct HttpTransport {
-    allow_private_networks: bool,
+    policy: AddressPolicy,
+    names: Arc<dyn Names>,
+    /// Tells this transport's clients from another's in the thread's cache (tests run several services,
+    /// with their own policies and resolvers, in one process).
+    id: u64,
 }
 
 impl HttpTransport {
-    pub fn new(allow_private_networks: bool) -> Self {
+    pub fn new(policy: AddressPolicy, names: Arc<dyn Names>) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
-            allow_private_networks,
+            policy,
+            names,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     fn client(&self) -> awc::Client {
         thread_local! {
-            static CLIENTS: std::cell::RefCell<[Option<awc::Client>; 2]> = const { std::cell::RefCell::new([None, None]) };
+            static CLIENTS: RefCell<HashMap<u64, awc::Client>> = RefCell::default();
         }
-        let slot = usize::from(self.allow_private_networks);
-        let allow = self.allow_private_networks;
         CLIENTS.with(|clients| {
-            clients.borrow_mut()[slot]
-                .get_or_insert_with(|| {
+            clients
+                .borrow_mut()
+                .entry(self.id)
+                .or_insert_with(|| {
                     let connect_timeout = Duration::from_secs(10);
                     let builder = awc::Client::builder().disable_redirects();
-                    if allow {
+                    if self.policy == AddressPolicy::Anywhere {
                         builder
                             .connector(awc::Connector::new().timeout(connect_timeout))
                             .finish()
                     } else {
-                        let guarded = TcpConnector::new(Resolver::custom(PublicOnly)).service();
+                        let guarded = TcpConnector::new(Resolver::custom(Guarded {
+                            policy: self.policy,
+                            names: Arc::clone(&self.names),
+                        }))
+                        .service();
                         builder
                             .connector(
                                 awc::Connector::new()
@@ -147,10 +95,9 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn post(&self, request: Request) -> LocalBoxFuture<'static, Result<Response, String>> {
-        if !self.allow_private_networks {
-            if let Err(refused) = check_literal_host(&request.url) {
-                return Box::pin(async move { Err(refused) });
-            }
+        // The resolver is not asked about literal addresses: they are checked here.
+        if let Err(refused) = self.policy.check_literal_host(&request.url) {
+            return Box::pin(async move { Err(refused) });
         }
         let client = self.client();
         Box::pin(async move {
@@ -213,8 +160,13 @@ pub async fn sync_configured_endpoints(
     Ok(())
 }
 
-/// Starts delivery: configured endpoints written, then the sender pool and the dispatcher.
-pub fn start(config: &DeliveryConfig, database: &mongodb::Database) -> delivery::Delivery {
+/// Starts delivery: configured endpoints written, then the sender pool and the dispatcher. Endpoints'
+/// names are looked up through `names` (the system's resolver in service).
+pub fn start(
+    config: &DeliveryConfig,
+    database: &mongodb::Database,
+    names: Arc<dyn Names>,
+) -> delivery::Delivery {
     let outbox = Outbox::new(database);
     {
         let (outbox, config) = (outbox.clone(), config.clone());
@@ -227,7 +179,8 @@ pub fn start(config: &DeliveryConfig, database: &mongodb::Database) -> delivery:
             }
         });
     }
-    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(config.allow_private_networks));
+    let transport: Arc<dyn Transport> =
+        Arc::new(HttpTransport::new(config.address_policy(), names));
     delivery::start(config.settings(), outbox, transport)
 }
 
@@ -253,28 +206,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_loopback_link_local_and_metadata_addresses_are_not_public() {
-        for refused in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00:ec2::254",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(refused.parse().unwrap()), "{refused}");
-        }
-        for allowed in ["8.8.8.8", "196.201.214.200", "2606:4700::1111"] {
-            assert!(is_public(allowed.parse().unwrap()), "{allowed}");
-        }
-    }
-
-    #[test]
     fn endpoint_urls_must_be_absolute_http() {
         assert!(check_url("https://orders.example.com/hooks").is_ok());
         assert!(check_url("http://127.0.0.1:9000/").is_ok());
@@ -287,8 +218,88 @@ mod tests {
         ] {
             assert!(check_url(refused).is_err(), "{refused}");
         }
-        assert!(check_literal_host("http://127.0.0.1:9000/").is_err());
-        assert!(check_literal_host("http://[::1]:9000/").is_err());
-        assert!(check_literal_host("https://orders.example.com/").is_ok());
+    }
+
+    /// A receiver on loopback that counts the requests reaching it and answers 204.
+    fn counting_receiver() -> (u16, Arc<AtomicU64>) {
+        let arrived = Arc::new(AtomicU64::new(0));
+        let counting = Arc::clone(&arrived);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(move || {
+            let counting = Arc::clone(&counting);
+            actix_web::App::new().default_service(actix_web::web::to(move || {
+                counting.fetch_add(1, Ordering::SeqCst);
+                async { actix_web::HttpResponse::NoContent().finish() }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listens")
+        .run();
+        actix_web::rt::spawn(server);
+        (port, arrived)
+    }
+
+    fn request(url: &str) -> Request {
+        Request {
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Arc::from("{}"),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Issue 27: a name that resolves to a public address when the endpoint is registered and to this
+    /// machine or the metadata address when the event is sent is refused at the connection, and nothing
+    /// reaches the listener the name now points at. A control first proves the transport asks the test's
+    /// resolver (with loopback allowed the same re-pointed name is delivered to), so the refusal is the
+    /// guard's, not a name that does not resolve.
+    #[actix_web::test]
+    async fn a_name_re_pointed_inside_after_registration_is_refused_at_connection() {
+        let (port, arrived) = counting_receiver();
+        let names = Arc::new(crate::addresses::NamesTable::default());
+        let url = format!("http://merchant.example:{port}/hooks");
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let metadata: std::net::IpAddr = "169.254.169.254".parse().unwrap();
+
+        // Registration: the name is public then.
+        names.set("merchant.example", &["93.184.215.14".parse().unwrap()]);
+        for policy in [AddressPolicy::PublicOnly, AddressPolicy::PublicAndLoopback] {
+            assert_eq!(policy.check_host(&url, names.as_ref()).await, Ok(()));
+        }
+
+        // The control: loopback allowed, the name re-pointed at the listener is delivered to.
+        names.set("merchant.example", &[loopback]);
+        let allowed = HttpTransport::new(AddressPolicy::PublicAndLoopback, names.clone());
+        let answer = allowed.post(request(&url)).await.expect("delivered");
+        assert_eq!(answer.status, 204);
+        assert_eq!(arrived.load(Ordering::SeqCst), 1);
+
+        // Public only: the name now resolving to loopback is refused at the connection.
+        let public_only = HttpTransport::new(AddressPolicy::PublicOnly, names.clone());
+        let refused = public_only.post(request(&url)).await.unwrap_err();
+        assert!(
+            refused.contains("merchant.example resolves to 127.0.0.1, which is loopback"),
+            "{refused}"
+        );
+        // Loopback allowed or not, the metadata address is refused; behind a loopback answer too (any
+        // address refused refuses the name).
+        for (answer, transports) in [
+            (vec![metadata], vec![&allowed, &public_only]),
+            (vec![loopback, metadata], vec![&allowed]),
+        ] {
+            names.set("merchant.example", &answer);
+            for transport in transports {
+                let refused = transport.post(request(&url)).await.unwrap_err();
+                assert!(
+                    refused.contains("resolves to 169.254.169.254, which is link-local"),
+                    "{refused}"
+                );
+            }
+        }
+        // The one request of the control is all the listener ever got (a request refused before its
+        // connection cannot arrive later: the transport's future has finished).
+        assert_eq!(arrived.load(Ordering::SeqCst), 1);
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! This crate is the HTTP face; the actor system, parsers and stores live in `mmo-actors`.
 
+pub mod addresses;
 pub mod auth;
 pub mod cli;
 pub mod configuration;

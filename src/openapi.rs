@@ -543,7 +543,7 @@ fn delivery_paths(paths: &mut Map<String, Value>) {
             "additionalProperties": false,
             "required": if required { json!(["url"]) } else { json!([]) },
             "properties": {
-                "url": {"type": "string", "description": "Absolute http(s) URL; loopback, private, link-local and metadata addresses are refused unless delivery.allow_private_networks"},
+                "url": {"type": "string", "description": "Absolute http(s) URL on the public internet. Refused, when the endpoint is registered and again at every connection: loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7, fec0::/10), link-local and cloud metadata (169.254/16, fe80::/10), carrier-grade NAT (100.64/10), benchmarking, documentation, reserved, multicast, broadcast and unspecified addresses, Teredo, and IPv4-mapped, NAT64 or 6to4 addresses carrying any of those. delivery.allow_loopback allows loopback (local development); delivery.allow_private_networks allows everything"},
                 "event_types": {"type": "array", "items": {"type": "string", "enum": EventType::ALL}},
                 "providers": {"type": "array", "items": {"type": "string"}},
                 "description": {"type": "string"},

@@ -16,6 +16,7 @@ use mmo_actors::journaled_store::JournaledStore;
 use mmo_actors::store::MongoStore;
 use mmo_actors::{supervisor, CallbackStore, Supervisor};
 
+use crate::addresses::{Names, SystemNames};
 use crate::configuration::Settings;
 use crate::rate_limit::RateLimits;
 use crate::request_context::{rate_limit, request_context};
@@ -38,18 +39,35 @@ impl Application {
     /// actors and the drain. Does not wait for MongoDB: callbacks are acknowledged from the journal and
     /// reach MongoDB when it is reachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_resolving(settings, Arc::new(SystemNames)).await
+    }
+
+    /// Like [`Application::build`], looking endpoints' names up through `names` (tests change a name's
+    /// answer between an endpoint's registration and its delivery).
+    pub async fn build_resolving(
+        settings: Settings,
+        names: Arc<dyn Names>,
+    ) -> anyhow::Result<Self> {
         // Opening reads (and after a crash, repairs) the file: on a blocking thread, not the runtime's.
         let options = settings.journal_options();
         let journal = actix_web::rt::task::spawn_blocking(move || Journal::open_with(options))
             .await
             .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?
             .map_err(|error| anyhow::anyhow!("journal.dir: {error}"))?;
-        Self::build_on(settings, journal).await
+        Self::build_on_resolving(settings, journal, names).await
     }
 
     /// Like [`Application::build`], on a journal opened by the caller (tests open one on a storage
     /// backend that observes its fsyncs).
     pub async fn build_on(settings: Settings, journal: Arc<Journal>) -> anyhow::Result<Self> {
+        Self::build_on_resolving(settings, journal, Arc::new(SystemNames)).await
+    }
+
+    async fn build_on_resolving(
+        settings: Settings,
+        journal: Arc<Journal>,
+        names: Arc<dyn Names>,
+    ) -> anyhow::Result<Self> {
         // Installed before anything records.
         crate::metrics::handle();
         let store = MongoStore::connect(&settings.mongo()).await?;
@@ -97,13 +115,14 @@ impl Application {
             pipeline_timeout: call_timeout * 2 + Duration::from_secs(1),
             reconciler_give_up_after: Duration::from_secs(settings.reconciler.give_up_after_secs),
             secret_overlap: Duration::from_secs(settings.delivery.secret_overlap_secs),
-            allow_private_networks: settings.delivery.allow_private_networks,
+            address_policy: settings.delivery.address_policy(),
+            names: Arc::clone(&names),
             secrets_key: settings.delivery.sealing_key(),
             settlement_zones: settings.reports.settlement_zones(),
         });
         let delivery = settings.delivery.enabled.then(|| {
             (
-                crate::delivery::start(&settings.delivery, store.database()),
+                crate::delivery::start(&settings.delivery, store.database(), names),
                 Duration::from_secs(settings.delivery.timeout_secs + 2),
             )
         });

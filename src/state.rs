@@ -40,8 +40,11 @@ pub struct AppState {
     pub reconciler_give_up_after: Duration,
     /// How long a rotated-out endpoint secret keeps signing.
     pub secret_overlap: Duration,
-    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
-    pub allow_private_networks: bool,
+    /// Which addresses endpoints may point at (checked at registration; delivery checks again at every
+    /// connection).
+    pub address_policy: crate::addresses::AddressPolicy,
+    /// How endpoints' names are looked up (the system's resolver in service).
+    pub names: std::sync::Arc<dyn crate::addresses::Names>,
     /// Seals endpoint secrets at rest, when configured.
     pub secrets_key: Option<mmo_actors::delivery::sealing::SecretsKey>,
     /// Each provider's settlement zone (by stored name): the money report's day when no `tz` is given.

@@ -30,8 +30,12 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_overlap_secs: u64,
-    /// Lets endpoints resolve to loopback, private, link-local or metadata addresses (local development).
+    /// Lets endpoints resolve to any address: loopback, private, link-local, metadata (endpoints inside a
+    /// private network).
     pub allow_private_networks: bool,
+    /// Lets endpoints resolve to this machine's loopback too (local development), nothing else that is
+    /// not public.
+    pub allow_loopback: bool,
     /// Seals endpoint secrets at rest: base64 of 32 random bytes (`openssl rand -base64 32`). Empty: secrets
     /// are stored as they are.
     #[serde(default = "no_key", serialize_with = "redacted")]
@@ -194,6 +198,11 @@ impl DeliveryConfig {
             }
         }
         Ok(())
+    }
+
+    /// Which addresses endpoints may reach.
+    pub fn address_policy(&self) -> crate::addresses::AddressPolicy {
+        crate::addresses::AddressPolicy::new(self.allow_private_networks, self.allow_loopback)
     }
 
     /// The key that seals endpoint secrets, when one is configured.

@@ -80,6 +80,20 @@ fn the_environment_file_and_the_named_file_are_layered_in_order() {
     assert_eq!(local.mongodb.database, "mmo_webhooks_local");
     // A developer's burst from one token is not refused locally; production keeps its limit.
     assert_eq!(local.rate_limit.webhooks_per_minute.get(), 1_000_000);
+    // A developer's receiver (`mmo-webhooks listen`) is on loopback: allowed locally, and nothing else
+    // that is not public (issue 27); production allows public addresses only.
+    assert_eq!(
+        local.delivery.address_policy(),
+        crate::addresses::AddressPolicy::PublicAndLoopback
+    );
+    assert_eq!(
+        load(&sources(&[]))
+            .unwrap()
+            .settings
+            .delivery
+            .address_policy(),
+        crate::addresses::AddressPolicy::PublicOnly
+    );
     assert_eq!(
         load(&sources(&[]))
             .unwrap()

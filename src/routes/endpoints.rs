@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde_json::{Map, Value};
 
 use super::{require_admin, AppState};
-use crate::delivery::{check_literal_host, check_url, is_public, public_view};
+use crate::delivery::{check_url, public_view};
 use crate::error::ApiError;
 use crate::read_api::{self, Filters};
 use crate::stored::{self, invalid};
@@ -87,28 +87,15 @@ fn positive(object: &Map<String, Value>, field: &str, max: u64) -> Result<Option
     }
 }
 
-/// Checks a URL: its shape, and unless private networks are allowed, that its host is public now (it
-/// is checked again at every connection).
+/// Checks a URL: its shape, and that its host is an address the policy allows now (it is checked again
+/// at every connection, where it matters: this early refusal only spares the merchant a silent failure).
 async fn checked_url(url: &str, state: &AppState) -> Result<String, ApiError> {
     check_url(url).map_err(|problem| invalid("url", problem))?;
-    if !state.allow_private_networks {
-        check_literal_host(url).map_err(|problem| invalid("url", problem))?;
-        let uri: actix_web::http::Uri = url.parse().map_err(|_| invalid("url", "is not a URL"))?;
-        let host = uri.host().unwrap_or_default().to_owned();
-        let port = uri.port_u16().unwrap_or(443);
-        let resolved: Vec<std::net::IpAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map(|addresses| addresses.map(|address| address.ip()).collect())
-            .unwrap_or_default();
-        {
-            if let Some(refused) = resolved.into_iter().find(|ip| !is_public(*ip)) {
-                return Err(invalid(
-                    "url",
-                    format!("{host} resolves to {refused}, a loopback, private, link-local or metadata address"),
-                ));
-            }
-        }
-    }
+    state
+        .address_policy
+        .check_host(url, state.names.as_ref())
+        .await
+        .map_err(|problem| invalid("url", problem))?;
     Ok(url.to_owned())
 }
 

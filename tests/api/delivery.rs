@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use mmo_actors::delivery::signature::{secret_key, verify};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, test_settings, TestApp};
+use crate::helpers::{spawn_app_resolving, spawn_app_with, test_settings, TestApp};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
@@ -114,7 +114,8 @@ impl Receiver {
 pub(crate) async fn app_delivering(extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![
         ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
-        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        // The test receivers listen on loopback, as a developer's does (config/local.toml).
+        ("MMO__DELIVERY__ALLOW_LOOPBACK", "true"),
         ("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1,1,1,1"),
         ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
     ];
@@ -598,6 +599,10 @@ async fn bad_endpoints_are_refused_naming_the_field() {
         (json!({"url": "/relative"}), "url"),
         (json!({"url": "http://127.0.0.1:9000/"}), "url"),
         (json!({"url": "http://169.254.169.254/latest"}), "url"),
+        // Issue 27's findings: NAT64 and 6to4 of the metadata address, benchmarking.
+        (json!({"url": "http://[64:ff9b::a9fe:a9fe]/"}), "url"),
+        (json!({"url": "http://[2002:a9fe:a9fe::1]/"}), "url"),
+        (json!({"url": "http://198.18.0.1/"}), "url"),
         (json!({"url": "http://localhost:9000/"}), "url"),
         (
             json!({"url": "https://8.8.8.8/hooks", "event_types": ["payment.done"]}),
@@ -635,4 +640,145 @@ async fn bad_endpoints_are_refused_naming_the_field() {
         .send(Method::GET, "/v1/endpoints", Vec::new(), None, None)
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+/// `delivery.allow_loopback` (config/local.toml) lets endpoints reach this machine and nothing else that
+/// is not public: private ranges, link-local, metadata addresses and the IPv6 forms that carry them are
+/// still refused.
+#[actix_web::test]
+async fn loopback_allowed_still_refuses_private_link_local_and_metadata_addresses() {
+    let app = spawn_app_with(test_settings(&[
+        ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+        ("MMO__DELIVERY__ALLOW_LOOPBACK", "true"),
+    ]))
+    .await;
+    for url in [
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.100.100.200/latest/meta-data",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00:ec2::254]/latest/meta-data",
+        "http://[fe80::1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://198.18.0.1/",
+    ] {
+        let reply = admin(&app, Method::POST, "/v1/endpoints", json!({"url": url})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{url}: {}",
+            reply.body
+        );
+        let message = reply.body["message"].as_str().unwrap();
+        assert!(
+            message.contains("endpoints must be public or loopback"),
+            "{url}: {message}"
+        );
+    }
+    for url in [
+        "http://127.0.0.1:9100/",
+        "http://[::1]:9100/",
+        "http://localhost:9100/",
+    ] {
+        let reply = admin(&app, Method::POST, "/v1/endpoints", json!({"url": url})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{url}: {}", reply.body);
+    }
+}
+
+/// Issue 27: the promise "checked again at every connection". The endpoint is registered while its name
+/// resolves to a public address; when the event is sent the name resolves to loopback (where a receiver
+/// listens) and then to the metadata address. Each attempt fails naming the address, and nothing reaches
+/// the receiver. The test's resolver answers both the registration and the delivery client.
+#[actix_web::test]
+async fn a_name_re_pointed_inside_after_registration_is_refused_at_every_connection() {
+    let names = Arc::new(mmo_webhooks::addresses::NamesTable::default());
+    let app = spawn_app_resolving(
+        test_settings(&[
+            ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+            ("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1,1,1,1"),
+            ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+        ]),
+        names.clone(),
+    )
+    .await;
+    let receiver = receiver(|_| (204, None));
+    let port = receiver.url.rsplit(':').next().unwrap();
+    let url = format!("http://merchant.example:{port}");
+
+    // Registration: a public address, accepted; a loopback one would have been refused.
+    names.set("merchant.example", &["127.0.0.1".parse().unwrap()]);
+    let reply = admin(&app, Method::POST, "/v1/endpoints", json!({"url": url})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    names.set("merchant.example", &["93.184.215.14".parse().unwrap()]);
+    let (endpoint, _) = register(&app, &url).await;
+
+    // Delivery: the name now points at the receiver on loopback.
+    names.set("merchant.example", &["127.0.0.1".parse().unwrap()]);
+    app.mtn_collection("rebound-1", "SUCCESSFUL").await;
+    let failed = |error: &'static str| {
+        move |shown: &Value| {
+            shown["attempts"].as_array().is_some_and(|attempts| {
+                attempts.iter().any(|attempt| {
+                    attempt["error"]
+                        .as_str()
+                        .is_some_and(|text| text.contains(error))
+                })
+            })
+        }
+    };
+    let id = event_of(&app, &endpoint).await;
+    let delivered = |shown: &Value| shown["status"] == "delivered";
+    let shown = wait_for_event(&app, &id, |shown| {
+        delivered(shown)
+            || failed("merchant.example resolves to 127.0.0.1, which is loopback")(shown)
+    })
+    .await;
+    assert_ne!(shown["status"], "delivered", "{shown:#}");
+
+    // Then at the metadata address: refused too, at the next attempt.
+    names.set("merchant.example", &["169.254.169.254".parse().unwrap()]);
+    wait_for_event(
+        &app,
+        &id,
+        failed("resolves to 169.254.169.254, which is link-local"),
+    )
+    .await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reaches the receiver: {:#?}",
+        receiver.received()
+    );
+}
+
+/// The id of the one event listed for `endpoint` (waits until there is one, 20 s at most).
+async fn event_of(app: &TestApp, endpoint: &str) -> String {
+    for _ in 0..400 {
+        let listed = admin(app, Method::GET, "/v1/events", Value::Null).await;
+        if let Some(event) = listed.body["items"]
+            .as_array()
+            .and_then(|items| items.first())
+        {
+            return event["id"].as_str().unwrap().to_owned();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no event listed for endpoint {endpoint}");
+}
+
+/// Waits until event `id`, as the API shows it, satisfies `enough` (20 s at most).
+async fn wait_for_event(app: &TestApp, id: &str, enough: impl Fn(&Value) -> bool) -> Value {
+    let mut shown = Value::Null;
+    for _ in 0..400 {
+        shown = admin(app, Method::GET, &format!("/v1/events/{id}"), Value::Null)
+            .await
+            .body;
+        if enough(&shown) {
+            return shown;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("event {id} never got there: {shown:#}");
 }

@@ -100,6 +100,18 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     serve(application)
 }
 
+/// Starts the app on port 0 with its own journal directory, looking endpoints' names up in `names`.
+pub async fn spawn_app_resolving(
+    mut settings: Settings,
+    names: Arc<dyn mmo_webhooks::addresses::Names>,
+) -> TestApp {
+    settings.journal.dir = journal_dir();
+    let application = Application::build_resolving(settings, names)
+        .await
+        .expect("application builds");
+    serve(application)
+}
+
 /// Starts the app on port 0 on a journal the test opened.
 pub async fn spawn_app_on(settings: Settings, journal: Arc<Journal>) -> TestApp {
     let application = Application::build_on(settings, journal)
