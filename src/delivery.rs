@@ -5,7 +5,7 @@
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use chrono::Utc;
@@ -166,8 +166,7 @@ impl Transport for HttpTransport {
                 .headers()
                 .get("retry-after")
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|value| delivery::verdict::retry_after(value, SystemTime::now()));
             let body = answer.body().limit(64 * 1024).await.unwrap_or_default();
             Ok(Response {
                 status: answer.status().as_u16(),

@@ -508,6 +508,27 @@ async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
     assert!(recovered["failing_since"].is_null(), "{recovered}");
 }
 
+/// An endpoint that answers `429` with a `Retry-After` of a century, forever, gets the schedule's attempts
+/// (its wait capped at the schedule's longest) and the event ends as a dead letter, not parked.
+#[actix_web::test]
+async fn an_endpoint_asking_to_wait_a_century_gets_the_schedule_and_a_dead_letter() {
+    let app = app_delivering(&[("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1,1")]).await;
+    let receiver = receiver(|_| (429, Some(4_000_000_000)));
+    register(&app, &receiver.url).await;
+    app.mtn_collection("slow-down-1", "SUCCESSFUL").await;
+    let received = receiver.until("three attempts", |got| got.len() >= 3).await;
+    let shown = wait_for_status(&app, &received[0].id, "failed").await;
+    assert_eq!(shown["targets"][0]["status"], "failed");
+    assert_eq!(shown["targets"][0]["attempts"], 3);
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.iter().all(|attempt| attempt["status_code"] == 429));
+    assert!(receiver
+        .received()
+        .iter()
+        .all(|got| got.id == received[0].id));
+}
+
 #[actix_web::test]
 async fn gone_disables_the_endpoint() {
     let app = app_delivering(&[]).await;
