@@ -610,6 +610,91 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
     assert!(verifies(&old, &received[0]));
 }
 
+/// Rotated twice within the overlap: the oldest secret keeps signing until its own overlap ends (a second
+/// rotation does not cut it short), beside the middle one and the new one; once its overlap ends, it no
+/// longer signs. Rotations that would make more than ten secrets sign at once are refused.
+#[actix_web::test]
+async fn each_rotated_secret_signs_until_its_own_overlap_ends_however_many_rotations_follow() {
+    use mongodb::bson::doc;
+    let app = app_delivering(&[(
+        "MMO__DELIVERY__SECRETS_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )])
+    .await;
+    let receiver = receiver(|_| (200, None));
+    let (endpoint, oldest) = register(&app, &receiver.url).await;
+    let rotation = format!("/v1/endpoints/{endpoint}/secret/rotate");
+    let rotate = || admin(&app, Method::POST, &rotation, Value::Null);
+    let first = rotate().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let middle = first.body["secret"].as_str().unwrap().to_owned();
+    let second = rotate().await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let newest = second.body["secret"].as_str().unwrap().to_owned();
+    let previous = second.body["previous"].as_array().unwrap();
+    assert_eq!(previous.len(), 2, "{}", second.body);
+    assert_eq!(previous[0]["secret"], middle.as_str());
+    assert_eq!(previous[1]["secret"], oldest.as_str());
+    // The oldest keeps the end its own rotation gave it, earlier than the middle one's.
+    assert_eq!(
+        previous[1]["expires_at"],
+        first.body["previous"][0]["expires_at"]
+    );
+    assert!(
+        previous[1]["expires_at"].as_str() < previous[0]["expires_at"].as_str(),
+        "{}",
+        second.body
+    );
+
+    app.mtn_collection("rotated-twice-1", "SUCCESSFUL").await;
+    let received = receiver.until("one delivery", |got| !got.is_empty()).await;
+    assert_eq!(received[0].signature.split(' ').count(), 3, "{received:?}");
+    for secret in [&newest, &middle, &oldest] {
+        assert!(verifies(secret, &received[0]), "{received:?}");
+    }
+
+    // The oldest one's overlap ends (set in the database rather than waited for).
+    let ended =
+        mongodb::bson::DateTime::from_chrono(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let written = collection(&app, "endpoints")
+        .update_one(
+            doc! {"_id": &endpoint},
+            doc! {"$set": {"secrets.2.expires_at": ended}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.modified_count, 1);
+    app.mtn_collection("rotated-twice-2", "SUCCESSFUL").await;
+    let received = receiver.until("two deliveries", |got| got.len() >= 2).await;
+    let later = &received[1];
+    assert_eq!(later.signature.split(' ').count(), 2, "{later:?}");
+    assert!(verifies(&newest, later) && verifies(&middle, later));
+    assert!(!verifies(&oldest, later), "{later:?}");
+    let shown = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/endpoints/{endpoint}/secret"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["previous"].as_array().map(Vec::len), Some(1));
+
+    // Two secrets sign now; eight more rotations make ten, and the next is refused.
+    for rotation in 0..8 {
+        let reply = rotate().await;
+        assert_eq!(reply.status, StatusCode::OK, "{rotation}: {}", reply.body);
+    }
+    let refused = rotate().await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["code"], "TOO_MANY_SECRETS");
+    let stored = collection(&app, "endpoints")
+        .find_one(doc! {"_id": &endpoint})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_array("secrets").unwrap().len(), 10);
+}
+
 #[actix_web::test]
 async fn bad_endpoints_are_refused_naming_the_field() {
     // Private networks refused, as in production.
