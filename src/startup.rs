@@ -51,6 +51,10 @@ impl Application {
         // Installed before anything records.
         crate::metrics::handle();
         let store = MongoStore::connect(&settings.mongo()).await?;
+        // Before anything starts: an instance whose `delivery.secrets_key` cannot open the endpoints'
+        // stored secrets refuses to start, instead of failing their events without an attempt.
+        let key_checked =
+            crate::delivery::check_secrets_key(store.database(), &settings.delivery).await?;
         {
             let store = store.clone();
             actix_web::rt::spawn(async move {
@@ -100,7 +104,7 @@ impl Application {
             settlement_zones: settings.reports.settlement_zones(),
         });
         if settings.delivery.enabled {
-            crate::delivery::start(&settings.delivery, store.database());
+            crate::delivery::start(&settings.delivery, store.database(), key_checked);
         }
         if settings.reconciler.enabled {
             let operators = crate::operators::Operators::from_settings(&settings, store.database());

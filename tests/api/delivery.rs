@@ -10,7 +10,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use mmo_actors::delivery::signature::{secret_key, verify};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, test_settings, TestApp};
+use mmo_webhooks::startup::Application;
+
+use crate::helpers::{journal_dir, spawn_app_with, test_settings, TestApp};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
@@ -693,6 +695,43 @@ async fn each_rotated_secret_signs_until_its_own_overlap_ends_however_many_rotat
         .unwrap()
         .unwrap();
     assert_eq!(stored.get_array("secrets").unwrap().len(), 10);
+}
+
+/// An instance whose `delivery.secrets_key` cannot open the secrets stored sealed (another key, or none)
+/// refuses to start, naming the setting and the endpoint, instead of failing their events without an
+/// attempt; with the key they were sealed with, it starts.
+#[actix_web::test]
+async fn an_instance_whose_key_does_not_open_the_stored_secrets_refuses_to_start() {
+    const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const KEY_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let first = test_settings(&[]);
+    let database = first.mongodb.database.clone();
+    let settings = |key: &str| {
+        test_settings(&[
+            ("MMO__MONGODB__DATABASE", database.as_str()),
+            ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+            ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+            ("MMO__DELIVERY__SECRETS_KEY", key),
+        ])
+    };
+    let app = spawn_app_with(settings(KEY_A)).await;
+    let receiver = receiver(|_| (204, None));
+    let (endpoint, _) = register(&app, &receiver.url).await;
+
+    for (key, why) in [(KEY_B, "does not open"), ("", "is empty")] {
+        let mut refused = settings(key);
+        refused.journal.dir = journal_dir();
+        let error = match Application::build(refused).await {
+            Ok(_) => panic!("an instance with key {key:?} started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.starts_with("delivery.secrets_key"), "{error}");
+        assert!(error.contains(why) && error.contains(&endpoint), "{error}");
+    }
+    // With the key they were sealed with, another instance starts and delivers, signed.
+    let again = spawn_app_with(settings(KEY_A)).await;
+    again.mtn_collection("same-key-1", "SUCCESSFUL").await;
+    receiver.until("one delivery", |got| !got.is_empty()).await;
 }
 
 #[actix_web::test]
