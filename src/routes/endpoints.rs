@@ -386,13 +386,18 @@ pub async fn rotate(
         let fresh = sealing::store(key, &path, &random_secret());
         let mut secrets = vec![doc! {"secret": fresh, "created_at": bson_time(now)}];
         // Newest first, as stored: the current one (no end yet) gets its overlap; those rotated out
-        // before keep theirs; those whose overlap has ended are dropped. Stored values are kept as they
-        // are (sealed ones stay sealed, bound to this endpoint).
+        // before keep theirs; those whose overlap has ended are dropped. Sealed ones are kept as they are
+        // (bound to this endpoint); one stored before a key was configured is sealed now.
         for secret in read.as_array().into_iter().flatten() {
             let Some(secret) = secret.as_document() else {
                 continue;
             };
             let mut kept = secret.clone();
+            if let (Some(key), Ok(text)) = (key, secret.get_str("secret")) {
+                if !sealing::is_sealed(text) {
+                    kept.insert("secret", key.seal(&path, text));
+                }
+            }
             match secret.get_datetime("expires_at") {
                 Err(_) => {
                     kept.insert("expires_at", bson_time(now + overlap));
