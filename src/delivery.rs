@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_tls::connect::{Connector as TcpConnector, Resolver};
 use chrono::Utc;
@@ -113,8 +113,7 @@ impl Transport for HttpTransport {
                 .headers()
                 .get("retry-after")
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|value| delivery::verdict::retry_after(value, SystemTime::now()));
             let body = answer.body().limit(64 * 1024).await.unwrap_or_default();
             Ok(Response {
                 status: answer.status().as_u16(),
@@ -160,13 +159,108 @@ pub async fn sync_configured_endpoints(
     Ok(())
 }
 
-/// Starts delivery: configured endpoints written, then the sender pool and the dispatcher. Endpoints'
-/// names are looked up through `names` (the system's resolver in service).
+/// How long start-up waits for MongoDB to check `delivery.secrets_key` before it goes on without (the
+/// driver gives up sooner, after `mongodb.server_selection_timeout_ms`, when MongoDB is down).
+const KEY_CHECK_WAIT: Duration = Duration::from_secs(10);
+
+/// The endpoints (declared through the API) with a signing secret, still signing, that is sealed and
+/// does not open with `key`: sealed with another key, or a key is missing. Endpoints declared in
+/// configuration are left out: they are written again, sealed with today's key, at every start.
+pub async fn unopened_secrets(
+    outbox: &Outbox,
+    key: Option<&sealing::SecretsKey>,
+) -> Result<Vec<String>, mongodb::error::Error> {
+    let now = Utc::now();
+    let mut unopened = Vec::new();
+    let mut endpoints = outbox
+        .endpoints()
+        .find(doc! {"source": {"$ne": "config"}})
+        .projection(doc! {"secrets": 1})
+        .await?;
+    while endpoints.advance().await? {
+        let endpoint = endpoints.deserialize_current()?;
+        let id = endpoint.get_str("_id").unwrap_or_default();
+        let signing = endpoint
+            .get_array("secrets")
+            .into_iter()
+            .flatten()
+            .filter_map(|secret| secret.as_document())
+            .filter(|secret| {
+                secret
+                    .get_datetime("expires_at")
+                    .map_or(true, |until| until.to_chrono() > now)
+            });
+        if signing
+            .filter_map(|secret| secret.get_str("secret").ok())
+            .any(|stored| sealing::load(key, id, stored).is_none())
+        {
+            unopened.push(id.to_owned());
+        }
+    }
+    Ok(unopened)
+}
+
+/// Why an instance refuses to start: naming `delivery.secrets_key` and the endpoints it cannot sign for.
+fn refusal(unopened: &[String], key: Option<&sealing::SecretsKey>) -> String {
+    let shown: Vec<&str> = unopened.iter().take(5).map(String::as_str).collect();
+    let more = unopened.len().saturating_sub(shown.len());
+    format!(
+        "delivery.secrets_key {} the signing secrets stored sealed for {} endpoint(s) ({}{}): start with the key \
+         they were sealed with (an instance that cannot open them would turn their events into dead letters)",
+        if key.is_some() {
+            "does not open"
+        } else {
+            "is empty and cannot open"
+        },
+        unopened.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// Checks at start-up that `delivery.secrets_key` opens every endpoint's stored secrets that still sign:
+/// `Err` (the instance refuses to start) when one does not open; `Ok(false)` when MongoDB did not answer
+/// in time, in which case delivery checks again before its first round (see [`start`]).
+pub async fn check_secrets_key(
+    database: &mongodb::Database,
+    config: &DeliveryConfig,
+) -> anyhow::Result<bool> {
+    let key = config.sealing_key();
+    let checked = tokio::time::timeout(
+        KEY_CHECK_WAIT,
+        unopened_secrets(&Outbox::new(database), key.as_ref()),
+    )
+    .await;
+    match checked {
+        Ok(Ok(unopened)) if unopened.is_empty() => Ok(true),
+        Ok(Ok(unopened)) => Err(anyhow::anyhow!(refusal(&unopened, key.as_ref()))),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "delivery.secrets_key not checked at start-up (MongoDB did not answer); delivery waits for the check");
+            Ok(false)
+        }
+        Err(_) => {
+            tracing::warn!("delivery.secrets_key not checked at start-up (MongoDB did not answer in time); delivery waits for the check");
+            Ok(false)
+        }
+    }
+}
+
+/// Starts delivery: configured endpoints written, then the sender pool and the dispatcher; endpoints'
+/// names are looked up through `names` (the system's resolver in service). When `key_checked` is false
+/// (MongoDB did not answer at start-up), the dispatcher starts only once [`unopened_secrets`] finds every
+/// stored secret opens; if one does not, delivery never starts (events stay pending, never dead letters)
+/// and says why, as an error, every minute. Returns the started delivery (for a clean stop), or `None`
+/// when it starts later.
 pub fn start(
     config: &DeliveryConfig,
     database: &mongodb::Database,
     names: Arc<dyn Names>,
-) -> delivery::Delivery {
+    key_checked: bool,
+) -> Option<delivery::Delivery> {
     let outbox = Outbox::new(database);
     {
         let (outbox, config) = (outbox.clone(), config.clone());
@@ -181,7 +275,31 @@ pub fn start(
     }
     let transport: Arc<dyn Transport> =
         Arc::new(HttpTransport::new(config.address_policy(), names));
-    delivery::start(config.settings(), outbox, transport)
+    if key_checked {
+        return Some(delivery::start(config.settings(), outbox, transport));
+    }
+    let config = config.clone();
+    actix_web::rt::spawn(async move {
+        let key = config.sealing_key();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match unopened_secrets(&outbox, key.as_ref()).await {
+                Ok(unopened) if unopened.is_empty() => break,
+                Ok(unopened) => {
+                    tracing::error!("delivery not started: {}", refusal(&unopened, key.as_ref()));
+                    wait = Duration::from_secs(60);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "delivery.secrets_key not checked yet; delivery waits");
+                    wait = mmo_actors::backoff::doubled(wait, 1, Duration::from_secs(10));
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+        // Started late: not stopped cleanly (its lease runs out by itself at exit).
+        delivery::start(config.settings(), outbox, transport);
+    });
+    None
 }
 
 /// An endpoint document as the API shows it (secrets left out).

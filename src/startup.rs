@@ -71,6 +71,10 @@ impl Application {
         // Installed before anything records.
         crate::metrics::handle();
         let store = MongoStore::connect(&settings.mongo()).await?;
+        // Before anything starts: an instance whose `delivery.secrets_key` cannot open the endpoints'
+        // stored secrets refuses to start, instead of failing their events without an attempt.
+        let key_checked =
+            crate::delivery::check_secrets_key(store.database(), &settings.delivery).await?;
         {
             let store = store.clone();
             actix_web::rt::spawn(async move {
@@ -120,12 +124,16 @@ impl Application {
             secrets_key: settings.delivery.sealing_key(),
             settlement_zones: settings.reports.settlement_zones(),
         });
-        let delivery = settings.delivery.enabled.then(|| {
-            (
-                crate::delivery::start(&settings.delivery, store.database(), names),
-                Duration::from_secs(settings.delivery.timeout_secs + 2),
+        let delivery = if settings.delivery.enabled {
+            crate::delivery::start(&settings.delivery, store.database(), names, key_checked).map(
+                |delivery| {
+                    let within = Duration::from_secs(settings.delivery.timeout_secs + 2);
+                    (delivery, within)
+                },
             )
-        });
+        } else {
+            None
+        };
         if settings.reconciler.enabled {
             let operators = crate::operators::Operators::from_settings(&settings, store.database());
             tracing::info!(

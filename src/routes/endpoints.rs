@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use mmo_actors::delivery::sealing::{self, SecretsKey};
 use mmo_actors::delivery::signature::new_secret;
+use mmo_actors::store::bson_time;
 use mmo_actors::store::events::EventType;
 use mongodb::bson::{doc, Bson, Document};
 use rand::RngCore;
@@ -346,32 +347,80 @@ pub async fn secret(
     )))
 }
 
+/// At most this many secrets sign at once (the current one and those rotated out, each in its own
+/// overlap): each adds a signature to every delivery, so a script rotating in a loop is refused instead
+/// of growing every request's headers.
+const MAX_SIGNING_SECRETS: usize = 10;
+/// Rotations of one endpoint at the same moment: each is tried again on the secrets the other wrote.
+const ROTATION_TRIES: usize = 5;
+
+/// A new current secret; the one it replaces keeps signing for `delivery.secret_overlap_secs`, and every
+/// secret rotated out before keeps signing until its own overlap ends, however many rotations follow.
 pub async fn rotate(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let document = find(&state, &path).await?;
-    changeable(&document)?;
     let overlap =
         chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
-    let until = mongodb::bson::DateTime::from_chrono(Utc::now() + overlap);
     let key = state.secrets_key.as_ref();
-    let fresh = sealing::store(key, &path, &random_secret());
-    let mut secrets = vec![doc! {"secret": fresh, "created_at": mongodb::bson::DateTime::now()}];
-    // The secret signing until now keeps signing beside the new one for the overlap.
-    if let Some((current, _)) = signing(&document, key).into_iter().next() {
-        secrets.push(doc! {"secret": sealing::store(key, &path, &current), "expires_at": until});
+    for _ in 0..ROTATION_TRIES {
+        let document = find(&state, &path).await?;
+        changeable(&document)?;
+        let now = Utc::now();
+        let read = document.get("secrets").cloned().unwrap_or(Bson::Null);
+        let fresh = sealing::store(key, &path, &random_secret());
+        let mut secrets = vec![doc! {"secret": fresh, "created_at": bson_time(now)}];
+        // Newest first, as stored: the current one (no end yet) gets its overlap; those rotated out
+        // before keep theirs; those whose overlap has ended are dropped. Sealed ones are kept as they are
+        // (bound to this endpoint); one stored before a key was configured is sealed now.
+        for secret in read.as_array().into_iter().flatten() {
+            let Some(secret) = secret.as_document() else {
+                continue;
+            };
+            let mut kept = secret.clone();
+            if let (Some(key), Ok(text)) = (key, secret.get_str("secret")) {
+                if !sealing::is_sealed(text) {
+                    kept.insert("secret", key.seal(&path, text));
+                }
+            }
+            match secret.get_datetime("expires_at") {
+                Err(_) => {
+                    kept.insert("expires_at", bson_time(now + overlap));
+                }
+                Ok(until) if until.to_chrono() > now => {}
+                Ok(_) => continue,
+            }
+            secrets.push(kept);
+        }
+        if secrets.len() > MAX_SIGNING_SECRETS {
+            return Err(ApiError::Conflict {
+                code: "TOO_MANY_SECRETS",
+                message: format!(
+                    "{} secrets sign this endpoint's events already (the current one and those rotated out \
+                     within delivery.secret_overlap_secs); rotate again once the oldest one's overlap ends",
+                    secrets.len() - 1
+                ),
+            });
+        }
+        // Written only over the secrets read: a rotation at the same moment is not lost, it is read
+        // again and rotated after.
+        let written = endpoints(&state)
+            .update_one(
+                doc! {"_id": path.as_str(), "secrets": read},
+                doc! {"$set": {"secrets": secrets}},
+            )
+            .await
+            .map_err(stored::unavailable)?;
+        if written.matched_count == 1 {
+            return Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?, key)));
+        }
     }
-    endpoints(&state)
-        .update_one(
-            doc! {"_id": path.as_str()},
-            doc! {"$set": {"secrets": secrets}},
-        )
-        .await
-        .map_err(stored::unavailable)?;
-    Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?, key)))
+    Err(ApiError::Conflict {
+        code: "ROTATED_CONCURRENTLY",
+        message: "This endpoint's secret is being rotated by other requests; try again".into(),
+    })
 }
 
 pub async fn recover(

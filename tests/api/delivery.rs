@@ -10,7 +10,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use mmo_actors::delivery::signature::{secret_key, verify};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_resolving, spawn_app_with, test_settings, TestApp};
+use mmo_webhooks::startup::Application;
+
+use crate::helpers::{journal_dir, spawn_app_resolving, spawn_app_with, test_settings, TestApp};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
@@ -248,17 +250,7 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
     let stored = wait_for_status(&app, &id, "delivered").await;
     assert_eq!(stored["targets"][0]["attempts"], 1);
     assert_eq!(stored["attempts"].as_array().map(Vec::len), Some(1));
-    for _ in 0..200 {
-        if batches.count_documents(doc! {}).await.unwrap() == 0 {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(
-        batches.count_documents(doc! {}).await.unwrap(),
-        0,
-        "the batch was deleted"
-    );
+    no_batch_left(&batches).await;
     // Written to `events` by one insert, never rewritten (the replica set's oplog says so).
     let namespace = format!("{}.events", app.transactions.namespace().db);
     let oplog = app
@@ -320,7 +312,28 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
         sent_again, 1,
         "an event in `events` already is not sent again"
     );
-    assert_eq!(batches.count_documents(doc! {}).await.unwrap(), 0);
+    // The batch is deleted just after its events are inserted: the event can show as delivered a moment
+    // before, so this waits for the delete rather than counting at once (which raced with it).
+    no_batch_left(&batches).await;
+}
+
+/// Waits until every batch of new events was moved to `events` and deleted (20 s at most).
+async fn no_batch_left(batches: &mongodb::Collection<mongodb::bson::Document>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = batches
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} batch(es) never deleted"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 pub(crate) fn collection(
@@ -509,6 +522,27 @@ async fn an_event_that_fails_every_attempt_is_a_dead_letter_until_replayed() {
     assert!(recovered["failing_since"].is_null(), "{recovered}");
 }
 
+/// An endpoint that answers `429` with a `Retry-After` of a century, forever, gets the schedule's attempts
+/// (its wait capped at the schedule's longest) and the event ends as a dead letter, not parked.
+#[actix_web::test]
+async fn an_endpoint_asking_to_wait_a_century_gets_the_schedule_and_a_dead_letter() {
+    let app = app_delivering(&[("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1,1")]).await;
+    let receiver = receiver(|_| (429, Some(4_000_000_000)));
+    register(&app, &receiver.url).await;
+    app.mtn_collection("slow-down-1", "SUCCESSFUL").await;
+    let received = receiver.until("three attempts", |got| got.len() >= 3).await;
+    let shown = wait_for_status(&app, &received[0].id, "failed").await;
+    assert_eq!(shown["targets"][0]["status"], "failed");
+    assert_eq!(shown["targets"][0]["attempts"], 3);
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.iter().all(|attempt| attempt["status_code"] == 429));
+    assert!(receiver
+        .received()
+        .iter()
+        .all(|got| got.id == received[0].id));
+}
+
 #[actix_web::test]
 async fn gone_disables_the_endpoint() {
     let app = app_delivering(&[]).await;
@@ -588,6 +622,128 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap() {
     assert_eq!(received[0].signature.split(' ').count(), 2);
     assert!(verifies(&new, &received[0]));
     assert!(verifies(&old, &received[0]));
+}
+
+/// Rotated twice within the overlap: the oldest secret keeps signing until its own overlap ends (a second
+/// rotation does not cut it short), beside the middle one and the new one; once its overlap ends, it no
+/// longer signs. Rotations that would make more than ten secrets sign at once are refused.
+#[actix_web::test]
+async fn each_rotated_secret_signs_until_its_own_overlap_ends_however_many_rotations_follow() {
+    use mongodb::bson::doc;
+    let app = app_delivering(&[(
+        "MMO__DELIVERY__SECRETS_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )])
+    .await;
+    let receiver = receiver(|_| (200, None));
+    let (endpoint, oldest) = register(&app, &receiver.url).await;
+    let rotation = format!("/v1/endpoints/{endpoint}/secret/rotate");
+    let rotate = || admin(&app, Method::POST, &rotation, Value::Null);
+    let first = rotate().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let middle = first.body["secret"].as_str().unwrap().to_owned();
+    let second = rotate().await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let newest = second.body["secret"].as_str().unwrap().to_owned();
+    let previous = second.body["previous"].as_array().unwrap();
+    assert_eq!(previous.len(), 2, "{}", second.body);
+    assert_eq!(previous[0]["secret"], middle.as_str());
+    assert_eq!(previous[1]["secret"], oldest.as_str());
+    // The oldest keeps the end its own rotation gave it, earlier than the middle one's.
+    assert_eq!(
+        previous[1]["expires_at"],
+        first.body["previous"][0]["expires_at"]
+    );
+    assert!(
+        previous[1]["expires_at"].as_str() < previous[0]["expires_at"].as_str(),
+        "{}",
+        second.body
+    );
+
+    app.mtn_collection("rotated-twice-1", "SUCCESSFUL").await;
+    let received = receiver.until("one delivery", |got| !got.is_empty()).await;
+    assert_eq!(received[0].signature.split(' ').count(), 3, "{received:?}");
+    for secret in [&newest, &middle, &oldest] {
+        assert!(verifies(secret, &received[0]), "{received:?}");
+    }
+
+    // The oldest one's overlap ends (set in the database rather than waited for).
+    let ended =
+        mongodb::bson::DateTime::from_chrono(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let written = collection(&app, "endpoints")
+        .update_one(
+            doc! {"_id": &endpoint},
+            doc! {"$set": {"secrets.2.expires_at": ended}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.modified_count, 1);
+    app.mtn_collection("rotated-twice-2", "SUCCESSFUL").await;
+    let received = receiver.until("two deliveries", |got| got.len() >= 2).await;
+    let later = &received[1];
+    assert_eq!(later.signature.split(' ').count(), 2, "{later:?}");
+    assert!(verifies(&newest, later) && verifies(&middle, later));
+    assert!(!verifies(&oldest, later), "{later:?}");
+    let shown = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/endpoints/{endpoint}/secret"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["previous"].as_array().map(Vec::len), Some(1));
+
+    // Two secrets sign now; eight more rotations make ten, and the next is refused.
+    for rotation in 0..8 {
+        let reply = rotate().await;
+        assert_eq!(reply.status, StatusCode::OK, "{rotation}: {}", reply.body);
+    }
+    let refused = rotate().await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["code"], "TOO_MANY_SECRETS");
+    let stored = collection(&app, "endpoints")
+        .find_one(doc! {"_id": &endpoint})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_array("secrets").unwrap().len(), 10);
+}
+
+/// An instance whose `delivery.secrets_key` cannot open the secrets stored sealed (another key, or none)
+/// refuses to start, naming the setting and the endpoint, instead of failing their events without an
+/// attempt; with the key they were sealed with, it starts.
+#[actix_web::test]
+async fn an_instance_whose_key_does_not_open_the_stored_secrets_refuses_to_start() {
+    const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const KEY_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let first = test_settings(&[]);
+    let database = first.mongodb.database.clone();
+    let settings = |key: &str| {
+        test_settings(&[
+            ("MMO__MONGODB__DATABASE", database.as_str()),
+            ("MMO__AUTH__ADMIN_TOKENS", ADMIN),
+            ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+            ("MMO__DELIVERY__SECRETS_KEY", key),
+        ])
+    };
+    let app = spawn_app_with(settings(KEY_A)).await;
+    let receiver = receiver(|_| (204, None));
+    let (endpoint, _) = register(&app, &receiver.url).await;
+
+    for (key, why) in [(KEY_B, "does not open"), ("", "is empty")] {
+        let mut refused = settings(key);
+        refused.journal.dir = journal_dir();
+        let error = match Application::build(refused).await {
+            Ok(_) => panic!("an instance with key {key:?} started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.starts_with("delivery.secrets_key"), "{error}");
+        assert!(error.contains(why) && error.contains(&endpoint), "{error}");
+    }
+    // With the key they were sealed with, another instance starts and delivers, signed.
+    let again = spawn_app_with(settings(KEY_A)).await;
+    again.mtn_collection("same-key-1", "SUCCESSFUL").await;
+    receiver.until("one delivery", |got| !got.is_empty()).await;
 }
 
 #[actix_web::test]

@@ -624,9 +624,14 @@ impl Shared {
         }
         if let Ok(response) = &attempted.outcome {
             if matches!(response.status, 429 | 502 | 503 | 504) || response.retry_after.is_some() {
-                let pause = response.retry_after.unwrap_or(Duration::from_secs(5));
-                lane.paused_until =
-                    Some(tokio::time::Instant::now() + pause.min(Duration::from_secs(3600)));
+                // Never longer than the schedule's longest wait (as `verdict` caps it): a pause that
+                // outlasts the schedule would keep the event from the attempts that dead-letter it.
+                let pause = response
+                    .retry_after
+                    .unwrap_or(Duration::from_secs(5))
+                    .min(Duration::from_secs(3600))
+                    .min(verdict::longest_wait(&self.settings.retry_schedule));
+                lane.paused_until = Some(tokio::time::Instant::now() + pause);
             }
         }
         let Some(since) = lane.failing_since else {

@@ -28,7 +28,7 @@ const LEASE: &str = "delivery";
 pub struct EndpointRecord {
     pub id: String,
     pub url: String,
-    /// Keys that sign now: the current secret and, during a rotation's overlap, the previous one.
+    /// Keys that sign now: the current secret and every one rotated out whose own overlap has not ended.
     pub keys: SigningKeys,
     /// Event types it receives; empty: all.
     pub event_types: Vec<String>,

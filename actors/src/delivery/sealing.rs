@@ -75,6 +75,11 @@ pub fn store(key: Option<&SecretsKey>, endpoint: &str, secret: &str) -> String {
     }
 }
 
+/// Whether a stored secret is sealed (stored secrets written before a key was configured are not).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED)
+}
+
 /// The secret as stored, opened: `None` when it is sealed and the key is missing or wrong.
 pub fn load(key: Option<&SecretsKey>, endpoint: &str, stored: &str) -> Option<String> {
     match stored.strip_prefix(SEALED) {
@@ -92,7 +97,8 @@ mod tests {
         let key = SecretsKey::from_base64(&STANDARD.encode([7_u8; 32])).unwrap();
         let other = SecretsKey::from_base64(&STANDARD.encode([8_u8; 32])).unwrap();
         let stored = store(Some(&key), "ep_1", "whsec_abc");
-        assert!(stored.starts_with(SEALED) && !stored.contains("whsec_abc"));
+        assert!(is_sealed(&stored) && !stored.contains("whsec_abc"));
+        assert!(!is_sealed("whsec_abc"));
         assert_ne!(
             stored,
             store(Some(&key), "ep_1", "whsec_abc"),

@@ -26,7 +26,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub status: u16,
-    /// `Retry-After`, in seconds, when it said one.
+    /// The wait `Retry-After` asked for, when it said one (either form, see [`super::verdict::retry_after`]).
     pub retry_after: Option<Duration>,
     /// The first bytes of the answer's body.
     pub body: String,
