@@ -6,6 +6,12 @@
 # finishes in-flight requests, drains its journal and exits; only then is the MongoDB this script started
 # stopped (also when the service fails to start).
 set -euo pipefail
+# A shell started in the background inherits SIGINT ignored, and bash cannot trap a signal ignored on
+# entry: run again with SIGINT and SIGTERM at their defaults, so both always reach the trap below.
+if [ -z "${MMO_RUN_SIGNALS_RESET:-}" ]; then
+  export MMO_RUN_SIGNALS_RESET=1
+  exec env --default-signal=INT,TERM "$0" "$@"
+fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
