@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             url,
             token,
             times,
+            id,
             url_token,
             signature_secret,
             hash_key,
@@ -28,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
                 &url,
                 &token,
                 times,
+                id.as_deref(),
                 url_token.as_deref(),
                 signature_secret.as_deref(),
                 hash_key.as_deref(),
@@ -35,6 +37,12 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Probe { url } => cli::probe(&url).await,
+        Command::Transactions { service, action } => {
+            cli::nouns::transactions(&service, &action).await
+        }
+        Command::Events { service, action } => cli::nouns::events(&service, &action).await,
+        Command::Endpoints { service, action } => cli::nouns::endpoints(&service, &action).await,
+        Command::Rejected { service, action } => cli::nouns::rejected(&service, &action).await,
         Command::Simulate {
             host,
             port,

@@ -261,6 +261,19 @@ pub fn document() -> Value {
             "RejectedItem",
         ),
     );
+    let mut one = get_json(
+        "One quarantined body, with its raw text",
+        "admin",
+        vec![parameter(
+            "id",
+            "path",
+            "The rejected body's id",
+            json!({"type": "string"}),
+        )],
+        reference("RejectedItem"),
+    );
+    one["responses"]["404"] = error_response("No such rejected callback (NOT_FOUND)");
+    paths.insert("/v1/rejected/{id}".into(), json!({"get": one}));
     let mut replay = get_json(
         "Runs a quarantined body through today's parsers and configuration; stored as a callback, as received when it first arrived, when understood (and, for a sender that did not authenticate, when what it presented passes today's authentication)",
         "admin",

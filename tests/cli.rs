@@ -160,15 +160,20 @@ async fn send_posts_a_scenario_with_its_proofs_and_probe_sees_readiness() {
         .unwrap()
         .database(&database)
         .collection::<mongodb::bson::Document>("callbacks");
-    let key = mmo_actors::providers::fixtures::all()
-        .into_iter()
-        .find(|scenario| scenario.name == "collection_success")
-        .unwrap()
-        .key;
+    // The run's fresh key, as `send` printed it (`<status> <key> <outcome> <answer>`).
+    let key = answers[0].split(' ').nth(1).unwrap().to_owned();
+    assert!(
+        answers[0].starts_with(&format!("200 {key} stored ")),
+        "{printed}"
+    );
+    assert!(
+        answers[1].starts_with(&format!("200 {key} repeat ")),
+        "{printed}"
+    );
     let mut stored = None;
     for _ in 0..200 {
         stored = callbacks
-            .find_one(doc! {"provider_transaction_id": key})
+            .find_one(doc! {"provider_transaction_id": &key})
             .await
             .unwrap()
             .filter(|document| document.get_i64("deliveries").unwrap_or(0) == 2);
@@ -370,4 +375,124 @@ async fn listen_verifies_signatures_and_fails_first_when_told() {
         "{printed:?}"
     );
     assert!(printed[2].starts_with("BAD SIGNATURE"), "{printed:?}");
+}
+
+/// The nouns against a running service, as a person and as a script would use them: `send` makes a fresh
+/// payment each run and says whether it was stored or a repeat; `transactions`, `rejected` list, show and
+/// replay as aligned tables, or the API's JSON with `--json`; an API refusal is printed with its code.
+#[actix_web::test]
+async fn the_nouns_list_show_and_replay_what_the_service_keeps() {
+    let admin = "cli-admin-token-0123456789";
+    let (uri, database, journal) = (mongodb_uri(), unique("cli_nouns"), temp_dir("cli_nouns"));
+    let service = Service::start_with(
+        &journal,
+        &uri,
+        &database,
+        &[("MMO__AUTH__ADMIN_TOKENS", admin)],
+    )
+    .await;
+    let run = |args: &[&str]| {
+        binary()
+            .args(args)
+            .args(["--url", &service.url, "--admin-token", admin])
+            .output()
+            .unwrap()
+    };
+    let send = |extra: &[&str]| {
+        let output = binary()
+            .args(["send", "mtn", "collection_success", "--url", &service.url])
+            .args(["--token", TOKEN])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+
+    // Two runs, two payments: each run's key is fresh, and each is stored.
+    let (first, second) = (send(&[]), send(&[]));
+    let key = |line: &str| line.split(' ').nth(1).unwrap().to_owned();
+    let (first_key, second_key) = (key(&first), key(&second));
+    assert_ne!(first_key, second_key, "{first}{second}");
+    assert!(
+        first.starts_with(&format!("200 {first_key} stored ")),
+        "{first}"
+    );
+    // A key given again is a repeat, and says so.
+    let repeated = send(&["--id", &first_key]);
+    assert!(
+        repeated.starts_with(&format!("200 {first_key} repeat ")),
+        "{repeated}"
+    );
+
+    // Listed once drained: an aligned table with a header, both payments in it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let listed = loop {
+        let listed = run(&["transactions", "list", "--provider", "mtn"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let text = stdout(&listed);
+        if text.contains(&first_key) && text.contains(&second_key) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "not listed: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines[0].starts_with("PROVIDER"), "{listed}");
+    let status_column = lines[0].find("STATUS").unwrap();
+    for line in &lines[1..3] {
+        assert_eq!(
+            &line[status_column..status_column + 10],
+            "successful",
+            "{listed}"
+        );
+    }
+
+    // One transaction: its fields, then its callbacks.
+    let shown = stdout(&run(&["transactions", "show", "mtn", &first_key]));
+    assert!(
+        shown.contains("status") && shown.contains("successful"),
+        "{shown}"
+    );
+    assert!(shown.contains("callbacks:\nTYPE"), "{shown}");
+    // The same as JSON, for scripts: the API's answer.
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&[
+        "transactions",
+        "show",
+        "mtn",
+        &first_key,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(json["transaction_key"], first_key.as_str());
+    assert_eq!(
+        json["callbacks"][0]["deliveries"], 2,
+        "the repeat was counted"
+    );
+
+    // A body no parser reads: listed, shown, and its replay refused with the API's reason.
+    let refused = awc::Client::default()
+        .post(format!("{}/v1/webhooks/mtn/collection", service.url))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send_body("not json")
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let listed = stdout(&run(&["rejected", "list", "--json"]));
+    let page: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let shown = stdout(&run(&["rejected", "show", &id]));
+    assert!(shown.contains("not json"), "{shown}");
+    let replay = run(&["rejected", "replay", &id]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(
+        stderr(&replay).contains("422 REPLAY_FAILED"),
+        "{}",
+        stderr(&replay)
+    );
+    // A filter the list does not take: the API says which it takes.
+    let wrong = run(&["rejected", "list", "--status", "failed"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("status"), "{}", stderr(&wrong));
+    drop(service);
 }

@@ -172,6 +172,20 @@ pub async fn rejected(
     .await
 }
 
+/// One quarantined body, by its id.
+pub async fn rejected_one(
+    store: &MongoStore,
+    id: mongodb::bson::oid::ObjectId,
+) -> Result<Option<RejectedItem>, ApiError> {
+    let found = store
+        .rejected()
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"raw_bytes": 0})
+        .await
+        .map_err(|error| ApiError::QueryFailed(error.to_string()))?;
+    Ok(found.as_ref().map(rejected_item))
+}
+
 /// A transaction of `provider` with `key` (in `flow`, when given), and its callbacks.
 pub async fn transaction(
     store: &MongoStore,

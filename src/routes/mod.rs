@@ -12,6 +12,9 @@ mod reports;
 mod transactions;
 mod webhooks;
 
+/// The acknowledgement's header saying what became of a callback: `stored`, `repeat` or `conflict`.
+pub const OUTCOME_HEADER: &str = "mmo-outcome";
+
 use actix_web::web::{self, ServiceConfig};
 use mmo_actors::providers::Method;
 use mmo_actors::{Endpoint, Provider, PROVIDERS};
@@ -80,6 +83,7 @@ pub fn configure(config: &mut ServiceConfig) {
         )
         .route("/callbacks", web::get().to(callbacks::callbacks))
         .route("/rejected", web::get().to(rejected::rejected))
+        .route("/rejected/{id}", web::get().to(rejected::rejected_one))
         .route("/rejected/{id}/replay", web::post().to(rejected::replay))
         .route("/reports/daily", web::get().to(reports::daily_report))
         .route("/reports/money", web::get().to(reports::money_report))
@@ -154,6 +158,7 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/transactions/{provider}/{transaction_key}"),
         ("GET", "/v1/callbacks"),
         ("GET", "/v1/rejected"),
+        ("GET", "/v1/rejected/{id}"),
         ("POST", "/v1/rejected/{id}/replay"),
         ("GET", "/v1/reports/daily"),
         ("GET", "/v1/reports/money"),

@@ -1,5 +1,5 @@
-//! `GET /v1/rejected` (quarantined bodies, admin token) and `POST /v1/rejected/{id}/replay` (a quarantined
-//! body run through today's parsers).
+//! `GET /v1/rejected` (quarantined bodies, admin token), `GET /v1/rejected/{id}` (one of them) and
+//! `POST /v1/rejected/{id}/replay` (a quarantined body run through today's parsers).
 
 use actix_web::http::header::{ContentType, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -22,6 +22,21 @@ pub async fn rejected(
     let filters = Filters::parse(request.query_string(), REJECTED_FILTERS)?;
     let page = read_api::rejected(&state.store, &filters).await?;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// One quarantined body, as the list shows it.
+pub async fn rejected_one(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let id =
+        ObjectId::parse_str(path.as_str()).map_err(|_| ApiError::NoSuch("rejected callback"))?;
+    let item = read_api::rejected_one(&state.store, id)
+        .await?
+        .ok_or(ApiError::NoSuch("rejected callback"))?;
+    Ok(HttpResponse::Ok().json(item))
 }
 
 /// Runs a quarantined body through today's parsers. On success it is stored as a callback (through the

@@ -14,8 +14,8 @@ use mmo_actors::providers::{AcceptanceRules, Reply};
 use mmo_actors::supervisor::Quarantine;
 use mmo_actors::{Callback, Provider, RecordOutcome, RejectedCallback, RouteCallback, Status};
 
-use super::loggable_path;
 use super::EndpointRoute;
+use super::{loggable_path, OUTCOME_HEADER};
 use crate::auth::{Presented, Refusal};
 use crate::error::ApiError;
 use crate::request_context::{CallbackSummary, ClientAddress, RequestId};
@@ -195,15 +195,19 @@ pub async fn receive_callback(
         .await;
     match answer {
         Ok(Ok(outcome)) => {
+            let outcome = match outcome {
+                // Journaled: durable, on its way to MongoDB.
+                RecordOutcome::Journaled | RecordOutcome::Stored => "stored",
+                other => other.as_str(),
+            };
             if let Some(summary) = request.extensions_mut().get_mut::<CallbackSummary>() {
-                summary.outcome = Some(match outcome {
-                    // Journaled: durable, on its way to MongoDB.
-                    RecordOutcome::Journaled | RecordOutcome::Stored => "stored",
-                    other => other.as_str(),
-                });
+                summary.outcome = Some(outcome);
             }
+            // What this instance knew when it acknowledged (`mmo-webhooks send` prints it): `repeat` and
+            // `conflict` are certain; `stored` may still prove a repeat of what another instance stored.
             Ok(HttpResponse::Ok()
                 .content_type(ContentType::json())
+                .insert_header((OUTCOME_HEADER, outcome))
                 .body(ack))
         }
         Ok(Err(error)) => {

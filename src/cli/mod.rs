@@ -1,5 +1,8 @@
 //! The command line: one binary, `serve` by default, and the tools around it. The client subcommands
-//! (`scenarios`, `send`, `probe`) need no server configuration and run anywhere.
+//! (`scenarios`, `send`, `probe`, and the nouns of `nouns.rs`) need no server configuration and run
+//! anywhere.
+
+pub mod nouns;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +50,10 @@ pub enum Command {
         /// Send it this many times (repeats are stored once and counted as deliveries).
         #[arg(long, default_value_t = 1)]
         times: u32,
+        /// The transaction's key to send. Default: a fresh one each run, so a payment is never a repeat of
+        /// an earlier run's; pass a key again to send a repeat on purpose.
+        #[arg(long)]
+        id: Option<String>,
         /// URL token to append to the path (providers.<name>.url_tokens).
         #[arg(long, env = "MMO_URL_TOKEN")]
         url_token: Option<String>,
@@ -59,6 +66,34 @@ pub enum Command {
     },
     /// List the built-in scenarios, one `<provider> <scenario>` pair per line.
     Scenarios,
+    /// Transactions of a running service: `list` (filters) or `show <provider> <key>`.
+    Transactions {
+        #[command(flatten)]
+        service: nouns::Service,
+        #[command(subcommand)]
+        action: nouns::TransactionsAction,
+    },
+    /// Events sent to your endpoints: `list`, `show <id>`, `replay <id>`.
+    Events {
+        #[command(flatten)]
+        service: nouns::Service,
+        #[command(subcommand)]
+        action: nouns::EventsAction,
+    },
+    /// Your endpoints: `list`, `show <id>`.
+    Endpoints {
+        #[command(flatten)]
+        service: nouns::Service,
+        #[command(subcommand)]
+        action: nouns::EndpointsAction,
+    },
+    /// Quarantined bodies: `list`, `show <id>`, `replay <id>`.
+    Rejected {
+        #[command(flatten)]
+        service: nouns::Service,
+        #[command(subcommand)]
+        action: nouns::RejectedAction,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -165,11 +200,12 @@ pub async fn send(
     url: &str,
     token: &str,
     times: u32,
+    id: Option<&str>,
     url_token: Option<&str>,
     signature_secret: Option<&str>,
     hash_key: Option<&str>,
 ) -> i32 {
-    let (scenario, _, mut path) = match find(provider, name) {
+    let (scenario, registered, mut path) = match find(provider, name) {
         Ok(found) => found,
         Err(problem) => {
             eprintln!("mmo-webhooks send: {problem}");
@@ -177,6 +213,21 @@ pub async fn send(
         }
     };
     let mut payload = scenario.payload;
+    let key = match registered
+        .parse(scenario.callback_type, payload.to_string().as_bytes())
+        .map(|callback| callback.provider_transaction_id)
+    {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("mmo-webhooks send: the scenario cannot be read: {error}");
+            return 2;
+        }
+    };
+    let fresh = match id {
+        Some(id) => id.to_owned(),
+        None => format!("{key}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+    };
+    replace_text(&mut payload, &key, &fresh);
     if let Some(key) = hash_key {
         // Form (a): over the `transaction` object exactly as it appears in the body sent.
         let transaction = payload["transaction"].to_string();
@@ -204,10 +255,15 @@ pub async fn send(
         match request.send_body(body.clone()).await {
             Ok(mut response) => {
                 let answer = response.body().await.unwrap_or_default();
+                let outcome = response
+                    .headers()
+                    .get(crate::routes::OUTCOME_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
                 println!(
-                    "{} {} {}",
+                    "{} {fresh} {outcome} {}",
                     response.status().as_u16(),
-                    scenario.key,
                     String::from_utf8_lossy(&answer)
                 );
                 failed |= !response.status().is_success();
@@ -219,6 +275,24 @@ pub async fn send(
         }
     }
     i32::from(failed)
+}
+
+/// Replaces every text value equal to `from` (the scenario's key, wherever the payload repeats it).
+fn replace_text(value: &mut serde_json::Value, from: &str, to: &str) {
+    match value {
+        serde_json::Value::String(text) if text == from => *text = to.to_owned(),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                replace_text(item, from, to);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for field in fields.values_mut() {
+                replace_text(field, from, to);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub async fn probe(url: &str) -> i32 {
