@@ -21,6 +21,8 @@ pub struct DeliveryConfig {
     pub pool_size: NonZeroUsize,
     pub poll_interval_ms: u64,
     pub timeout_secs: u64,
+    /// How long a batch of new events waits for its first attempts before they go the retry path.
+    pub first_attempt_wait_ms: u64,
     /// The wait before each attempt, the first included (N values: N attempts).
     #[serde(deserialize_with = "seconds_list")]
     pub retry_schedule_secs: Vec<u64>,
@@ -106,6 +108,7 @@ impl DeliveryConfig {
         for (name, value) in [
             ("poll_interval_ms", self.poll_interval_ms),
             ("timeout_secs", self.timeout_secs),
+            ("first_attempt_wait_ms", self.first_attempt_wait_ms),
             ("lease_secs", self.lease_secs),
             ("retention_days", self.retention_days),
             ("max_in_flight", self.max_in_flight as u64),
@@ -215,6 +218,7 @@ impl DeliveryConfig {
             pool_size: self.pool_size,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             timeout: Duration::from_secs(self.timeout_secs),
+            first_attempt_wait: Duration::from_millis(self.first_attempt_wait_ms),
             retry_schedule: self
                 .retry_schedule_secs
                 .iter()

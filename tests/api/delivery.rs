@@ -239,7 +239,9 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
 async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_is_not_sent_again()
 {
     use mongodb::bson::{doc, oid::ObjectId, Document};
-    let app = app_delivering(&[]).await;
+    // However slow the machine, the first attempt is waited for (longer than a request's time-out, which
+    // bounds it): the event is written once, with its outcome.
+    let app = app_delivering(&[("MMO__DELIVERY__FIRST_ATTEMPT_WAIT_MS", "60000")]).await;
     let receiver = receiver(|_| (204, None));
     register(&app, &receiver.url).await;
     let batches = collection(&app, "event_batches");

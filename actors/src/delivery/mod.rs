@@ -66,10 +66,6 @@ const RETRY_SOON: Duration = Duration::from_millis(100);
 const ADMISSION_WAIT: Duration = Duration::from_millis(50);
 /// How long a new event waits for a free slot at its endpoint before it is left to the retry path.
 const FIRST_ADMISSION_WAIT: Duration = Duration::from_millis(500);
-/// How long a batch's first attempts are waited for before its events are written to `events` anyway:
-/// those still in flight as pending (their outcome is recorded when it comes). Bounds what one slow
-/// endpoint holds up.
-const FIRST_ATTEMPTS_WAIT: Duration = Duration::from_secs(2);
 /// Batches of new events being sent at once, at most.
 const BATCHES_IN_FLIGHT: usize = 4;
 /// How long an event whose outcome was just written is not looked at again (see the recorder).
@@ -86,6 +82,8 @@ pub struct DeliverySettings {
     pub poll_interval: Duration,
     /// One request's time limit.
     pub timeout: Duration,
+    /// How long a batch of new events waits for its first attempts (`delivery.first_attempt_wait_ms`).
+    pub first_attempt_wait: Duration,
     /// The wait before each attempt, the first included.
     pub retry_schedule: Vec<Duration>,
     /// How long the sending instance's lease lasts; renewed every round.
@@ -108,6 +106,7 @@ impl Default for DeliverySettings {
             pool_size: NonZeroUsize::new(4).expect("non-zero"),
             poll_interval: Duration::from_millis(100),
             timeout: Duration::from_secs(15),
+            first_attempt_wait: Duration::from_secs(2),
             retry_schedule: DEFAULT_RETRY_SCHEDULE_SECS
                 .iter()
                 .map(|secs| Duration::from_secs(*secs))

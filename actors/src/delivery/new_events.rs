@@ -10,7 +10,7 @@ use mongodb::bson::{oid::ObjectId, Document};
 
 use super::attempts::{plan, send};
 use super::outbox::{self, EndpointRecord, Outcome, PendingEvent, Target};
-use super::{Shared, BATCHES_IN_FLIGHT, FIRST_ADMISSION_WAIT, FIRST_ATTEMPTS_WAIT};
+use super::{Shared, BATCHES_IN_FLIGHT, FIRST_ADMISSION_WAIT};
 
 /// Takes on the oldest batch of new events (unless [`BATCHES_IN_FLIGHT`] are being sent): plans each
 /// event as a round does (waiting up to [`FIRST_ADMISSION_WAIT`] for a slot) and starts its attempts;
@@ -113,13 +113,13 @@ type Planned = (
     Option<tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>>,
 );
 
-/// Waits for a batch's first attempts (up to [`FIRST_ATTEMPTS_WAIT`]), then inserts its events into
+/// Waits for a batch's first attempts (up to `delivery.first_attempt_wait_ms`), then inserts its events into
 /// `events` with their outcomes and deletes the batch — retrying while MongoDB does not take them, as
 /// the batch must not be sent again. An attempt still in flight leaves its event pending and `busy`
 /// (the retry path does not send it meanwhile); its outcome is recorded, once the event is in
 /// `events`, as a retry's is.
 async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
-    let deadline = tokio::time::Instant::now() + FIRST_ATTEMPTS_WAIT;
+    let deadline = tokio::time::Instant::now() + shared.settings.first_attempt_wait;
     let now = Utc::now();
     let retention = shared.settings.retention;
     let mut documents = Vec::with_capacity(planned.len());
