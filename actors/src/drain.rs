@@ -589,11 +589,12 @@ async fn quarantine_poisoned(
                 id.to_hex(),
                 received_at,
             );
-            let rejected = if provider.is_empty() || callback_type.is_empty() {
+            let mut rejected = if provider.is_empty() || callback_type.is_empty() {
                 rejected
             } else {
                 rejected.for_endpoint(provider, callback_type)
             };
+            rejected.parsed = true;
             (rejected, format!("record/{id}"))
         }
         Ok(Some(Entry::CountDelivery { key, delivery })) => (

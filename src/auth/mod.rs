@@ -244,6 +244,18 @@ impl Authenticator {
         })
     }
 
+    /// Whether the sender identified itself: its provider requires at least one of the cheap proofs
+    /// (bearer token, URL token, source address) and it passed them all. A policy that requires only a
+    /// signature identifies nobody before the signature is checked: a forger passes no cheap proof.
+    pub fn identifies(&self, provider: &str, presented: &Presented<'_>) -> bool {
+        let cheap =
+            |proof: &Proof| matches!(proof, Proof::Bearer | Proof::UrlToken | Proof::SourceIp);
+        self.policies
+            .get(provider)
+            .is_some_and(|policy| policy.require.iter().any(cheap))
+            && self.cheap_proofs(provider, presented).is_ok()
+    }
+
     /// The proofs that cost a few comparisons: bearer token, URL token, source address. Whether a request
     /// passes them tells whether its sender identified itself, before its body is read or parsed.
     pub fn cheap_proofs(

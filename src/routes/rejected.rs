@@ -5,6 +5,7 @@ use actix_web::http::header::{ContentType, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use mmo_actors::providers::{Endpoint, Reply};
+use mmo_actors::store::bson_time;
 use mmo_actors::{Evidence, Provider, RouteCallback, PROVIDERS};
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
@@ -97,7 +98,10 @@ pub async fn replay(
     };
     let mut callback =
         parsed.map_err(|error| ApiError::ReplayFailed(format!("still not understood: {error}")))?;
-    if let Some(salt) = &state.pseudonymization_salt {
+    // A body the service parsed and journaled before (a poisoned journal entry) was pseudonymized then:
+    // doing it again would turn a digest into a digest of a digest.
+    let parsed_before = rejected.get_bool("parsed").unwrap_or(false);
+    if let (Some(salt), false) = (&state.pseudonymization_salt, parsed_before) {
         mmo_actors::privacy::pseudonymize(&mut callback, salt);
     }
     if endpoint.reply == Reply::Decision {
@@ -117,22 +121,52 @@ pub async fn replay(
         .unwrap_or_else(|_| Utc::now());
     let mut message = RouteCallback::new(callback, received_at);
     message.replayed_from = Some(id);
-    match state
+    // One replay at a time, across instances: claimed in MongoDB first (a claim left by a replay that
+    // died is taken over after a minute), so a double click or two instances never store it twice.
+    let stale = bson_time(Utc::now() - chrono::Duration::minutes(1));
+    let claimed = state
+        .store
+        .rejected()
+        .find_one_and_update(
+            doc! {"_id": id, "replayed": {"$ne": true}, "$or": [
+                {"replaying_since": {"$exists": false}},
+                {"replaying_since": {"$lt": stale}},
+            ]},
+            doc! {"$set": {"replaying_since": bson_time(Utc::now())}},
+        )
+        .await
+        .map_err(|error| ApiError::QueryFailed(error.to_string()))?;
+    if claimed.is_none() {
+        return Err(ApiError::Conflict {
+            code: "ALREADY_REPLAYED",
+            message: "This body is being replayed, or was replayed already".into(),
+        });
+    }
+    let sent = state
         .supervisor
         .send(message)
         .timeout(state.pipeline_timeout)
-        .await
-    {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => return Err(ApiError::from_pipeline(error, "replay")),
-        Err(_) => return Err(ApiError::Unavailable(mmo_actors::PipelineError::Timeout)),
+        .await;
+    let failed = match sent {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(ApiError::from_pipeline(error, "replay")),
+        Err(_) => Some(ApiError::Unavailable(mmo_actors::PipelineError::Timeout)),
+    };
+    if let Some(failed) = failed {
+        // Not stored: the claim goes, so that the replay can be asked again.
+        let _ = state
+            .store
+            .rejected()
+            .update_one(doc! {"_id": id}, doc! {"$unset": {"replaying_since": ""}})
+            .await;
+        return Err(failed);
     }
     state
         .store
         .rejected()
         .update_one(
             doc! {"_id": id},
-            doc! {"$set": {
+            doc! {"$unset": {"replaying_since": ""}, "$set": {
                 "replayed": true,
                 "replayed_at": mongodb::bson::DateTime::now(),
                 "replayed_as": {

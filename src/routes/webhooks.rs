@@ -57,8 +57,7 @@ pub async fn receive_callback(
         };
         state
             .authenticator
-            .cheap_proofs(route.provider.slug(), &presented)
-            .is_ok()
+            .identifies(route.provider.slug(), &presented)
     };
 
     let body = match read_body(payload, state.max_body_bytes, state.body_read_timeout).await {
@@ -121,8 +120,7 @@ pub async fn receive_callback(
             // prefix, within a budget of its own. The answer is 401 either way.
             let identified = state
                 .authenticator
-                .cheap_proofs(route.provider.slug(), &presented)
-                .is_ok();
+                .identifies(route.provider.slug(), &presented);
             let evidence = presented.evidence();
             let keep = if identified {
                 body.len()

@@ -211,7 +211,9 @@ async fn every_quarantined_body_is_replayed_once_its_cause_is_fixed() {
     // 3. A journal entry MongoDB refuses as a bad document, every time (the validator): quarantined
     // after its attempts.
     let poisoned_body = Mpesa::stk_push_success_for(&poisoned_key, "RPOISON001");
+    let before = mongodb::bson::DateTime::now();
     let accepted = app.post("/v1/webhooks/mpesa/stkpush", &poisoned_body).await;
+    let acknowledged = mongodb::bson::DateTime::now();
     assert_eq!(accepted.status, StatusCode::OK, "journaled, acknowledged");
     until_count(&app.rejected, doc! {"reason": {"$regex": "^poisoned"}}, 1).await;
     database_handle
@@ -253,6 +255,13 @@ async fn every_quarantined_body_is_replayed_once_its_cause_is_fixed() {
         poisoned_raw, poisoned_body,
         "the body as today's parsers read it"
     );
+    // Kept with the time it arrived, not the time it was quarantined (attempts later).
+    let arrived = poisoned.get_datetime("received_at").unwrap();
+    assert!(
+        before <= *arrived && *arrived <= acknowledged,
+        "{arrived} not within {before}..{acknowledged}"
+    );
+    assert!(poisoned.get_bool("parsed").unwrap(), "replayed as it is");
 
     // Causes not fixed yet: nothing is replayed, and each says why.
     let id = |document: &Document| document.get_object_id("_id").unwrap().to_hex();
@@ -345,4 +354,37 @@ async fn a_repeat_in_another_currency_is_a_contradiction_not_a_duplicate() {
         .filter_map(|entry| entry.as_document()?.get_str("field").ok())
         .collect();
     assert!(fields.contains(&"currency"), "{conflicts:?}");
+}
+
+/// Two replays of one body at once (a double click, two instances): one stores it, the other is told it
+/// is being replayed; the callback is stored once, with one delivery.
+#[actix_web::test]
+async fn two_replays_of_one_body_at_once_store_it_once() {
+    let app = spawn_app_with(named(&unique("double-"), &unique("api_double_"), &[])).await;
+    let key = unique("DOUBLE");
+    let mut unreadable = Mpesa::c2b_confirmation_for(&key);
+    unreadable["TransAmount"] = json!("ten shillings");
+    let refused = app
+        .post("/v1/webhooks/mpesa/c2b/confirmation", &unreadable)
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let kept = app.quarantined_at_least(1).await;
+    let id = kept[0].get_object_id("_id").unwrap();
+    let mut corrected = unreadable.clone();
+    corrected["TransAmount"] = json!("10.00");
+    app.rejected
+        .update_one(
+            doc! {"_id": id},
+            doc! {"$set": {"raw": corrected.to_string()}},
+        )
+        .await
+        .unwrap();
+
+    let hex = id.to_hex();
+    let (first, second) = futures_util::join!(admin_replay(&app, &hex), admin_replay(&app, &hex));
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", first.body, second.body);
+    let stored = app.stored_one(&key).await;
+    assert_eq!(stored.get_i64("deliveries").unwrap(), 1, "stored once");
 }

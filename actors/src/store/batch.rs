@@ -754,6 +754,9 @@ pub(super) fn rejected_document(
     if rejected.truncated {
         document.insert("truncated", true);
     }
+    if rejected.parsed {
+        document.insert("parsed", true);
+    }
     if !rejected.authenticated {
         // Checked: a retention past chrono's calendar keeps the body (no expiry) rather than panic.
         let expire_at = chrono::Duration::from_std(unauthenticated_retention)

@@ -185,6 +185,7 @@ mod legacy {
                     callback_type: None,
                     evidence: None,
                     truncated: false,
+                    parsed: false,
                 },
             },
         })

@@ -42,8 +42,19 @@ pub fn is_duplicate_key(error: &Error) -> bool {
     )
 }
 
-/// Classifies the error of a write: rejected only when provably about the document.
+/// Classifies the error of a write: rejected only when provably about the document. A whole command
+/// refused (`ok: 0`) is not about one document of a batch — the server names a document's fault in
+/// `writeErrors` — so it is unavailability here; [`classify_single`] is for writes of one document.
 pub fn classify(error: &Error) -> StoreError {
+    match error.kind.as_ref() {
+        ErrorKind::Command(_) => StoreError::Unavailable(error.to_string()),
+        _ => classify_single(error),
+    }
+}
+
+/// Classifies the error of a write of one document (`findAndModify`, `update_one`): a refused command
+/// is then about that document when its code is on the allow-list.
+pub fn classify_single(error: &Error) -> StoreError {
     if error.contains_label("RetryableWriteError")
         || error.contains_label("TransientTransactionError")
     {

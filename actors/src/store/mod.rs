@@ -92,6 +92,10 @@ pub struct RejectedCallback {
     /// replayed.
     #[serde(default)]
     pub truncated: bool,
+    /// The body is a payload the service parsed and journaled (a journal entry that kept failing):
+    /// pseudonymized already, so a replay takes it as it is.
+    #[serde(default)]
+    pub parsed: bool,
 }
 
 /// The proofs a refused request presented, as a replay needs them: the signature header as sent (not
@@ -132,6 +136,7 @@ impl RejectedCallback {
             callback_type: None,
             evidence: None,
             truncated: false,
+            parsed: false,
         }
     }
 

@@ -399,7 +399,11 @@ impl CallbackStore for MongoStore {
         async move {
             let applying = async {
                 if let Err(error) = self.inner.ensure_indexes().await {
-                    return vec![EntryOutcome::Failed(error); entries.len()];
+                    // Not about any entry (indexes, the migration of earlier versions' documents): the
+                    // entries wait, uncounted, however the server refused it.
+                    let unavailable =
+                        StoreError::Unavailable(format!("indexes not ready: {error}"));
+                    return vec![EntryOutcome::Failed(unavailable); entries.len()];
                 }
                 super::batch::apply(&self.inner.collections, entries).await
             };

@@ -34,7 +34,7 @@ use mongodb::error::ErrorKind;
 use mongodb::Collection;
 
 use super::document::{bson_time, decimal128};
-use super::errors::{by_code, classify, classify_read, DUPLICATE_KEY};
+use super::errors::{by_code, classify, classify_read, classify_single, DUPLICATE_KEY};
 use super::events::{event_document, EventLog, EventType, Routes};
 use super::indexes::{by_msisdn, newest, partial};
 use super::timing::timed;
@@ -468,7 +468,7 @@ impl Transactions {
             .projection(doc! {"conflicts": 0, "callback_ids": 0})
             .return_document(mongodb::options::ReturnDocument::After)
             .await
-            .map_err(|error| classify(&error))?;
+            .map_err(|error| classify_single(&error))?;
         // Its first conflict: the transaction's `transaction.conflict` event. (Written after the update:
         // unlike a fold's, a crash between the two loses this one event.)
         if let Some(after) = after.filter(|after| after.get_i64("conflict_count") == Ok(added)) {
