@@ -34,12 +34,16 @@ pub fn is_document_fault(code: i32) -> bool {
     DOCUMENT_FAULTS.contains(&code)
 }
 
-/// A duplicate key on a single write.
+/// A duplicate key on a single write: a write error, or a `findAndModify` (an upsert racing another)
+/// refused as a whole.
 pub fn is_duplicate_key(error: &Error) -> bool {
-    matches!(
-        error.kind.as_ref(),
-        ErrorKind::Write(WriteFailure::WriteError(write_error)) if write_error.code == DUPLICATE_KEY
-    )
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write_error)) => {
+            write_error.code == DUPLICATE_KEY
+        }
+        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 /// Classifies the error of a write: rejected only when provably about the document. A whole command
