@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, test_settings, TestApp, TOKEN};
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
 
 async fn operated() -> TestApp {
     spawn_app_with(test_settings(&[("MMO__AUTH__ADMIN_TOKENS", ADMIN)])).await
@@ -21,7 +21,7 @@ async fn admin_get(app: &TestApp, path: &str) -> crate::helpers::Reply {
     app.get(path, Some(ADMIN)).await
 }
 
-async fn admin_replay(app: &TestApp, id: &str) -> crate::helpers::Reply {
+pub(crate) async fn admin_replay(app: &TestApp, id: &str) -> crate::helpers::Reply {
     app.request(
         Method::POST,
         &format!("/v1/rejected/{id}/replay"),

@@ -7,16 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use mmo_actors::providers::fixtures::{
     MTNMoMoCallbackFixtures as Mtn, MpesaCallbackFixtures as Mpesa,
 };
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 
-use crate::helpers::{mongodb_uri, spawn_app_with, test_settings, TestApp};
-
-const ADMIN: &str = "admin-token-0123456789abcdef";
+use crate::helpers::{mongodb_uri, spawn_app_with, test_settings};
+use crate::operating::{admin_replay, ADMIN};
 
 /// Settings of an app whose MongoDB client is called `app_name`, on `database`.
 fn named(
@@ -78,16 +77,6 @@ async fn until_count(collection: &mongodb::Collection<Document>, filter: Documen
         );
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn admin_replay(app: &TestApp, id: &str) -> crate::helpers::Reply {
-    app.request(
-        Method::POST,
-        &format!("/v1/rejected/{id}/replay"),
-        Vec::new(),
-        &[("Authorization", format!("Bearer {ADMIN}"))],
-    )
-    .await
 }
 
 /// Thirty seconds of the errors a healthy deployment meets — Interrupted (11601), StaleConfig (13388,
