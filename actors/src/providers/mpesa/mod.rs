@@ -194,6 +194,12 @@ pub fn daraja_time(raw: &str) -> Option<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
 }
 
+/// A B2C result's `TransactionID` that stands for none: zeros, after at most three letters.
+fn is_placeholder(id: &str) -> bool {
+    let digits = id.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    id.len() - digits.len() <= 3 && !digits.is_empty() && digits.chars().all(|c| c == '0')
+}
+
 fn time_fields(raw: Option<String>) -> (Option<DateTime<Utc>>, Option<String>) {
     (raw.as_deref().and_then(daraja_time), raw)
 }
@@ -272,8 +278,9 @@ fn parse_b2c(callback_type: CallbackType, payload: Value) -> Result<Callback, Pa
         })
         .filter(|number| !number.is_empty());
     let receipt = json::text(parameter("TransactionReceipt")).or_else(|| {
-        // Failed results carry placeholders such as "0000000000000000": never a receipt.
-        json::text(result.get("TransactionID")).filter(|id| id.chars().any(|c| c != '0'))
+        // Failed results carry placeholders such as "0000000000000000" or "RDK0000000" (a few letters,
+        // then zeros): never a receipt.
+        json::text(result.get("TransactionID")).filter(|id| !is_placeholder(id))
     });
     let (transaction_time, transaction_time_raw) =
         time_fields(json::text(parameter("TransactionCompletedDateTime")));
@@ -423,6 +430,18 @@ mod tests {
 
     fn dec(text: &str) -> Option<Decimal> {
         Some(Decimal::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn placeholder_transaction_ids_are_never_receipts() {
+        for placeholder in ["0000000000000000", "RDK0000000", "0"] {
+            assert!(is_placeholder(placeholder), "{placeholder}");
+        }
+        for receipt in ["NLJ7RT61SV", "RDK0000001", "ABCD000000", "QKA81LK5CY"] {
+            assert!(!is_placeholder(receipt), "{receipt}");
+        }
+        let failed = parse(CallbackType::B2cResult, &F::b2c_result_insufficient_funds()).unwrap();
+        assert_eq!(failed.receipt, None);
     }
 
     #[test]
