@@ -662,29 +662,28 @@ async fn a_replica_set_losing_its_primary_loses_nothing() {
 /// Two instances share the outbox; the one sending is SIGKILLed while a receiver fails every attempt.
 /// The other takes the sending lease over once it runs out, and every event is delivered — each under one
 /// `webhook-id` with the same body every time, whichever instance sent it.
-#[actix_web::test]
-async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
+/// (webhook-id, body, answered 2xx) of every request a [`receiver`] got.
+type Requests = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
+
+/// An endpoint on loopback that answers 204 while `healthy` (500 otherwise) and records every request;
+/// returns its URL.
+fn receiver(healthy: Arc<AtomicBool>) -> (String, Requests) {
     use actix_web::{web, App, HttpResponse, HttpServer};
 
-    let (uri, database) = (mongodb_uri(), unique("faults_delivery"));
-    // The receiver: fails until `healthy`, records (id, body, status) of every request.
-    let healthy = Arc::new(AtomicBool::new(false));
-    // (webhook-id, body, answered 2xx) of every request.
-    type Requests = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
     let got: Requests = Arc::default();
-    let (flag, recorded) = (healthy.clone(), got.clone());
+    let recorded = got.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let receiver = format!(
+    let url = format!(
         "http://127.0.0.1:{}/",
         listener.local_addr().unwrap().port()
     );
     let server = HttpServer::new(move || {
-        let (flag, recorded) = (flag.clone(), recorded.clone());
+        let (healthy, recorded) = (healthy.clone(), recorded.clone());
         App::new().default_service(web::to(
             move |request: actix_web::HttpRequest, body: web::Bytes| {
-                let (flag, recorded) = (flag.clone(), recorded.clone());
+                let (healthy, recorded) = (healthy.clone(), recorded.clone());
                 async move {
-                    let ok = flag.load(Ordering::SeqCst);
+                    let ok = healthy.load(Ordering::SeqCst);
                     let id = request
                         .headers()
                         .get("webhook-id")
@@ -706,6 +705,15 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     .unwrap()
     .run();
     actix_web::rt::spawn(server);
+    (url, got)
+}
+
+#[actix_web::test]
+async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
+    let (uri, database) = (mongodb_uri(), unique("faults_delivery"));
+    // The receiver: fails until `healthy`, records (id, body, answered 2xx) of every request.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (receiver, got) = receiver(healthy.clone());
 
     let admin = "admin-token-for-delivery-faults";
     let settings = [
@@ -819,37 +827,8 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
 /// waiting for the lease (30 s here) to run out.
 #[actix_web::test]
 async fn a_clean_stop_gives_the_sending_lease_back() {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-
     let (uri, database) = (mongodb_uri(), unique("faults_lease"));
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let recorded = got.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let receiver = format!(
-        "http://127.0.0.1:{}/",
-        listener.local_addr().unwrap().port()
-    );
-    let server = HttpServer::new(move || {
-        let recorded = recorded.clone();
-        App::new().default_service(web::to(move |request: actix_web::HttpRequest| {
-            let recorded = recorded.clone();
-            async move {
-                let id = request
-                    .headers()
-                    .get("webhook-id")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                recorded.lock().unwrap().push(id);
-                HttpResponse::NoContent().finish()
-            }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+    let (receiver, got) = receiver(Arc::new(AtomicBool::new(true)));
 
     let admin = "admin-token-for-lease-faults";
     let settings = [

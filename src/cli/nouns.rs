@@ -446,24 +446,15 @@ fn cell(value: Option<&Value>) -> String {
             .join(","),
         Some(other) => other.to_string(),
     };
-    text.chars()
-        .flat_map(char::escape_default_if_control)
-        .collect()
-}
-
-/// Escapes what would move a terminal's cursor or colour its text.
-trait EscapeControl {
-    fn escape_default_if_control(self) -> Box<dyn Iterator<Item = char>>;
-}
-
-impl EscapeControl for char {
-    fn escape_default_if_control(self) -> Box<dyn Iterator<Item = char>> {
-        if self.is_control() {
-            Box::new(self.escape_default())
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
         } else {
-            Box::new(std::iter::once(self))
+            shown.push(c);
         }
     }
+    shown
 }
 
 /// A path segment, percent-encoded.
