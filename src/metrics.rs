@@ -206,9 +206,9 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Events due for delivery and not sent yet, counted up to 10,000 by the sending instance every 500 ms: a number that stays high means a backlog.",
     ),
     (
-        "mmo_delivery_batches_waiting",
+        "mmo_delivery_outboxes_waiting",
         Kind::Gauge,
-        "Batches of new events (`event_batches`, one per drain batch) not yet taken on for their first attempt, counted up to 10,000 by the sending instance every 500 ms: a number that grows means delivery is behind the drain.",
+        "Transactions whose outbox holds new events not yet taken on for their first attempt, counted up to 10,000 by the sending instance every 500 ms: a number that grows means delivery is behind the drain.",
     ),
     (
         "mmo_delivery_dead_letters_total",
