@@ -1,8 +1,8 @@
 //! Prometheus metrics: the `metrics` facade records (here and in `mmo-actors`), one recorder per process
 //! collects, and `GET /metrics` renders the text exposition format for an admin token.
 //!
-//! Every metric is described here (its HELP line) and listed in the README. Durations are histograms in
-//! seconds; the journal's group commit size is a histogram of appends per commit.
+//! Every metric is described here (its HELP line) and listed in docs/operating.md (Metrics). Durations
+//! are histograms in seconds; the journal's group commit size is a histogram of appends per commit.
 
 use std::sync::OnceLock;
 
@@ -48,7 +48,7 @@ pub enum Kind {
     Histogram,
 }
 
-/// Every metric the service records: name, kind, unit, meaning (its HELP line; the README lists them).
+/// Every metric the service records: name, kind, unit, meaning (its HELP line; docs/operating.md lists them).
 pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "mmo_callbacks_total",
