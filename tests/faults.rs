@@ -823,6 +823,87 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     drop(survivor);
 }
 
+/// A SIGKILL while events wait to be sent: the instance that stored them dies before any was attempted
+/// (it sends nothing: `delivery.enabled = false`), and another instance sends each of them exactly once —
+/// the events were written by their changes' own writes, so the crash cannot have lost one.
+#[actix_web::test]
+async fn events_waiting_when_their_instance_is_sigkilled_are_each_delivered_once() {
+    let (uri, database) = (mongodb_uri(), unique("faults_waiting"));
+    let (receiver, got) = receiver(Arc::new(AtomicBool::new(true)));
+    let admin = "admin-token-for-waiting-faults";
+    let settings = [
+        ("MMO__AUTH__ADMIN_TOKENS", admin),
+        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+    ];
+    let storing: Vec<(&str, &str)> = settings
+        .iter()
+        .copied()
+        .chain([("MMO__DELIVERY__ENABLED", "false")])
+        .collect();
+    let mut first = Service::start_with(&temp_dir("waiting_a"), &uri, &database, &storing).await;
+    let client = awc::Client::default();
+    let created = client
+        .post(format!("{}/v1/endpoints", first.url))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"url": receiver}))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created.as_u16(), 201);
+    const EVENTS: u64 = 20;
+    for n in 0..EVENTS {
+        let response = client
+            .post(format!("{}/v1/webhooks/mpesa/c2b/confirmation", first.url))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send_body(Mpesa::c2b_confirmation_for(&format!("WAIT{n:04}")).to_string())
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    let handle = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&database);
+    let transactions = handle.collection::<Document>("transactions");
+    let waiting = doc! {"outbox_since": {"$type": "date"}};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while transactions.count_documents(waiting.clone()).await.unwrap() < EVENTS {
+        assert!(Instant::now() < deadline, "the events were not written");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10));
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "nothing was sent before the kill"
+    );
+
+    let second = Service::start_with(&temp_dir("waiting_b"), &uri, &database, &settings).await;
+    let events = handle.collection::<Document>("events");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered = events
+            .count_documents(doc! {"status": "delivered"})
+            .await
+            .unwrap();
+        let left = transactions.count_documents(waiting.clone()).await.unwrap();
+        if delivered == EVENTS && left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{delivered} of {EVENTS} delivered, {left} outboxes left, after the kill"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let ids: HashSet<&str> = got.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids.len() as u64, EVENTS, "one id per event");
+    assert_eq!(got.len() as u64, EVENTS, "each event sent once: {got:?}");
+    drop(second);
+}
+
 /// A clean stop (SIGTERM) gives the sending lease back: the next instance sends at once instead of
 /// waiting for the lease (30 s here) to run out.
 #[actix_web::test]

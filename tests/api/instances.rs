@@ -4,13 +4,20 @@
 //! reach them exactly once, in version order per transaction.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 
-use crate::delivery::{app_delivering, receiver, register, wait_for_status, Received};
+use crate::delivery::{app_delivering, register, slow_receiver, wait_for_status, Received};
 use crate::helpers::TestApp;
+
+/// A receiver that always acknowledges, a little slowly (a merchant's system under load): an event
+/// stays in flight long enough for a second instance's copy of it, if one were written, to be sent too.
+fn acknowledging() -> crate::delivery::Receiver {
+    slow_receiver(|_| Duration::from_millis(200), |_| (200, None))
+}
 
 /// Two instances sharing one database (both deliver: they compete for the sending lease).
 async fn two_instances() -> (TestApp, TestApp) {
@@ -57,7 +64,7 @@ async fn settled(app: &TestApp) {
         if waiting == 0 && pending == 0 {
             return;
         }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("events still waiting after 30 s");
 }
@@ -67,7 +74,7 @@ async fn settled(app: &TestApp) {
 #[actix_web::test]
 async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
     let (first, second) = two_instances().await;
-    let receiver = receiver(|_| (200, None));
+    let receiver = acknowledging();
     register(&first, &receiver.url).await;
     const TRANSACTIONS: usize = 20;
     for status in ["PENDING", "SUCCESSFUL"] {
@@ -122,7 +129,7 @@ async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
 #[actix_web::test]
 async fn a_transactions_callbacks_on_two_instances_reach_the_receiver_in_version_order() {
     let (first, second) = two_instances().await;
-    let receiver = receiver(|_| (200, None));
+    let receiver = acknowledging();
     register(&second, &receiver.url).await;
     const TRANSACTIONS: usize = 20;
     let posts = (0..TRANSACTIONS).flat_map(|n| {
