@@ -1050,3 +1050,43 @@ async fn a_slow_endpoints_backlog_never_holds_another_endpoints_retry() {
     slow.until("every retry", |got| got.len() >= 2 * BACKLOG)
         .await;
 }
+
+/// Isolation within one event: an endpoint whose every attempt takes the whole time-out never holds
+/// the same event's retry at another endpoint (before, an event's attempts were recorded together, so
+/// the other endpoint's retry waited for the slow one's time-out).
+#[actix_web::test]
+async fn an_endpoint_that_times_out_never_holds_the_same_events_retry_elsewhere() {
+    use mongodb::bson::{doc, Document};
+    let app = app_delivering(&[("MMO__DELIVERY__TIMEOUT_SECS", "4")]).await;
+    let dead = slow_receiver(|_| Duration::from_secs(30), |_| (200, None));
+    let (dead_id, _) = register(&app, &dead.url).await;
+    let other = receiver(|index| if index == 0 { (500, None) } else { (200, None) });
+    register(&app, &other.url).await;
+
+    app.mtn_collection("one-event-1", "SUCCESSFUL").await;
+    let got = other
+        .until("the other endpoint's retry", |got| got.len() >= 2)
+        .await;
+    assert_eq!(got[0].id, got[1].id, "a retry of the same event");
+    // The slow endpoint's first attempt is still under way: nothing of it is recorded yet.
+    let event: Document = collection(&app, "events")
+        .find_one(doc! {"_id": &got[0].id})
+        .await
+        .unwrap()
+        .expect("the event is in `events`");
+    let recorded_at_dead = event
+        .get_array("attempts")
+        .map(|attempts| {
+            attempts
+                .iter()
+                .filter_map(|attempt| attempt.as_document())
+                .filter(|attempt| attempt.get_str("endpoint") == Ok(dead_id.as_str()))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        recorded_at_dead, 0,
+        "the retry waited for the slow endpoint's attempt to end: {event}"
+    );
+    assert_eq!(dead.received().len(), 1);
+}

@@ -76,7 +76,7 @@ async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
     let (first, second) = two_instances().await;
     let receiver = acknowledging();
     register(&first, &receiver.url).await;
-    const TRANSACTIONS: usize = 20;
+    const TRANSACTIONS: usize = 40;
     for status in ["PENDING", "SUCCESSFUL"] {
         let posts = (0..TRANSACTIONS).flat_map(|n| {
             let key = format!("both-{n}");

@@ -136,8 +136,8 @@ struct Shared {
     /// This instance's name in the lease.
     instance: String,
     lanes: Mutex<HashMap<String, Lane>>,
-    /// Events with a task in progress.
-    busy: Mutex<HashSet<String>>,
+    /// The targets with an attempt under way or an outcome not written yet.
+    busy: Mutex<InFlight>,
     /// Events not to look at again before a moment (an earlier version pending).
     later: Mutex<HashMap<String, tokio::time::Instant>>,
     /// Outcomes not yet written; their events stay `busy` until they are.
@@ -277,7 +277,7 @@ pub fn start(
             mongodb::bson::oid::ObjectId::new()
         ),
         lanes: Mutex::new(HashMap::new()),
-        busy: Mutex::new(HashSet::new()),
+        busy: Mutex::new(InFlight::default()),
         later: Mutex::new(HashMap::new()),
         outcomes: Mutex::new(Vec::new()),
         lease: Mutex::new(None),
@@ -310,7 +310,13 @@ pub fn start(
                         // it took its list of busy events before reading (see `round`).
                         let mut busy = shared.busy.lock();
                         for outcome in &outcomes {
-                            busy.remove(&outcome.event);
+                            busy.remove(
+                                &outcome.event,
+                                outcome
+                                    .targets
+                                    .iter()
+                                    .map(|target| target.endpoint.as_str()),
+                            );
                         }
                     }
                     Err(error) => {
@@ -417,7 +423,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .map(|lane| lane.permits.available_permits())
             .sum()
     };
-    let in_flight = shared.busy.lock().len();
+    let in_flight = shared.busy.lock().events();
     let enabled = endpoints.values().any(|endpoint| endpoint.enabled);
     if free == 0 && enabled {
         return Ok(fresh);
@@ -428,22 +434,17 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     } else {
         (in_flight + 2 * free).min(settings.batch as usize) as i64
     };
-    // The events busy before the read, skipped even if their outcome is written while it runs: the
+    // The targets busy before the read, skipped even if their outcome is written while it runs: the
     // read may return them as they were before that write, and they would be sent again.
-    let busy_before: HashSet<String> = shared.busy.lock().clone();
+    let busy_before: InFlight = shared.busy.lock().clone();
     let held = shared.held();
     let due = shared.outbox.due(now, &held, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
-        let busy = shared.busy.lock();
         let mut later = shared.later.lock();
         later.retain(|_, until| *until > clock);
         due.into_iter()
-            .filter(|event| {
-                !busy_before.contains(&event.id)
-                    && !busy.contains(&event.id)
-                    && !later.contains_key(&event.id)
-            })
+            .filter(|event| !later.contains_key(&event.id))
             .collect()
     };
     if due.is_empty() {
@@ -471,8 +472,11 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             continue;
         }
         let unsettled = shared.unsettled_before(&event.transaction_id, event.version);
+        // Per target: an attempt of this event to another endpoint under way does not hold this one.
         let blocked_for = |endpoint: &str| {
             unsettled
+                || busy_before.holds(&event.id, endpoint)
+                || shared.busy.lock().holds(&event.id, endpoint)
                 || pending_versions
                     .get(event.transaction_id.as_str())
                     .into_iter()
@@ -516,13 +520,17 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         if attempts.is_empty() {
             if !fanned_out || put_off || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
-                shared.busy.lock().insert(event.id.clone());
-                shared.outcomes.lock().push(Outcome::changed(
+                let outcome = Outcome::changed(
                     event.id.clone(),
                     event.targets.as_deref(),
                     targets,
                     Vec::new(),
-                ));
+                );
+                shared.busy.lock().add(
+                    &event.id,
+                    outcome.targets.iter().map(|target| target.endpoint.clone()),
+                );
+                shared.outcomes.lock().push(outcome);
                 taken += 1;
             }
             if waiting {
@@ -534,21 +542,67 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             continue;
         }
         started.insert(event.transaction_id.clone());
-        shared.busy.lock().insert(event.id.clone());
         taken += 1;
-        let shared = Arc::clone(shared);
-        actix::spawn(async move {
-            let id = event.id.clone();
-            match send(&shared, event, targets, attempts).await {
-                Ok(outcome) => shared.outcomes.lock().push(outcome),
-                Err(error) => {
-                    tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
-                    shared.busy.lock().remove(&id);
+        // One task per endpoint, each recording its own outcome: a slow endpoint's attempt never holds
+        // the recording (and the next attempts) of the same event at another endpoint.
+        for attempt in attempts {
+            let endpoint = attempt.1.id.clone();
+            shared.busy.lock().add(&event.id, [endpoint.clone()]);
+            let (shared, event, targets) = (Arc::clone(shared), event.clone(), targets.clone());
+            actix::spawn(async move {
+                let id = event.id.clone();
+                match send(&shared, event, targets, vec![attempt]).await {
+                    Ok(outcome) => shared.outcomes.lock().push(outcome),
+                    Err(error) => {
+                        tracing::warn!(event = %id, %error, "delivery outcome not recorded; the event is sent again");
+                        shared.busy.lock().remove(&id, [endpoint.as_str()]);
+                    }
                 }
-            }
-        });
+            });
+        }
     }
     Ok(taken + fresh)
+}
+
+/// The targets — (event, endpoint) — with an attempt under way or an outcome not written yet. Kept per
+/// target, not per event: an endpoint whose attempt takes its whole time-out never holds the same event's
+/// attempts to another endpoint.
+#[derive(Debug, Clone, Default)]
+struct InFlight(HashMap<String, HashSet<String>>);
+
+impl InFlight {
+    fn add(&mut self, event: &str, endpoints: impl IntoIterator<Item = String>) {
+        self.0
+            .entry(event.to_owned())
+            .or_default()
+            .extend(endpoints);
+    }
+
+    fn remove<'a>(&mut self, event: &str, endpoints: impl IntoIterator<Item = &'a str>) {
+        if let Some(held) = self.0.get_mut(event) {
+            for endpoint in endpoints {
+                held.remove(endpoint);
+            }
+            if held.is_empty() {
+                self.0.remove(event);
+            }
+        }
+    }
+
+    fn holds(&self, event: &str, endpoint: &str) -> bool {
+        self.0
+            .get(event)
+            .is_some_and(|held| held.contains(endpoint))
+    }
+
+    /// Events with a target in flight.
+    fn events(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Shared {

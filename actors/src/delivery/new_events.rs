@@ -102,15 +102,21 @@ pub(super) async fn send_new(
         .await;
         // Every version in the batch counts: a later one in this batch waits for the earlier.
         started.insert(event.transaction_id.clone());
-        let sending = (!plan.attempts.is_empty()).then(|| {
-            let (answer, answered) = tokio::sync::oneshot::channel();
-            let (shared, event, targets) =
-                (Arc::clone(shared), event.clone(), plan.targets.clone());
-            actix::spawn(async move {
-                let _ = answer.send(send(&shared, event, targets, plan.attempts).await);
-            });
-            answered
-        });
+        // One task per endpoint, each with its own outcome (see `round`).
+        let sending: Vec<Sending> = plan
+            .attempts
+            .into_iter()
+            .map(|attempt| {
+                let endpoint = attempt.1.id.clone();
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                let (shared, event, targets) =
+                    (Arc::clone(shared), event.clone(), plan.targets.clone());
+                actix::spawn(async move {
+                    let _ = answer.send(send(&shared, event, targets, vec![attempt]).await);
+                });
+                (endpoint, answered)
+            })
+            .collect();
         planned.push((document, event, plan.targets, sending));
     }
     {
@@ -128,12 +134,13 @@ pub(super) async fn send_new(
     Ok(taken)
 }
 
-type Planned = (
-    Document,
-    PendingEvent,
-    Vec<Target>,
-    Option<tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>>,
+/// An attempt under way: its endpoint, and where its outcome will come.
+type Sending = (
+    String,
+    tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>,
 );
+
+type Planned = (Document, PendingEvent, Vec<Target>, Vec<Sending>);
 
 /// Waits for a group's first attempts (up to `delivery.first_attempt_wait_ms`), then inserts its events
 /// into `events` with their outcomes and pulls them from their transactions' outboxes (`ids`: every
@@ -153,33 +160,29 @@ async fn settle(
     let mut documents = Vec::with_capacity(planned.len());
     let mut late = Vec::new();
     let mut transactions = Vec::with_capacity(planned.len());
-    for (document, event, targets, sending) in planned {
+    for (document, event, mut targets, sending) in planned {
         transactions.push((event.transaction_id.clone(), event.version));
-        let (targets, attempts) = match sending {
-            None => (targets, Vec::new()),
-            Some(mut answered) => match tokio::time::timeout_at(deadline, &mut answered).await {
-                Ok(Ok(Ok(outcome))) => (
-                    outbox::merge_targets(targets, outcome.targets),
-                    outcome.attempts,
-                ),
+        let mut attempts = Vec::new();
+        for (endpoint, mut answered) in sending {
+            match tokio::time::timeout_at(deadline, &mut answered).await {
+                Ok(Ok(Ok(outcome))) => {
+                    targets = outbox::merge_targets(targets, outcome.targets);
+                    attempts.extend(outcome.attempts);
+                }
                 Ok(Ok(Err(error))) => {
                     tracing::warn!(event = %event.id, %error, "delivery outcome not recorded; the event is sent again");
-                    (targets, Vec::new())
                 }
-                Ok(Err(_)) => (targets, Vec::new()),
-                Err(_) => {
-                    late.push((event.id.clone(), answered));
-                    (targets, Vec::new())
-                }
-            },
-        };
+                Ok(Err(_)) => {}
+                Err(_) => late.push((event.id.clone(), endpoint, answered)),
+            }
+        }
         let state = outbox::state(&targets, now, retention);
         documents.push(outbox::with_state(document, state, attempts));
     }
     {
         let mut busy = shared.busy.lock();
-        for (id, _) in &late {
-            busy.insert(id.clone());
+        for (id, endpoint, _) in &late {
+            busy.add(id, [endpoint.clone()]);
         }
     }
     let mut backoff = Duration::from_millis(100);
@@ -209,13 +212,13 @@ async fn settle(
         }
     }
     // The late attempts' outcomes, recorded like a retry's now that their events are in `events`.
-    for (id, answered) in late {
+    for (id, endpoint, answered) in late {
         let shared = Arc::clone(&shared);
         actix::spawn(async move {
             match answered.await {
                 Ok(Ok(outcome)) => shared.outcomes.lock().push(outcome),
                 _ => {
-                    shared.busy.lock().remove(&id);
+                    shared.busy.lock().remove(&id, [endpoint.as_str()]);
                 }
             }
         });
