@@ -92,6 +92,7 @@ fn list_parameters(names: &[&str]) -> Vec<Value> {
             "provider" => parameter(name, "query", "mpesa, mtn, airtel, or a stored name (mtn_mobile_money)", json!({"type": "string"})),
             "status" => parameter(name, "query", "Normalized status", json!({"type": "string", "enum": ["successful", "failed", "pending", "cancelled", "expired", "ambiguous", "unknown"]})),
             "callback_type" => parameter(name, "query", "Callback type (stk_push, collection, …)", json!({"type": "string"})),
+            "flow" => parameter(name, "query", "A transaction's flow (stk_push, b2c, c2b, collection, disbursement, remittance, payment)", json!({"type": "string"})),
             "since" | "until" => parameter(name, "query", "RFC 3339 time or YYYY-MM-DD (since inclusive, until exclusive)", json!({"type": "string"})),
             "msisdn" => parameter(name, "query", "The payer's or payee's number, as sent (hashed like the stored ones when personal data is hashed)", json!({"type": "string"})),
             "conflict" => parameter(name, "query", "Only transactions in conflict (true) or not (false)", json!({"type": "boolean"})),

@@ -218,17 +218,24 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     let filters = Filters::parse(request.query_string(), &["limit", "cursor"])?;
+    Ok(HttpResponse::Ok().json(list_endpoints(&state, &filters).await?))
+}
+
+/// A page of endpoints, for the query API and the console.
+pub(crate) async fn list_endpoints(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<read_api::Page<Value>, ApiError> {
     let filter = filters.filter("created_at", None);
-    let page = read_api::page_with(
-        &endpoints(&state),
+    read_api::page_with(
+        &endpoints(state),
         filter,
-        &filters,
+        filters,
         "created_at",
         None,
         public_view,
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(page))
+    .await
 }
 
 async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
@@ -265,9 +272,18 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    changeable(&find(&state, &path).await?)?;
     let object = object(&body, PATCH_FIELDS)?;
-    let mut set = fields(&object, &state).await?;
+    Ok(HttpResponse::Ok().json(update_endpoint(&state, &path, &object).await?))
+}
+
+/// Changes an endpoint (what `PATCH /v1/endpoints/{id}` accepts), for the query API and the console.
+pub(crate) async fn update_endpoint(
+    state: &AppState,
+    id: &str,
+    object: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    changeable(&find(state, id).await?)?;
+    let mut set = fields(object, state).await?;
     let mut update = doc! {};
     if set.get_bool("enabled") == Ok(true) {
         // Enabled again by a person: the reason it was turned off no longer stands.
@@ -275,11 +291,11 @@ pub async fn update(
     }
     set.insert("updated_at", mongodb::bson::DateTime::now());
     update.insert("$set", set);
-    endpoints(&state)
-        .update_one(doc! {"_id": path.as_str()}, update)
+    endpoints(state)
+        .update_one(doc! {"_id": id}, update)
         .await
         .map_err(stored::unavailable)?;
-    Ok(HttpResponse::Ok().json(public_view(&find(&state, &path).await?)))
+    Ok(public_view(&find(state, id).await?))
 }
 
 pub async fn delete(
