@@ -431,9 +431,11 @@ fn callback_section(callback: &CallbackItem) -> Markup {
     }
 }
 
-fn replay_form(action: &str, target: &str, csrf: &str, label: &str) -> Markup {
+/// A button that posts to `action`; with htmx, its answer replaces `target` (`swap`: `outerHTML` when the
+/// answer is the target itself, `innerHTML` when it goes inside).
+fn replay_form(action: &str, target: &str, swap: &str, csrf: &str, label: &str) -> Markup {
     html! {
-        form.inline method="post" action=(action) hx-post=(action) hx-target=(target) hx-swap="outerHTML" {
+        form.inline method="post" action=(action) hx-post=(action) hx-target=(target) hx-swap=(swap) {
             input type="hidden" name="csrf" value=(csrf);
             button type="submit" { (label) }
         }
@@ -488,7 +490,7 @@ fn event_section(operator: &Operator, event: &Value) -> Markup {
             }
             (targets_list(event))
             (attempts_table(event))
-            (replay_form(&format!("/ui/events/{}/replay", encode(&id)), &format!("#{answer_id}"), &operator.csrf, "Send again"))
+            (replay_form(&format!("/ui/events/{}/replay", encode(&id)), &format!("#{answer_id}"), "innerHTML", &operator.csrf, "Send again"))
             div id=(answer_id) {}
         }
     }
@@ -552,7 +554,7 @@ pub fn quarantined(
         h2 { "Body as received" }
         pre { (item.raw) }
         @if !item.replayed {
-            (replay_form(&action, "#replay-answer", &operator.csrf, "Replay through today's parsers"))
+            (replay_form(&action, "#replay-answer", "outerHTML", &operator.csrf, "Replay through today's parsers"))
         }
         @match answer {
             Some(answer) => (replay_answer(answer)),
@@ -639,7 +641,7 @@ pub fn event(
         (targets_list(event))
         h2 { "Attempts" }
         (attempts_table(event))
-        (replay_form(&format!("/ui/events/{}/replay", encode(&id)), "#event-answer", &operator.csrf, "Send again"))
+        (replay_form(&format!("/ui/events/{}/replay", encode(&id)), "#event-answer", "innerHTML", &operator.csrf, "Send again"))
         div #event-answer { @if let Some(answer) = answer { (self::answer(answer)) } }
         h2 { "Payload" }
         pre { (pretty(&event["payload"])) }

@@ -450,3 +450,116 @@ async fn a_quarantined_body_is_replayed_from_its_page() {
     assert!(again.text.contains("Not replayed"), "{}", again.text);
     assert!(again.text.contains("Quarantined body"));
 }
+
+#[actix_web::test]
+async fn events_show_their_attempts_are_sent_again_and_endpoints_are_turned_off_from_the_console() {
+    use crate::delivery::{admin, app_delivering, receiver, register};
+    let app = app_delivering(&[]).await;
+    let failing = receiver(|_| (500, None));
+    let (endpoint, _) = register(&app, &failing.url).await;
+    let key = format!(
+        "console-event-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    app.mtn_collection(&key, "SUCCESSFUL").await;
+    failing
+        .until("a first attempt", |got| !got.is_empty())
+        .await;
+    let listed = admin(
+        &app,
+        actix_web::http::Method::GET,
+        "/v1/events",
+        serde_json::Value::Null,
+    )
+    .await;
+    let event = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let events = browser
+        .get("/ui/events?status=&type=", Some(&session))
+        .await;
+    assert_eq!(events.status, StatusCode::OK, "{}", events.text);
+    assert!(
+        events.text.contains(&format!("/ui/events/{event}")),
+        "{}",
+        events.text
+    );
+
+    // Its page shows every attempt: the endpoint, the HTTP status and the answer's beginning.
+    let mut page = browser
+        .get(&format!("/ui/events/{event}"), Some(&session))
+        .await;
+    for _ in 0..100 {
+        if page.text.contains("answered by the test receiver") {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        page = browser
+            .get(&format!("/ui/events/{event}"), Some(&session))
+            .await;
+    }
+    assert!(page.text.contains(&endpoint), "{}", page.text);
+    assert!(page.text.contains("<td>500</td>"), "{}", page.text);
+    assert!(
+        page.text.contains("answered by the test receiver"),
+        "{}",
+        page.text
+    );
+    // So does the transaction's page.
+    let transaction = browser
+        .get(
+            &format!("/ui/transactions/mtn_mobile_money/{key}?flow=collection"),
+            Some(&session),
+        )
+        .await;
+    assert!(
+        transaction.text.contains(&format!("/ui/events/{event}")),
+        "{}",
+        transaction.text
+    );
+
+    let before = failing.until("attempts so far", |_| true).await.len();
+    let csrf = page.csrf();
+    let again = browser
+        .post(
+            &format!("/ui/events/{event}/replay"),
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert!(again.text.contains("Sent again"), "{}", again.text);
+    failing
+        .until("another attempt", |got| got.len() > before)
+        .await;
+
+    // Turned off from the list, as PATCH /v1/endpoints/{id} would.
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(
+        list.text.contains(&endpoint) && list.text.contains("Disable"),
+        "{}",
+        list.text
+    );
+    let off = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/enabled"),
+            Some(&session),
+            &[("csrf", &csrf), ("enabled", "false")],
+            &[],
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER, "{}", off.text);
+    assert_eq!(off.header("location"), "/ui/endpoints");
+    let stored = admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{endpoint}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(stored.body["enabled"], false, "{}", stored.body);
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(list.text.contains("Enable"), "{}", list.text);
+}
