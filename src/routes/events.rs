@@ -268,3 +268,22 @@ pub(crate) async fn waiting(state: &AppState) -> Result<u64, ApiError> {
         .await
         .map_err(stored::unavailable)
 }
+
+/// The newest events (at most `limit`) sent or to be sent to any of `endpoints`, each with its attempts
+/// (on the `by_endpoint` index).
+pub(crate) async fn events_of_endpoints(
+    state: &AppState,
+    endpoints: &[String],
+    limit: i64,
+) -> Result<Vec<Value>, ApiError> {
+    if endpoints.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = state
+        .store
+        .events()
+        .find(doc! {"targets.endpoint": {"$in": endpoints}})
+        .sort(doc! {"created_at": -1, "_id": -1})
+        .limit(limit);
+    Ok(stored::all(query).await?.iter().map(detail).collect())
+}
