@@ -127,6 +127,7 @@ impl Application {
                 &settings.console,
                 &settings.auth.admin_tokens,
             ),
+            portal: crate::console::session::Portal::new(&settings.portal),
         });
         let delivery = if settings.delivery.enabled {
             crate::delivery::start(&settings.delivery, store.database(), names, key_checked).map(

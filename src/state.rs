@@ -54,6 +54,8 @@ pub struct AppState {
     pub background: std::sync::Arc<tokio::sync::Semaphore>,
     /// The operators' web console: its session key and its sign-in limit.
     pub console: crate::console::session::Console,
+    /// The merchant developers' portal.
+    pub portal: crate::console::session::Portal,
 }
 
 /// MongoDB's reachability as last checked: unknown until the first check answers.

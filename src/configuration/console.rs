@@ -51,3 +51,54 @@ impl ConsoleSettings {
         Ok(())
     }
 }
+
+/// `[portal]`: the portal a merchant's developer opens with a signed link (see `docs/console.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PortalSettings {
+    /// Serve `/portal/` and `POST /v1/portal/links`.
+    pub enabled: bool,
+    /// How long a link from `POST /v1/portal/links` opens the portal.
+    pub link_ttl_secs: u64,
+    /// How long a portal session lasts once a link opened it.
+    pub session_ttl_secs: u64,
+    /// Origins that may embed the portal in an iframe (`https://dashboard.example.com`); empty: none.
+    /// When set, the portal's cookie is `SameSite=None; Secure` (a cross-site iframe gets no other), so
+    /// the portal must then be reached over HTTPS.
+    #[serde(deserialize_with = "super::lists::comma_separated")]
+    pub frame_ancestors: Vec<String>,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            link_ttl_secs: 900,
+            session_ttl_secs: 3600,
+            frame_ancestors: Vec::new(),
+        }
+    }
+}
+
+impl PortalSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigurationError> {
+        if self.link_ttl_secs == 0 || self.session_ttl_secs == 0 {
+            return Err(invalid(
+                "portal.link_ttl_secs",
+                "and portal.session_ttl_secs must be at least 1",
+            ));
+        }
+        for origin in &self.frame_ancestors {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin
+                    .contains(|c: char| c.is_whitespace() || c == ';' || c == ',' || c == '\'');
+            if !valid {
+                return Err(invalid(
+                    "portal.frame_ancestors",
+                    "must list origins such as https://dashboard.example.com",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

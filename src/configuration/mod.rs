@@ -20,7 +20,7 @@ mod storage;
 mod tests;
 
 pub use access::AuthSettings;
-pub use console::ConsoleSettings;
+pub use console::{ConsoleSettings, PortalSettings};
 pub use delivery::{ConfiguredEndpoint, DeliveryConfig};
 pub use pipeline::{
     ActorSettings, C2bValidationSettings, CacheSettings, PersonalData, PrivacySettings,
@@ -63,6 +63,9 @@ pub struct Settings {
     /// The operators' web console at `/ui/`.
     #[serde(default)]
     pub console: ConsoleSettings,
+    /// The portal a merchant's developer opens with a signed link.
+    #[serde(default)]
+    pub portal: PortalSettings,
     pub log: LogSettings,
 }
 
@@ -180,6 +183,7 @@ impl Settings {
         self.delivery.validate()?;
         self.reports.validate(warnings)?;
         self.console.validate(warnings)?;
+        self.portal.validate()?;
         for provider in PROVIDERS {
             let slug = provider.slug();
             let Some(settings) = self.providers.get(slug) else {

@@ -7,6 +7,7 @@
 //! `docs/console.md`.
 
 mod pages;
+mod portal;
 pub mod session;
 
 pub use session::COOKIE;
@@ -63,6 +64,7 @@ pub fn configure(config: &mut ServiceConfig) {
             .route("/reports/daily.csv", web::get().to(report_csv))
             .route("/assets/{name}", web::get().to(asset)),
     );
+    portal::configure(config);
 }
 
 /// `GET /` and `GET /ui`: to the console.
@@ -114,6 +116,9 @@ enum ConsoleError {
     /// No valid session: to the sign-in form.
     #[error("sign in first")]
     SignIn { htmx: bool },
+    /// No valid portal session: the portal opens only with a link.
+    #[error("open the portal with a link")]
+    NoPortalSession,
     /// A state-changing request without its session's CSRF token.
     #[error("the form's CSRF token is missing or wrong")]
     Csrf,
@@ -127,6 +132,7 @@ impl ResponseError for ConsoleError {
             Self::SignIn { htmx: false } => StatusCode::SEE_OTHER,
             Self::SignIn { htmx: true } => StatusCode::UNAUTHORIZED,
             Self::Csrf => StatusCode::FORBIDDEN,
+            Self::NoPortalSession => StatusCode::UNAUTHORIZED,
             Self::Api(error) => error.status_code(),
         }
     }
@@ -144,6 +150,14 @@ impl ResponseError for ConsoleError {
                     "Refused",
                     "This form's CSRF token is missing or does not belong to your session: reload the \
                      page and try again.",
+                ),
+            ),
+            Self::NoPortalSession => html(
+                StatusCode::UNAUTHORIZED,
+                pages::problem(
+                    "Open the portal with a link",
+                    "This portal opens with a link from your dashboard, and the session it opened has \
+                     ended or was never there: ask your dashboard for a new link.",
                 ),
             ),
             Self::Api(error) => html(

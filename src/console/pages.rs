@@ -25,7 +25,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/reports", "Reports"),
 ];
 
-const PROVIDERS: &[(&str, &str)] = &[
+pub(super) const PROVIDERS: &[(&str, &str)] = &[
     ("mpesa", "M-Pesa"),
     ("mtn_mobile_money", "MTN MoMo"),
     ("airtel_money", "Airtel Money"),
@@ -51,7 +51,7 @@ const FLOWS: &[&str] = &[
     "payment",
 ];
 
-fn head(title: &str) -> Markup {
+pub(super) fn head(title: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";
@@ -89,7 +89,7 @@ fn layout(operator: &Operator, current: &str, title: &str, content: Markup) -> M
 }
 
 /// A page without the console's navigation (sign-in, errors).
-fn bare(title: &str, content: Markup) -> Markup {
+pub(super) fn bare(title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -119,7 +119,7 @@ pub fn login(problem: Option<&str>) -> Markup {
     )
 }
 
-pub fn problem(title: &str, message: &str) -> Markup {
+pub(super) fn problem(title: &str, message: &str) -> Markup {
     bare(
         title,
         html! {
@@ -130,12 +130,12 @@ pub fn problem(title: &str, message: &str) -> Markup {
     )
 }
 
-fn or_dash(value: &Option<String>) -> &str {
+pub(super) fn or_dash(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("—")
 }
 
 /// A JSON value's field as text ("—" when absent).
-fn field(value: &Value, name: &str) -> String {
+pub(super) fn field(value: &Value, name: &str) -> String {
     match value.get(name) {
         None | Some(Value::Null) => "—".to_owned(),
         Some(Value::String(text)) => text.clone(),
@@ -143,11 +143,11 @@ fn field(value: &Value, name: &str) -> String {
     }
 }
 
-fn status(status: &str) -> Markup {
+pub(super) fn status(status: &str) -> Markup {
     html! { span class=(format!("status-{status}")) { (status) } }
 }
 
-fn pretty(value: &impl serde::Serialize) -> String {
+pub(super) fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
@@ -433,7 +433,13 @@ fn callback_section(callback: &CallbackItem) -> Markup {
 
 /// A button that posts to `action`; with htmx, its answer replaces `target` (`swap`: `outerHTML` when the
 /// answer is the target itself, `innerHTML` when it goes inside).
-fn replay_form(action: &str, target: &str, swap: &str, csrf: &str, label: &str) -> Markup {
+pub(super) fn replay_form(
+    action: &str,
+    target: &str,
+    swap: &str,
+    csrf: &str,
+    label: &str,
+) -> Markup {
     html! {
         form.inline method="post" action=(action) hx-post=(action) hx-target=(target) hx-swap=(swap) {
             input type="hidden" name="csrf" value=(csrf);
@@ -442,7 +448,7 @@ fn replay_form(action: &str, target: &str, swap: &str, csrf: &str, label: &str) 
     }
 }
 
-fn attempts_table(event: &Value) -> Markup {
+pub(super) fn attempts_table(event: &Value) -> Markup {
     let attempts = event["attempts"].as_array().cloned().unwrap_or_default();
     html! {
         @if attempts.is_empty() {
@@ -467,7 +473,7 @@ fn attempts_table(event: &Value) -> Markup {
     }
 }
 
-fn targets_list(event: &Value) -> Markup {
+pub(super) fn targets_list(event: &Value) -> Markup {
     let targets = event["targets"].as_array().cloned().unwrap_or_default();
     html! {
         ul {
@@ -579,7 +585,7 @@ pub fn replay_answer(answer: &Result<Replayed, String>) -> Markup {
 }
 
 /// What an action answered, in a fragment.
-pub fn answer(answer: &Result<String, String>) -> Markup {
+pub(super) fn answer(answer: &Result<String, String>) -> Markup {
     html! {
         @match answer {
             Ok(text) => div.answer.good role="status" { (text) },

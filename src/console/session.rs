@@ -7,6 +7,8 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -30,6 +32,28 @@ pub struct Console {
     key: [u8; 32],
     /// Sign-in attempts, per client address.
     logins: RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>,
+}
+
+/// The portal's settings, as the service uses them.
+pub struct Portal {
+    pub enabled: bool,
+    pub link_ttl: chrono::Duration,
+    pub session_ttl: Duration,
+    /// Origins allowed to embed the portal (empty: none).
+    pub frame_ancestors: Vec<String>,
+}
+
+impl Portal {
+    pub fn new(settings: &crate::configuration::PortalSettings) -> Self {
+        Self {
+            enabled: settings.enabled,
+            link_ttl: chrono::Duration::seconds(
+                i64::try_from(settings.link_ttl_secs).unwrap_or(i64::MAX / 1000),
+            ),
+            session_ttl: Duration::from_secs(settings.session_ttl_secs),
+            frame_ancestors: settings.frame_ancestors.clone(),
+        }
+    }
 }
 
 /// A valid session: its cookie value (what the CSRF token is derived from).
@@ -134,6 +158,75 @@ impl Console {
         })
     }
 
+    /// `payload` with its signature for `purpose` appended.
+    fn signed(&self, purpose: &str, payload: &str) -> String {
+        format!("{payload}.{}", hex::encode(self.mac(purpose, payload)))
+    }
+
+    /// The payload of `value` when its signature for `purpose` holds (checked in constant time).
+    fn opened<'a>(&self, purpose: &str, value: &'a str) -> Option<&'a str> {
+        let (payload, mac) = value.rsplit_once('.')?;
+        let presented = hex::decode(mac).ok()?;
+        let mut check = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        check.update(purpose.as_bytes());
+        check.update(b"\0");
+        check.update(payload.as_bytes());
+        check.verify_slice(&presented).ok()?;
+        Some(payload)
+    }
+
+    /// A link's value opening the portal for `owner` until `expires` (unix seconds).
+    pub fn portal_link(&self, owner: &str, expires: u64) -> String {
+        self.signed(
+            "portal-link",
+            &format!("{expires}.{}", URL_SAFE_NO_PAD.encode(owner)),
+        )
+    }
+
+    /// The owner a portal link names, if it is genuine and has not expired.
+    pub fn open_portal_link(&self, value: &str) -> Option<String> {
+        self.open_portal_link_at(value, now())
+    }
+
+    fn open_portal_link_at(&self, value: &str, now: u64) -> Option<String> {
+        let payload = self.opened("portal-link", value)?;
+        let (expires, owner) = payload.split_once('.')?;
+        let owner = String::from_utf8(URL_SAFE_NO_PAD.decode(owner).ok()?).ok()?;
+        (now < expires.parse::<u64>().ok()?).then_some(owner)
+    }
+
+    /// A portal session's cookie value for `owner`, valid for `ttl`.
+    pub fn portal_session(&self, owner: &str, ttl: Duration) -> String {
+        let mut nonce = [0_u8; 16];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        self.signed(
+            "portal-session",
+            &format!(
+                "{}.{}.{}",
+                now() + ttl.as_secs(),
+                hex::encode(nonce),
+                URL_SAFE_NO_PAD.encode(owner)
+            ),
+        )
+    }
+
+    /// The owner of a portal session, and the session (for its CSRF token), if genuine and not expired.
+    pub fn open_portal_session(&self, value: &str) -> Option<(String, Session)> {
+        let payload = self.opened("portal-session", value)?;
+        let mut parts = payload.split('.');
+        let expires: u64 = parts.next()?.parse().ok()?;
+        let _nonce = parts.next()?;
+        let owner = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+        (now() < expires).then(|| {
+            (
+                owner,
+                Session {
+                    value: value.to_owned(),
+                },
+            )
+        })
+    }
+
     /// The CSRF token of `session`: every state-changing form carries it.
     pub fn csrf(&self, session: &Session) -> String {
         hex::encode(&self.mac("csrf", &session.value)[..16])
@@ -219,6 +312,38 @@ mod tests {
         assert!(console.csrf_matches(&a, &console.csrf(&a)));
         assert!(!console.csrf_matches(&a, &console.csrf(&b)));
         assert!(!console.csrf_matches(&a, ""));
+    }
+
+    #[test]
+    fn a_portal_link_names_its_owner_until_it_expires_and_cannot_be_changed() {
+        let console = console("", &["token-a-0123456789"]);
+        let link = console.portal_link("merchant.one", 2_000);
+        assert_eq!(
+            console.open_portal_link_at(&link, 1_999).as_deref(),
+            Some("merchant.one")
+        );
+        assert!(
+            console.open_portal_link_at(&link, 2_000).is_none(),
+            "expired"
+        );
+        let other = console.portal_link("merchant.two", 2_000);
+        let (_, mac) = link.rsplit_once('.').unwrap();
+        let (payload, _) = other.rsplit_once('.').unwrap();
+        assert!(
+            console
+                .open_portal_link_at(&format!("{payload}.{mac}"), 1_000)
+                .is_none(),
+            "another owner under this link's signature"
+        );
+        // A link is no session, and a console session is no portal session.
+        assert!(console.open_portal_session(&link).is_none());
+        assert!(console.open_portal_session(&console.issue()).is_none());
+        let session = console.portal_session("merchant.one", Duration::from_secs(60));
+        assert!(console.verify(&session).is_none());
+        assert_eq!(
+            console.open_portal_session(&session).unwrap().0,
+            "merchant.one"
+        );
     }
 
     #[test]

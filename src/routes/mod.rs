@@ -6,6 +6,7 @@ pub(crate) mod events;
 mod expectations;
 mod health;
 mod metrics;
+mod portal_links;
 pub mod probes;
 pub(crate) mod rejected;
 pub(crate) mod reports;
@@ -112,7 +113,8 @@ pub fn configure(config: &mut ServiceConfig) {
         )
         .route("/events", web::get().to(events::list))
         .route("/events/{id}", web::get().to(events::get))
-        .route("/events/{id}/replay", web::post().to(events::replay));
+        .route("/events/{id}/replay", web::post().to(events::replay))
+        .route("/portal/links", web::post().to(portal_links::create));
     config
         .service(scope)
         .route("/metrics", web::get().to(metrics::metrics))
@@ -176,6 +178,7 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
         ("POST", "/v1/events/{id}/replay"),
+        ("POST", "/v1/portal/links"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/livez"),
