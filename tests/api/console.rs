@@ -21,19 +21,19 @@ async fn console_app(extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// A browser that shows every answer as it came (it follows no redirect).
-struct Browser {
-    client: awc::Client,
-    base: String,
+pub(crate) struct Browser {
+    pub(crate) client: awc::Client,
+    pub(crate) base: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|value| value.to_str().ok())
@@ -41,7 +41,7 @@ impl Answer {
     }
 
     /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf" value=""#;
         let start = self.text.find(marker).expect("a form with a CSRF token") + marker.len();
         let end = self.text[start..].find('"').unwrap() + start;
@@ -69,7 +69,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Browser {
-    fn of(app: &TestApp) -> Self {
+    pub(crate) fn of(app: &TestApp) -> Self {
         Self {
             client: awc::Client::builder().disable_redirects().finish(),
             base: app.address.clone(),
@@ -90,7 +90,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+    pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(cookie) = cookie {
             request = request.insert_header(("Cookie", cookie));
@@ -98,7 +98,7 @@ impl Browser {
         Self::answer(request.send().await.expect("the service answers")).await
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         cookie: Option<&str>,
@@ -125,7 +125,7 @@ impl Browser {
     }
 
     /// Signs in with the admin token; answers the session cookie (`name=value`).
-    async fn sign_in(&self) -> String {
+    pub(crate) async fn sign_in(&self) -> String {
         let answer = self.post("/ui/login", None, &[("token", ADMIN)], &[]).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
         assert_eq!(answer.header("location"), "/ui/");

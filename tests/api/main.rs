@@ -11,6 +11,7 @@ mod helpers;
 mod hostile_input;
 mod openapi;
 mod operating;
+mod portal;
 mod probes;
 mod quarantine;
 mod rate_limits;
