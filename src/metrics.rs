@@ -1,8 +1,8 @@
 //! Prometheus metrics: the `metrics` facade records (here and in `mmo-actors`), one recorder per process
 //! collects, and `GET /metrics` renders the text exposition format for an admin token.
 //!
-//! Every metric is described here (its HELP line) and listed in the README. Durations are histograms in
-//! seconds; the journal's group commit size is a histogram of appends per commit.
+//! Every metric is described here (its HELP line) and listed in docs/operating.md (Metrics). Durations
+//! are histograms in seconds; the journal's group commit size is a histogram of appends per commit.
 
 use std::sync::OnceLock;
 
@@ -48,7 +48,7 @@ pub enum Kind {
     Histogram,
 }
 
-/// Every metric the service records: name, kind, unit, meaning (its HELP line; the README lists them).
+/// Every metric the service records: name, kind, unit, meaning (its HELP line; docs/operating.md lists them).
 pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "mmo_callbacks_total",
@@ -206,9 +206,9 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Events due for delivery and not sent yet, counted up to 10,000 by the sending instance every 500 ms: a number that stays high means a backlog.",
     ),
     (
-        "mmo_delivery_batches_waiting",
+        "mmo_delivery_outboxes_waiting",
         Kind::Gauge,
-        "Batches of new events (`event_batches`, one per drain batch) not yet taken on for their first attempt, counted up to 10,000 by the sending instance every 500 ms: a number that grows means delivery is behind the drain.",
+        "Transactions whose outbox holds new events not yet taken on for their first attempt, counted up to 10,000 by the sending instance every 500 ms: a number that grows means delivery is behind the drain.",
     ),
     (
         "mmo_delivery_dead_letters_total",

@@ -21,16 +21,16 @@ async fn one(store: &MongoStore, collection: &str, filter: Document) -> Document
         .unwrap_or_else(|| panic!("no document in {collection}"))
 }
 
-/// The distinct events the drain wrote that match `filter`: those waiting in `event_batches` for their
-/// first attempt (no dispatcher runs here) and any already in `events`.
+/// The distinct events the drain wrote that match `filter`: those waiting in their transactions'
+/// outboxes for their first attempt (no dispatcher runs here) and any already in `events`.
 async fn events_written(store: &MongoStore, filter: Document) -> Vec<Document> {
     use futures_util::TryStreamExt;
     store
         .database()
-        .collection::<Document>("event_batches")
+        .collection::<Document>("transactions")
         .aggregate([
-            doc! {"$unwind": "$events"},
-            doc! {"$replaceRoot": {"newRoot": "$events"}},
+            doc! {"$unwind": "$outbox"},
+            doc! {"$replaceRoot": {"newRoot": "$outbox"}},
             doc! {"$unionWith": "events"},
             doc! {"$match": filter},
             doc! {"$group": {"_id": "$_id", "event": {"$first": "$$ROOT"}}},
@@ -280,11 +280,11 @@ async fn callbacks_left_unprocessed_are_folded_by_the_sweep() {
     store.database().drop().await.unwrap();
 }
 
-/// The drain writes one event per transaction change, before the callback's document; a crash between
-/// the transaction write and the event insert leaves the journal entry to be applied again, and that
-/// second application writes the missing event (same id) without a second one for the same change.
+/// The drain writes one event per transaction change, in the change's own write (the transaction's
+/// outbox); an entry applied again — after a crash before the journal removed it, or one that cut the
+/// batch between the transaction write and the callback's document — writes no second event.
 #[actix::test]
-async fn every_change_gets_one_event_even_when_a_crash_cut_the_batch_after_the_transaction_write() {
+async fn every_change_gets_one_event_written_with_it_and_applying_an_entry_again_adds_none() {
     let store = mongo_store().await;
     subscribe(&store, "ep_all", &[], &[]).await;
     let now = Utc::now();
@@ -310,13 +310,13 @@ async fn every_change_gets_one_event_even_when_a_crash_cut_the_batch_after_the_t
     store.apply(&second).await;
     assert_eq!(events().await, 2);
 
-    // A crash after the transaction write, before the event and the callback document were written.
-    store
-        .database()
-        .collection::<Document>("event_batches")
-        .update_many(doc! {}, doc! {"$pull": {"events": {"_id": &id}}})
-        .await
-        .unwrap();
+    // The event is in the transaction's outbox, written by the change's own write.
+    let transaction = one(&store, "transactions", doc! {"transaction_key": "events-1"}).await;
+    let outbox = transaction.get_array("outbox").unwrap();
+    assert_eq!(outbox.len(), 2, "both changes' events wait in the outbox");
+    assert!(transaction.get_datetime("outbox_since").is_ok());
+
+    // A crash after the transaction write, before the callback document was written.
     store
         .callbacks()
         .delete_one(doc! {"_id": successful.key().document_id()})

@@ -232,19 +232,19 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     assert_eq!(events, 1);
 }
 
-/// A new event is sent from the batch the drain wrote, then inserted into `events` once, with its
-/// outcome (never inserted pending and rewritten); a batch written again — a journal entry applied
-/// twice, a sender that died before deleting it — is not sent again.
+/// A new event is sent from its transaction's outbox, then inserted into `events` once, with its
+/// outcome (never inserted pending and rewritten); an outbox entry read again — a sender that died
+/// between the insert and the pull — is not sent again; and an event an instance of 0.4.0 wrote to
+/// `event_batches` during a rolling upgrade is sent all the same.
 #[actix_web::test]
-async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_is_not_sent_again()
-{
+async fn a_new_event_is_written_once_with_its_outcome_and_an_entry_read_again_is_not_sent_again() {
     use mongodb::bson::{doc, oid::ObjectId, Document};
     // However slow the machine, the first attempt is waited for (longer than a request's time-out, which
     // bounds it): the event is written once, with its outcome.
     let app = app_delivering(&[("MMO__DELIVERY__FIRST_ATTEMPT_WAIT_MS", "60000")]).await;
     let receiver = receiver(|_| (204, None));
     register(&app, &receiver.url).await;
-    let batches = collection(&app, "event_batches");
+    let transactions = collection(&app, "transactions");
 
     app.mtn_collection("batched-1", "SUCCESSFUL").await;
     let received = receiver.until("one delivery", |got| !got.is_empty()).await;
@@ -252,7 +252,7 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
     let stored = wait_for_status(&app, &id, "delivered").await;
     assert_eq!(stored["targets"][0]["attempts"], 1);
     assert_eq!(stored["attempts"].as_array().map(Vec::len), Some(1));
-    no_batch_left(&batches).await;
+    no_outbox_left(&transactions).await;
     // Written to `events` by one insert, never rewritten (the replica set's oplog says so).
     let namespace = format!("{}.events", app.transactions.namespace().db);
     let oplog = app
@@ -274,7 +274,7 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
     assert_eq!(writes("i").await, 1, "inserted once");
     assert_eq!(writes("u").await, 0, "never updated");
 
-    // The same event written again in a new batch, beside a new one: only the new one is sent.
+    // The same event left in its transaction's outbox, beside a new one: only the new one is sent.
     let mut again: Document = collection(&app, "events")
         .find_one(doc! {"_id": &id})
         .await
@@ -298,8 +298,15 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
     let mut fresh = again.clone();
     fresh.insert("_id", "evt_written_by_hand_00000000000000");
     fresh.insert("version", 2_i64);
-    batches
-        .insert_one(doc! {"_id": ObjectId::new(), "events": [again, fresh]})
+    let mut legacy = again.clone();
+    legacy.insert("_id", "evt_written_by_0_4_0_00000000000000");
+    legacy.insert("version", 3_i64);
+    let transaction = again.get_str("transaction_id").unwrap().to_owned();
+    transactions
+        .update_one(
+            doc! {"_id": &transaction},
+            doc! {"$push": {"outbox": {"$each": [again, fresh]}}, "$set": {"outbox_since": now}},
+        )
         .await
         .unwrap();
     let received = receiver
@@ -314,17 +321,36 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_batch_written_again_
         sent_again, 1,
         "an event in `events` already is not sent again"
     );
-    // The batch is deleted just after its events are inserted: the event can show as delivered a moment
-    // before, so this waits for the delete rather than counting at once (which raced with it).
-    no_batch_left(&batches).await;
+    // The outbox is emptied just after its events are inserted: the event can show as delivered a
+    // moment before, so this waits for the pull rather than counting at once.
+    no_outbox_left(&transactions).await;
+
+    // A rolling upgrade: an instance of 0.4.0 wrote a batch of new events to `event_batches`.
+    collection(&app, "event_batches")
+        .insert_one(doc! {"_id": ObjectId::new(), "events": [legacy]})
+        .await
+        .unwrap();
+    let received = receiver
+        .until("the event 0.4.0 wrote", |got| {
+            got.iter()
+                .any(|delivery| delivery.id == "evt_written_by_0_4_0_00000000000000")
+        })
+        .await;
+    assert_eq!(
+        received.iter().filter(|delivery| delivery.id == id).count(),
+        1
+    );
 }
 
-/// Waits until every batch of new events was moved to `events` and deleted (20 s at most).
-async fn no_batch_left(batches: &mongodb::Collection<mongodb::bson::Document>) {
+/// Waits until no transaction's outbox holds an event (20 s at most).
+async fn no_outbox_left(transactions: &mongodb::Collection<mongodb::bson::Document>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let left = batches
-            .count_documents(mongodb::bson::doc! {})
+        let left = transactions
+            .count_documents(mongodb::bson::doc! {"$or": [
+                {"outbox_since": {"$exists": true}},
+                {"outbox": {"$exists": true}},
+            ]})
             .await
             .unwrap();
         if left == 0 {
@@ -332,7 +358,7 @@ async fn no_batch_left(batches: &mongodb::Collection<mongodb::bson::Document>) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{left} batch(es) never deleted"
+            "{left} outbox(es) never emptied"
         );
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }

@@ -150,6 +150,11 @@ impl TestApp {
         .await
     }
 
+    /// [`TestApp::mtn_collection`] for a key the future owns (to post many at once).
+    pub async fn mtn_collection_owned(&self, key: String, status: &str) {
+        self.mtn_collection(&key, status).await
+    }
+
     /// Posts an MTN collection callback for `key` with `status`, and checks it was acknowledged.
     pub async fn mtn_collection(&self, key: &str, status: &str) {
         let body =

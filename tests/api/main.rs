@@ -9,6 +9,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;
+mod instances;
 mod openapi;
 mod operating;
 mod portal;

@@ -4,15 +4,15 @@
 //!
 //! ```text
 //! every poll_interval ─Tick─▶ Dispatcher (pool of one) ─lead──▶ leases (one sending instance at a time)
-//!   new events:  ─oldest batch──▶ event_batches ─plan, send once─▶ insert into events with outcomes,
-//!                                                                  delete the batch   (new_events.rs)
+//!   new events:  ─oldest first──▶ transactions' outboxes ─plan, send once─▶ insert into events with
+//!                                          outcomes, pull them from the outboxes   (new_events.rs)
 //!   retries:     ─due───────────▶ events (pending, due_at ≤ now) ─gate: earlier versions pending?─▶
 //!                 ─plan, send─▶ record: events (targets, attempts, due_at / expire_at)
 //!   send:  one task per event ──Attempt──▶ Sender pool (delivery.pool_size) ──▶ Transport (HTTP POST)
 //! ```
 //!
 //! Files: this one holds the dispatcher's round and the state the rounds share (lanes, lease, events in
-//! flight), which is why it is longer than the others; `new_events.rs` the first attempts from a batch;
+//! flight), which is why it is longer than the others; `new_events.rs` the first attempts from the outboxes;
 //! `attempts.rs` what one event's attempts do (which targets go now, the answers judged and recorded);
 //! `sender.rs` the signing sender actors and the transport; `verdict.rs` what an answer means;
 //! `outbox.rs` the MongoDB side; `signature.rs` and `sealing.rs` the secrets.
@@ -47,7 +47,6 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, WrapFuture};
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use mongodb::bson::oid::ObjectId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use attempts::{plan, send, Failing, Plan};
@@ -66,10 +65,8 @@ const RETRY_SOON: Duration = Duration::from_millis(100);
 const ADMISSION_WAIT: Duration = Duration::from_millis(50);
 /// How long a new event waits for a free slot at its endpoint before it is left to the retry path.
 const FIRST_ADMISSION_WAIT: Duration = Duration::from_millis(500);
-/// Batches of new events being sent at once, at most.
-const BATCHES_IN_FLIGHT: usize = 4;
-/// How long an event whose outcome was just written is not looked at again (see the recorder).
-const JUST_RECORDED: Duration = Duration::from_millis(500);
+/// Groups of transactions whose new events are being sent at once, at most.
+const GROUPS_IN_FLIGHT: usize = 4;
 /// How often the outcomes of finished attempts are written (in one statement).
 const RECORD_EVERY: Duration = Duration::from_millis(25);
 
@@ -148,9 +145,11 @@ struct Shared {
     /// The sending lease, as last renewed.
     lease: Mutex<Option<Lease>>,
     rounds: Arc<OneRound>,
-    /// Batches of new events taken on and not yet moved to `events`.
-    batches: Mutex<HashSet<ObjectId>>,
-    /// The versions of each transaction in those batches: a later version waits for them.
+    /// Transactions whose new events were taken on and not yet pulled from their outboxes.
+    outboxes: Mutex<HashSet<String>>,
+    /// Groups of them being sent.
+    groups_in_flight: std::sync::atomic::AtomicUsize,
+    /// The versions of each transaction being sent from its outbox: a later version waits for them.
     unsettled: Mutex<HashMap<String, Vec<i64>>>,
     /// A clean stop has begun: no new round starts.
     stopping: std::sync::atomic::AtomicBool,
@@ -227,7 +226,7 @@ impl Delivery {
         let settled = || {
             shared.busy.lock().is_empty()
                 && shared.outcomes.lock().is_empty()
-                && shared.batches.lock().is_empty()
+                && shared.outboxes.lock().is_empty()
         };
         while !settled() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(RECORD_EVERY).await;
@@ -283,7 +282,8 @@ pub fn start(
         outcomes: Mutex::new(Vec::new()),
         lease: Mutex::new(None),
         rounds: Arc::default(),
-        batches: Mutex::new(HashSet::new()),
+        outboxes: Mutex::new(HashSet::new()),
+        groups_in_flight: std::sync::atomic::AtomicUsize::new(0),
         unsettled: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
     });
@@ -305,15 +305,12 @@ pub fn start(
                     .await;
                 match written {
                     Ok(()) => {
-                        // Not busy any more, but not looked at again for a moment either: a round whose
-                        // read of due events began before this write may still return them as pending,
-                        // and would send them again (0.3.0 did, a few thousand times a minute under load).
-                        let until = tokio::time::Instant::now() + JUST_RECORDED;
+                        // Not busy any more: a round that reads due events from now on sees this
+                        // write. A round whose read began before it skips these events all the same:
+                        // it took its list of busy events before reading (see `round`).
                         let mut busy = shared.busy.lock();
-                        let mut later = shared.later.lock();
                         for outcome in &outcomes {
                             busy.remove(&outcome.event);
-                            later.insert(outcome.event.clone(), until);
                         }
                     }
                     Err(error) => {
@@ -373,8 +370,10 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             // The backlog, as often as the lease is renewed (a round reads only what it can take).
             let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
             metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
-            let batches = shared.outbox.count_batches(DUE_COUNTED_UP_TO).await?;
-            metrics::gauge!("mmo_delivery_batches_waiting").set(batches as f64);
+            // Events an instance of 0.4.0 wrote during a rolling upgrade, moved where they are sent.
+            shared.outbox.adopt_legacy(16).await?;
+            let waiting = shared.outbox.count_waiting(DUE_COUNTED_UP_TO).await?;
+            metrics::gauge!("mmo_delivery_outboxes_waiting").set(waiting as f64);
             lease.ends
         }
     };
@@ -429,6 +428,9 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     } else {
         (in_flight + 2 * free).min(settings.batch as usize) as i64
     };
+    // The events busy before the read, skipped even if their outcome is written while it runs: the
+    // read may return them as they were before that write, and they would be sent again.
+    let busy_before: HashSet<String> = shared.busy.lock().clone();
     let due = shared.outbox.due(now, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
@@ -436,7 +438,11 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         let mut later = shared.later.lock();
         later.retain(|_, until| *until > clock);
         due.into_iter()
-            .filter(|event| !busy.contains(&event.id) && !later.contains_key(&event.id))
+            .filter(|event| {
+                !busy_before.contains(&event.id)
+                    && !busy.contains(&event.id)
+                    && !later.contains_key(&event.id)
+            })
             .collect()
     };
     if due.is_empty() {

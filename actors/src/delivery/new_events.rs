@@ -1,46 +1,67 @@
-//! New events: sent once straight from the batch the drain wrote (`event_batches`), then moved to
-//! `events` with what became of them (see [`crate::store::events`] for why).
+//! New events: sent once straight from their transactions' outboxes, where each was written by its
+//! change's own write, then moved to `events` with what became of them (see [`crate::store::events`]).
+//!
+//! A group is the transactions one read returns (at most `delivery.batch`). A transaction belongs to one
+//! group at a time: it is in [`Shared::outboxes`] from the read that takes it until its events are pulled
+//! from its outbox, and every later read skips it. So a read never returns an event that was settled
+//! already (it starts after the pull was acknowledged), and a transaction's later events wait for its
+//! earlier ones by construction, not by timing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
 use chrono::Utc;
-use mongodb::bson::{oid::ObjectId, Document};
+use mongodb::bson::Document;
 
 use super::attempts::{plan, send};
 use super::outbox::{self, EndpointRecord, Outcome, PendingEvent, Target};
-use super::{Shared, BATCHES_IN_FLIGHT, FIRST_ADMISSION_WAIT};
+use super::{Shared, FIRST_ADMISSION_WAIT, GROUPS_IN_FLIGHT};
 
-/// Takes on the oldest batch of new events (unless [`BATCHES_IN_FLIGHT`] are being sent): plans each
-/// event as a round does (waiting up to [`FIRST_ADMISSION_WAIT`] for a slot) and starts its attempts;
-/// [`settle`] then moves the events to `events` with their outcomes. Returns how many events it took on.
+/// Takes on the transactions with the oldest new events (unless [`GROUPS_IN_FLIGHT`] groups are being
+/// sent): plans each event as a round does (waiting up to [`FIRST_ADMISSION_WAIT`] for a slot) and
+/// starts its attempts; [`settle`] then moves the events to `events` with their outcomes. Returns how
+/// many events it took on.
 ///
-/// Version order: a batch's later version of a transaction is not attempted from the batch (it goes to
-/// `events` pending, behind the earlier one), and neither is a version whose transaction has an earlier
-/// one pending in `events` or in a batch still being sent ([`Shared::unsettled_before`]).
+/// Version order: a transaction's later version is not attempted while an earlier one of it is being
+/// sent (it goes to `events` pending, behind the earlier one), and neither is a version whose
+/// transaction has an earlier one pending in `events`.
 pub(super) async fn send_new(
     shared: &Arc<Shared>,
     endpoints: &HashMap<String, Arc<EndpointRecord>>,
     lease_ends: tokio::time::Instant,
 ) -> Result<usize, crate::StoreError> {
-    let skip: Vec<ObjectId> = shared.batches.lock().iter().copied().collect();
-    if skip.len() >= BATCHES_IN_FLIGHT {
+    if shared.groups_in_flight.load(Ordering::SeqCst) >= GROUPS_IN_FLIGHT {
         return Ok(0);
     }
-    let Some(batch) = shared.outbox.oldest_batch(&skip).await? else {
+    // Taken before the read: a transaction leaves `outboxes` only after its events were pulled, so
+    // one that is not skipped here is read as it is since that pull.
+    let skip: Vec<String> = shared.outboxes.lock().iter().cloned().collect();
+    let found = shared
+        .outbox
+        .new_events(&skip, shared.settings.batch)
+        .await?;
+    if found.is_empty() {
         return Ok(0);
-    };
+    }
     let now = Utc::now();
-    let ids: Vec<&str> = batch
-        .events
+    let transactions: Vec<String> = found
         .iter()
-        .map(|(_, event)| event.id.as_str())
+        .map(|found| found.transaction.clone())
         .collect();
-    let known = shared.outbox.known(&ids).await?;
-    let fresh: Vec<(Document, PendingEvent)> = batch
-        .events
+    let ids: Vec<String> = found
+        .iter()
+        .flat_map(|found| found.events.iter().map(|(_, event)| event.id.clone()))
+        .collect();
+    let known = {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        shared.outbox.known(&ids).await?
+    };
+    let fresh: Vec<(Document, PendingEvent)> = found
         .into_iter()
+        .flat_map(|found| found.events)
         .filter(|(_, event)| !known.contains(&event.id))
         .collect();
     let versions: Vec<(&str, i64)> = fresh
@@ -48,7 +69,8 @@ pub(super) async fn send_new(
         .map(|(_, event)| (event.transaction_id.as_str(), event.version))
         .collect();
     let earlier = shared.outbox.pending_of(&versions).await?;
-    shared.batches.lock().insert(batch.id);
+    shared.outboxes.lock().extend(transactions.iter().cloned());
+    shared.groups_in_flight.fetch_add(1, Ordering::SeqCst);
 
     let mut started: HashSet<String> = HashSet::new();
     let mut saturated: HashSet<String> = HashSet::new();
@@ -102,7 +124,7 @@ pub(super) async fn send_new(
     }
     let taken = planned.len().max(1);
     let shared = Arc::clone(shared);
-    actix::spawn(settle(shared, batch.id, planned));
+    actix::spawn(settle(shared, transactions, ids, planned));
     Ok(taken)
 }
 
@@ -113,12 +135,18 @@ type Planned = (
     Option<tokio::sync::oneshot::Receiver<Result<Outcome, crate::StoreError>>>,
 );
 
-/// Waits for a batch's first attempts (up to `delivery.first_attempt_wait_ms`), then inserts its events into
-/// `events` with their outcomes and deletes the batch — retrying while MongoDB does not take them, as
-/// the batch must not be sent again. An attempt still in flight leaves its event pending and `busy`
-/// (the retry path does not send it meanwhile); its outcome is recorded, once the event is in
-/// `events`, as a retry's is.
-async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
+/// Waits for a group's first attempts (up to `delivery.first_attempt_wait_ms`), then inserts its events
+/// into `events` with their outcomes and pulls them from their transactions' outboxes (`ids`: every
+/// event read, those found in `events` already included) — retrying while MongoDB does not take them,
+/// as they must not be sent again. An attempt still in flight leaves its event pending and `busy` (the
+/// retry path does not send it meanwhile); its outcome is recorded, once the event is in `events`, as a
+/// retry's is.
+async fn settle(
+    shared: Arc<Shared>,
+    outboxes: Vec<String>,
+    ids: Vec<String>,
+    planned: Vec<Planned>,
+) {
     let deadline = tokio::time::Instant::now() + shared.settings.first_attempt_wait;
     let now = Utc::now();
     let retention = shared.settings.retention;
@@ -152,12 +180,18 @@ async fn settle(shared: Arc<Shared>, batch: ObjectId, planned: Vec<Planned>) {
         }
     }
     let mut backoff = Duration::from_millis(100);
-    while let Err(error) = shared.outbox.settle_batch(batch, &documents).await {
+    while let Err(error) = shared.outbox.settle(&documents, &outboxes, &ids).await {
         tracing::warn!(%error, events = documents.len(), "new events not moved to the outbox yet; retrying");
         tokio::time::sleep(backoff).await;
         backoff = crate::backoff::doubled(backoff, 1, Duration::from_secs(5));
     }
-    shared.batches.lock().remove(&batch);
+    {
+        let mut taken = shared.outboxes.lock();
+        for transaction in &outboxes {
+            taken.remove(transaction);
+        }
+    }
+    shared.groups_in_flight.fetch_sub(1, Ordering::SeqCst);
     {
         let mut unsettled = shared.unsettled.lock();
         for (transaction, version) in transactions {

@@ -1,6 +1,7 @@
-//! What delivery reads and writes in MongoDB: the `event_batches` the drain writes new events to and
-//! the `events` outbox they move to once attempted (see [`crate::store::events`]), the merchant's
-//! `endpoints`, and the `leases` document that makes one instance at a time the sender.
+//! What delivery reads and writes in MongoDB: the transactions' outboxes, where each change's event is
+//! written with the change, and `events`, where events move once attempted (see
+//! [`crate::store::events`]); the merchant's `endpoints`; and the `leases` document that makes one
+//! instance at a time the sender.
 //!
 //! Length: every read and write delivery makes in MongoDB, in one place, so that the sharding rules and the
 //! indexes they rely on can be checked against one file.
@@ -8,7 +9,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
@@ -16,7 +17,7 @@ use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
 use crate::store::errors::{all, classify, classify_read, is_duplicate_key, DUPLICATE_KEY};
 pub use crate::store::events::Target;
-use crate::store::events::{event_id, subscribed, EVENT_BATCHES};
+use crate::store::events::{event_id, subscribed, LEGACY_EVENT_BATCHES, OUTBOX, OUTBOX_SINCE};
 pub use crate::store::texts_of;
 use crate::store::{bson_time, StoreError};
 
@@ -102,8 +103,10 @@ pub struct Outcome {
 /// A batch of new events as the drain wrote it: each event's document and what the dispatcher reads
 /// of it.
 #[derive(Debug, Clone)]
-pub struct NewBatch {
-    pub id: ObjectId,
+pub struct NewEvents {
+    /// The transaction's `_id`.
+    pub transaction: String,
+    /// Its outbox, in version order: each event as written, and as the dispatcher reads it.
     pub events: Vec<(Document, PendingEvent)>,
 }
 
@@ -170,7 +173,9 @@ pub struct Earlier {
 #[derive(Clone)]
 pub struct Outbox {
     events: Collection<Document>,
-    batches: Collection<Document>,
+    transactions: Collection<Document>,
+    /// Where 0.4.0 instances write new events; emptied into `events` (see [`Outbox::adopt_legacy`]).
+    legacy_batches: Collection<Document>,
     endpoints: Collection<Document>,
     leases: Collection<Document>,
 }
@@ -179,7 +184,8 @@ impl Outbox {
     pub fn new(database: &Database) -> Self {
         Self {
             events: database.collection("events"),
-            batches: database.collection(EVENT_BATCHES),
+            transactions: database.collection("transactions"),
+            legacy_batches: database.collection(LEGACY_EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
             leases: database.collection("leases"),
         }
@@ -287,39 +293,99 @@ impl Outbox {
             .collect())
     }
 
-    /// The oldest batch of new events that is not in `skip` (being sent already).
-    pub async fn oldest_batch(&self, skip: &[ObjectId]) -> Result<Option<NewBatch>, StoreError> {
-        let found = self
-            .batches
-            .find_one(doc! {"_id": {"$nin": skip}})
-            .sort(doc! {"_id": 1})
+    /// What [`Outbox::new_events`] looks for: transactions whose outbox holds events.
+    pub fn outbox_filter() -> Document {
+        doc! {OUTBOX_SINCE: {"$type": "date"}}
+    }
+
+    /// The transactions (at most `limit`, not in `skip`: being sent already) whose outbox holds events,
+    /// oldest first, each with its events in version order.
+    pub async fn new_events(
+        &self,
+        skip: &[String],
+        limit: i64,
+    ) -> Result<Vec<NewEvents>, StoreError> {
+        let mut filter = Self::outbox_filter();
+        if !skip.is_empty() {
+            filter.insert("_id", doc! {"$nin": skip});
+        }
+        let found: Vec<Document> = all(self
+            .transactions
+            .find(filter)
+            .sort(doc! {OUTBOX_SINCE: 1, "_id": 1})
+            .projection(doc! {OUTBOX: 1})
+            .hint(mongodb::options::Hint::Name("outbox".into()))
+            .limit(limit))
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|transaction| {
+                let id = transaction.get_str("_id").ok()?.to_owned();
+                let mut events: Vec<(Document, PendingEvent)> = transaction
+                    .get_array(OUTBOX)
+                    .map(|events| {
+                        events
+                            .iter()
+                            .filter_map(Bson::as_document)
+                            .filter_map(|event| {
+                                Some((event.clone(), PendingEvent::from_document(event)?))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                events.sort_by_key(|(_, event)| event.version);
+                Some(NewEvents {
+                    transaction: id,
+                    events,
+                })
+            })
+            .collect())
+    }
+
+    /// How many transactions have new events waiting, counted up to `cap`.
+    pub async fn count_waiting(&self, cap: u64) -> Result<u64, StoreError> {
+        self.transactions
+            .count_documents(Self::outbox_filter())
+            .hint(mongodb::options::Hint::Name("outbox".into()))
+            .limit(cap)
             .await
-            .map_err(|error| classify_read(&error))?;
-        Ok(found.and_then(|batch| {
-            let id = batch.get_object_id("_id").ok()?;
-            let events = batch
+            .map_err(|error| classify_read(&error))
+    }
+
+    /// Moves the events 0.4.0 instances wrote to `event_batches` (one document per drain batch; during a
+    /// rolling upgrade they still do) into `events` as they are — pending, with their targets — where
+    /// the retry path sends them, in version order as it sends every event; then deletes each batch.
+    /// At most `limit` batches per call; returns how many were moved.
+    pub async fn adopt_legacy(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        while moved < limit {
+            let Some(batch) = self
+                .legacy_batches
+                .find_one(doc! {})
+                .await
+                .map_err(|error| classify_read(&error))?
+            else {
+                break;
+            };
+            let events: Vec<Document> = batch
                 .get_array("events")
                 .map(|events| {
                     events
                         .iter()
                         .filter_map(Bson::as_document)
-                        .filter_map(|event| {
-                            Some((event.clone(), PendingEvent::from_document(event)?))
-                        })
+                        .cloned()
                         .collect()
                 })
                 .unwrap_or_default();
-            Some(NewBatch { id, events })
-        }))
-    }
-
-    /// How many batches of new events wait, counted up to `cap`.
-    pub async fn count_batches(&self, cap: u64) -> Result<u64, StoreError> {
-        self.batches
-            .count_documents(doc! {})
-            .limit(cap)
-            .await
-            .map_err(|error| classify_read(&error))
+            let transactions: [String; 0] = [];
+            self.settle(&events, &transactions, &[]).await?;
+            self.legacy_batches
+                .delete_one(doc! {"_id": batch.get("_id").cloned().unwrap_or(Bson::Null)})
+                .await
+                .map_err(|error| classify(&error))?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Which of these events `events` holds already (a batch written twice, or one whose sender died
@@ -339,9 +405,16 @@ impl Outbox {
             .collect())
     }
 
-    /// Moves a batch's events into `events` (one unordered `insert_many`; an event there already is
-    /// the same event), each with its delivery state, then deletes the batch.
-    pub async fn settle_batch(&self, id: ObjectId, events: &[Document]) -> Result<(), StoreError> {
+    /// Moves new events from their transactions' outboxes into `events`: one unordered `insert_many`
+    /// (an event there already is the same event), each with its delivery state, then one `update_many`
+    /// that pulls them from `transactions` and keeps `outbox_since` true (absent once an outbox is
+    /// empty). Pulled by id, in one pipeline per document: an event pushed meanwhile stays.
+    pub async fn settle(
+        &self,
+        events: &[Document],
+        transactions: &[String],
+        ids: &[String],
+    ) -> Result<(), StoreError> {
         if !events.is_empty() {
             if let Err(error) = self.events.insert_many(events).ordered(false).await {
                 let duplicates_only = match error.kind.as_ref() {
@@ -360,8 +433,25 @@ impl Outbox {
                 }
             }
         }
-        self.batches
-            .delete_one(doc! {"_id": id})
+        if transactions.is_empty() {
+            return Ok(());
+        }
+        let outbox = format!("${OUTBOX}");
+        let empty = doc! {"$eq": [{"$size": outbox.as_str()}, 0]};
+        self.transactions
+            .update_many(
+                doc! {"_id": {"$in": transactions}},
+                vec![
+                    doc! {"$set": {OUTBOX: {"$filter": {
+                        "input": {"$ifNull": [outbox.as_str(), []]},
+                        "cond": {"$not": [{"$in": ["$$this._id", ids]}]},
+                    }}}},
+                    doc! {"$set": {
+                        OUTBOX_SINCE: {"$cond": [empty.clone(), "$$REMOVE", {"$min": format!("{outbox}.created_at")}]},
+                        OUTBOX: {"$cond": [empty, "$$REMOVE", outbox.as_str()]},
+                    }},
+                ],
+            )
             .await
             .map_err(|error| classify(&error))?;
         Ok(())

@@ -6,8 +6,8 @@
 //!    new (the provider actor's cache turns quick repeats into delivery counts), and the insert finds the
 //!    others — a duplicate `_id` — for far less than a lookup of every one.
 //! 2. **Fold** the new ones into their transactions (one `insert_many` for new transactions, optimistic
-//!    updates for existing ones), in journal order per transaction.
-//!    The events those changes call for are written next, as one `event_batches` document (see `events.rs`).
+//!    updates for existing ones), in journal order per transaction. Each change's event is written by
+//!    the change's own write, in the transaction's outbox (see `events.rs`).
 //! 3. **Insert** the new callback documents (one unordered `insert_many`, `w: majority, j: true`). A
 //!    callback document exists only once its fold was acknowledged, so it is written `processed: true`,
 //!    and a crash between the two steps re-applies the entry: the fold is a no-op the second time (the
@@ -272,17 +272,8 @@ async fn fold_new(store: &Collections, batch: &mut Batch<'_>, kinds: &[(usize, K
             return;
         }
     };
-    let folded = store.transactions.fold(&folds, &routes).await;
+    let results = store.transactions.fold(&folds, &routes).await;
     drop(folds);
-    let mut results = folded.results;
-    // The events of these changes go before the callbacks' documents: a stored callback implies its
-    // event exists (see `events.rs`).
-    let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
-    for (event, error) in store.events.insert(&documents).await {
-        for member in &folded.events[event].0 {
-            results[*member] = Err(error.clone());
-        }
-    }
     for (index, result) in new.into_iter().zip(results) {
         if let Err(error) = result {
             batch.fail(index, error);

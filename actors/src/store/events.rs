@@ -1,24 +1,22 @@
-//! The `events` collection: the outbox of transaction changes, delivered to the merchant's endpoints by
-//! [`crate::delivery`] — and `event_batches`, the way new events reach it.
+//! Events: what happened to a transaction, delivered to the merchant's endpoints by
+//! [`crate::delivery`]. This module owns an event's shape (type, id, payload, routing) and where it is
+//! kept until its first attempt: the transaction's **outbox**.
 //!
-//! The drain writes the events of a batch's changes as **one `event_batches` document** (the events in
-//! an array; [`EventLog::insert`]), in the same batch as the transaction writes that caused them. The
-//! sending instance reads that document, sends each event once, and only then inserts the events into
-//! `events`, each with what became of it (delivered, to be retried, failed), and deletes the batch
-//! document. A delivered event thus costs MongoDB one small share of a batch insert and one insert:
-//! writing it pending and rewriting it with its outcome cost three times as much. Events whose first
-//! attempt could not be made or finished quickly are inserted pending and go the retry path.
+//! **The event is part of its change.** The write that changes a transaction — a fold, a conflict, the
+//! reconciler's give-up — bumps its `version` and, in the same single-document write, pushes the
+//! change's event to the transaction's `outbox` array (setting `outbox_since`, which a partial index
+//! holds). No crash or failed write between two writes can lose an event or write one without its
+//! change; a refold that changes nothing (a journal entry applied twice, a repeat received by another
+//! instance) bumps nothing and pushes nothing; and one transaction's events are ordered by its document.
 //!
-//! An event's `_id` is derived from the transaction and the version the change produced ([`event_id`]),
-//! so writing it again — a journal entry applied twice, two instances folding the same callback — keeps
-//! one event: the sender skips the events of a batch that `events` holds already.
+//! The sending instance reads the transactions whose outbox holds events (oldest first), sends each
+//! event once, then inserts the events into `events` with what became of them (delivered, to be retried,
+//! failed) and pulls them from their outboxes in one `update_many`. Only then does the transaction count
+//! as settled for the sender; see `delivery/new_events.rs`.
 //!
-//! Crash safety: the transaction document records the version and type of its last event-producing change
-//! (`event_version`, `event_type`) in the same write. A crash after the transaction write but before the
-//! batch insert leaves the journal entry in place (it is removed only once the whole batch is applied);
-//! applied again, its fold is a no-op, and the fold then writes the event of the transaction's recorded
-//! change again (see `transactions.rs`), which is either an event written before (skipped) or the missing
-//! one. A batch document outlives a sender that dies before deleting it: the next sender reads it again.
+//! An event's `_id` is derived from the transaction and the version its change produced ([`event_id`]),
+//! so an event inserted into `events` twice (a sender that died between the insert and the pull) is one
+//! event: the sender skips outbox entries that `events` holds already.
 //!
 //! **Routing.** An event is written only when an enabled endpoint wants it, with its `targets` (one per
 //! such endpoint) already set: the endpoints are read from `endpoints` once per batch ([`EventLog::routes`]),
@@ -30,20 +28,19 @@
 //! Delivered events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead
 //! letters keep none until they are replayed.
 //!
-//! Length: an event's whole life before delivery — its type, id, payload, routing and how new events are
-//! written — is one idea; its unit tests are beside it.
+//! Length: an event's whole life before delivery — its type, id, payload, routing and outbox — is one
+//! idea; its unit tests are beside it.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::document::{bson_time, texts_of};
-use super::errors::{all, classify};
+use super::errors::all;
 use super::indexes::{newest, partial};
-use super::timing::timed;
 use super::StoreError;
 use crate::callback::Status;
 
@@ -276,19 +273,43 @@ impl Routes {
     }
 }
 
-/// Where new events wait for their first attempt: one document per drain batch.
-pub const EVENT_BATCHES: &str = "event_batches";
+/// The array on a transaction's document that holds the events of its changes until their first
+/// attempts: each is pushed by the very write that makes its change (see the module doc).
+pub const OUTBOX: &str = "outbox";
 
-/// Bytes of events per `event_batches` document, at most (roughly; MongoDB refuses documents over
-/// 16 MiB). A drain batch's events nearly always fit in one.
-const MAX_BATCH_BYTES: usize = 4 << 20;
+/// When the oldest event in a transaction's outbox was written; absent while the outbox is empty. The
+/// sender finds new events through a partial index on it.
+pub const OUTBOX_SINCE: &str = "outbox_since";
 
-/// The `events` collection, the `event_batches` new events are written to, and the `endpoints` events
-/// are routed to.
+/// Where 0.4.0 wrote new events (one document per drain batch); read only to move what an older
+/// version left there into `events` at start-up (see `migration.rs`).
+pub const LEGACY_EVENT_BATCHES: &str = "event_batches";
+
+/// Adds `event` (built by [`event_document`] for the change `update` makes) to `update`, so that the
+/// change and its event are one write: pushed to the outbox, and `outbox_since` set unless earlier.
+pub fn push_to_outbox(update: &mut Document, event: Document, now: DateTime<Utc>) {
+    let mut push = update.get_document("$push").cloned().unwrap_or_default();
+    push.insert(OUTBOX, event);
+    update.insert("$push", push);
+    let mut earliest = update.get_document("$min").cloned().unwrap_or_default();
+    earliest.insert(OUTBOX_SINCE, bson_time(now));
+    update.insert("$min", earliest);
+}
+
+/// The partial index through which the sender finds transactions with new events, oldest first (`_id`
+/// in it, so that skipping the transactions being sent is read from the index alone).
+pub(super) fn outbox_index() -> IndexModel {
+    partial(
+        doc! {OUTBOX_SINCE: 1, "_id": 1},
+        "outbox",
+        doc! {OUTBOX_SINCE: {"$type": "date"}},
+    )
+}
+
+/// The `events` collection and the `endpoints` events are routed to.
 #[derive(Clone)]
 pub struct EventLog {
     events: Collection<Document>,
-    batches: Collection<Document>,
     endpoints: Collection<Document>,
 }
 
@@ -296,7 +317,6 @@ impl EventLog {
     pub fn new(database: &Database) -> Self {
         Self {
             events: database.collection("events"),
-            batches: database.collection(EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
         }
     }
@@ -321,45 +341,6 @@ impl EventLog {
             ))
         })))
     }
-
-    /// Writes new events for their first attempt: one `event_batches` document holding them all (more
-    /// only past [`MAX_BATCH_BYTES`]). Returns the events that were not written, with why.
-    pub async fn insert(&self, documents: &[&Document]) -> Vec<(usize, StoreError)> {
-        let mut failed = Vec::new();
-        let now = bson_time(Utc::now());
-        for (start, end) in chunks(documents, MAX_BATCH_BYTES) {
-            let batch = doc! {
-                "_id": ObjectId::new(),
-                "created_at": now,
-                "events": documents[start..end].iter().map(|event| Bson::Document((*event).clone())).collect::<Vec<_>>(),
-            };
-            if let Err(error) = timed(EVENT_BATCHES, self.batches.insert_one(batch)).await {
-                let failure = classify(&error);
-                failed.extend((start..end).map(|index| (index, failure.clone())));
-            }
-        }
-        failed
-    }
-}
-
-/// Splits `documents` into runs of about `limit` bytes at most (each run holds one event at least),
-/// as `(start, end)` ranges. An event's size is that of its payload, which dominates it, and a margin.
-fn chunks(documents: &[&Document], limit: usize) -> Vec<(usize, usize)> {
-    let size = |event: &Document| event.get_str("payload").map_or(0, str::len) + 1024;
-    let mut runs = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (index, event) in documents.iter().enumerate() {
-        let event = size(event);
-        if index > start && bytes + event > limit {
-            runs.push((start, index));
-            (start, bytes) = (index, 0);
-        }
-        bytes += event;
-    }
-    if start < documents.len() {
-        runs.push((start, documents.len()));
-    }
-    runs
 }
 
 /// The exact bytes delivered: `{"type", "timestamp", "data"}`, where `data` is the transaction as
@@ -499,22 +480,6 @@ mod tests {
             EventType::of_change(Some(&pending), &unresolved),
             Some(EventType::Unresolved)
         );
-    }
-
-    #[test]
-    fn batches_of_events_are_cut_by_size_and_hold_one_event_at_least() {
-        let event = |bytes: usize| doc! {"payload": "x".repeat(bytes)};
-        let small: Vec<Document> = (0..5).map(|_| event(100)).collect();
-        let small: Vec<&Document> = small.iter().collect();
-        assert_eq!(chunks(&small, 1 << 20), [(0, 5)]);
-        assert_eq!(chunks(&small, 2 * 1124), [(0, 2), (2, 4), (4, 5)]);
-        let huge = [event(10_000)];
-        assert_eq!(
-            chunks(&[&huge[0]], 100),
-            [(0, 1)],
-            "an event larger than the limit goes alone"
-        );
-        assert!(chunks(&[], 100).is_empty());
     }
 
     #[test]

@@ -311,14 +311,7 @@ impl Inner {
             })
             .collect();
         let routes = self.collections.events.routes().await?;
-        let folded = self.collections.transactions.fold(&folds, &routes).await;
-        let mut results = folded.results;
-        let documents: Vec<&Document> = folded.events.iter().map(|(_, event)| event).collect();
-        for (index, error) in self.collections.events.insert(&documents).await {
-            for member in &folded.events[index].0 {
-                results[*member] = Err(error.clone());
-            }
-        }
+        let results = self.collections.transactions.fold(&folds, &routes).await;
         let folded: Vec<&str> = folds
             .iter()
             .zip(&results)

@@ -39,8 +39,8 @@ use mongodb::{Collection, Database, IndexModel};
 use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, recorded};
-use super::errors::{classify, is_duplicate_key};
-use super::events::{event_document, EventLog, EventType};
+use super::errors::{classify, classify_read, classify_single, is_duplicate_key};
+use super::events::{event_document, push_to_outbox, EventLog, EventType, OUTBOX};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
 use crate::callback::{intern, Callback, CallbackKey, CallbackType, Status};
@@ -633,57 +633,92 @@ impl Reconciliations {
         confirm_by_query: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mine = self
-            .finish(
-                item,
-                doc! {
-                    "$set": {
-                        "state": "unresolved",
-                        "claim": Bson::Null,
-                        "resolved_at": bson_time(now),
-                        "expire_at": self.expiry(now),
-                        "last_answer": note.document(now),
-                    },
-                    "$unset": {"awaiting": ""},
+        // The transaction first, then the item: a crash between the two leaves the item claimed, and
+        // whoever gives up on it again finds the transaction flagged already (flagging is idempotent).
+        if !self.still_claimed(item).await? {
+            return Ok(false);
+        }
+        self.flag_unresolved(item, confirm_by_query, now).await?;
+        self.finish(
+            item,
+            doc! {
+                "$set": {
+                    "state": "unresolved",
+                    "claim": Bson::Null,
+                    "resolved_at": bson_time(now),
+                    "expire_at": self.expiry(now),
+                    "last_answer": note.document(now),
                 },
-            )
-            .await?;
-        if mine {
-            // Flagged once, with a new version that records its event (see `events.rs`).
-            let next = doc! {"$add": [{"$ifNull": ["$version", 0_i64]}, 1_i64]};
-            let flagged = self
+                "$unset": {"awaiting": ""},
+            },
+        )
+        .await
+    }
+
+    /// Whether `item` is still claimed by `item.claim`.
+    async fn still_claimed(&self, item: &WorkItem) -> Result<bool, StoreError> {
+        let found = self
+            .items
+            .find_one(doc! {"_id": &item.id, "claim": item.claim})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|error| classify_read(&error))?;
+        Ok(found.is_some())
+    }
+
+    /// Flags the item's transaction `unresolved` once, unless a callback settled it meanwhile: a new
+    /// version whose `transaction.unresolved` event is pushed to its outbox by the same write (see
+    /// `events.rs`), optimistically on the version as a fold is.
+    async fn flag_unresolved(
+        &self,
+        item: &WorkItem,
+        confirm_by_query: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = transaction_id(item.provider, item.flow, &item.key);
+        for _ in 0..8 {
+            let mut filter = doc! {
+                "_id": &id,
+                "unresolved": {"$ne": true},
+                "$or": still_unsettled(confirm_by_query),
+            };
+            let Some(current) = self
                 .transactions
-                .find_one_and_update(
-                    doc! {
-                        "_id": transaction_id(item.provider, item.flow, &item.key),
-                        "unresolved": {"$ne": true},
-                        "$or": still_unsettled(confirm_by_query),
-                    },
-                    vec![doc! {"$set": {
-                        "unresolved": true,
-                        "updated_at": bson_time(now),
-                        "version": next.clone(),
-                        "event_version": next,
-                        "event_type": EventType::Unresolved.as_str(),
-                    }}],
-                )
-                .projection(doc! {"callback_ids": 0, "conflicts": 0})
-                .return_document(ReturnDocument::After)
+                .find_one(filter.clone())
+                .projection(doc! {"callback_ids": 0, "conflicts": 0, OUTBOX: 0})
                 .await
-                .map_err(|error| classify(&error))?;
-            if let Some(transaction) = flagged {
-                let version = transaction.get_i64("version").unwrap_or(1);
-                let routes = self.events.routes().await?;
-                let event =
-                    event_document(&transaction, EventType::Unresolved, version, now, &routes);
-                if let Some(event) = event {
-                    if let Some((_, error)) = self.events.insert(&[&event]).await.pop() {
-                        return Err(error);
-                    }
-                }
+                .map_err(|error| classify_read(&error))?
+            else {
+                return Ok(());
+            };
+            let version = current.get_i64("version").unwrap_or(0);
+            let mut update = doc! {"$set": {
+                "unresolved": true,
+                "updated_at": bson_time(now),
+                "version": version + 1,
+            }};
+            let mut after = current;
+            after.insert("unresolved", true);
+            after.insert("version", version + 1);
+            let routes = self.events.routes().await?;
+            if let Some(event) =
+                event_document(&after, EventType::Unresolved, version + 1, now, &routes)
+            {
+                push_to_outbox(&mut update, event, now);
+            }
+            filter.insert("version", version);
+            let written = self
+                .transactions
+                .update_one(filter, update)
+                .await
+                .map_err(|error| classify_single(&error))?;
+            if written.matched_count == 1 {
+                return Ok(());
             }
         }
-        Ok(mine)
+        Err(StoreError::Unavailable(format!(
+            "transaction {id} stayed contended while flagged unresolved"
+        )))
     }
 
     /// Applies an update to an item still claimed by `item.claim`; false when the claim was lost (its

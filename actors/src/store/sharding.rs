@@ -29,7 +29,6 @@ pub const SHARD_KEYS: &[(&str, ShardKey)] = &[
     ("callbacks", ShardKey::HashedId),
     ("transactions", ShardKey::HashedId),
     ("events", ShardKey::HashedId),
-    ("event_batches", ShardKey::HashedId),
     ("rejected_callbacks", ShardKey::HashedId),
     ("expectations", ShardKey::HashedId),
     ("reconciliations", ShardKey::HashedId),

@@ -35,7 +35,9 @@ use mongodb::Collection;
 
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, classify_read, classify_single, DUPLICATE_KEY};
-use super::events::{event_document, EventLog, EventType, Routes};
+use super::events::{
+    event_document, outbox_index, push_to_outbox, EventLog, EventType, Routes, OUTBOX, OUTBOX_SINCE,
+};
 use super::indexes::{by_msisdn, newest, partial};
 use super::timing::timed;
 use super::StoreError;
@@ -68,19 +70,6 @@ pub(super) struct Fold<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// What folding a batch did: one result per fold, and the events to write with the folds they belong to.
-pub(super) struct Folded {
-    pub results: Vec<Result<(), StoreError>>,
-    pub events: Vec<(Vec<usize>, Document)>,
-}
-
-/// The event of the last event-producing change `transaction` records, built again from the document.
-fn last_event(transaction: &Document, routes: &Routes) -> Option<Document> {
-    let version = transaction.get_i64("event_version").ok()?;
-    let kind = EventType::parse(transaction.get_str("event_type").ok()?)?;
-    event_document(transaction, kind, version, Utc::now(), routes)
-}
-
 /// One transaction's share of a batch: its `_id` and its callbacks (indexes into the folds), in order.
 struct Group {
     id: String,
@@ -94,7 +83,7 @@ pub(super) struct Transactions {
     collection: Collection<Document>,
     /// The same collection, for inserting documents built as raw BSON.
     raw: Collection<RawDocumentBuf>,
-    /// The outbox, for the events of changes made outside a fold (a disagreeing repeat).
+    /// The endpoints' routes, for the event of a change made outside a fold (a disagreeing repeat).
     events: EventLog,
     /// Providers whose callbacks' final statuses are confirmed by a status query.
     confirm_by_query: std::sync::Arc<[&'static str]>,
@@ -145,6 +134,7 @@ impl Transactions {
                 query_due,
                 newest("first_callback_at"),
                 by_msisdn("first_callback_at"),
+                outbox_index(),
             ]))
             .await?;
         // Their predecessors (earlier versions) are dropped: absent ones are no error.
@@ -155,10 +145,13 @@ impl Transactions {
     }
 
     /// Folds stored callbacks into their transactions; one result per fold. A failure is per transaction:
-    /// the other transactions of the batch are folded all the same. Also returns the events the changes
-    /// call for (see `events.rs`), routed by `routes`, each with the folds it belongs to: they must be
-    /// written before those callbacks' documents.
-    pub(super) async fn fold(&self, folds: &[Fold<'_>], routes: &Routes) -> Folded {
+    /// the other transactions of the batch are folded all the same. Each change's event, routed by
+    /// `routes`, is written by the change's own write (see `events.rs`).
+    pub(super) async fn fold(
+        &self,
+        folds: &[Fold<'_>],
+        routes: &Routes,
+    ) -> Vec<Result<(), StoreError>> {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_identity: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (index, fold) in folds.iter().enumerate() {
@@ -184,15 +177,20 @@ impl Transactions {
         }
 
         // Most callbacks start a transaction: insert every group as new, and fold the ones that exist.
+        let now = Utc::now();
         let fresh: Vec<(RawDocumentBuf, Option<String>)> = groups
             .iter()
-            .map(|group| fresh_transaction(group, folds, self.confirms(group.provider)))
+            .map(|group| {
+                let (mut document, receipt) =
+                    fresh_transaction(group, folds, self.confirms(group.provider));
+                with_first_event(&mut document, routes, now);
+                (document, receipt)
+            })
             .collect();
         let mut outcomes: Vec<Result<Option<String>, StoreError>> = fresh
             .iter()
             .map(|(_, receipt)| Ok(receipt.clone()))
             .collect();
-        let mut events: Vec<Option<Vec<Document>>> = vec![None; groups.len()];
         let mut existing = Vec::new();
         if !fresh.is_empty() {
             let documents = fresh.iter().map(|(document, _)| document);
@@ -239,74 +237,43 @@ impl Transactions {
                 }));
             }
         }
-        // A new transaction's event: its first status (none to build when no endpoint wants any).
-        let now = Utc::now();
-        for (slot, (document, _)) in fresh.iter().enumerate() {
-            if outcomes[slot].is_ok() && !existing.contains(&slot) && !routes.is_empty() {
-                if let Ok(document) = document.to_document() {
-                    let status = EventType::of_change(None, &document);
-                    events[slot] = Some(
-                        status
-                            .and_then(|kind| event_document(&document, kind, 1, now, routes))
-                            .into_iter()
-                            .collect(),
-                    );
-                }
-            }
-        }
-        #[allow(clippy::type_complexity)]
-        let updated: Vec<(usize, Result<(Option<String>, Vec<Document>), StoreError>)> =
-            stream::iter(existing)
-                .map(|slot| {
-                    let group = &groups[slot];
-                    let read = current.remove(&group.id);
-                    async move { (slot, self.fold_existing(group, folds, read, routes).await) }
-                })
-                .buffer_unordered(CONCURRENT_UPDATES)
-                .collect()
-                .await;
+        let updated: Vec<(usize, Result<Option<String>, StoreError>)> = stream::iter(existing)
+            .map(|slot| {
+                let group = &groups[slot];
+                let read = current.remove(&group.id);
+                async move { (slot, self.fold_existing(group, folds, read, routes).await) }
+            })
+            .buffer_unordered(CONCURRENT_UPDATES)
+            .collect()
+            .await;
         for (slot, outcome) in updated {
-            outcomes[slot] = outcome.map(|(receipt, changes)| {
-                events[slot] = Some(changes);
-                receipt
-            });
+            outcomes[slot] = outcome;
         }
 
         let linked = self.link(&groups, folds, &outcomes).await;
         let mut results: Vec<Result<(), StoreError>> = vec![Ok(()); folds.len()];
-        let mut written = Vec::new();
-        for (((group, outcome), link), changes) in
-            groups.iter().zip(outcomes).zip(linked).zip(events)
-        {
+        for ((group, outcome), link) in groups.iter().zip(outcomes).zip(linked) {
             let result = outcome.and(link).map(|_| ());
             for member in &group.members {
                 results[*member] = result.clone();
             }
-            if result.is_ok() {
-                for event in changes.into_iter().flatten() {
-                    written.push((group.members.clone(), event));
-                }
-            }
         }
-        Folded {
-            results,
-            events: written,
-        }
+        results
     }
 
-    /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt and
-    /// the events to write. `read` is the transaction as read with the others of the batch, if it was.
+    /// Folds a group's callbacks into its existing transaction, optimistically; returns its receipt.
+    /// `read` is the transaction as read with the others of the batch, if it was.
     ///
     /// A callback folded already means this entry is applied again (or a repeat missed the provider
-    /// actor's cache): the event of the transaction's last recorded change is returned again, in case
-    /// the first attempt stopped between the transaction write and the event insert.
+    /// actor's cache): it changes nothing and writes nothing — its change, and that change's event,
+    /// were written together the first time.
     async fn fold_existing(
         &self,
         group: &Group,
         folds: &[Fold<'_>],
         mut read: Option<Document>,
         routes: &Routes,
-    ) -> Result<(Option<String>, Vec<Document>), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = match read.take() {
                 Some(current) => current,
@@ -332,12 +299,8 @@ impl Transactions {
                 })
                 .collect();
             let mut snapshot = snapshot_of(&current);
-            let mut events = Vec::new();
-            if pending.len() < group.members.len() {
-                events.extend(last_event(&current, routes));
-            }
             if pending.is_empty() {
-                return Ok((snapshot.receipt, events));
+                return Ok(snapshot.receipt);
             }
             let version = current.get_i64("version").unwrap_or(0);
             let mut entries = Vec::new();
@@ -388,11 +351,8 @@ impl Transactions {
                     }
                 }
             }
-            let change = EventType::of_change(Some(&current), &after);
-            if let Some(kind) = change {
-                set.insert("event_version", version + 1);
-                set.insert("event_type", kind.as_str());
-            }
+            let event = EventType::of_change(Some(&current), &after)
+                .and_then(|kind| event_document(&after, kind, version + 1, now, routes));
             let ids: Vec<&str> = pending.iter().map(|fold| fold.id.as_str()).collect();
             let mut earliest = doc! {"first_callback_at": first.map(bson_time)};
             let mut update = doc! {
@@ -410,15 +370,15 @@ impl Transactions {
                 update.insert("$unset", doc! {"query_due": ""});
             }
             update.insert("$min", earliest);
+            if let Some(event) = event {
+                push_to_outbox(&mut update, event, now);
+            }
             let filter = doc! {"_id": &group.id, "version": version};
             let result = timed("transactions", self.collection.update_one(filter, update))
                 .await
                 .map_err(|error| classify(&error))?;
             if result.matched_count == 1 {
-                if let Some(kind) = change {
-                    events.extend(event_document(&after, kind, version + 1, now, routes));
-                }
-                return Ok((snapshot.receipt, events));
+                return Ok(snapshot.receipt);
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -440,11 +400,7 @@ impl Transactions {
             return Ok(());
         };
         warn_conflicts(callback, conflicts);
-        // Filtered on the delivery id, so the same delivery applied twice is listed once.
-        let filter = doc! {
-            "_id": transaction_id(callback.provider, flow, &callback.provider_transaction_id),
-            "conflicts.delivery_id": {"$ne": delivery.id},
-        };
+        let id = transaction_id(callback.provider, flow, &callback.provider_transaction_id);
         let fold = Fold {
             callback,
             id: callback.key().document_id(),
@@ -456,32 +412,62 @@ impl Transactions {
             entry.insert("callback_data", payload.clone());
         }
         let added = entries.len() as i64;
-        let now = Utc::now();
-        let update = doc! {
-            "$set": {"conflict": true, "updated_at": bson_time(now)},
-            "$inc": {"version": 1_i64, "conflict_count": added},
-            "$push": {"conflicts": {"$each": entries, "$slice": MAX_CONFLICT_ENTRIES}},
-        };
-        let after = self
-            .collection
-            .find_one_and_update(filter, update)
-            .projection(doc! {"conflicts": 0, "callback_ids": 0})
-            .return_document(mongodb::options::ReturnDocument::After)
-            .await
-            .map_err(|error| classify_single(&error))?;
-        // Its first conflict: the transaction's `transaction.conflict` event. (Written after the update:
-        // unlike a fold's, a crash between the two loses this one event.)
-        if let Some(after) = after.filter(|after| after.get_i64("conflict_count") == Ok(added)) {
-            let version = after.get_i64("version").unwrap_or(1);
-            let routes = self.events.routes().await?;
-            if let Some(event) = event_document(&after, EventType::Conflict, version, now, &routes)
-            {
-                if let Some((_, error)) = self.events.insert(&[&event]).await.pop() {
-                    return Err(error);
+        // Optimistic, as a fold is: the first conflict's `transaction.conflict` event is built from the
+        // document as this write leaves it and pushed by the same write (see `events.rs`).
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(current) = self
+                .collection
+                .find_one(doc! {"_id": &id})
+                .projection(doc! {"callback_ids": 0, "conflicts.callback_data": 0})
+                .await
+                .map_err(|error| classify_read(&error))?
+            else {
+                return Ok(());
+            };
+            let listed = current.get_array("conflicts").is_ok_and(|listed| {
+                listed
+                    .iter()
+                    .filter_map(Bson::as_document)
+                    .any(|entry| entry.get_object_id("delivery_id").ok() == Some(delivery.id))
+            });
+            // The same delivery applied twice is listed once.
+            if listed {
+                return Ok(());
+            }
+            let version = current.get_i64("version").unwrap_or(0);
+            let now = Utc::now();
+            let mut update = doc! {
+                "$set": {"conflict": true, "updated_at": bson_time(now), "version": version + 1},
+                "$inc": {"conflict_count": added},
+                "$push": {"conflicts": {"$each": entries.clone(), "$slice": MAX_CONFLICT_ENTRIES}},
+            };
+            if !current.get_bool("conflict").unwrap_or(false) {
+                let mut after = current.clone();
+                after.insert("conflict", true);
+                after.insert("version", version + 1);
+                after.insert(
+                    "conflict_count",
+                    current.get_i64("conflict_count").unwrap_or(0) + added,
+                );
+                let routes = self.events.routes().await?;
+                if let Some(event) =
+                    event_document(&after, EventType::Conflict, version + 1, now, &routes)
+                {
+                    push_to_outbox(&mut update, event, now);
                 }
             }
+            let written = self
+                .collection
+                .update_one(doc! {"_id": &id, "version": version}, update)
+                .await
+                .map_err(|error| classify_single(&error))?;
+            if written.matched_count == 1 {
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(StoreError::Unavailable(format!(
+            "transaction {id} stayed contended for {MAX_ATTEMPTS} attempts"
+        )))
     }
 
     /// Joins transactions of other flows that report the same payment, both ways, for the groups folded
@@ -696,10 +682,27 @@ fn fresh_transaction(
     document.append("linked_transactions", RawArrayBuf::new());
     document.append("version", 1_i64);
     document.append("updated_at", bson_time(Utc::now()));
-    // A new transaction's first status is its first event (see `events.rs`).
-    document.append("event_version", 1_i64);
-    document.append("event_type", EventType::Status(snapshot.status).as_str());
     (document, snapshot.receipt)
+}
+
+/// Puts a new transaction's first event — its first status — in its outbox, when an endpoint wants it:
+/// the insert that creates the transaction writes its event (see `events.rs`).
+fn with_first_event(document: &mut RawDocumentBuf, routes: &Routes, now: DateTime<Utc>) {
+    if routes.is_empty() {
+        return;
+    }
+    let Ok(transaction) = document.to_document() else {
+        return;
+    };
+    let event = EventType::of_change(None, &transaction)
+        .and_then(|kind| event_document(&transaction, kind, 1, now, routes))
+        .and_then(|event| RawDocumentBuf::from_document(&event).ok());
+    if let Some(event) = event {
+        let mut outbox = RawArrayBuf::new();
+        outbox.push(event);
+        document.append(OUTBOX, outbox);
+        document.append(OUTBOX_SINCE, bson_time(now));
+    }
 }
 
 /// How a transaction names another in `linked_transactions`.
