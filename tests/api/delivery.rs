@@ -42,15 +42,32 @@ type Answer = Arc<dyn Fn(usize) -> (u16, Option<u64>) + Send + Sync>;
 pub(crate) fn receiver(
     answer: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static,
 ) -> Receiver {
+    slow_receiver(|_| Duration::ZERO, answer)
+}
+
+/// A receiver that takes `delay(n)` before answering the n-th request (a slow merchant's system).
+pub(crate) fn slow_receiver(
+    delay: impl Fn(usize) -> Duration + Send + Sync + 'static,
+    answer: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static,
+) -> Receiver {
+    let delay: Arc<dyn Fn(usize) -> Duration + Send + Sync> = Arc::new(delay);
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let answer: Answer = Arc::new(answer);
     let (recorded, answering) = (Arc::clone(&got), Arc::clone(&answer));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let port = listener.local_addr().unwrap().port();
     let server = HttpServer::new(move || {
-        let (recorded, answering) = (Arc::clone(&recorded), Arc::clone(&answering));
+        let (recorded, answering, delay) = (
+            Arc::clone(&recorded),
+            Arc::clone(&answering),
+            Arc::clone(&delay),
+        );
         App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
-            let (recorded, answering) = (Arc::clone(&recorded), Arc::clone(&answering));
+            let (recorded, answering, delay) = (
+                Arc::clone(&recorded),
+                Arc::clone(&answering),
+                Arc::clone(&delay),
+            );
             async move {
                 let header = |name| {
                     request
@@ -70,6 +87,10 @@ pub(crate) fn receiver(
                     });
                     got.len() - 1
                 };
+                let delay = delay(index);
+                if !delay.is_zero() {
+                    actix_web::rt::time::sleep(delay).await;
+                }
                 let (status, retry_after) = answering(index);
                 let mut response =
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
@@ -965,4 +986,67 @@ async fn wait_for_event(app: &TestApp, id: &str, enough: impl Fn(&Value) -> bool
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("event {id} never got there: {shown:#}");
+}
+
+/// Isolation on the retry path: an endpoint with a backlog of retries that it answers slowly, one at
+/// a time, never keeps another endpoint's retry from being made (before, the oldest-due read returned
+/// only the slow endpoint's events, and the other's retry waited for the whole backlog).
+#[actix_web::test]
+async fn a_slow_endpoints_backlog_never_holds_another_endpoints_retry() {
+    let app = app_delivering(&[]).await;
+    const BACKLOG: usize = 12;
+    // Every first attempt fails at once; every retry takes half a second.
+    let slow = slow_receiver(
+        |index| {
+            if index < BACKLOG {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(500)
+            }
+        },
+        |index| {
+            if index < BACKLOG {
+                (500, None)
+            } else {
+                (200, None)
+            }
+        },
+    );
+    let reply = admin(
+        &app,
+        Method::POST,
+        "/v1/endpoints",
+        json!({"url": slow.url, "event_types": ["transaction.pending"], "max_in_flight": 1}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    // The other endpoint fails its first request, then takes everything.
+    let other = receiver(|index| if index == 0 { (500, None) } else { (200, None) });
+    let reply = admin(
+        &app,
+        Method::POST,
+        "/v1/endpoints",
+        json!({"url": other.url, "event_types": ["transaction.successful"], "max_in_flight": 1}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    for n in 0..BACKLOG {
+        app.mtn_collection(&format!("backlog-{n}"), "PENDING").await;
+    }
+    slow.until("every first attempt", |got| got.len() >= BACKLOG)
+        .await;
+    app.mtn_collection("elsewhere-1", "SUCCESSFUL").await;
+    other
+        .until("the other endpoint's retry", |got| got.len() >= 2)
+        .await;
+    // Half a second per retry, one at a time: the backlog takes six seconds; the other's retry is due
+    // a second after its first attempt.
+    let retried = slow.received().len() - BACKLOG;
+    assert!(
+        retried <= BACKLOG / 2,
+        "the retry waited for the slow endpoint's backlog ({retried} of {BACKLOG} retried first)"
+    );
+    slow.until("every retry", |got| got.len() >= 2 * BACKLOG)
+        .await;
 }

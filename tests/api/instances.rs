@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::join_all;use mongodb::bson::doc;
+use futures_util::future::join_all;
+use futures_util::TryStreamExt;
+use mongodb::bson::doc;
 
 use crate::delivery::{app_delivering, receiver, register, wait_for_status, Received};
 use crate::helpers::TestApp;
@@ -37,7 +39,10 @@ fn versions(received: &[Received]) -> Vec<(String, i64)> {
 
 /// Waits until no event waits in an outbox or pending in `events`: nothing more will be sent.
 async fn settled(app: &TestApp) {
-    let database = app.transactions.client().database(app.transactions.namespace().db.as_str());
+    let database = app
+        .transactions
+        .client()
+        .database(app.transactions.namespace().db.as_str());
     for _ in 0..600 {
         let waiting = app
             .transactions
@@ -68,7 +73,10 @@ async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
     for status in ["PENDING", "SUCCESSFUL"] {
         let posts = (0..TRANSACTIONS).flat_map(|n| {
             let key = format!("both-{n}");
-            [first.mtn_collection_owned(key.clone(), status), second.mtn_collection_owned(key, status)]
+            [
+                first.mtn_collection_owned(key.clone(), status),
+                second.mtn_collection_owned(key, status),
+            ]
         });
         join_all(posts).await;
     }
@@ -88,7 +96,10 @@ async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
         *per_id.entry(delivery.id.as_str()).or_default() += 1;
     }
     let repeated: Vec<_> = per_id.iter().filter(|(_, count)| **count > 1).collect();
-    assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "delivered more than once: {repeated:?}"
+    );
     // One event per version the transactions went through: nothing more, nothing less.
     let stored: i64 = first
         .transactions

@@ -216,9 +216,10 @@ pub(super) async fn send(
             "error": error.map(|error| truncate(error, RESPONSE_KEPT)),
         });
     }
-    Ok(Outcome {
-        event: event.id,
+    Ok(Outcome::changed(
+        event.id,
+        event.targets.as_deref(),
         targets,
         attempts,
-    })
+    ))
 }

@@ -431,7 +431,8 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     // The events busy before the read, skipped even if their outcome is written while it runs: the
     // read may return them as they were before that write, and they would be sent again.
     let busy_before: HashSet<String> = shared.busy.lock().clone();
-    let due = shared.outbox.due(now, wanted.max(1)).await?;
+    let held = shared.held();
+    let due = shared.outbox.due(now, &held, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
         let busy = shared.busy.lock();
@@ -516,11 +517,12 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             if !fanned_out || put_off || targets.iter().all(|target| target.status != "pending") {
                 // Fanned out for the first time (or to no endpoint at all): record it.
                 shared.busy.lock().insert(event.id.clone());
-                shared.outcomes.lock().push(Outcome {
-                    event: event.id.clone(),
+                shared.outcomes.lock().push(Outcome::changed(
+                    event.id.clone(),
+                    event.targets.as_deref(),
                     targets,
-                    attempts: Vec::new(),
-                });
+                    Vec::new(),
+                ));
                 taken += 1;
             }
             if waiting {
@@ -556,6 +558,20 @@ impl Shared {
             .lock()
             .get(transaction)
             .is_some_and(|versions| versions.iter().any(|earlier| *earlier < version))
+    }
+
+    /// The endpoints that cannot take a request now: every slot in flight, or paused.
+    fn held(&self) -> Vec<String> {
+        let now = tokio::time::Instant::now();
+        self.lanes
+            .lock()
+            .iter()
+            .filter(|(_, lane)| {
+                lane.permits.available_permits() == 0
+                    || lane.paused_until.is_some_and(|until| until > now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Keeps one lane per endpoint, sized as the endpoint says.

@@ -158,7 +158,10 @@ async fn settle(
         let (targets, attempts) = match sending {
             None => (targets, Vec::new()),
             Some(mut answered) => match tokio::time::timeout_at(deadline, &mut answered).await {
-                Ok(Ok(Ok(outcome))) => (outcome.targets, outcome.attempts),
+                Ok(Ok(Ok(outcome))) => (
+                    outbox::merge_targets(targets, outcome.targets),
+                    outcome.attempts,
+                ),
                 Ok(Ok(Err(error))) => {
                     tracing::warn!(event = %event.id, %error, "delivery outcome not recorded; the event is sent again");
                     (targets, Vec::new())

@@ -92,12 +92,48 @@ impl EndpointRecord {
     }
 }
 
-/// What became of one event in a round: its targets and the attempts made.
+/// What became of one event in a round: the targets it changed and the attempts made.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub event: String,
+    /// Only the targets whose state changed: [`Outbox::record`] merges them by endpoint.
     pub targets: Vec<Target>,
     pub attempts: Vec<Document>,
+}
+
+/// `targets` with `changed` put in place of the targets of the same endpoints (and added when new).
+pub fn merge_targets(mut targets: Vec<Target>, changed: Vec<Target>) -> Vec<Target> {
+    for target in changed {
+        match targets
+            .iter_mut()
+            .find(|kept| kept.endpoint == target.endpoint)
+        {
+            Some(kept) => *kept = target,
+            None => targets.push(target),
+        }
+    }
+    targets
+}
+
+impl Outcome {
+    /// The outcome of `event` whose targets were `before` (`None`: not fanned out yet) and are now
+    /// `after`: only the targets that changed are kept.
+    pub fn changed(
+        event: String,
+        before: Option<&[Target]>,
+        after: Vec<Target>,
+        attempts: Vec<Document>,
+    ) -> Self {
+        let targets = after
+            .into_iter()
+            .filter(|target| !before.is_some_and(|before| before.iter().any(|kept| kept == target)))
+            .collect();
+        Self {
+            event,
+            targets,
+            attempts,
+        }
+    }
 }
 
 /// A batch of new events as the drain wrote it: each event's document and what the dispatcher reads
@@ -274,15 +310,30 @@ impl Outbox {
             .map_err(|error| classify_read(&error))
     }
 
-    /// Pending events due by `now`, soonest first.
+    /// Pending events due by `now`, soonest first, leaving out those whose only due targets are for
+    /// `held` endpoints (at their limit of requests in flight, or paused by a `Retry-After`): however
+    /// many events such an endpoint has waiting, they never fill the read and keep another endpoint's
+    /// due events from being seen.
     pub async fn due(
         &self,
         now: DateTime<Utc>,
+        held: &[String],
         limit: i64,
     ) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut filter = Self::due_filter(now);
+        if !held.is_empty() {
+            filter.insert(
+                "targets",
+                doc! {"$elemMatch": {
+                    "status": "pending",
+                    "next_at": {"$lte": bson_time(now)},
+                    "endpoint": {"$nin": held},
+                }},
+            );
+        }
         let found: Vec<Document> = all(self
             .events
-            .find(Self::due_filter(now))
+            .find(filter)
             .sort(doc! {"due_at": 1})
             .projection(doc! {"attempts": 0})
             .limit(limit))
@@ -494,47 +545,88 @@ impl Outbox {
             .collect())
     }
 
-    /// Writes what became of events, in one `update_many` for all of them: each event's targets, the
-    /// attempts made (the last 100 kept), and whether it is still pending (`due_at`), delivered (expiring
-    /// after `retention`) or failed (kept until replayed). One statement instead of one per event: the
-    /// same trick as the drain's delivery counts, for the same reason (MongoDB's CPU per write).
+    /// Writes what became of events, in one `update_many` for all of them: the targets each round
+    /// changed (merged by endpoint into the stored ones, so that a replay or another path's outcome for
+    /// another endpoint made meanwhile stands), the attempts made (the last 100 kept), and the event's
+    /// state computed from the merged targets: pending (`due_at`), delivered (expiring after
+    /// `retention`) or failed (kept until replayed). One statement instead of one per event: the same
+    /// trick as the drain's delivery counts, for the same reason (MongoDB's CPU per write).
     pub async fn record(
         &self,
         outcomes: &[Outcome],
         now: DateTime<Utc>,
         retention: std::time::Duration,
     ) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
+        // One record per event: outcomes of one event from several attempts are merged first (the
+        // pipeline picks one record per document).
+        let mut merged: Vec<Outcome> = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match merged.iter_mut().find(|kept| kept.event == outcome.event) {
+                Some(kept) => {
+                    kept.targets =
+                        merge_targets(std::mem::take(&mut kept.targets), outcome.targets.clone());
+                    kept.attempts.extend(outcome.attempts.iter().cloned());
+                }
+                None => merged.push(outcome.clone()),
+            }
+        }
+        if merged.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = outcomes
+        let ids: Vec<&str> = merged
             .iter()
             .map(|outcome| outcome.event.as_str())
             .collect();
-        let records: Vec<Document> = outcomes
+        let records: Vec<Document> = merged
             .iter()
             .map(|outcome| {
-                let mut record = state(&outcome.targets, now, retention);
-                record.insert("attempts", outcome.attempts.clone());
-                record
+                doc! {
+                    "targets": outcome.targets.iter().map(Target::document).collect::<Vec<_>>(),
+                    "attempts": outcome.attempts.clone(),
+                }
             })
             .collect();
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+        let stored = doc! {"$ifNull": ["$targets", []]};
+        let pending =
+            doc! {"$filter": {"input": "$targets", "cond": {"$eq": ["$$this.status", "pending"]}}};
         let pipeline = vec![
             doc! {"$set": {"_r": {"$arrayElemAt": [
                 {"$literal": records},
                 {"$indexOfArray": [{"$literal": &ids}, "$_id"]},
             ]}}},
+            doc! {"$set": {"targets": {"$concatArrays": [
+                {"$map": {"input": stored.clone(), "as": "t", "in": {"$let": {
+                    "vars": {"c": {"$first": {"$filter": {
+                        "input": "$_r.targets",
+                        "cond": {"$eq": ["$$this.endpoint", "$$t.endpoint"]},
+                    }}}},
+                    "in": {"$ifNull": ["$$c", "$$t"]},
+                }}}},
+                {"$filter": {
+                    "input": "$_r.targets",
+                    "as": "c",
+                    "cond": {"$not": [{"$in": ["$$c.endpoint", {"$map": {"input": stored, "in": "$$this.endpoint"}}]}]},
+                }},
+            ]}}},
             doc! {"$set": {
-                "targets": "$_r.targets",
-                "status": "$_r.status",
-                "due_at": {"$ifNull": ["$_r.due_at", "$$REMOVE"]},
-                "expire_at": {"$ifNull": ["$_r.expire_at", "$$REMOVE"]},
+                "_due": {"$min": {"$map": {"input": pending, "in": "$$this.next_at"}}},
+                "_failed": {"$in": ["failed", "$targets.status"]},
+            }},
+            doc! {"$set": {
+                "status": {"$cond": [{"$ne": [{"$ifNull": ["$_due", null]}, null]}, "pending", {"$cond": ["$_failed", "failed", "delivered"]}]},
+                "due_at": {"$ifNull": ["$_due", "$$REMOVE"]},
+                "expire_at": {"$cond": [
+                    {"$or": [{"$ne": [{"$ifNull": ["$_due", null]}, null]}, "$_failed"]},
+                    "$$REMOVE",
+                    bson_time(now + retention),
+                ]},
                 "attempts": {"$slice": [
                     {"$concatArrays": [{"$ifNull": ["$attempts", []]}, "$_r.attempts"]},
                     -100,
                 ]},
             }},
-            doc! {"$unset": "_r"},
+            doc! {"$unset": ["_r", "_due", "_failed"]},
         ];
         self.events
             .update_many(doc! {"_id": {"$in": &ids}}, pipeline)
