@@ -309,6 +309,7 @@ pub fn public_view(document: &Document) -> serde_json::Value {
         "id": document.get_str("_id").unwrap_or_default(),
         "url": document.get_str("url").unwrap_or_default(),
         "description": document.get_str("description").ok(),
+        "owner": document.get_str("owner").ok(),
         "event_types": texts("event_types"),
         "providers": texts("providers"),
         "enabled": document.get_bool("enabled").unwrap_or(true),

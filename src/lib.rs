@@ -8,6 +8,7 @@ pub mod addresses;
 pub mod auth;
 pub mod cli;
 pub mod configuration;
+pub mod console;
 pub mod delivery;
 pub mod error;
 pub mod listen;

@@ -92,6 +92,7 @@ fn list_parameters(names: &[&str]) -> Vec<Value> {
             "provider" => parameter(name, "query", "mpesa, mtn, airtel, or a stored name (mtn_mobile_money)", json!({"type": "string"})),
             "status" => parameter(name, "query", "Normalized status", json!({"type": "string", "enum": ["successful", "failed", "pending", "cancelled", "expired", "ambiguous", "unknown"]})),
             "callback_type" => parameter(name, "query", "Callback type (stk_push, collection, …)", json!({"type": "string"})),
+            "flow" => parameter(name, "query", "A transaction's flow (stk_push, b2c, c2b, collection, disbursement, remittance, payment)", json!({"type": "string"})),
             "since" | "until" => parameter(name, "query", "RFC 3339 time or YYYY-MM-DD (since inclusive, until exclusive)", json!({"type": "string"})),
             "msisdn" => parameter(name, "query", "The payer's or payee's number, as sent (hashed like the stored ones when personal data is hashed)", json!({"type": "string"})),
             "conflict" => parameter(name, "query", "Only transactions in conflict (true) or not (false)", json!({"type": "boolean"})),
@@ -484,6 +485,7 @@ fn endpoint_schema(with_secret: bool) -> Value {
             "id": {"type": "string", "description": "ep_… (or the id given in configuration)"},
             "url": {"type": "string"},
             "description": {"type": ["string", "null"]},
+            "owner": {"type": ["string", "null"], "description": "The merchant's id a portal link names (POST /v1/portal/links)"},
             "event_types": {"type": "array", "items": {"type": "string", "enum": EventType::ALL}, "description": "Empty: every type"},
             "providers": {"type": "array", "items": {"type": "string"}, "description": "Stored provider names; empty: every provider"},
             "enabled": {"type": "boolean"},
@@ -560,6 +562,7 @@ fn delivery_paths(paths: &mut Map<String, Value>) {
                 "event_types": {"type": "array", "items": {"type": "string", "enum": EventType::ALL}},
                 "providers": {"type": "array", "items": {"type": "string"}},
                 "description": {"type": "string"},
+                "owner": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$", "description": "The merchant's id: a portal link for it shows this endpoint"},
                 "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 256},
                 "rate_limit_per_sec": {"type": "integer", "minimum": 1},
                 "enabled": {"type": "boolean", "description": "PATCH only"},
@@ -716,4 +719,27 @@ fn delivery_paths(paths: &mut Map<String, Value>) {
         "/v1/events/{id}/replay".into(),
         json!({"post": with_tag(replay)}),
     );
+
+    let mut link = get_json(
+        "A short-lived signed link to the portal of one owner's endpoints, their events and attempts",
+        "admin",
+        Vec::new(),
+        json!({"type": "object", "required": ["url", "owner", "expires_at"], "properties": {
+            "url": {"type": "string", "description": "Opens /portal/ for this owner until expires_at (portal.link_ttl_secs)"},
+            "owner": {"type": "string"},
+            "expires_at": {"type": "string", "description": "RFC 3339"},
+        }}),
+    );
+    link["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["owner"],
+        "properties": {"owner": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$", "description": "The endpoints' owner (a merchant's id)"}},
+    }}}});
+    let created = link["responses"]["200"].take();
+    link["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    link["responses"]["201"] = created;
+    paths.insert("/v1/portal/links".into(), json!({"post": with_tag(link)}));
 }

@@ -123,6 +123,11 @@ impl Application {
             names: Arc::clone(&names),
             secrets_key: settings.delivery.sealing_key(),
             settlement_zones: settings.reports.settlement_zones(),
+            console: crate::console::session::Console::new(
+                &settings.console,
+                &settings.auth.admin_tokens,
+            ),
+            portal: crate::console::session::Portal::new(&settings.portal),
         });
         let delivery = if settings.delivery.enabled {
             crate::delivery::start(&settings.delivery, store.database(), names, key_checked).map(
@@ -175,7 +180,8 @@ impl Application {
                     // A pass over every client's state: on a blocking thread, not a worker's.
                     let state = state.clone();
                     let _ = actix_web::rt::task::spawn_blocking(move || {
-                        state.rate_limits.forget_idle_clients()
+                        state.rate_limits.forget_idle_clients();
+                        state.console.forget_idle_clients();
                     })
                     .await;
                 }
@@ -189,6 +195,7 @@ impl Application {
                 .wrap(from_fn(request_context))
                 .app_data(state.clone())
                 .configure(routes::configure)
+                .configure(crate::console::configure)
         })
         .client_request_timeout(Duration::from_millis(
             settings.server.client_request_timeout_ms,

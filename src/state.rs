@@ -52,6 +52,10 @@ pub struct AppState {
     /// Work a request leaves running after its answer (storing a C2B validation, keeping an anonymous
     /// refusal), at most [`BACKGROUND_TASKS`] at once: a flood cannot pile up tasks without bound.
     pub background: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The operators' web console: its session key and its sign-in limit.
+    pub console: crate::console::session::Console,
+    /// The merchant developers' portal.
+    pub portal: crate::console::session::Portal,
 }
 
 /// MongoDB's reachability as last checked: unknown until the first check answers.

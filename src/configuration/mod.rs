@@ -7,6 +7,7 @@
 //! [`SecretString`]s and never print.
 
 mod access;
+mod console;
 mod delivery;
 mod lists;
 mod pipeline;
@@ -19,6 +20,7 @@ mod storage;
 mod tests;
 
 pub use access::AuthSettings;
+pub use console::{ConsoleSettings, PortalSettings};
 pub use delivery::{ConfiguredEndpoint, DeliveryConfig};
 pub use pipeline::{
     ActorSettings, C2bValidationSettings, CacheSettings, PersonalData, PrivacySettings,
@@ -58,6 +60,12 @@ pub struct Settings {
     /// The money report's settlement zones.
     #[serde(default)]
     pub reports: ReportSettings,
+    /// The operators' web console at `/ui/`.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    /// The portal a merchant's developer opens with a signed link.
+    #[serde(default)]
+    pub portal: PortalSettings,
     pub log: LogSettings,
 }
 
@@ -174,6 +182,8 @@ impl Settings {
         self.reconciler.validate()?;
         self.delivery.validate()?;
         self.reports.validate(warnings)?;
+        self.console.validate(warnings)?;
+        self.portal.validate()?;
         for provider in PROVIDERS {
             let slug = provider.slug();
             let Some(settings) = self.providers.get(slug) else {
@@ -241,6 +251,7 @@ impl Settings {
                 .map(|endpoint| &endpoint.secret),
         );
         secrets.push(&self.delivery.secrets_key);
+        secrets.push(&self.console.session_secret);
         secrets
     }
 

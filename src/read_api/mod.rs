@@ -79,6 +79,11 @@ pub struct TransactionDetail {
     pub expectation: Option<crate::reconciler_api::ExpectationItem>,
     /// The reconciler's work on it, if any.
     pub reconciliation: Option<crate::reconciler_api::ReconciliationItem>,
+    /// Its stored `_id` and version: where its events are found (not part of the API's answer).
+    #[serde(skip)]
+    pub stored_id: String,
+    #[serde(skip)]
+    pub version: i64,
 }
 
 /// A callback as the `callbacks` collection holds it.
@@ -186,12 +191,14 @@ pub async fn rejected_one(
     Ok(found.as_ref().map(rejected_item))
 }
 
-/// A transaction of `provider` with `key` (in `flow`, when given), and its callbacks.
+/// A transaction of `provider` with `key` (in `flow`, when given), and its callbacks; with their payloads
+/// when `payloads` (the console shows them, the query API's answer leaves them out).
 pub async fn transaction(
     store: &MongoStore,
     provider: &str,
     key: &str,
     flow: Option<&str>,
+    payloads: bool,
 ) -> Result<TransactionDetail, ApiError> {
     let provider = provider_name(provider).ok_or(ApiError::NoSuch("transaction"))?;
     // A transaction's `_id` is its identity: look each flow up by it.
@@ -229,7 +236,11 @@ pub async fn transaction(
         .callbacks()
         .find(doc! {"_id": {"$in": ids}})
         .sort(doc! {"received_at": 1, "_id": 1})
-        .projection(doc! {"delivery_ids": 0, "callback_data": 0});
+        .projection(if payloads {
+            doc! {"delivery_ids": 0}
+        } else {
+            doc! {"delivery_ids": 0, "callback_data": 0}
+        });
     let callbacks = all(query).await?;
     let item = transaction_item(&transaction);
     let expectation =
@@ -241,7 +252,24 @@ pub async fn transaction(
         callbacks: callbacks.iter().map(callback_item).collect(),
         expectation,
         reconciliation,
+        stored_id: text(&transaction, "_id").unwrap_or_default(),
+        version: transaction.get_i64("version").unwrap_or(0),
     })
+}
+
+/// Transactions whose operator's receipt is `receipt` (at most `limit`), newest first.
+pub async fn by_receipt(
+    store: &MongoStore,
+    receipt: &str,
+    limit: i64,
+) -> Result<Vec<TransactionItem>, ApiError> {
+    let query = store
+        .transactions()
+        .find(doc! {"receipt": {"$eq": receipt, "$type": "string"}})
+        .sort(newest_first("first_callback_at"))
+        .limit(limit)
+        .projection(doc! {"conflicts": 0, "callback_ids": 0});
+    Ok(all(query).await?.iter().map(transaction_item).collect())
 }
 
 fn transaction_item(document: &Document) -> TransactionItem {

@@ -21,6 +21,8 @@ pub struct Filters {
     pub provider: Option<&'static str>,
     pub status: Option<Status>,
     pub callback_type: Option<CallbackType>,
+    /// A transaction's flow (`stk_push`, `c2b`, `collection`, …).
+    pub flow: Option<&'static str>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub msisdn: Option<String>,
@@ -87,6 +89,16 @@ impl Filters {
                             .ok_or_else(|| invalid("callback_type", "is not a callback type"))?,
                     )
                 }
+                "flow" => {
+                    filters.flow = Some(
+                        PROVIDERS
+                            .iter()
+                            .flat_map(|provider| provider.endpoints())
+                            .filter_map(|endpoint| endpoint.callback_type.flow())
+                            .find(|flow| *flow == value)
+                            .ok_or_else(|| invalid("flow", "is not a flow (stk_push, b2c, c2b, collection, …)"))?,
+                    )
+                }
                 "since" => filters.since = Some(time("since", &value)?),
                 "until" => filters.until = Some(time("until", &value)?),
                 "msisdn" if !value.trim().is_empty() => filters.msisdn = Some(value.trim().to_owned()),
@@ -131,6 +143,9 @@ impl Filters {
         }
         if let Some(callback_type) = self.callback_type {
             filter.insert("callback_type", callback_type.as_str());
+        }
+        if let Some(flow) = self.flow {
+            filter.insert("flow", flow);
         }
         if let Some(msisdn) = &self.msisdn {
             let stored = match salt {
@@ -241,7 +256,7 @@ pub(crate) async fn page_with<T>(
 
 /// The query parameters each listing accepts (also what `/openapi.json` documents).
 pub(crate) const TRANSACTION_FILTERS: &[&str] = &[
-    "provider", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
+    "provider", "flow", "status", "since", "until", "msisdn", "conflict", "limit", "cursor",
 ];
 
 pub(crate) const CALLBACK_FILTERS: &[&str] = &[

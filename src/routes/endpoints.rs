@@ -25,6 +25,7 @@ use crate::stored::{self, invalid};
 /// Fields a request body may carry, by route.
 const CREATE_FIELDS: &[&str] = &[
     "url",
+    "owner",
     "event_types",
     "providers",
     "description",
@@ -33,6 +34,7 @@ const CREATE_FIELDS: &[&str] = &[
 ];
 const PATCH_FIELDS: &[&str] = &[
     "url",
+    "owner",
     "event_types",
     "providers",
     "description",
@@ -136,6 +138,18 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
             .collect::<Result<Vec<_>, _>>()?;
         set.insert("providers", names);
     }
+    match object.get("owner") {
+        Some(Value::String(owner)) if valid_owner(owner) => {
+            set.insert("owner", owner.as_str());
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => {
+            return Err(invalid(
+                "owner",
+                "must be 1 to 100 letters, digits, `.`, `_`, `-` or `:` (a merchant's id)",
+            ))
+        }
+    }
     match object.get("description") {
         Some(Value::String(text)) if text.len() <= 500 => {
             set.insert("description", text.as_str());
@@ -164,6 +178,14 @@ async fn fields(object: &Map<String, Value>, state: &AppState) -> Result<Documen
     Ok(set)
 }
 
+/// A merchant's id as an endpoint's `owner` (what a portal link names).
+pub(crate) fn valid_owner(owner: &str) -> bool {
+    (1..=100).contains(&owner.len())
+        && owner
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-' | b':'))
+}
+
 fn random_secret() -> String {
     let mut bytes = [0_u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -183,10 +205,19 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     let object = object(&body, CREATE_FIELDS)?;
+    Ok(HttpResponse::Created().json(create_endpoint(&state, &object).await?))
+}
+
+/// Registers an endpoint (what `POST /v1/endpoints` accepts); answers it with its secret, shown once.
+/// For the query API and the portal.
+pub(crate) async fn create_endpoint(
+    state: &AppState,
+    object: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     if !object.contains_key("url") {
         return Err(invalid("url", "is required"));
     }
-    let mut document = fields(&object, &state).await?;
+    let mut document = fields(object, state).await?;
     let secret = random_secret();
     let id = random_id();
     let stored = sealing::store(state.secrets_key.as_ref(), &id, &secret);
@@ -203,13 +234,26 @@ pub async fn create(
             document.insert(list, Vec::<String>::new());
         }
     }
-    endpoints(&state)
+    endpoints(state)
         .insert_one(&document)
         .await
         .map_err(stored::unavailable)?;
     let mut view = public_view(&document);
     view["secret"] = Value::String(secret);
-    Ok(HttpResponse::Created().json(view))
+    Ok(view)
+}
+
+/// The endpoints whose `owner` is `owner`, oldest first (a merchant has a handful).
+pub(crate) async fn endpoints_of_owner(
+    state: &AppState,
+    owner: &str,
+) -> Result<Vec<Document>, ApiError> {
+    stored::all(
+        endpoints(state)
+            .find(doc! {"owner": owner})
+            .sort(doc! {"created_at": 1, "_id": 1}),
+    )
+    .await
 }
 
 pub async fn list(
@@ -218,20 +262,28 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
     let filters = Filters::parse(request.query_string(), &["limit", "cursor"])?;
+    Ok(HttpResponse::Ok().json(list_endpoints(&state, &filters).await?))
+}
+
+/// A page of endpoints, for the query API and the console.
+pub(crate) async fn list_endpoints(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<read_api::Page<Value>, ApiError> {
     let filter = filters.filter("created_at", None);
-    let page = read_api::page_with(
-        &endpoints(&state),
+    read_api::page_with(
+        &endpoints(state),
         filter,
-        &filters,
+        filters,
         "created_at",
         None,
         public_view,
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(page))
+    .await
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
+/// One endpoint's document.
+pub(crate) async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
     endpoints(state)
         .find_one(doc! {"_id": id})
         .await
@@ -265,9 +317,18 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    changeable(&find(&state, &path).await?)?;
     let object = object(&body, PATCH_FIELDS)?;
-    let mut set = fields(&object, &state).await?;
+    Ok(HttpResponse::Ok().json(update_endpoint(&state, &path, &object).await?))
+}
+
+/// Changes an endpoint (what `PATCH /v1/endpoints/{id}` accepts), for the query API and the console.
+pub(crate) async fn update_endpoint(
+    state: &AppState,
+    id: &str,
+    object: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    changeable(&find(state, id).await?)?;
+    let mut set = fields(object, state).await?;
     let mut update = doc! {};
     if set.get_bool("enabled") == Ok(true) {
         // Enabled again by a person: the reason it was turned off no longer stands.
@@ -275,11 +336,11 @@ pub async fn update(
     }
     set.insert("updated_at", mongodb::bson::DateTime::now());
     update.insert("$set", set);
-    endpoints(&state)
-        .update_one(doc! {"_id": path.as_str()}, update)
+    endpoints(state)
+        .update_one(doc! {"_id": id}, update)
         .await
         .map_err(stored::unavailable)?;
-    Ok(HttpResponse::Ok().json(public_view(&find(&state, &path).await?)))
+    Ok(public_view(&find(state, id).await?))
 }
 
 pub async fn delete(
@@ -341,10 +402,15 @@ pub async fn secret(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    Ok(HttpResponse::Ok().json(secret_view(
-        &find(&state, &path).await?,
+    Ok(HttpResponse::Ok().json(secret_of(&state, &path).await?))
+}
+
+/// An endpoint's current secret and those still signing (for the query API and the portal).
+pub(crate) async fn secret_of(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    Ok(secret_view(
+        &find(state, id).await?,
         state.secrets_key.as_ref(),
-    )))
+    ))
 }
 
 /// At most this many secrets sign at once (the current one and those rotated out, each in its own
@@ -362,15 +428,20 @@ pub async fn rotate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
+    Ok(HttpResponse::Ok().json(rotate_secret(&state, &path).await?))
+}
+
+/// The rotation itself (see [`rotate`]), for the query API and the portal.
+pub(crate) async fn rotate_secret(state: &AppState, path: &str) -> Result<Value, ApiError> {
     let overlap =
         chrono::Duration::from_std(state.secret_overlap).unwrap_or(chrono::Duration::days(1));
     let key = state.secrets_key.as_ref();
     for _ in 0..ROTATION_TRIES {
-        let document = find(&state, &path).await?;
+        let document = find(state, path).await?;
         changeable(&document)?;
         let now = Utc::now();
         let read = document.get("secrets").cloned().unwrap_or(Bson::Null);
-        let fresh = sealing::store(key, &path, &random_secret());
+        let fresh = sealing::store(key, path, &random_secret());
         let mut secrets = vec![doc! {"secret": fresh, "created_at": bson_time(now)}];
         // Newest first, as stored: the current one (no end yet) gets its overlap; those rotated out
         // before keep theirs; those whose overlap has ended are dropped. Sealed ones are kept as they are
@@ -382,7 +453,7 @@ pub async fn rotate(
             let mut kept = secret.clone();
             if let (Some(key), Ok(text)) = (key, secret.get_str("secret")) {
                 if !sealing::is_sealed(text) {
-                    kept.insert("secret", key.seal(&path, text));
+                    kept.insert("secret", key.seal(path, text));
                 }
             }
             match secret.get_datetime("expires_at") {
@@ -406,15 +477,15 @@ pub async fn rotate(
         }
         // Written only over the secrets read: a rotation at the same moment is not lost, it is read
         // again and rotated after.
-        let written = endpoints(&state)
+        let written = endpoints(state)
             .update_one(
-                doc! {"_id": path.as_str(), "secrets": read},
+                doc! {"_id": path, "secrets": read},
                 doc! {"$set": {"secrets": secrets}},
             )
             .await
             .map_err(stored::unavailable)?;
         if written.matched_count == 1 {
-            return Ok(HttpResponse::Ok().json(secret_view(&find(&state, &path).await?, key)));
+            return Ok(secret_view(&find(state, path).await?, key));
         }
     }
     Err(ApiError::Conflict {

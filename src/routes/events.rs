@@ -62,8 +62,16 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    // `type` and `status` mean other things here than in the transaction filters: taken out first.
     let pairs = read_api::query_pairs(request.query_string())?;
+    Ok(HttpResponse::Ok().json(list_events(&state, pairs).await?))
+}
+
+/// A page of events matching `pairs` (the query API's parameters), for the query API and the console.
+pub(crate) async fn list_events(
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+) -> Result<read_api::Page<Value>, ApiError> {
+    // `type` and `status` mean other things here than in the transaction filters: taken out first.
     let mut extra = Document::new();
     let mut rest = Vec::new();
     for (name, value) in pairs {
@@ -89,7 +97,7 @@ pub async fn list(
     let filters = Filters::from_pairs(rest, EVENT_FILTERS)?;
     let mut filter = filters.filter("created_at", None);
     filter.extend(extra);
-    let page = read_api::page_with(
+    read_api::page_with(
         state.store.events(),
         filter,
         &filters,
@@ -97,8 +105,7 @@ pub async fn list(
         Some(doc! {"payload": 0, "attempts": 0}),
         item,
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(page))
+    .await
 }
 
 async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
@@ -117,8 +124,34 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let document = find(&state, &path).await?;
-    let mut view = item(&document);
+    Ok(HttpResponse::Ok().json(event_detail(&state, &path).await?))
+}
+
+/// One event with its payload and every attempt, for the query API and the console.
+pub(crate) async fn event_detail(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    Ok(detail(&find(state, id).await?))
+}
+
+/// The events of one transaction (`provider|flow|key`, as stored), oldest first, each with its attempts.
+/// An event's `_id` follows from its transaction and version: looked up by `_id`, never scanned for.
+pub(crate) async fn events_of_transaction(
+    state: &AppState,
+    transaction_id: &str,
+    version: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<String> = (1..=version.clamp(0, 1000))
+        .map(|version| mmo_actors::store::events::event_id(transaction_id, version))
+        .collect();
+    let query = state
+        .store
+        .events()
+        .find(doc! {"_id": {"$in": ids}})
+        .sort(doc! {"version": 1});
+    Ok(stored::all(query).await?.iter().map(detail).collect())
+}
+
+fn detail(document: &Document) -> Value {
+    let mut view = item(document);
     view["payload"] = document
         .get_str("payload")
         .ok()
@@ -144,7 +177,7 @@ pub async fn get(
                 .collect()
         })
         .unwrap_or_else(|_| Value::Array(Vec::new()));
-    Ok(HttpResponse::Ok().json(view))
+    view
 }
 
 pub async fn replay(
@@ -161,8 +194,17 @@ pub async fn replay(
             other => return Err(invalid(other, "is not known here (accepted: endpoint)")),
         }
     }
+    Ok(HttpResponse::Accepted().json(replay_event(&state, &path, endpoint).await?))
+}
+
+/// Sends an event again, to its endpoints or to `endpoint` (for the query API and the console).
+pub(crate) async fn replay_event(
+    state: &AppState,
+    id: &str,
+    endpoint: Option<String>,
+) -> Result<Value, ApiError> {
     let events = state.store.events();
-    let document = find(&state, &path).await?;
+    let document = find(state, id).await?;
     let now = mongodb::bson::DateTime::now();
     let mut targets: Vec<Document> = document
         .get_array("targets")
@@ -206,7 +248,7 @@ pub async fn replay(
     }
     events
         .update_one(
-            doc! {"_id": path.as_str()},
+            doc! {"_id": id},
             doc! {
                 "$set": {"targets": targets, "status": "pending", "due_at": now},
                 "$unset": {"expire_at": ""},
@@ -214,5 +256,34 @@ pub async fn replay(
         )
         .await
         .map_err(stored::unavailable)?;
-    Ok(HttpResponse::Accepted().json(json!({"id": path.as_str(), "status": "pending"})))
+    Ok(json!({"id": id, "status": "pending"}))
+}
+
+/// How many events wait to be sent (due now or later), counted on the dispatcher's own partial index.
+pub(crate) async fn waiting(state: &AppState) -> Result<u64, ApiError> {
+    state
+        .store
+        .events()
+        .count_documents(doc! {"due_at": {"$type": "date"}})
+        .await
+        .map_err(stored::unavailable)
+}
+
+/// The newest events (at most `limit`) sent or to be sent to any of `endpoints`, each with its attempts
+/// (on the `by_endpoint` index).
+pub(crate) async fn events_of_endpoints(
+    state: &AppState,
+    endpoints: &[String],
+    limit: i64,
+) -> Result<Vec<Value>, ApiError> {
+    if endpoints.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = state
+        .store
+        .events()
+        .find(doc! {"targets.endpoint": {"$in": endpoints}})
+        .sort(doc! {"created_at": -1, "_id": -1})
+        .limit(limit);
+    Ok(stored::all(query).await?.iter().map(detail).collect())
 }

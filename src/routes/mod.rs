@@ -1,14 +1,15 @@
 //! HTTP routes, generated from the provider registry: every provider's endpoints and its health check.
 
 mod callbacks;
-mod endpoints;
-mod events;
+pub(crate) mod endpoints;
+pub(crate) mod events;
 mod expectations;
 mod health;
 mod metrics;
+mod portal_links;
 pub mod probes;
-mod rejected;
-mod reports;
+pub(crate) mod rejected;
+pub(crate) mod reports;
 mod transactions;
 mod webhooks;
 
@@ -112,7 +113,8 @@ pub fn configure(config: &mut ServiceConfig) {
         )
         .route("/events", web::get().to(events::list))
         .route("/events/{id}", web::get().to(events::get))
-        .route("/events/{id}/replay", web::post().to(events::replay));
+        .route("/events/{id}/replay", web::post().to(events::replay))
+        .route("/portal/links", web::post().to(portal_links::create));
     config
         .service(scope)
         .route("/metrics", web::get().to(metrics::metrics))
@@ -176,6 +178,7 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
         ("POST", "/v1/events/{id}/replay"),
+        ("POST", "/v1/portal/links"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/livez"),
@@ -221,13 +224,19 @@ fn presented_token(request: &actix_web::HttpRequest) -> Option<&str> {
 }
 
 /// The pseudonymization salt, when configured: the read API looks personal values up by their digest.
-fn salt(state: &AppState) -> Option<&[u8]> {
+pub(crate) fn salt(state: &AppState) -> Option<&[u8]> {
     state.pseudonymization_salt.as_deref()
 }
 
 /// Admits a request carrying a token from `auth.admin_tokens` (metrics and the query API).
 pub fn require_admin(request: &actix_web::HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    match presented_token(request) {
+    admit_admin_token(presented_token(request), state)
+}
+
+/// Admits `token` when it is one of `auth.admin_tokens` (compared in constant time): the one check behind
+/// the query API's bearer tokens and the console's sign-in form.
+pub fn admit_admin_token(token: Option<&str>, state: &AppState) -> Result<(), ApiError> {
+    match token {
         Some(token) if state.admin_tokens.contains(token) => Ok(()),
         // Said plainly: the usual cause is a configuration without admin tokens, not a wrong token.
         _ if state.admin_tokens.is_empty() => Err(ApiError::NoAdminToken),

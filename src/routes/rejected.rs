@@ -54,8 +54,15 @@ pub async fn replay(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request, &state)?;
-    let id =
-        ObjectId::parse_str(path.as_str()).map_err(|_| ApiError::NoSuch("rejected callback"))?;
+    let replayed = replay_rejected(&state, &path).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .json(replayed))
+}
+
+/// The replay itself (see [`replay`]), for the query API and the console alike.
+pub(crate) async fn replay_rejected(state: &AppState, id: &str) -> Result<Replayed, ApiError> {
+    let id = ObjectId::parse_str(id).map_err(|_| ApiError::NoSuch("rejected callback"))?;
     let rejected = state
         .store
         .rejected()
@@ -90,7 +97,7 @@ pub async fn replay(
     let signed = if rejected.get_bool("authenticated").unwrap_or(true) {
         None
     } else {
-        authenticate_again(&state, provider, &rejected, &raw)?
+        authenticate_again(state, provider, &rejected, &raw)?
     };
     let parsed = match signed {
         Some(part) => provider.parse_signed(endpoint.callback_type, &raw, part),
@@ -179,9 +186,7 @@ pub async fn replay(
         )
         .await
         .map_err(|error| ApiError::QueryFailed(error.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .json(replayed))
+    Ok(replayed)
 }
 
 /// Checks a refused request again, from what its quarantined copy kept, under today's authentication

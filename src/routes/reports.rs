@@ -76,8 +76,17 @@ pub async fn daily_report(
         let report = read_api::daily_report(&state.store, &date, provider).await?;
         return Ok(HttpResponse::Ok().json(report));
     }
+    daily_csv(&state, &date, provider).await
+}
+
+/// The day's transactions as CSV (the daily report's CSV), for the query API and the console.
+pub(crate) async fn daily_csv(
+    state: &AppState,
+    date: &str,
+    provider: Option<&'static str>,
+) -> Result<HttpResponse, ApiError> {
     // The day's transactions, streamed row by row as MongoDB returns them: never held whole.
-    let cursor = read_api::transactions_of_day(&state.store, &date, provider).await?;
+    let cursor = read_api::transactions_of_day(&state.store, date, provider).await?;
     let header_row = futures_util::stream::once(async {
         Ok::<_, actix_web::Error>(web::Bytes::from(read_api::csv_line(
             read_api::CSV_COLUMNS.iter().copied(),

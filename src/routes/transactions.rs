@@ -32,6 +32,7 @@ pub async fn transaction(
         .into_inner()
         .into_iter()
         .find_map(|(name, value)| (name == "flow").then_some(value));
-    let detail = read_api::transaction(&state.store, &provider, &key, flow.as_deref()).await?;
+    let detail =
+        read_api::transaction(&state.store, &provider, &key, flow.as_deref(), false).await?;
     Ok(HttpResponse::Ok().json(detail))
 }

@@ -2,6 +2,7 @@
 //! scripts/test.sh (`MMO_TEST_MONGODB_URI`). Each test gets its own database.
 
 mod authentication;
+mod console;
 mod delivery;
 mod errors;
 mod hardening;
@@ -11,6 +12,7 @@ mod hostile_input;
 mod instances;
 mod openapi;
 mod operating;
+mod portal;
 mod probes;
 mod quarantine;
 mod rate_limits;

@@ -418,6 +418,15 @@ pub(super) fn indexes() -> Vec<IndexModel> {
         partial(doc! {"due_at": 1}, "due", pending),
         // Listing, newest first.
         newest("created_at"),
+        // An endpoint's events, newest first (a merchant's portal shows only its endpoints' events).
+        IndexModel::builder()
+            .keys(doc! {"targets.endpoint": 1, "created_at": -1, "_id": -1})
+            .options(
+                IndexOptions::builder()
+                    .name("by_endpoint".to_owned())
+                    .build(),
+            )
+            .build(),
         // Delivered events expire; dead letters carry no `expire_at` until replayed and delivered.
         IndexModel::builder()
             .keys(doc! {"expire_at": 1})

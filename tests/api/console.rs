@@ -1,0 +1,565 @@
+//! The operators' console at `/ui/`, over real HTTP against the real MongoDB: sign-in and its cookie,
+//! the session's CSRF token, the Content-Security-Policy, escaping of what operators sent, and the pages
+//! that find a transaction and replay a quarantined body.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
+use mongodb::bson::doc;
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, test_settings, TestApp, TOKEN};
+use crate::operating::ADMIN;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+async fn console_app(extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![("MMO__AUTH__ADMIN_TOKENS", ADMIN)];
+    overrides.extend_from_slice(extra);
+    spawn_app_with(test_settings(&overrides)).await
+}
+
+/// A browser that shows every answer as it came (it follows no redirect).
+pub(crate) struct Browser {
+    pub(crate) client: awc::Client,
+    pub(crate) base: String,
+}
+
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) text: String,
+}
+
+impl Answer {
+    pub(crate) fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token the page's forms carry.
+    pub(crate) fn csrf(&self) -> String {
+        let marker = r#"name="csrf" value=""#;
+        let start = self.text.find(marker).expect("a form with a CSRF token") + marker.len();
+        let end = self.text[start..].find('"').unwrap() + start;
+        self.text[start..end].to_owned()
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Browser {
+    pub(crate) fn of(app: &TestApp) -> Self {
+        Self {
+            client: awc::Client::builder().disable_redirects().finish(),
+            base: app.address.clone(),
+        }
+    }
+
+    async fn answer(
+        mut response: awc::ClientResponse<
+            impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+                + Unpin,
+        >,
+    ) -> Answer {
+        let bytes = response.body().limit(4 << 20).await.expect("a body");
+        Answer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: String::from_utf8(bytes.to_vec()).expect("text"),
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.insert_header(("Cookie", cookie));
+        }
+        Self::answer(request.send().await.expect("the service answers")).await
+    }
+
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header(("Content-Type", "application/x-www-form-urlencoded"));
+        if let Some(cookie) = cookie {
+            request = request.insert_header(("Cookie", cookie));
+        }
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        Self::answer(
+            request
+                .send_body(form(pairs))
+                .await
+                .expect("the service answers"),
+        )
+        .await
+    }
+
+    /// Signs in with the admin token; answers the session cookie (`name=value`).
+    pub(crate) async fn sign_in(&self) -> String {
+        let answer = self.post("/ui/login", None, &[("token", ADMIN)], &[]).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+        assert_eq!(answer.header("location"), "/ui/");
+        let cookie = answer.header("set-cookie");
+        cookie.split(';').next().unwrap().to_owned()
+    }
+}
+
+#[actix_web::test]
+async fn without_a_session_every_page_sends_to_the_sign_in_form() {
+    let app = console_app(&[]).await;
+    let browser = Browser::of(&app);
+    let root = browser.get("/", None).await;
+    assert_eq!(root.status, StatusCode::SEE_OTHER);
+    assert_eq!(root.header("location"), "/ui/");
+    for page in [
+        "/ui/",
+        "/ui/overview",
+        "/ui/transactions",
+        "/ui/transactions/mpesa/ws_CO_1",
+        "/ui/quarantine",
+        "/ui/events",
+        "/ui/endpoints",
+        "/ui/reports",
+        "/ui/reports/daily.csv",
+    ] {
+        let answer = browser.get(page, None).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(answer.header("location"), "/ui/login", "{page}");
+        assert_eq!(answer.header("content-security-policy"), CSP, "{page}");
+        // A forged or foreign cookie is no session either.
+        let forged = browser
+            .get(page, Some("mmo_console=9999999999.00.deadbeef"))
+            .await;
+        assert_eq!(forged.status, StatusCode::SEE_OTHER, "{page}");
+    }
+    // htmx is told where to go instead of swapping the sign-in form into a fragment.
+    let polled = browser
+        .client
+        .get(format!("{}/ui/overview", browser.base))
+        .insert_header(("HX-Request", "true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(polled.headers().get("hx-redirect").unwrap(), "/ui/login");
+    // Nothing changes without a session, whatever the form says.
+    let replay = browser
+        .post(
+            "/ui/quarantine/0123456789abcdef01234567/replay",
+            None,
+            &[("csrf", "x")],
+            &[],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::SEE_OTHER);
+    assert_eq!(replay.header("location"), "/ui/login");
+
+    let login = browser.get("/ui/login", None).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.text.contains(r#"name="token""#), "{}", login.text);
+    assert_eq!(login.header("content-security-policy"), CSP);
+    assert_eq!(login.header("x-frame-options"), "DENY");
+    assert!(!login.text.contains("<script>"), "no inline script");
+    assert!(!login.text.contains("style="), "no inline style");
+}
+
+#[actix_web::test]
+async fn sign_in_takes_an_admin_token_and_sets_a_strict_cookie() {
+    let app = console_app(&[]).await;
+    let browser = Browser::of(&app);
+    for wrong in ["", "not-a-token", TOKEN] {
+        let refused = browser
+            .post("/ui/login", None, &[("token", wrong)], &[])
+            .await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{wrong}");
+        assert!(refused.header("set-cookie").is_empty(), "{wrong}");
+        assert!(
+            refused.text.contains("not an admin token"),
+            "{}",
+            refused.text
+        );
+    }
+    let answer = browser
+        .post("/ui/login", None, &[("token", ADMIN)], &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let cookie = answer.header("set-cookie");
+    assert!(cookie.starts_with("mmo_console="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(
+            cookie.split("; ").any(|part| part == flag),
+            "{flag} in {cookie}"
+        );
+    }
+    assert!(!cookie.contains("Secure"), "not configured: {cookie}");
+
+    let session = cookie.split(';').next().unwrap();
+    let overview = browser.get("/ui/", Some(session)).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    assert!(overview.text.contains("Overview"));
+    assert!(overview.text.contains(r#"hx-get="/ui/overview""#));
+    assert_eq!(overview.header("content-security-policy"), CSP);
+    assert_eq!(overview.header("cache-control"), "no-store");
+    let fragment = browser.get("/ui/overview", Some(session)).await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    assert!(
+        fragment.text.starts_with(r#"<div id="overview""#),
+        "{}",
+        fragment.text
+    );
+
+    // Stateless: another instance with the same admin tokens takes the session.
+    let other = console_app(&[]).await;
+    let elsewhere = Browser::of(&other)
+        .get("/ui/transactions", Some(session))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+
+    // The assets are compiled in and cached long.
+    let htmx = browser.get("/ui/assets/htmx.min.js", None).await;
+    assert_eq!(htmx.status, StatusCode::OK);
+    assert!(htmx.header("cache-control").contains("immutable"));
+    assert!(htmx.text.contains("htmx"));
+}
+
+#[actix_web::test]
+async fn the_cookie_is_secure_when_configured_and_sign_in_attempts_are_limited() {
+    let app = console_app(&[
+        ("MMO__CONSOLE__SECURE_COOKIE", "true"),
+        ("MMO__CONSOLE__LOGIN_ATTEMPTS_PER_MINUTE", "3"),
+    ])
+    .await;
+    let browser = Browser::of(&app);
+    let answer = browser
+        .post("/ui/login", None, &[("token", ADMIN)], &[])
+        .await;
+    assert!(
+        answer
+            .header("set-cookie")
+            .split("; ")
+            .any(|part| part == "Secure"),
+        "{}",
+        answer.header("set-cookie")
+    );
+    for _ in 0..2 {
+        let wrong = browser
+            .post("/ui/login", None, &[("token", "guess")], &[])
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    // The fourth attempt within the minute is refused, even with the right token.
+    let limited = browser
+        .post("/ui/login", None, &[("token", ADMIN)], &[])
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("set-cookie").is_empty());
+    assert_eq!(limited.header("retry-after"), "60");
+}
+
+#[actix_web::test]
+async fn a_form_without_its_sessions_csrf_token_changes_nothing() {
+    let app = console_app(&[]).await;
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let other_session = browser.sign_in().await;
+    let page = browser.get("/ui/", Some(&session)).await;
+    let csrf = page.csrf();
+    let others = browser.get("/ui/", Some(&other_session)).await.csrf();
+    assert_ne!(csrf, others);
+    for pairs in [vec![], vec![("csrf", "")], vec![("csrf", others.as_str())]] {
+        let refused = browser
+            .post("/ui/logout", Some(&session), &pairs, &[])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{pairs:?}");
+        assert_eq!(refused.header("content-security-policy"), CSP);
+        let refused = browser
+            .post("/ui/events/evt_0/replay", Some(&session), &pairs, &[])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{pairs:?}");
+    }
+    let out = browser
+        .post("/ui/logout", Some(&session), &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.header("location"), "/ui/login");
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+}
+
+#[actix_web::test]
+async fn a_transaction_is_listed_and_its_page_shows_its_callback_escaped() {
+    let app = console_app(&[]).await;
+    let key = format!("SCR{}", &uuid::Uuid::new_v4().simple().to_string()[..7]).to_uppercase();
+    let mut callback = Mpesa::c2b_confirmation_for(&key);
+    callback["FirstName"] = json!("<script>alert('owned')</script>");
+    let reply = app
+        .post("/v1/webhooks/mpesa/c2b/confirmation", &callback)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    app.transaction(&key).await;
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let list = browser.get("/ui/transactions", Some(&session)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let link = format!("/ui/transactions/mpesa/{key}?flow=c2b");
+    assert!(list.text.contains(&link), "{}", list.text);
+    // The filters and the search find it; another flow does not.
+    let filtered = browser
+        .get(
+            "/ui/transactions?provider=mpesa&flow=c2b&status=&since=&msisdn=254708374149",
+            Some(&session),
+        )
+        .await;
+    assert!(filtered.text.contains(&link), "{}", filtered.text);
+    let other_flow = browser
+        .get("/ui/transactions?flow=stk_push", Some(&session))
+        .await;
+    assert!(!other_flow.text.contains(&link));
+    let found = browser
+        .get(&format!("/ui/transactions?q={key}"), Some(&session))
+        .await;
+    assert!(found.text.contains(&link), "{}", found.text);
+    let bad = browser
+        .get("/ui/transactions?status=paid", Some(&session))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("status"), "{}", bad.text);
+
+    let page = browser.get(&link, Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(&key));
+    assert!(page.text.contains("c2b_confirmation"), "{}", page.text);
+    // The operator's text is shown as text: escaped, never markup.
+    assert!(
+        page.text
+            .contains("&lt;script&gt;alert('owned')&lt;/script&gt;"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("<script>alert"), "{}", page.text);
+}
+
+#[actix_web::test]
+async fn a_quarantined_body_is_replayed_from_its_page() {
+    let app = console_app(&[]).await;
+    let key = format!("QRT{}", &uuid::Uuid::new_v4().simple().to_string()[..7]).to_uppercase();
+    let mut unreadable = Mpesa::c2b_confirmation_for(&key);
+    unreadable["TransAmount"] = json!("ten shillings");
+    let refused = app
+        .post("/v1/webhooks/mpesa/c2b/confirmation", &unreadable)
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let kept = app.quarantined_at_least(1).await;
+    let id = kept[0].get_object_id("_id").unwrap().to_hex();
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let list = browser.get("/ui/quarantine", Some(&session)).await;
+    assert!(
+        list.text.contains(&format!("/ui/quarantine/{id}")),
+        "{}",
+        list.text
+    );
+    let page = browser
+        .get(&format!("/ui/quarantine/{id}"), Some(&session))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("ten shillings"), "{}", page.text);
+    let csrf = page.csrf();
+    let action = format!("/ui/quarantine/{id}/replay");
+    assert!(page.text.contains(&format!(r#"hx-post="{action}""#)));
+
+    // Still not understood: the answer says why, and nothing is stored.
+    let still = browser
+        .post(
+            &action,
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(still.status, StatusCode::OK);
+    assert!(
+        still.text.contains("Not replayed: Still not understood"),
+        "{}",
+        still.text
+    );
+
+    // Corrected (as a fixed parser would read it): replayed, stored, and the page says so.
+    let mut corrected = unreadable.clone();
+    corrected["TransAmount"] = json!("10.00");
+    let id_bson = kept[0].get_object_id("_id").unwrap();
+    app.rejected
+        .update_one(
+            doc! {"_id": id_bson},
+            doc! {"$set": {"raw": corrected.to_string()}},
+        )
+        .await
+        .unwrap();
+    let replayed = browser
+        .post(
+            &action,
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::OK);
+    assert!(
+        replayed.text.contains("Stored: mpesa c2b_confirmation"),
+        "{}",
+        replayed.text
+    );
+    assert!(replayed.text.contains(&key));
+    app.stored_one(&key).await;
+    // Without htmx, the whole page comes back with the answer; a second replay is refused.
+    let again = browser
+        .post(&action, Some(&session), &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.text.contains("Not replayed"), "{}", again.text);
+    assert!(again.text.contains("Quarantined body"));
+}
+
+#[actix_web::test]
+async fn events_show_their_attempts_are_sent_again_and_endpoints_are_turned_off_from_the_console() {
+    use crate::delivery::{admin, app_delivering, receiver, register};
+    let app = app_delivering(&[]).await;
+    let failing = receiver(|_| (500, None));
+    let (endpoint, _) = register(&app, &failing.url).await;
+    let key = format!(
+        "console-event-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    app.mtn_collection(&key, "SUCCESSFUL").await;
+    failing
+        .until("a first attempt", |got| !got.is_empty())
+        .await;
+    let listed = admin(
+        &app,
+        actix_web::http::Method::GET,
+        "/v1/events",
+        serde_json::Value::Null,
+    )
+    .await;
+    let event = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let events = browser
+        .get("/ui/events?status=&type=", Some(&session))
+        .await;
+    assert_eq!(events.status, StatusCode::OK, "{}", events.text);
+    assert!(
+        events.text.contains(&format!("/ui/events/{event}")),
+        "{}",
+        events.text
+    );
+
+    // Its page shows every attempt: the endpoint, the HTTP status and the answer's beginning.
+    let mut page = browser
+        .get(&format!("/ui/events/{event}"), Some(&session))
+        .await;
+    for _ in 0..100 {
+        if page.text.contains("answered by the test receiver") {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        page = browser
+            .get(&format!("/ui/events/{event}"), Some(&session))
+            .await;
+    }
+    assert!(page.text.contains(&endpoint), "{}", page.text);
+    assert!(page.text.contains("<td>500</td>"), "{}", page.text);
+    assert!(
+        page.text.contains("answered by the test receiver"),
+        "{}",
+        page.text
+    );
+    // So does the transaction's page.
+    let transaction = browser
+        .get(
+            &format!("/ui/transactions/mtn_mobile_money/{key}?flow=collection"),
+            Some(&session),
+        )
+        .await;
+    assert!(
+        transaction.text.contains(&format!("/ui/events/{event}")),
+        "{}",
+        transaction.text
+    );
+
+    let before = failing.until("attempts so far", |_| true).await.len();
+    let csrf = page.csrf();
+    let again = browser
+        .post(
+            &format!("/ui/events/{event}/replay"),
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert!(again.text.contains("Sent again"), "{}", again.text);
+    failing
+        .until("another attempt", |got| got.len() > before)
+        .await;
+
+    // Turned off from the list, as PATCH /v1/endpoints/{id} would.
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(
+        list.text.contains(&endpoint) && list.text.contains("Disable"),
+        "{}",
+        list.text
+    );
+    let off = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/enabled"),
+            Some(&session),
+            &[("csrf", &csrf), ("enabled", "false")],
+            &[],
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER, "{}", off.text);
+    assert_eq!(off.header("location"), "/ui/endpoints");
+    let stored = admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{endpoint}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(stored.body["enabled"], false, "{}", stored.body);
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(list.text.contains("Enable"), "{}", list.text);
+}
