@@ -904,6 +904,89 @@ async fn events_waiting_when_their_instance_is_sigkilled_are_each_delivered_once
     drop(second);
 }
 
+/// Two service processes, as a deployment runs them: a transaction's first callback to one and its
+/// final one to the other, back to back, for many transactions. Each process makes its own ids (0.4.0
+/// ordered new events by ids made on each client, and sent version 2 before version 1 whenever the
+/// other process's ids sorted first); versions reach the receiver in order, each once.
+#[actix_web::test]
+async fn two_processes_deliver_each_transactions_versions_in_order() {
+    use mmo_actors::providers::fixtures::MTNMoMoCallbackFixtures as Mtn;
+    let (uri, database) = (mongodb_uri(), unique("faults_order"));
+    let (receiver, got) = receiver(Arc::new(AtomicBool::new(true)));
+    let admin = "admin-token-for-order-faults";
+    let settings = [
+        ("MMO__AUTH__ADMIN_TOKENS", admin),
+        ("MMO__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+        ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+    ];
+    let first = Service::start_with(&temp_dir("order_a"), &uri, &database, &settings).await;
+    let second = Service::start_with(&temp_dir("order_b"), &uri, &database, &settings).await;
+    let client = awc::Client::default();
+    let created = client
+        .post(format!("{}/v1/endpoints", first.url))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"url": receiver}))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created.as_u16(), 201);
+    const TRANSACTIONS: usize = 30;
+    for n in 0..TRANSACTIONS {
+        for (service, status) in [(&first, "PENDING"), (&second, "SUCCESSFUL")] {
+            let response = client
+                .post(format!("{}/v1/webhooks/mtn/collection", service.url))
+                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                .send_body(Mtn::collection_for(&format!("ORDER{n:04}"), status).to_string())
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    }
+    let handle = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&database);
+    let transactions = handle.collection::<Document>("transactions");
+    let events = handle.collection::<Document>("events");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let successful = transactions
+            .count_documents(doc! {"status": "successful"})
+            .await
+            .unwrap();
+        let waiting = transactions
+            .count_documents(doc! {"outbox_since": {"$type": "date"}})
+            .await
+            .unwrap();
+        let pending = events
+            .count_documents(doc! {"status": "pending"})
+            .await
+            .unwrap();
+        if successful == TRANSACTIONS as u64 && waiting == 0 && pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events still waiting after 60 s");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let mut versions: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (_, body, _) in &got {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        versions
+            .entry(body["data"]["transaction_key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(body["data"]["version"].as_i64().unwrap());
+    }
+    assert_eq!(versions.len(), TRANSACTIONS);
+    for (key, versions) in &versions {
+        assert!(
+            versions.windows(2).all(|pair| pair[0] < pair[1]),
+            "{key}: versions arrived as {versions:?}"
+        );
+    }
+    drop((first, second));
+}
+
 /// A clean stop (SIGTERM) gives the sending lease back: the next instance sends at once instead of
 /// waiting for the lease (30 s here) to run out.
 #[actix_web::test]

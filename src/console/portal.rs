@@ -295,7 +295,7 @@ async fn home_page(
     created: Option<&Value>,
 ) -> Result<Markup, ApiError> {
     let (documents, ids) = owned_endpoints(state, &developer.owner).await?;
-    let recent: Vec<Value> = events::events_of_endpoints(state, &ids, 50)
+    let recent: Vec<Value> = events::events_of_owner(state, &developer.owner, 50)
         .await?
         .into_iter()
         .map(|event| only_for(event, &ids))

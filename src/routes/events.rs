@@ -269,20 +269,18 @@ pub(crate) async fn waiting(state: &AppState) -> Result<u64, ApiError> {
         .map_err(stored::unavailable)
 }
 
-/// The newest events (at most `limit`) sent or to be sent to any of `endpoints`, each with its attempts
-/// (on the `by_endpoint` index).
-pub(crate) async fn events_of_endpoints(
+/// The newest events (at most `limit`) sent or to be sent to an endpoint of `owner`, each with its
+/// attempts (on the partial `by_owner` index: an event carries the owners of its endpoints from when it
+/// was written).
+pub(crate) async fn events_of_owner(
     state: &AppState,
-    endpoints: &[String],
+    owner: &str,
     limit: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    if endpoints.is_empty() {
-        return Ok(Vec::new());
-    }
     let query = state
         .store
         .events()
-        .find(doc! {"targets.endpoint": {"$in": endpoints}})
+        .find(doc! {"owners": owner})
         .sort(doc! {"created_at": -1, "_id": -1})
         .limit(limit);
     Ok(stored::all(query).await?.iter().map(detail).collect())

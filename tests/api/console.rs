@@ -465,14 +465,23 @@ async fn events_show_their_attempts_are_sent_again_and_endpoints_are_turned_off_
     failing
         .until("a first attempt", |got| !got.is_empty())
         .await;
-    let listed = admin(
-        &app,
-        actix_web::http::Method::GET,
-        "/v1/events",
-        serde_json::Value::Null,
-    )
-    .await;
-    let event = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+    // The event is listed once its first attempt's outcome is written (just after the receiver got it).
+    let mut listed = None;
+    for _ in 0..200 {
+        let reply = admin(
+            &app,
+            actix_web::http::Method::GET,
+            "/v1/events",
+            serde_json::Value::Null,
+        )
+        .await;
+        if let Some(id) = reply.body["items"][0]["id"].as_str() {
+            listed = Some(id.to_owned());
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let event = listed.expect("the event is listed");
 
     let browser = Browser::of(&app);
     let session = browser.sign_in().await;

@@ -139,7 +139,15 @@ async fn one_owners_link_never_shows_another_owners_endpoints_events_or_attempts
     receiver_b
         .until("both payments", |got| got.len() >= 2)
         .await;
-    let events = admin(&app, Method::GET, "/v1/events", Value::Null).await;
+    // Both are listed once their first attempts' outcomes are written (just after the receivers got them).
+    let mut events = admin(&app, Method::GET, "/v1/events", Value::Null).await;
+    for _ in 0..200 {
+        if events.body["items"].as_array().map_or(0, Vec::len) >= 2 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        events = admin(&app, Method::GET, "/v1/events", Value::Null).await;
+    }
     let event_of = |key: &str| {
         events.body["items"]
             .as_array()

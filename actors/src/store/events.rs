@@ -150,7 +150,8 @@ pub fn event_document(
         Some(Bson::DateTime(at)) if event_type != EventType::Unresolved => *at,
         _ => bson_time(now),
     };
-    Some(doc! {
+    let owners = routes.owners(&targets);
+    let mut event = doc! {
         "_id": event_id(transaction_id, version),
         "type": event_type.as_str(),
         "provider": text("provider"),
@@ -164,7 +165,13 @@ pub fn event_document(
         "status": "pending",
         "due_at": bson_time(now),
         "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
-    })
+    };
+    // Only for endpoints that belong to a merchant (a portal's `owner`): the portal lists an owner's
+    // events on a partial index that costs nothing to events without one.
+    if !owners.is_empty() {
+        event.insert("owners", owners);
+    }
+    Some(event)
 }
 
 /// The delivery state of one event for one endpoint, as stored in the event's `targets`.
@@ -234,6 +241,8 @@ struct Route {
     event_types: Vec<String>,
     /// Empty: every provider.
     providers: Vec<String>,
+    /// The merchant the endpoint belongs to (`owner`), if any.
+    owner: Option<String>,
 }
 
 impl Routes {
@@ -245,6 +254,7 @@ impl Routes {
                 endpoint,
                 event_types,
                 providers,
+                owner: None,
             })
             .collect();
         // Targets in a stable order, whichever order MongoDB returned the endpoints in.
@@ -258,6 +268,33 @@ impl Routes {
     }
 
     /// A pending target for each endpoint that wants an event of `event_type` about `provider`.
+    /// These routes with the endpoints' owners (endpoint id, owner).
+    pub fn owned(mut self, owners: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (endpoint, owner) in owners {
+            if let Some(route) = self.0.iter_mut().find(|route| route.endpoint == endpoint) {
+                route.owner = Some(owner);
+            }
+        }
+        self
+    }
+
+    /// The distinct owners of these targets' endpoints, sorted.
+    pub fn owners(&self, targets: &[Target]) -> Vec<String> {
+        let mut owners: Vec<String> = self
+            .0
+            .iter()
+            .filter(|route| {
+                targets
+                    .iter()
+                    .any(|target| target.endpoint == route.endpoint)
+            })
+            .filter_map(|route| route.owner.clone())
+            .collect();
+        owners.sort();
+        owners.dedup();
+        owners
+    }
+
     pub fn targets(
         &self,
         event_type: EventType,
@@ -331,15 +368,22 @@ impl EventLog {
         let found: Vec<Document> = all(self
             .endpoints
             .find(doc! {"enabled": {"$ne": false}})
-            .projection(doc! {"event_types": 1, "providers": 1}))
+            .projection(doc! {"event_types": 1, "providers": 1, "owner": 1}))
         .await?;
+        let owners = found.iter().filter_map(|document| {
+            Some((
+                document.get_str("_id").ok()?.to_owned(),
+                document.get_str("owner").ok()?.to_owned(),
+            ))
+        });
         Ok(Routes::new(found.iter().filter_map(|document| {
             Some((
                 document.get_str("_id").ok()?.to_owned(),
                 texts_of(document, "event_types"),
                 texts_of(document, "providers"),
             ))
-        })))
+        }))
+        .owned(owners))
     }
 }
 
@@ -418,15 +462,13 @@ pub(super) fn indexes() -> Vec<IndexModel> {
         partial(doc! {"due_at": 1}, "due", pending),
         // Listing, newest first.
         newest("created_at"),
-        // An endpoint's events, newest first (a merchant's portal shows only its endpoints' events).
-        IndexModel::builder()
-            .keys(doc! {"targets.endpoint": 1, "created_at": -1, "_id": -1})
-            .options(
-                IndexOptions::builder()
-                    .name("by_endpoint".to_owned())
-                    .build(),
-            )
-            .build(),
+        // An owner's events, newest first (a merchant's portal shows only its endpoints' events). Partial:
+        // an event for no owned endpoint costs this index nothing.
+        partial(
+            doc! {"owners": 1, "created_at": -1, "_id": -1},
+            "by_owner",
+            doc! {"owners": {"$exists": true}},
+        ),
         // Delivered events expire; dead letters carry no `expire_at` until replayed and delivered.
         IndexModel::builder()
             .keys(doc! {"expire_at": 1})
