@@ -708,6 +708,18 @@ fn receiver(healthy: Arc<AtomicBool>) -> (String, Requests) {
     (url, got)
 }
 
+/// Registers `receiver` for every event through `service`'s API.
+async fn register_endpoint(client: &awc::Client, service: &str, admin: &str, receiver: &str) {
+    let created = client
+        .post(format!("{service}/v1/endpoints"))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"url": receiver}))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(created.as_u16(), 201);
+}
+
 #[actix_web::test]
 async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     let (uri, database) = (mongodb_uri(), unique("faults_delivery"));
@@ -730,14 +742,7 @@ async fn a_sigkilled_sender_is_replaced_and_every_event_is_delivered() {
     let first = Service::start_with(&temp_dir("delivery_a"), &uri, &database, &settings).await;
     let second = Service::start_with(&temp_dir("delivery_b"), &uri, &database, &settings).await;
     let client = awc::Client::default();
-    let created = client
-        .post(format!("{}/v1/endpoints", first.url))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"url": receiver}))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created.as_u16(), 201);
+    register_endpoint(&client, &first.url, admin, &receiver).await;
     for n in 0..20 {
         let service = if n % 2 == 0 { &first } else { &second };
         let response = client
@@ -843,14 +848,7 @@ async fn events_waiting_when_their_instance_is_sigkilled_are_each_delivered_once
         .collect();
     let mut first = Service::start_with(&temp_dir("waiting_a"), &uri, &database, &storing).await;
     let client = awc::Client::default();
-    let created = client
-        .post(format!("{}/v1/endpoints", first.url))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"url": receiver}))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created.as_u16(), 201);
+    register_endpoint(&client, &first.url, admin, &receiver).await;
     const EVENTS: u64 = 20;
     for n in 0..EVENTS {
         let response = client
@@ -922,14 +920,7 @@ async fn two_processes_deliver_each_transactions_versions_in_order() {
     let first = Service::start_with(&temp_dir("order_a"), &uri, &database, &settings).await;
     let second = Service::start_with(&temp_dir("order_b"), &uri, &database, &settings).await;
     let client = awc::Client::default();
-    let created = client
-        .post(format!("{}/v1/endpoints", first.url))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"url": receiver}))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created.as_u16(), 201);
+    register_endpoint(&client, &first.url, admin, &receiver).await;
     const TRANSACTIONS: usize = 30;
     for n in 0..TRANSACTIONS {
         for (service, status) in [(&first, "PENDING"), (&second, "SUCCESSFUL")] {
@@ -962,7 +953,13 @@ async fn two_processes_deliver_each_transactions_versions_in_order() {
             .count_documents(doc! {"status": "pending"})
             .await
             .unwrap();
-        if successful == TRANSACTIONS as u64 && waiting == 0 && pending == 0 {
+        // Where 0.4.0 kept new events: the test then shows what that version did.
+        let legacy = handle
+            .collection::<Document>("event_batches")
+            .count_documents(doc! {})
+            .await
+            .unwrap();
+        if successful == TRANSACTIONS as u64 && waiting == 0 && pending == 0 && legacy == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "events still waiting after 60 s");

@@ -173,10 +173,13 @@ pub(crate) async fn register(app: &TestApp, url: &str) -> (String, String) {
     (reply.body["id"].as_str().unwrap().to_owned(), secret)
 }
 
+/// Whether `delivery` is signed with `secret`, by the service's own verifier — and the `standardwebhooks`
+/// crate, the specification's reference library, must say the same: an independent implementation of
+/// what a merchant's receiver checks.
 fn verifies(secret: &str, delivery: &Received) -> bool {
     let key = secret_key(secret).unwrap();
     let now = chrono::Utc::now().timestamp();
-    verify(
+    let ours = verify(
         &key,
         &delivery.id,
         &delivery.timestamp,
@@ -184,7 +187,24 @@ fn verifies(secret: &str, delivery: &Received) -> bool {
         &delivery.body,
         now,
     )
-    .is_ok()
+    .is_ok();
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("webhook-id", &delivery.id),
+        ("webhook-timestamp", &delivery.timestamp),
+        ("webhook-signature", &delivery.signature),
+    ] {
+        headers.insert(name, value.parse().expect("a header value"));
+    }
+    let theirs = standardwebhooks::Webhook::new(secret)
+        .expect("a whsec_ secret")
+        .verify(&delivery.body, &headers)
+        .is_ok();
+    assert_eq!(
+        ours, theirs,
+        "the service's verifier and standardwebhooks disagree on {delivery:?}"
+    );
+    ours
 }
 
 #[actix_web::test]

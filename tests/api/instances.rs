@@ -69,6 +69,25 @@ async fn settled(app: &TestApp) {
     panic!("events still waiting after 30 s");
 }
 
+/// Waits until `transactions` successful events reached `receiver` and nothing waits to be sent any
+/// more; returns every delivery the receiver got.
+async fn all_delivered(
+    app: &TestApp,
+    receiver: &crate::delivery::Receiver,
+    transactions: usize,
+) -> Vec<Received> {
+    receiver
+        .until("a successful event of every transaction", |got| {
+            got.iter()
+                .filter(|delivery| delivery.json()["type"] == "transaction.successful")
+                .count()
+                >= transactions
+        })
+        .await;
+    settled(app).await;
+    receiver.until("all", |_| true).await
+}
+
 /// The same callbacks posted to both instances at once (an operator resending through the load
 /// balancer): each change makes one event, and the receiver gets each once.
 #[actix_web::test]
@@ -87,17 +106,7 @@ async fn callbacks_posted_to_two_instances_at_once_are_delivered_once_each() {
         });
         join_all(posts).await;
     }
-    // Every transaction ends successful, with one event per change it went through.
-    receiver
-        .until("a successful event of every transaction", |got| {
-            got.iter()
-                .filter(|delivery| delivery.json()["type"] == "transaction.successful")
-                .count()
-                >= TRANSACTIONS
-        })
-        .await;
-    settled(&first).await;
-    let received = receiver.until("all", |_| true).await;
+    let received = all_delivered(&first, &receiver, TRANSACTIONS).await;
     let mut per_id: HashMap<&str, usize> = HashMap::new();
     for delivery in &received {
         *per_id.entry(delivery.id.as_str()).or_default() += 1;
@@ -140,16 +149,7 @@ async fn a_transactions_callbacks_on_two_instances_reach_the_receiver_in_version
         ]
     });
     join_all(posts).await;
-    receiver
-        .until("a successful event of every transaction", |got| {
-            got.iter()
-                .filter(|delivery| delivery.json()["type"] == "transaction.successful")
-                .count()
-                >= TRANSACTIONS
-        })
-        .await;
-    settled(&first).await;
-    let received = receiver.until("all", |_| true).await;
+    let received = all_delivered(&first, &receiver, TRANSACTIONS).await;
     let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
     for (key, version) in versions(&received) {
         seen.entry(key).or_default().push(version);
