@@ -187,7 +187,7 @@ async fn settle(
     }
     let mut backoff = Duration::from_millis(100);
     while let Err(error) = shared.outbox.settle(&documents, &outboxes, &ids).await {
-        tracing::warn!(%error, events = documents.len(), "new events not moved to the outbox yet; retrying");
+        tracing::warn!(%error, events = documents.len(), "new events not moved from their outboxes to `events` yet; retrying");
         tokio::time::sleep(backoff).await;
         backoff = crate::backoff::doubled(backoff, 1, Duration::from_secs(5));
     }
