@@ -909,7 +909,13 @@ async fn an_endpoints_failed_events_are_sent_again_and_recovered_since_a_date_fr
         )
         .await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.text);
-    assert!(wrong.text.contains("since"), "{}", wrong.text);
+    assert!(
+        wrong
+            .text
+            .contains("Invalid parameter `since`: must be an RFC 3339 time or a date"),
+        "{}",
+        wrong.text
+    );
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .date_naive()
         .to_string();
