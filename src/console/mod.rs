@@ -19,7 +19,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::read_api::{self, Filters, REJECTED_FILTERS, TRANSACTION_FILTERS};
@@ -59,7 +59,17 @@ pub fn configure(config: &mut ServiceConfig) {
             .route("/events/{id}", web::get().to(event))
             .route("/events/{id}/replay", web::post().to(replay_event))
             .route("/endpoints", web::get().to(endpoint_list))
+            .route("/endpoints", web::post().to(create_endpoint))
+            .route("/endpoints/{id}", web::get().to(endpoint))
+            .route("/endpoints/{id}", web::post().to(update_endpoint))
             .route("/endpoints/{id}/enabled", web::post().to(set_enabled))
+            .route("/endpoints/{id}/rotate", web::post().to(rotate_secret))
+            .route("/endpoints/{id}/secret", web::post().to(reveal_secret))
+            .route("/endpoints/{id}/recover", web::post().to(recover_since))
+            .route(
+                "/endpoints/{id}/replay-failed",
+                web::post().to(replay_failed),
+            )
             .route("/reports", web::get().to(report))
             .route("/reports/daily.csv", web::get().to(report_csv))
             .route("/assets/{name}", web::get().to(asset)),
@@ -212,14 +222,15 @@ fn signed_in(request: &HttpRequest, state: &AppState) -> Result<Operator, Consol
     Ok(Operator { session, csrf })
 }
 
-/// A signed-in operator's form (url-encoded), once its CSRF token is checked (from the form's `csrf`
-/// field, or the `X-CSRF-Token` header).
-fn checked_form(
+/// A form (url-encoded) of a signed-in person (an operator or a portal developer) whose session is
+/// `session`, once its CSRF token is checked (from the form's `csrf` field, or the `X-CSRF-Token`
+/// header): the console's and the portal's one check.
+fn csrf_checked(
     request: &HttpRequest,
     state: &AppState,
+    session: &Session,
     body: &[u8],
-) -> Result<(Operator, Vec<(String, String)>), ConsoleError> {
-    let operator = signed_in(request, state)?;
+) -> Result<Vec<(String, String)>, ConsoleError> {
     let pairs = read_api::query_pairs(&String::from_utf8_lossy(body))?;
     let presented = pairs
         .iter()
@@ -233,11 +244,78 @@ fn checked_form(
                 .map(str::to_owned)
         });
     match presented {
-        Some(token) if state.console.csrf_matches(&operator.session, &token) => {
-            Ok((operator, pairs))
-        }
+        Some(token) if state.console.csrf_matches(session, &token) => Ok(pairs),
         _ => Err(ConsoleError::Csrf),
     }
+}
+
+/// A signed-in operator's form, once its CSRF token is checked.
+fn checked_form(
+    request: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<(Operator, Vec<(String, String)>), ConsoleError> {
+    let operator = signed_in(request, state)?;
+    let pairs = csrf_checked(request, state, &operator.session, body)?;
+    Ok((operator, pairs))
+}
+
+/// The `enabled` field of an "Enable" / "Disable" form.
+fn enabled_field(pairs: &mut Vec<(String, String)>) -> Result<bool, ApiError> {
+    match take(pairs, "enabled").as_deref() {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        _ => Err(ApiError::InvalidParameter {
+            parameter: "enabled".into(),
+            problem: "must be true or false".into(),
+        }),
+    }
+}
+
+/// An endpoint form's fields as the JSON object the query API's registration and change take (they
+/// check it: `endpoints::create_endpoint` and `endpoints::update_endpoint`). A list none of whose
+/// options is chosen is empty (every event type, every provider); an empty text is left out when
+/// `creating`, and clears the description when changing. `owner` is taken only when `with_owner` (the
+/// portal sets its link's owner itself).
+fn endpoint_object(
+    pairs: &[(String, String)],
+    creating: bool,
+    with_owner: bool,
+) -> Map<String, Value> {
+    let mut object = Map::new();
+    let mut lists: [(&str, Vec<Value>); 2] =
+        [("event_types", Vec::new()), ("providers", Vec::new())];
+    for (name, value) in pairs {
+        let value = value.trim();
+        match name.as_str() {
+            "url" => {
+                object.insert("url".into(), json!(value));
+            }
+            "description" if !(creating && value.is_empty()) => {
+                object.insert("description".into(), json!(value));
+            }
+            "owner" if with_owner && !value.is_empty() => {
+                object.insert("owner".into(), json!(value));
+            }
+            other => {
+                if let Some((_, list)) = lists.iter_mut().find(|(list, _)| *list == other) {
+                    list.push(json!(value));
+                }
+            }
+        }
+    }
+    for (name, list) in lists {
+        object.insert(name.into(), Value::Array(list));
+    }
+    object
+}
+
+/// A form's pairs without its CSRF token (to show the form again with what was typed).
+fn typed(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .filter(|(name, _)| name != "csrf")
+        .collect()
 }
 
 /// A query string's non-empty parameters (a filter form sends its empty fields too).
@@ -555,12 +633,257 @@ async fn endpoint_list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ConsoleError> {
     let operator = signed_in(&request, &state)?;
-    let filters = Filters::from_pairs(filled(&request)?, &["limit", "cursor"])?;
-    let page = endpoints::list_endpoints(&state, &filters).await?;
-    ok(pages::endpoints(&operator, &page))
+    ok(endpoints_page(
+        &request,
+        &state,
+        &operator,
+        &pages::EndpointForm::EMPTY,
+        None,
+    )
+    .await?)
 }
 
-/// Turns an endpoint on or off (the query API's change), then back to the list.
+async fn endpoints_page(
+    request: &HttpRequest,
+    state: &AppState,
+    operator: &Operator,
+    form: &pages::EndpointForm<'_>,
+    created: Option<&Value>,
+) -> Result<maud::Markup, ApiError> {
+    let filters = Filters::from_pairs(filled(request)?, &["limit", "cursor"])?;
+    let page = endpoints::list_endpoints(state, &filters).await?;
+    Ok(pages::endpoints(operator, &page, form, created))
+}
+
+/// Registers an endpoint (the query API's registration and its checks); a problem is shown at its
+/// field, with what was typed, and nothing is registered.
+async fn create_endpoint(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, pairs) = checked_form(&request, &state, &body)?;
+    let object = endpoint_object(&pairs, true, true);
+    let typed = typed(pairs);
+    match endpoints::create_endpoint(&state, &object).await {
+        Ok(created) => {
+            tracing::info!(
+                endpoint = field_text(&created, "id"),
+                "endpoint registered in the console"
+            );
+            ok(endpoints_page(
+                &request,
+                &state,
+                &operator,
+                &pages::EndpointForm::EMPTY,
+                Some(&created),
+            )
+            .await?)
+        }
+        Err(ApiError::InvalidParameter { parameter, problem }) => {
+            let form = pages::EndpointForm {
+                values: &typed,
+                problem: Some((parameter, problem)),
+            };
+            Ok(html(
+                StatusCode::BAD_REQUEST,
+                endpoints_page(&request, &state, &operator, &form, None).await?,
+            ))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn field_text(value: &Value, name: &str) -> String {
+    value[name].as_str().unwrap_or_default().to_owned()
+}
+
+/// An endpoint's page, its change form filled with what is stored.
+async fn endpoint_page(
+    state: &AppState,
+    operator: &Operator,
+    id: &str,
+    extras: &pages::EndpointExtras<'_>,
+) -> Result<maud::Markup, ApiError> {
+    let view = crate::delivery::public_view(&endpoints::find(state, id).await?);
+    let values = pages::endpoint_values(&view);
+    let form = pages::EndpointForm {
+        values: &values,
+        problem: None,
+    };
+    Ok(pages::endpoint(operator, &view, &form, extras))
+}
+
+const NO_EXTRAS: pages::EndpointExtras<'static> = pages::EndpointExtras {
+    secret: None,
+    answer: None,
+};
+
+async fn endpoint(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConsoleError> {
+    let operator = signed_in(&request, &state)?;
+    ok(endpoint_page(&state, &operator, &path, &NO_EXTRAS).await?)
+}
+
+/// Changes an endpoint (the query API's change and its checks); a problem is shown at its field, with
+/// what was typed, and nothing is changed.
+async fn update_endpoint(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, pairs) = checked_form(&request, &state, &body)?;
+    let object = endpoint_object(&pairs, false, true);
+    match endpoints::update_endpoint(&state, &path, &object).await {
+        Ok(_) => {
+            let answer = Ok("Saved.".to_owned());
+            let extras = pages::EndpointExtras {
+                secret: None,
+                answer: Some(&answer),
+            };
+            ok(endpoint_page(&state, &operator, &path, &extras).await?)
+        }
+        Err(ApiError::InvalidParameter { parameter, problem }) => {
+            let typed = typed(pairs);
+            let view = crate::delivery::public_view(&endpoints::find(&state, &path).await?);
+            let form = pages::EndpointForm {
+                values: &typed,
+                problem: Some((parameter, problem)),
+            };
+            Ok(html(
+                StatusCode::BAD_REQUEST,
+                pages::endpoint(&operator, &view, &form, &NO_EXTRAS),
+            ))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A new signing secret (the query API's rotation), shown once in the answer with those still signing.
+async fn rotate_secret(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, _) = checked_form(&request, &state, &body)?;
+    let secret = endpoints::rotate_secret(&state, &path).await?;
+    tracing::info!(
+        endpoint = path.as_str(),
+        "endpoint secret rotated in the console"
+    );
+    let extras = pages::EndpointExtras {
+        secret: Some(&secret),
+        answer: None,
+    };
+    ok(endpoint_page(&state, &operator, &path, &extras).await?)
+}
+
+/// The signing secrets, on request (a POST with the CSRF token: never in a page's URL or a GET).
+async fn reveal_secret(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, _) = checked_form(&request, &state, &body)?;
+    let secret = endpoints::secret_of(&state, &path).await?;
+    let extras = pages::EndpointExtras {
+        secret: Some(&secret),
+        answer: None,
+    };
+    ok(endpoint_page(&state, &operator, &path, &extras).await?)
+}
+
+/// Every failed event of the endpoint sent again, all of them or those created since the form's
+/// `since` (`endpoints::recover_failed`, what `POST /v1/endpoints/{id}/recover` does); the answer says
+/// how many.
+async fn recover_failed(
+    request: &HttpRequest,
+    state: &AppState,
+    id: &str,
+    body: &[u8],
+    with_since: bool,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, mut pairs) = checked_form(request, state, body)?;
+    let answer = match since_field(&mut pairs, with_since) {
+        Ok(since) => endpoints::recover_failed(state, id, since)
+            .await
+            .map(|count| {
+                let since = since.map_or(String::new(), |since| {
+                    format!(" created since {}", since.to_rfc3339())
+                });
+                format!("Sent again: {count} failed event(s){since}.")
+            }),
+        Err(error) => Err(error),
+    }
+    .map_err(|error| problem_text(&error));
+    if answer.is_ok() {
+        tracing::info!(endpoint = id, "failed events sent again from the console");
+    }
+    if is_htmx(request) {
+        return ok(pages::answer(&answer));
+    }
+    let extras = pages::EndpointExtras {
+        secret: None,
+        answer: Some(&answer),
+    };
+    let status = if answer.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(html(
+        status,
+        endpoint_page(state, &operator, id, &extras).await?,
+    ))
+}
+
+/// The recover form's `since`, read as the query API reads it (a date or an RFC 3339 time).
+fn since_field(
+    pairs: &mut Vec<(String, String)>,
+    with_since: bool,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    if !with_since {
+        return Ok(None);
+    }
+    let required = || ApiError::InvalidParameter {
+        parameter: "since".into(),
+        problem: "is required".into(),
+    };
+    let since = take(pairs, "since")
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(required)?;
+    Filters::from_pairs(vec![("since".to_owned(), since)], &["since"])?
+        .since
+        .map(Some)
+        .ok_or_else(required)
+}
+
+async fn recover_since(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    recover_failed(&request, &state, &path, &body, true).await
+}
+
+async fn replay_failed(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    recover_failed(&request, &state, &path, &body, false).await
+}
+
+/// Turns an endpoint on or off (the query API's change), then back to where the form was.
 async fn set_enabled(
     request: HttpRequest,
     path: web::Path<String>,
@@ -568,21 +891,9 @@ async fn set_enabled(
     body: web::Bytes,
 ) -> Result<HttpResponse, ConsoleError> {
     let (_, mut pairs) = checked_form(&request, &state, &body)?;
-    let enabled = match take(&mut pairs, "enabled").as_deref() {
-        Some("true") => true,
-        Some("false") => false,
-        _ => {
-            return Err(ApiError::InvalidParameter {
-                parameter: "enabled".into(),
-                problem: "must be true or false".into(),
-            }
-            .into())
-        }
-    };
-    let change = json!({ "enabled": enabled });
-    let Value::Object(change) = change else {
-        unreachable!("a JSON object")
-    };
+    let enabled = enabled_field(&mut pairs)?;
+    let mut change = Map::new();
+    change.insert("enabled".into(), Value::Bool(enabled));
     endpoints::update_endpoint(&state, &path, &change).await?;
     Ok(see_other("/ui/endpoints"))
 }

@@ -655,10 +655,144 @@ pub fn event(
     layout(operator, "/ui/events", &format!("Event {id}"), content)
 }
 
-pub fn endpoints(operator: &Operator, page: &Page<Value>) -> Markup {
+/// An endpoint form's content: what was typed (or is stored), and the problem the query API's check
+/// found, shown at its field.
+pub(super) struct EndpointForm<'a> {
+    pub(super) values: &'a [(String, String)],
+    pub(super) problem: Option<(String, String)>,
+}
+
+impl EndpointForm<'_> {
+    pub(super) const EMPTY: EndpointForm<'static> = EndpointForm {
+        values: &[],
+        problem: None,
+    };
+}
+
+/// The fields of an endpoint's form (registration or change), for the console and the portal: URL,
+/// description, owner (`with_owner`: the console's; the portal's owner is its link's), event types and
+/// providers; each problem next to its field.
+pub(super) fn endpoint_form(
+    action: &str,
+    csrf: &str,
+    form: &EndpointForm<'_>,
+    submit: &str,
+    with_owner: bool,
+) -> Markup {
+    let value = |name: &str| {
+        form.values
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let chosen = |name: &str, option: &str| {
+        form.values
+            .iter()
+            .any(|(key, value)| key == name && value == option)
+    };
+    let problem = |name: &str| {
+        form.problem
+            .as_ref()
+            .filter(|(field, _)| field == name)
+            .map(|(_, problem)| problem.as_str())
+    };
+    let at_a_field: &[&str] = &["url", "description", "owner", "event_types", "providers"];
+    html! {
+        form.filters method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            label {
+                "URL"
+                input type="url" name="url" required value=[value("url")] placeholder="https://orders.example.com/hooks" aria-invalid=[problem("url").map(|_| "true")];
+                @if let Some(problem) = problem("url") { span.bad.problem data-field="url" role="alert" { (problem) } }
+            }
+            label {
+                "Description"
+                input type="text" name="description" value=[value("description")] aria-invalid=[problem("description").map(|_| "true")];
+                @if let Some(problem) = problem("description") { span.bad.problem data-field="description" role="alert" { (problem) } }
+            }
+            @if with_owner {
+                label {
+                    "Owner (a merchant's id, for the portal)"
+                    input type="text" name="owner" value=[value("owner")] aria-invalid=[problem("owner").map(|_| "true")];
+                    @if let Some(problem) = problem("owner") { span.bad.problem data-field="owner" role="alert" { (problem) } }
+                }
+            }
+            label {
+                "Events (none chosen: every event)"
+                select name="event_types" multiple size="4" {
+                    @for kind in EventType::ALL { option value=(kind) selected[chosen("event_types", kind)] { (kind) } }
+                }
+                @if let Some(problem) = problem("event_types") { span.bad.problem data-field="event_types" role="alert" { (problem) } }
+            }
+            label {
+                "Providers (none chosen: every provider)"
+                select name="providers" multiple size="3" {
+                    @for (name, label) in PROVIDERS { option value=(name) selected[chosen("providers", name)] { (label) } }
+                }
+                @if let Some(problem) = problem("providers") { span.bad.problem data-field="providers" role="alert" { (problem) } }
+            }
+            button type="submit" { (submit) }
+            @if let Some((field, problem)) = form.problem.as_ref().filter(|(field, _)| !at_a_field.contains(&field.as_str())) {
+                p.answer.bad role="alert" { (field) ": " (problem) }
+            }
+        }
+    }
+}
+
+/// An endpoint's stored fields as its form's values (to change them).
+pub(super) fn endpoint_values(view: &Value) -> Vec<(String, String)> {
+    let mut values = Vec::new();
+    for name in ["url", "description", "owner"] {
+        if let Some(text) = view[name].as_str() {
+            values.push((name.to_owned(), text.to_owned()));
+        }
+    }
+    for list in ["event_types", "providers"] {
+        for item in view[list].as_array().into_iter().flatten() {
+            if let Some(text) = item.as_str() {
+                values.push((list.to_owned(), text.to_owned()));
+            }
+        }
+    }
+    values
+}
+
+/// An endpoint's signing secret (`endpoints::secret_of` or `endpoints::rotate_secret`), and those still
+/// signing until their overlap ends: shown only on request, in the answer to that request.
+pub(super) fn secret_section(secret: &Value) -> Markup {
+    html! {
+        h2 { "Signing secret" }
+        pre.secret { (field(secret, "secret")) }
+        @if let Some(previous) = secret["previous"].as_array().filter(|previous| !previous.is_empty()) {
+            p { "Still signing until their overlap ends (rotating):" }
+            ul { @for old in previous { li { code { (field(old, "secret")) } " until " (field(old, "expires_at")) } } }
+        }
+    }
+}
+
+/// An endpoint's state: enabled or disabled (and why), failing since when.
+pub(super) fn endpoint_state(view: &Value) -> Markup {
+    html! {
+        @if view["enabled"] != Value::Bool(false) { span.good { "enabled" } } @else { span.bad { "disabled" } " " (field(view, "disabled_reason")) }
+        @if !view["failing_since"].is_null() { br; span.bad { "failing since " (field(view, "failing_since")) } }
+    }
+}
+
+pub fn endpoints(
+    operator: &Operator,
+    page: &Page<Value>,
+    form: &EndpointForm<'_>,
+    created: Option<&Value>,
+) -> Markup {
     let content = html! {
+        @if let Some(created) = created {
+            div.answer.good role="status" {
+                p { "Endpoint " a href=(format!("/ui/endpoints/{}", encode(&field(created, "id")))) { code { (field(created, "id")) } } " registered. Its signing secret, shown this once (reveal it again on its page):" }
+                pre.secret { (field(created, "secret")) }
+            }
+        }
         @if page.items.is_empty() {
-            p.muted { "No endpoints: register one with POST /v1/endpoints or [[delivery.endpoints]]." }
+            p.muted { "No endpoints yet: register one below, with POST /v1/endpoints or [[delivery.endpoints]]." }
         } @else {
             div.scroll { table {
                 thead { tr { th { "Id" } th { "URL" } th { "Events / providers" } th { "State" } th { "Source" } th {} } }
@@ -667,13 +801,10 @@ pub fn endpoints(operator: &Operator, page: &Page<Value>) -> Markup {
                         @let id = field(endpoint, "id");
                         @let enabled = endpoint["enabled"] != Value::Bool(false);
                         tr {
-                            td { code { (id) } br; span.muted { (field(endpoint, "description")) } }
+                            td { a href=(format!("/ui/endpoints/{}", encode(&id))) { code { (id) } } br; span.muted { (field(endpoint, "description")) } }
                             td { (field(endpoint, "url")) }
                             td { (field(endpoint, "event_types")) br; (field(endpoint, "providers")) }
-                            td {
-                                @if enabled { span.good { "enabled" } } @else { span.bad { "disabled" } " " (field(endpoint, "disabled_reason")) }
-                                @if !endpoint["failing_since"].is_null() { br; span.bad { "failing since " (field(endpoint, "failing_since")) } }
-                            }
+                            td { (endpoint_state(endpoint)) }
                             td { (field(endpoint, "source")) }
                             td {
                                 @if field(endpoint, "source") != "config" {
@@ -690,8 +821,84 @@ pub fn endpoints(operator: &Operator, page: &Page<Value>) -> Markup {
             } }
         }
         (next_page("/ui/endpoints", &[], page.next_cursor.as_deref()))
+        h2 { "Register an endpoint" }
+        (endpoint_form("/ui/endpoints", &operator.csrf, form, "Register", true))
     };
     layout(operator, "/ui/endpoints", "Endpoints", content)
+}
+
+/// What an endpoint's page shows besides its fields: a secret asked for, an action's answer.
+pub(super) struct EndpointExtras<'a> {
+    pub(super) secret: Option<&'a Value>,
+    pub(super) answer: Option<&'a Result<String, String>>,
+}
+
+pub fn endpoint(
+    operator: &Operator,
+    view: &Value,
+    form: &EndpointForm<'_>,
+    extras: &EndpointExtras<'_>,
+) -> Markup {
+    let id = field(view, "id");
+    let enabled = view["enabled"] != Value::Bool(false);
+    let configured = field(view, "source") == "config";
+    let action = |what: &str| format!("/ui/endpoints/{}/{what}", encode(&id));
+    let content = html! {
+        @if let Some(answer) = extras.answer { (self::answer(answer)) }
+        dl.fields {
+            dt { "URL" } dd { (field(view, "url")) }
+            dt { "Description" } dd { (field(view, "description")) }
+            dt { "Owner" } dd { (field(view, "owner")) }
+            dt { "Events" } dd { (field(view, "event_types")) }
+            dt { "Providers" } dd { (field(view, "providers")) }
+            dt { "State" } dd { (endpoint_state(view)) }
+            dt { "Last success" } dd.muted { "not recorded" }
+            dt { "Source" } dd { (field(view, "source")) }
+            dt { "Created" } dd { (field(view, "created_at")) }
+        }
+        p {
+            @if !configured {
+                form.inline method="post" action=(action("enabled")) {
+                    input type="hidden" name="csrf" value=(operator.csrf);
+                    input type="hidden" name="enabled" value=(if enabled { "false" } else { "true" });
+                    button.secondary type="submit" { (if enabled { "Disable" } else { "Enable" }) }
+                }
+                " "
+            }
+            form.inline method="post" action=(action("secret")) {
+                input type="hidden" name="csrf" value=(operator.csrf);
+                button.secondary type="submit" { "Reveal the signing secret" }
+            }
+            @if !configured {
+                " "
+                form.inline method="post" action=(action("rotate")) {
+                    input type="hidden" name="csrf" value=(operator.csrf);
+                    button type="submit" { "Rotate the secret" }
+                }
+            }
+        }
+        @if let Some(secret) = extras.secret { (secret_section(secret)) }
+        h2 { "Failed events" }
+        form.filters method="post" action=(action("replay-failed")) {
+            input type="hidden" name="csrf" value=(operator.csrf);
+            button type="submit" { "Send again every failed event" }
+        }
+        form.filters method="post" action=(action("recover")) {
+            input type="hidden" name="csrf" value=(operator.csrf);
+            label { "Failed events created since (a UTC day, or an RFC 3339 time)" input type="text" name="since" required placeholder="2026-01-31"; }
+            button type="submit" { "Recover" }
+        }
+        @if !configured {
+            h2 { "Change" }
+            (endpoint_form(&format!("/ui/endpoints/{}", encode(&id)), &operator.csrf, form, "Save", true))
+        }
+    };
+    layout(
+        operator,
+        "/ui/endpoints",
+        &format!("Endpoint {id}"),
+        content,
+    )
 }
 
 pub fn report(operator: &Operator, report: &DailyReport) -> Markup {

@@ -11,11 +11,10 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use maud::{html, Markup, DOCTYPE};
-use mmo_actors::store::events::EventType;
 use mongodb::bson::Document;
 use serde_json::{json, Map, Value};
 
-use super::pages::{self, attempts_table, field, pretty, status, targets_list};
+use super::pages::{self, attempts_table, field, pretty, status, targets_list, EndpointForm};
 use super::session::Session;
 use super::{encode, html as page, ok, see_other, take, ConsoleError};
 use crate::error::ApiError;
@@ -116,23 +115,15 @@ fn signed_in(request: &HttpRequest, state: &AppState) -> Result<Developer, Conso
     })
 }
 
+/// A developer's form, once its CSRF token is checked (the console's own check).
 fn checked_form(
     request: &HttpRequest,
     state: &AppState,
     body: &[u8],
 ) -> Result<(Developer, Vec<(String, String)>), ConsoleError> {
     let developer = signed_in(request, state)?;
-    let pairs = read_api::query_pairs(&String::from_utf8_lossy(body))?;
-    let presented = pairs
-        .iter()
-        .find(|(name, _)| name == "csrf")
-        .map(|(_, value)| value.as_str());
-    match presented {
-        Some(token) if state.console.csrf_matches(&developer.session, token) => {
-            Ok((developer, pairs))
-        }
-        _ => Err(ConsoleError::Csrf),
-    }
+    let pairs = super::csrf_checked(request, state, &developer.session, body)?;
+    Ok((developer, pairs))
 }
 
 fn cookie(state: &AppState, value: &str, max_age: u64) -> String {
@@ -266,32 +257,18 @@ fn only_for(mut event: Value, ids: &[String]) -> Value {
     event
 }
 
-struct CreateForm<'a> {
-    values: &'a [(String, String)],
-    problem: Option<(String, String)>,
-}
-
 async fn home(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ConsoleError> {
     let developer = signed_in(&request, &state)?;
-    ok(home_page(
-        &state,
-        &developer,
-        &CreateForm {
-            values: &[],
-            problem: None,
-        },
-        None,
-    )
-    .await?)
+    ok(home_page(&state, &developer, &EndpointForm::EMPTY, None).await?)
 }
 
 async fn home_page(
     state: &AppState,
     developer: &Developer,
-    form: &CreateForm<'_>,
+    form: &EndpointForm<'_>,
     created: Option<&Value>,
 ) -> Result<Markup, ApiError> {
     let (documents, ids) = owned_endpoints(state, &developer.owner).await?;
@@ -330,7 +307,7 @@ async fn home_page(
             } }
         }
         h2 { "Add an endpoint" }
-        (create_form(developer, form))
+        (pages::endpoint_form("/portal/endpoints", &developer.csrf, form, "Add", false))
         h2 { "Recent events" }
         @if recent.is_empty() {
             p.muted { "No events for your endpoints yet." }
@@ -353,57 +330,6 @@ async fn home_page(
     Ok(layout(developer, "Your webhooks", content))
 }
 
-fn create_form(developer: &Developer, form: &CreateForm<'_>) -> Markup {
-    let value = |name: &str| {
-        form.values
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let chosen = |name: &str, option: &str| {
-        form.values
-            .iter()
-            .any(|(key, value)| key == name && value == option)
-    };
-    let problem = |name: &str| {
-        form.problem
-            .as_ref()
-            .filter(|(field, _)| field == name)
-            .map(|(_, problem)| problem.as_str())
-    };
-    html! {
-        form.filters method="post" action="/portal/endpoints" {
-            input type="hidden" name="csrf" value=(developer.csrf);
-            label {
-                "URL"
-                input type="url" name="url" required value=[value("url")] placeholder="https://orders.example.com/hooks" aria-invalid=[problem("url").map(|_| "true")];
-                @if let Some(problem) = problem("url") { span.bad role="alert" { (problem) } }
-            }
-            label {
-                "Description"
-                input type="text" name="description" value=[value("description")];
-                @if let Some(problem) = problem("description") { span.bad role="alert" { (problem) } }
-            }
-            label {
-                "Events (none chosen: every event)"
-                select name="event_types" multiple size="4" {
-                    @for kind in EventType::ALL { option value=(kind) selected[chosen("event_types", kind)] { (kind) } }
-                }
-            }
-            label {
-                "Providers (none chosen: every provider)"
-                select name="providers" multiple size="3" {
-                    @for (name, label) in pages::PROVIDERS { option value=(name) selected[chosen("providers", name)] { (label) } }
-                }
-            }
-            button type="submit" { "Add" }
-            @if let Some((field, problem)) = form.problem.as_ref().filter(|(field, _)| !["url", "description"].contains(&field.as_str())) {
-                p.answer.bad role="alert" { (field) ": " (problem) }
-            }
-        }
-    }
-}
-
 /// `POST /portal/endpoints`: an endpoint of the link's owner (the query API's registration, its
 /// `owner` set by the portal, never by the form).
 async fn create(
@@ -412,43 +338,16 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ConsoleError> {
     let (developer, pairs) = checked_form(&request, &state, &body)?;
-    let mut object = Map::new();
-    let mut lists: [(&str, Vec<Value>); 2] =
-        [("event_types", Vec::new()), ("providers", Vec::new())];
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "url" => {
-                object.insert("url".into(), json!(value.trim()));
-            }
-            "description" if !value.trim().is_empty() => {
-                object.insert("description".into(), json!(value.trim()));
-            }
-            other => {
-                if let Some((_, list)) = lists.iter_mut().find(|(list, _)| *list == other) {
-                    list.push(json!(value));
-                }
-            }
-        }
-    }
-    for (name, list) in lists {
-        object.insert(name.into(), Value::Array(list));
-    }
+    let mut object = super::endpoint_object(&pairs, true, false);
     object.insert("owner".into(), json!(developer.owner));
-    let shown: Vec<(String, String)> = pairs
-        .into_iter()
-        .filter(|(name, _)| name != "csrf")
-        .collect();
+    let shown = super::typed(pairs);
     match endpoints::create_endpoint(&state, &object).await {
         Ok(created) => {
             tracing::info!(owner = developer.owner, "endpoint added in the portal");
-            let form = CreateForm {
-                values: &[],
-                problem: None,
-            };
-            ok(home_page(&state, &developer, &form, Some(&created)).await?)
+            ok(home_page(&state, &developer, &EndpointForm::EMPTY, Some(&created)).await?)
         }
         Err(ApiError::InvalidParameter { parameter, problem }) => {
-            let form = CreateForm {
+            let form = EndpointForm {
                 values: &shown,
                 problem: Some((parameter, problem)),
             };
@@ -505,14 +404,7 @@ fn endpoint_page(developer: &Developer, document: &Document, secret: Option<&Val
                 button type="submit" { "Rotate the secret" }
             }
         }
-        @if let Some(secret) = secret {
-            h2 { "Signing secret" }
-            pre { (field(secret, "secret")) }
-            @if let Some(previous) = secret["previous"].as_array().filter(|previous| !previous.is_empty()) {
-                p { "Still signing until their overlap ends:" }
-                ul { @for old in previous { li { code { (field(old, "secret")) } " until " (field(old, "expires_at")) } } }
-            }
-        }
+        @if let Some(secret) = secret { (pages::secret_section(secret)) }
     };
     layout(developer, &format!("Endpoint {id}"), content)
 }
@@ -525,17 +417,7 @@ async fn set_enabled(
 ) -> Result<HttpResponse, ConsoleError> {
     let (developer, mut pairs) = checked_form(&request, &state, &body)?;
     owned(&state, &developer.owner, &path).await?;
-    let enabled = match take(&mut pairs, "enabled").as_deref() {
-        Some("true") => true,
-        Some("false") => false,
-        _ => {
-            return Err(ApiError::InvalidParameter {
-                parameter: "enabled".into(),
-                problem: "must be true or false".into(),
-            }
-            .into())
-        }
-    };
+    let enabled = super::enabled_field(&mut pairs)?;
     let mut change = Map::new();
     change.insert("enabled".into(), Value::Bool(enabled));
     endpoints::update_endpoint(&state, &path, &change).await?;

@@ -505,16 +505,32 @@ pub async fn recover(
     let since: DateTime<Utc> = filters
         .since
         .ok_or_else(|| invalid("since", "is required"))?;
-    let id = path.as_str();
+    let requeued = recover_failed(&state, &path, Some(since)).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"requeued": requeued})))
+}
+
+/// Sends again every event that failed for endpoint `id` (created since `since`, or every one kept):
+/// what `POST /v1/endpoints/{id}/recover` does, for the query API and the console. Answers how many
+/// events were queued again.
+pub(crate) async fn recover_failed(
+    state: &AppState,
+    id: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<u64, ApiError> {
+    find(state, id).await?;
     let now = mongodb::bson::DateTime::now();
+    let mut filter = doc! {"targets": {"$elemMatch": {"endpoint": id, "status": "failed"}}};
+    if let Some(since) = since {
+        filter.insert(
+            "created_at",
+            doc! {"$gte": mongodb::bson::DateTime::from_chrono(since)},
+        );
+    }
     let result = state
         .store
         .events()
         .update_many(
-            doc! {
-                "created_at": {"$gte": mongodb::bson::DateTime::from_chrono(since)},
-                "targets": {"$elemMatch": {"endpoint": id, "status": "failed"}},
-            },
+            filter,
             doc! {
                 "$set": {
                     "targets.$[target].status": "pending",
@@ -531,5 +547,5 @@ pub async fn recover(
         ])
         .await
         .map_err(stored::unavailable)?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"requeued": result.modified_count})))
+    Ok(result.modified_count)
 }

@@ -572,3 +572,389 @@ async fn events_show_their_attempts_are_sent_again_and_endpoints_are_turned_off_
     let list = browser.get("/ui/endpoints", Some(&session)).await;
     assert!(list.text.contains("Enable"), "{}", list.text);
 }
+
+/// The endpoints the query API lists (to see what the console's forms stored, or did not).
+async fn stored_endpoints(app: &TestApp) -> Vec<serde_json::Value> {
+    let reply = crate::delivery::admin(
+        app,
+        actix_web::http::Method::GET,
+        "/v1/endpoints?limit=500",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The text of a page's problem shown at `field` (`<span … data-field="field" …>problem</span>`).
+fn problem_at(text: &str, field: &str) -> Option<String> {
+    let marker = format!(r#"data-field="{field}""#);
+    let start = text.find(&marker)?;
+    let open = text[start..].find('>')? + start + 1;
+    let close = text[open..].find("</span>")? + open;
+    Some(text[open..close].to_owned())
+}
+
+#[actix_web::test]
+async fn endpoints_are_registered_changed_and_rotated_from_the_console_with_problems_at_their_field(
+) {
+    use crate::delivery::{app_delivering, receiver};
+    let app = app_delivering(&[]).await;
+    let target = receiver(|_| (200, None));
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let csrf = list.csrf();
+    let before = stored_endpoints(&app).await.len();
+
+    // An invalid URL: the problem next to the URL field, what was typed kept (escaped), nothing stored.
+    let refused = browser
+        .post(
+            "/ui/endpoints",
+            Some(&session),
+            &[
+                ("csrf", &csrf),
+                ("url", "not a url"),
+                ("description", "<b>orders</b>"),
+                ("event_types", "transaction.successful"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    let problem = problem_at(&refused.text, "url").expect("a problem at the URL field");
+    assert!(!problem.is_empty(), "{}", refused.text);
+    assert!(problem_at(&refused.text, "description").is_none());
+    assert!(
+        refused.text.contains(r#"value="not a url""#),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.text.contains("&lt;b&gt;orders&lt;/b&gt;") && !refused.text.contains("<b>orders"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(stored_endpoints(&app).await.len(), before);
+    // An unknown event type: its problem at the events field.
+    let refused = browser
+        .post(
+            "/ui/endpoints",
+            Some(&session),
+            &[
+                ("csrf", &csrf),
+                ("url", &target.url),
+                ("event_types", "no.such.type"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert!(
+        problem_at(&refused.text, "event_types").is_some_and(|text| text.contains("no.such.type")),
+        "{}",
+        refused.text
+    );
+    assert_eq!(stored_endpoints(&app).await.len(), before);
+
+    // A valid one: registered, its secret shown once, listed.
+    let created = browser
+        .post(
+            "/ui/endpoints",
+            Some(&session),
+            &[
+                ("csrf", &csrf),
+                ("url", &target.url),
+                ("description", "orders"),
+                ("owner", "merchant-7"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert!(created.text.contains("registered"), "{}", created.text);
+    let stored = stored_endpoints(&app).await;
+    assert_eq!(stored.len(), before + 1);
+    let endpoint = stored
+        .iter()
+        .find(|item| item["url"] == target.url.as_str())
+        .expect("the endpoint is stored");
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    assert_eq!(endpoint["description"], "orders");
+    assert_eq!(endpoint["owner"], "merchant-7");
+    let first_secret = {
+        let marker = r#"<pre class="secret">"#;
+        let start = created.text.find(marker).expect("the secret shown") + marker.len();
+        let end = created.text[start..].find("</pre>").unwrap() + start;
+        created.text[start..end].to_owned()
+    };
+    assert!(first_secret.starts_with("whsec_"), "{first_secret}");
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(
+        list.text.contains(&format!("/ui/endpoints/{id}")) && list.text.contains(&target.url),
+        "{}",
+        list.text
+    );
+    assert!(
+        !list.text.contains(&first_secret),
+        "the secret is shown once"
+    );
+
+    // Its page: a form filled with what is stored; a change is checked as PATCH checks it.
+    let page = browser
+        .get(&format!("/ui/endpoints/{id}"), Some(&session))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(r#"value="orders""#), "{}", page.text);
+    assert!(!page.text.contains(&first_secret));
+    let refused = browser
+        .post(
+            &format!("/ui/endpoints/{id}"),
+            Some(&session),
+            &[("csrf", &csrf), ("url", "ftp://example.com/")],
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert!(
+        problem_at(&refused.text, "url").is_some(),
+        "{}",
+        refused.text
+    );
+    let unchanged = crate::delivery::admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{id}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(unchanged.body["url"], target.url.as_str());
+    let changed_url = format!("{}/v2", target.url.trim_end_matches('/'));
+    let saved = browser
+        .post(
+            &format!("/ui/endpoints/{id}"),
+            Some(&session),
+            &[
+                ("csrf", &csrf),
+                ("url", &changed_url),
+                ("description", "orders, v2"),
+                ("event_types", "transaction.successful"),
+                ("providers", "mtn_mobile_money"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    assert!(saved.text.contains("Saved."), "{}", saved.text);
+    let changed = crate::delivery::admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{id}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(
+        changed.body["url"],
+        changed_url.as_str(),
+        "{}",
+        changed.body
+    );
+    assert_eq!(changed.body["description"], "orders, v2");
+    assert_eq!(
+        changed.body["event_types"],
+        json!(["transaction.successful"])
+    );
+    assert_eq!(changed.body["providers"], json!(["mtn_mobile_money"]));
+
+    // Rotation: the new secret shown once, the old one listed as still signing.
+    let rotated = browser
+        .post(
+            &format!("/ui/endpoints/{id}/rotate"),
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let secrets = crate::delivery::admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{id}/secret"),
+        serde_json::Value::Null,
+    )
+    .await;
+    let new_secret = secrets.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, first_secret);
+    assert!(rotated.text.contains(&new_secret), "{}", rotated.text);
+    assert!(rotated.text.contains("rotating"), "{}", rotated.text);
+    assert!(rotated.text.contains(&first_secret), "{}", rotated.text);
+    let page = browser
+        .get(&format!("/ui/endpoints/{id}"), Some(&session))
+        .await;
+    assert!(!page.text.contains(&new_secret), "shown only on request");
+    // Revealed on request.
+    let revealed = browser
+        .post(
+            &format!("/ui/endpoints/{id}/secret"),
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[],
+        )
+        .await;
+    assert_eq!(revealed.status, StatusCode::OK, "{}", revealed.text);
+    assert!(revealed.text.contains(&new_secret), "{}", revealed.text);
+
+    // Without the session's CSRF token, every endpoint form is refused and changes nothing.
+    for path in [
+        "/ui/endpoints".to_owned(),
+        format!("/ui/endpoints/{id}"),
+        format!("/ui/endpoints/{id}/rotate"),
+        format!("/ui/endpoints/{id}/secret"),
+        format!("/ui/endpoints/{id}/recover"),
+        format!("/ui/endpoints/{id}/replay-failed"),
+    ] {
+        for pairs in [
+            vec![
+                ("url", "https://evil.example.com/"),
+                ("since", "2000-01-01"),
+            ],
+            vec![
+                ("csrf", "forged"),
+                ("url", "https://evil.example.com/"),
+                ("since", "2000-01-01"),
+            ],
+        ] {
+            let refused = browser.post(&path, Some(&session), &pairs, &[]).await;
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path} {pairs:?}");
+        }
+    }
+    assert_eq!(stored_endpoints(&app).await.len(), before + 1);
+    let after = crate::delivery::admin(
+        &app,
+        actix_web::http::Method::GET,
+        &format!("/v1/endpoints/{id}/secret"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(after.body["secret"], new_secret.as_str());
+    assert_eq!(
+        crate::delivery::admin(
+            &app,
+            actix_web::http::Method::GET,
+            &format!("/v1/endpoints/{id}"),
+            serde_json::Value::Null,
+        )
+        .await
+        .body["url"],
+        changed_url.as_str()
+    );
+}
+
+#[actix_web::test]
+async fn an_endpoints_failed_events_are_sent_again_and_recovered_since_a_date_from_the_console() {
+    use crate::delivery::{app_delivering, receiver, register, wait_for_status};
+    let app = app_delivering(&[("MMO__DELIVERY__RETRY_SCHEDULE_SECS", "0,1")]).await;
+    let failing = receiver(|_| (500, None));
+    let (endpoint, _) = register(&app, &failing.url).await;
+    let key = format!(
+        "console-failed-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    app.mtn_collection(&key, "SUCCESSFUL").await;
+    let received = failing.until("two attempts", |got| got.len() >= 2).await;
+    let event = received[0].id.clone();
+    wait_for_status(&app, &event, "failed").await;
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    // The list shows the endpoint failing.
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert!(list.text.contains("failing since"), "{}", list.text);
+    let page = browser
+        .get(&format!("/ui/endpoints/{endpoint}"), Some(&session))
+        .await;
+    assert!(page.text.contains("failing since"), "{}", page.text);
+    let csrf = page.csrf();
+
+    // Every failed event, sent again.
+    let before = failing.until("attempts so far", |_| true).await.len();
+    let again = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/replay-failed"),
+            Some(&session),
+            &[("csrf", &csrf)],
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert!(
+        again.text.contains("Sent again: 1 failed event(s)."),
+        "{}",
+        again.text
+    );
+    failing
+        .until("an attempt after the replay", |got| got.len() > before)
+        .await;
+    wait_for_status(&app, &event, "failed").await;
+
+    // Since a date: a wrong date is answered at the form; one after the event finds none; one before it
+    // sends it again.
+    let wrong = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/recover"),
+            Some(&session),
+            &[("csrf", &csrf), ("since", "yesterday")],
+            &[],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.text);
+    assert!(
+        wrong
+            .text
+            .contains("Invalid parameter `since`: must be an RFC 3339 time or a date"),
+        "{}",
+        wrong.text
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let none = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/recover"),
+            Some(&session),
+            &[("csrf", &csrf), ("since", &tomorrow)],
+            &[],
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::OK, "{}", none.text);
+    assert!(
+        none.text
+            .contains("Sent again: 0 failed event(s) created since"),
+        "{}",
+        none.text
+    );
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let before = failing.until("attempts so far", |_| true).await.len();
+    let recovered = browser
+        .post(
+            &format!("/ui/endpoints/{endpoint}/recover"),
+            Some(&session),
+            &[("csrf", &csrf), ("since", &yesterday)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
+    assert!(
+        recovered
+            .text
+            .contains("Sent again: 1 failed event(s) created since"),
+        "{}",
+        recovered.text
+    );
+    failing
+        .until("an attempt after the recovery", |got| got.len() > before)
+        .await;
+}
