@@ -126,6 +126,19 @@ async fn every_unique_index_and_single_document_write_names_the_shard_key() {
     .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     app.drained().await;
+    // The sending lease is renewed every half second: on a fast run the steps above can all fit between
+    // two renewals, so wait for one to be profiled (bounded) rather than count on the run's length.
+    let leases = format!("{}.leases", database.name());
+    for _ in 0..200 {
+        let renewed = collection(&app, "system.profile")
+            .count_documents(doc! {"ns": &leases})
+            .await
+            .unwrap();
+        if renewed > 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     database.run_command(doc! {"profile": 0}).await.unwrap();
 
     // The profile holds the writes this test is about: it would catch one that broke the rule.
