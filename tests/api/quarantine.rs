@@ -377,3 +377,62 @@ async fn two_replays_of_one_body_at_once_store_it_once() {
     let stored = app.stored_one(&key).await;
     assert_eq!(stored.get_i64("deliveries").unwrap(), 1, "stored once");
 }
+
+/// Delivery through passing MongoDB errors: while every `update` of the app's client fails (91,
+/// ShutdownInProgress, as during a step-down) — so a group's events are inserted into `events` but
+/// cannot be pulled from their outboxes, and no outcome can be written — nothing is sent twice, and
+/// once the errors stop every outbox empties with each event delivered once.
+#[actix_web::test]
+async fn delivery_through_passing_mongodb_errors_sends_each_event_once() {
+    use crate::delivery::{receiver, register};
+    let (app_name, database) = (unique("deliveryfaults"), unique("api_"));
+    let app = spawn_app_with(named(
+        &app_name,
+        &database,
+        &[
+            ("MMO__DELIVERY__ALLOW_LOOPBACK", "true"),
+            ("MMO__DELIVERY__POLL_INTERVAL_MS", "50"),
+        ],
+    ))
+    .await;
+    let receiver = receiver(|_| (204, None));
+    register(&app, &receiver.url).await;
+    const EVENTS: usize = 20;
+    fail_commands(&app_name, &["update"], Some(91)).await;
+    for n in 0..EVENTS {
+        app.mtn_collection(&format!("pull-fails-{n}"), "SUCCESSFUL")
+            .await;
+    }
+    // Every event is sent (their transactions are new: inserts, which do not fail) and inserted into
+    // `events`; their outboxes cannot be emptied while updates fail.
+    receiver
+        .until("every first attempt", |got| got.len() >= EVENTS)
+        .await;
+    let events = control()
+        .await
+        .database(&database)
+        .collection::<Document>("events");
+    until_count(&events, doc! {}, EVENTS as u64).await;
+    let transactions = control()
+        .await
+        .database(&database)
+        .collection::<Document>("transactions");
+    let waiting = doc! {"outbox_since": {"$exists": true}};
+    assert_eq!(
+        transactions.count_documents(waiting.clone()).await.unwrap(),
+        EVENTS as u64,
+        "the fail point kept the outboxes from being emptied"
+    );
+    fail_commands(&app_name, &[], None).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while transactions.count_documents(waiting.clone()).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "outboxes never emptied");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = receiver.until("all", |_| true).await;
+    let ids: std::collections::HashSet<&str> =
+        got.iter().map(|delivery| delivery.id.as_str()).collect();
+    assert_eq!(ids.len(), EVENTS, "one id per event");
+    assert_eq!(got.len(), EVENTS, "each event sent once");
+}
