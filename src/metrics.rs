@@ -206,9 +206,14 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Events due for delivery and not sent yet, counted up to 10,000 by the sending instance every 500 ms: a number that stays high means a backlog.",
     ),
     (
-        "mmo_delivery_outboxes_waiting",
+        "mmo_delivery_feed_lag_seconds",
         Kind::Gauge,
-        "Transactions whose outbox holds new events not yet taken on for their first attempt, counted up to 10,000 by the sending instance every 500 ms: a number that grows means delivery is behind the drain.",
+        "How far the sending instance's feed of new events is behind: the time since the last change whose event it has recorded (0 while idle), set each time its position is saved. A number that grows means delivery is behind the drain.",
+    ),
+    (
+        "mmo_delivery_feed_caught_up_total",
+        Kind::Counter,
+        "Events queued from the transactions' documents because the feed's position had left the oplog (the sender was stopped longer than the oplog's window); earlier versions written during that outage were not sent. Should stay 0: size the oplog.",
     ),
     (
         "mmo_delivery_dead_letters_total",

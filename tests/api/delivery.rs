@@ -273,12 +273,14 @@ async fn a_payment_is_delivered_signed_with_the_transaction_as_the_api_shows_it(
     assert_eq!(events, 1);
 }
 
-/// A new event is sent from its transaction's outbox, then inserted into `events` once, with its
-/// outcome (never inserted pending and rewritten); an outbox entry read again — a sender that died
-/// between the insert and the pull — is not sent again; and an event an instance of 0.4.0 wrote to
-/// `event_batches` during a rolling upgrade is sent all the same.
+/// A new event is read from the feed (the change stream of the write that carried it), sent, and
+/// inserted into `events` once with its outcome — never inserted pending and rewritten — and sending it
+/// writes nothing to its transaction. The feed read again from an older position (a new sender resuming
+/// where a crashed one last saved) sends only what `events` lacks. And what 0.4.0 (`event_batches`) and
+/// 0.5.0 (a transaction's `outbox`) instances write during a rolling upgrade is sent all the same.
 #[actix_web::test]
-async fn a_new_event_is_written_once_with_its_outcome_and_an_entry_read_again_is_not_sent_again() {
+async fn a_new_event_is_written_once_with_its_outcome_and_a_feed_read_again_sends_only_what_is_new()
+{
     use mongodb::bson::{doc, oid::ObjectId, Document};
     // However slow the machine, the first attempt is waited for (longer than a request's time-out, which
     // bounds it): the event is written once, with its outcome.
@@ -286,6 +288,17 @@ async fn a_new_event_is_written_once_with_its_outcome_and_an_entry_read_again_is
     let receiver = receiver(|_| (204, None));
     register(&app, &receiver.url).await;
     let transactions = collection(&app, "transactions");
+    let leases = collection(&app, "leases");
+    // The feed's position from before any event (the sender saves one as it starts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let start = loop {
+        let lease = leases.find_one(doc! {"_id": "delivery"}).await.unwrap();
+        if let Some(position) = lease.and_then(|lease| lease.get("feed").cloned()) {
+            break position;
+        }
+        assert!(std::time::Instant::now() < deadline, "no position saved");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    };
 
     app.mtn_collection("batched-1", "SUCCESSFUL").await;
     let received = receiver.until("one delivery", |got| !got.is_empty()).await;
@@ -293,16 +306,23 @@ async fn a_new_event_is_written_once_with_its_outcome_and_an_entry_read_again_is
     let stored = wait_for_status(&app, &id, "delivered").await;
     assert_eq!(stored["targets"][0]["attempts"], 1);
     assert_eq!(stored["attempts"].as_array().map(Vec::len), Some(1));
-    no_outbox_left(&transactions).await;
-    // Written to `events` by one insert, never rewritten (the replica set's oplog says so).
-    let namespace = format!("{}.events", app.transactions.namespace().db);
+    caught_up(&app).await;
+    let event: Document = collection(&app, "events")
+        .find_one(doc! {"_id": &id})
+        .await
+        .unwrap()
+        .unwrap();
+    let transaction = event.get_str("transaction_id").unwrap().to_owned();
+    // Written to `events` by one insert, never rewritten; its transaction written once, by the insert
+    // that carried the event (the replica set's oplog says so).
+    let database = app.transactions.namespace().db;
     let oplog = app
         .transactions
         .client()
         .database("local")
         .collection::<Document>("oplog.rs");
-    let writes = |op: &'static str| {
-        let (oplog, namespace, id) = (oplog.clone(), namespace.clone(), id.clone());
+    let writes = |collection: &'static str, op: &'static str, id: String| {
+        let (oplog, namespace) = (oplog.clone(), format!("{database}.{collection}"));
         async move {
             oplog
                 .count_documents(
@@ -312,94 +332,154 @@ async fn a_new_event_is_written_once_with_its_outcome_and_an_entry_read_again_is
                 .unwrap()
         }
     };
-    assert_eq!(writes("i").await, 1, "inserted once");
-    assert_eq!(writes("u").await, 0, "never updated");
+    assert_eq!(writes("events", "i", id.clone()).await, 1, "inserted once");
+    assert_eq!(writes("events", "u", id.clone()).await, 0, "never updated");
+    assert_eq!(
+        writes("transactions", "u", transaction.clone()).await,
+        0,
+        "sending an event writes nothing to its transaction"
+    );
 
-    // The same event left in its transaction's outbox, beside a new one: only the new one is sent.
-    let mut again: Document = collection(&app, "events")
-        .find_one(doc! {"_id": &id})
-        .await
-        .unwrap()
-        .unwrap();
-    // As the drain writes them: pending for the endpoint, no attempt yet.
-    for field in ["attempts", "expire_at"] {
-        again.remove(field);
+    // A change carrying a new event, written while the sending lease is held elsewhere; the position
+    // set back to before the first event (a sender that recorded its events, then died before saving
+    // its position). The next holder reads both events again: only the new one is sent.
+    let mut fresh = event.clone();
+    for field in ["attempts", "expire_at", "status", "due_at"] {
+        fresh.remove(field);
     }
-    let now = mongodb::bson::DateTime::now();
     let endpoint = stored["targets"][0]["endpoint"]
         .as_str()
         .unwrap()
         .to_owned();
-    again.insert("status", "pending");
-    again.insert("due_at", now);
-    again.insert(
+    let now = mongodb::bson::DateTime::now();
+    fresh.insert(
         "targets",
-        vec![doc! {"endpoint": endpoint, "status": "pending", "attempts": 0, "next_at": now}],
+        vec![doc! {"endpoint": &endpoint, "status": "pending", "attempts": 0, "next_at": now}],
     );
-    let mut fresh = again.clone();
-    fresh.insert("_id", "evt_written_by_hand_00000000000000");
+    let mut outboxed = fresh.clone();
+    let mut legacy = fresh.clone();
+    // Ids as the service derives them (the ordering gate looks earlier versions up by them).
+    let [by_hand, by_0_5_0, by_0_4_0] =
+        [2, 3, 4].map(|version| mmo_actors::store::events::event_id(&transaction, version));
+    fresh.insert("_id", &by_hand);
     fresh.insert("version", 2_i64);
-    let mut legacy = again.clone();
-    legacy.insert("_id", "evt_written_by_0_4_0_00000000000000");
-    legacy.insert("version", 3_i64);
-    let transaction = again.get_str("transaction_id").unwrap().to_owned();
-    transactions
+    let elsewhere = mongodb::bson::DateTime::from_millis(now.timestamp_millis() + 1_000);
+    leases
         .update_one(
-            doc! {"_id": &transaction},
-            doc! {"$push": {"outbox": {"$each": [again, fresh]}}, "$set": {"outbox_since": now}},
+            doc! {"_id": "delivery"},
+            doc! {"$set": {"owner": "another-instance", "until": elsewhere, "feed": start}},
         )
+        .await
+        .unwrap();
+    transactions
+        .update_one(doc! {"_id": &transaction}, doc! {"$set": {"event": &fresh}})
         .await
         .unwrap();
     let received = receiver
         .until("the new event", |got| {
-            got.iter()
-                .any(|delivery| delivery.id == "evt_written_by_hand_00000000000000")
+            got.iter().any(|delivery| delivery.id == by_hand)
         })
         .await;
-    wait_for_status(&app, "evt_written_by_hand_00000000000000", "delivered").await;
-    let sent_again = received.iter().filter(|delivery| delivery.id == id).count();
+    wait_for_status(&app, &by_hand, "delivered").await;
     assert_eq!(
-        sent_again, 1,
+        received.iter().filter(|delivery| delivery.id == id).count(),
+        1,
         "an event in `events` already is not sent again"
     );
-    // The outbox is emptied just after its events are inserted: the event can show as delivered a
-    // moment before, so this waits for the pull rather than counting at once.
-    no_outbox_left(&transactions).await;
 
-    // A rolling upgrade: an instance of 0.4.0 wrote a batch of new events to `event_batches`.
+    // A rolling upgrade: an instance of 0.5.0 left an event in the transaction's outbox, and one of
+    // 0.4.0 wrote a batch of new events to `event_batches`.
+    outboxed.insert("_id", &by_0_5_0);
+    outboxed.insert("version", 3_i64);
+    transactions
+        .update_one(
+            doc! {"_id": &transaction},
+            doc! {"$push": {"outbox": &outboxed}, "$set": {"outbox_since": now}},
+        )
+        .await
+        .unwrap();
+    legacy.insert("_id", &by_0_4_0);
+    legacy.insert("version", 4_i64);
+    // 0.4.0 wrote its events pending, due at once.
+    legacy.insert("status", "pending");
+    legacy.insert("due_at", now);
     collection(&app, "event_batches")
         .insert_one(doc! {"_id": ObjectId::new(), "events": [legacy]})
         .await
         .unwrap();
     let received = receiver
-        .until("the event 0.4.0 wrote", |got| {
-            got.iter()
-                .any(|delivery| delivery.id == "evt_written_by_0_4_0_00000000000000")
+        .until("the events 0.5.0 and 0.4.0 wrote", |got| {
+            [&by_0_5_0, &by_0_4_0]
+                .iter()
+                .all(|wanted| got.iter().any(|delivery| delivery.id == **wanted))
         })
         .await;
+    let order: Vec<&String> = received
+        .iter()
+        .map(|delivery| &delivery.id)
+        .filter(|id| **id == by_0_5_0 || **id == by_0_4_0)
+        .collect();
+    assert_eq!(order, [&by_0_5_0, &by_0_4_0], "each once, in version order");
+    let outbox_left = transactions
+        .count_documents(doc! {"_id": &transaction, "$or": [{"outbox": {"$exists": true}}, {"outbox_since": {"$exists": true}}]})
+        .await
+        .unwrap();
+    assert_eq!(outbox_left, 0, "the 0.5.0 outbox is emptied");
     assert_eq!(
         received.iter().filter(|delivery| delivery.id == id).count(),
         1
     );
 }
 
-/// Waits until no transaction's outbox holds an event (20 s at most).
-async fn no_outbox_left(transactions: &mongodb::Collection<mongodb::bson::Document>) {
+/// How many transactions' latest events are not in `events` yet: 0 once the sender has read the feed
+/// up to every change and recorded what it read.
+pub(crate) async fn unsent(database: &mongodb::Database) -> u64 {
+    use futures_util::TryStreamExt;
+    use mongodb::bson::{doc, Document};
+    let ids: Vec<String> = database
+        .collection::<Document>("transactions")
+        .find(doc! {"event": {"$exists": true}})
+        .projection(doc! {"event._id": 1})
+        .await
+        .unwrap()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|transaction| {
+            Some(
+                transaction
+                    .get_document("event")
+                    .ok()?
+                    .get_str("_id")
+                    .ok()?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let recorded = database
+        .collection::<Document>("events")
+        .count_documents(doc! {"_id": {"$in": &ids}})
+        .await
+        .unwrap();
+    ids.len() as u64 - recorded
+}
+
+/// Waits until every transaction's latest event is in `events` (20 s at most).
+async fn caught_up(app: &TestApp) {
+    let database = app
+        .transactions
+        .client()
+        .database(app.transactions.namespace().db.as_str());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let left = transactions
-            .count_documents(mongodb::bson::doc! {"$or": [
-                {"outbox_since": {"$exists": true}},
-                {"outbox": {"$exists": true}},
-            ]})
-            .await
-            .unwrap();
+        let left = unsent(&database).await;
         if left == 0 {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{left} outbox(es) never emptied"
+            "{left} event(s) never recorded"
         );
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }

@@ -44,24 +44,21 @@ fn versions(received: &[Received]) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Waits until no event waits in an outbox or pending in `events`: nothing more will be sent.
+/// Waits until every transaction's latest event is in `events` and none is pending there: nothing more
+/// will be sent.
 async fn settled(app: &TestApp) {
     let database = app
         .transactions
         .client()
         .database(app.transactions.namespace().db.as_str());
     for _ in 0..600 {
-        let waiting = app
-            .transactions
-            .count_documents(doc! {"outbox_since": {"$exists": true}})
-            .await
-            .unwrap();
+        let unsent = crate::delivery::unsent(&database).await;
         let pending = database
             .collection::<mongodb::bson::Document>("events")
             .count_documents(doc! {"status": "pending"})
             .await
             .unwrap();
-        if waiting == 0 && pending == 0 {
+        if unsent == 0 && pending == 0 {
             return;
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;

@@ -378,13 +378,15 @@ async fn two_replays_of_one_body_at_once_store_it_once() {
     assert_eq!(stored.get_i64("deliveries").unwrap(), 1, "stored once");
 }
 
-/// Delivery through passing MongoDB errors: while every `update` of the app's client fails (91,
-/// ShutdownInProgress, as during a step-down) — so a group's events are inserted into `events` but
-/// cannot be pulled from their outboxes, and no outcome can be written — nothing is sent twice, and
-/// once the errors stop every outbox empties with each event delivered once.
+/// Delivery through passing MongoDB errors. While every `update` of the app's client fails (91,
+/// ShutdownInProgress, as during a step-down), events are sent and inserted into `events`, but no
+/// outcome can be written and the feed's position cannot move. Then reads of the feed fail (`getMore`,
+/// an error the driver does not resume from): the sender reopens the feed at its saved position — from
+/// before every event — and reads them all again. Nothing is sent twice, and once the errors stop the
+/// position moves past every event.
 #[actix_web::test]
 async fn delivery_through_passing_mongodb_errors_sends_each_event_once() {
-    use crate::delivery::{receiver, register};
+    use crate::delivery::{receiver, register, unsent};
     let (app_name, database) = (unique("deliveryfaults"), unique("api_"));
     let app = spawn_app_with(named(
         &app_name,
@@ -397,37 +399,69 @@ async fn delivery_through_passing_mongodb_errors_sends_each_event_once() {
     .await;
     let receiver = receiver(|_| (204, None));
     register(&app, &receiver.url).await;
+    let handle = control().await.database(&database);
+    let leases = handle.collection::<Document>("leases");
+    let position = || async {
+        leases
+            .find_one(doc! {"_id": "delivery"})
+            .await
+            .unwrap()
+            .and_then(|lease| lease.get("feed").cloned())
+    };
     const EVENTS: usize = 20;
+    // The sender saves a position as it starts (every 10 s while idle: the fail point stops that).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while position().await.is_none() {
+        assert!(Instant::now() < deadline, "no position saved");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
     fail_commands(&app_name, &["update"], Some(91)).await;
+    let before = position().await.expect("a position before the first write");
     for n in 0..EVENTS {
         app.mtn_collection(&format!("pull-fails-{n}"), "SUCCESSFUL")
             .await;
     }
     // Every event is sent (their transactions are new: inserts, which do not fail) and inserted into
-    // `events`; their outboxes cannot be emptied while updates fail.
+    // `events`; the position stays where it was.
     receiver
         .until("every first attempt", |got| got.len() >= EVENTS)
         .await;
-    let events = control()
-        .await
-        .database(&database)
-        .collection::<Document>("events");
+    let events = handle.collection::<Document>("events");
     until_count(&events, doc! {}, EVENTS as u64).await;
-    let transactions = control()
-        .await
-        .database(&database)
-        .collection::<Document>("transactions");
-    let waiting = doc! {"outbox_since": {"$exists": true}};
     assert_eq!(
-        transactions.count_documents(waiting.clone()).await.unwrap(),
-        EVENTS as u64,
-        "the fail point kept the outboxes from being emptied"
+        position().await,
+        Some(before.clone()),
+        "the fail point kept the position from moving"
     );
-    fail_commands(&app_name, &[], None).await;
+
+    // The next two reads of the feed fail (an error the driver does not resume from): the sender reopens
+    // the feed at its saved position each time. MongoDB says when both failures happened.
+    let admin = control().await.database("admin");
+    let configured = admin
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 2},
+            "data": {"failCommands": ["getMore"], "errorCode": 2, "appName": &app_name},
+        })
+        .await
+        .unwrap();
+    let entered = match configured.get("count") {
+        Some(mongodb::bson::Bson::Int64(count)) => *count,
+        Some(mongodb::bson::Bson::Int32(count)) => i64::from(*count),
+        other => panic!("configureFailPoint answered no count: {other:?}"),
+    };
+    admin
+        .run_command(doc! {
+            "waitForFailPoint": "failCommand",
+            "timesEntered": entered + 2,
+            "maxTimeMS": 60_000,
+        })
+        .await
+        .expect("the feed was read twice within a minute");
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while transactions.count_documents(waiting.clone()).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "outboxes never emptied");
+    while position().await == Some(before.clone()) || unsent(&handle).await > 0 {
+        assert!(Instant::now() < deadline, "the position never moved");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     let got = receiver.until("all", |_| true).await;

@@ -4,15 +4,15 @@
 //!
 //! ```text
 //! every poll_interval ─Tick─▶ Dispatcher (pool of one) ─lead──▶ leases (one sending instance at a time)
-//!   new events:  ─oldest first──▶ transactions' outboxes ─plan, send once─▶ insert into events with
-//!                                          outcomes, pull them from the outboxes   (new_events.rs)
+//!   new events:  ─feed (change stream of the writes that carried them)─▶ plan, send once ─▶ insert
+//!                 into events with outcomes; save the feed's position past them     (new_events.rs)
 //!   retries:     ─due───────────▶ events (pending, due_at ≤ now) ─gate: earlier versions pending?─▶
 //!                 ─plan, send─▶ record: events (targets, attempts, due_at / expire_at)
 //!   send:  one task per event ──Attempt──▶ Sender pool (delivery.pool_size) ──▶ Transport (HTTP POST)
 //! ```
 //!
 //! Files: this one holds the dispatcher's round and the state the rounds share (lanes, lease, events in
-//! flight), which is why it is longer than the others; `new_events.rs` the first attempts from the outboxes;
+//! flight), which is why it is longer than the others; `new_events.rs` the first attempts from the feed;
 //! `attempts.rs` what one event's attempts do (which targets go now, the answers judged and recorded);
 //! `sender.rs` the signing sender actors and the transport; `verdict.rs` what an answer means;
 //! `outbox.rs` the MongoDB side; `signature.rs` and `sealing.rs` the secrets.
@@ -50,7 +50,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use attempts::{plan, send, Failing, Plan};
-use new_events::send_new;
+use new_events::{give_back, read_new, send_new, FeedPositions};
 pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 pub use sender::{truncate, Attempt, Attempted, Request, Response, Sender, Transport};
 pub use verdict::{verdict, Verdict, DEFAULT_RETRY_SCHEDULE_SECS};
@@ -67,6 +67,10 @@ const ADMISSION_WAIT: Duration = Duration::from_millis(50);
 const FIRST_ADMISSION_WAIT: Duration = Duration::from_millis(500);
 /// Groups of transactions whose new events are being sent at once, at most.
 const GROUPS_IN_FLIGHT: usize = 4;
+/// How long a read of the feed waits for a change when none is there.
+const FEED_WAIT: Duration = Duration::from_millis(20);
+/// How often the feed's position is saved while no event comes.
+const IDLE_SAVE_EVERY: Duration = Duration::from_secs(10);
 /// How often the outcomes of finished attempts are written (in one statement).
 const RECORD_EVERY: Duration = Duration::from_millis(25);
 
@@ -145,14 +149,16 @@ struct Shared {
     /// The sending lease, as last renewed.
     lease: Mutex<Option<Lease>>,
     rounds: Arc<OneRound>,
-    /// Transactions whose new events were taken on and not yet pulled from their outboxes.
-    outboxes: Mutex<HashSet<String>>,
     /// Groups of them being sent.
     groups_in_flight: std::sync::atomic::AtomicUsize,
     /// The versions of each transaction being sent from its outbox: a later version waits for them.
     unsettled: Mutex<HashMap<String, Vec<i64>>>,
     /// A clean stop has begun: no new round starts.
     stopping: std::sync::atomic::AtomicBool,
+    /// The feed of new events, open while this instance sends (see `new_events.rs`).
+    feed: tokio::sync::Mutex<Option<mongodb::change_stream::ChangeStream<mongodb::bson::Document>>>,
+    /// The groups read from the feed and not yet in `events`: where its position may move.
+    feed_position: FeedPositions,
 }
 
 /// The sending lease, as this instance last renewed it.
@@ -226,7 +232,7 @@ impl Delivery {
         let settled = || {
             shared.busy.lock().is_empty()
                 && shared.outcomes.lock().is_empty()
-                && shared.outboxes.lock().is_empty()
+                && shared.feed_position.is_empty()
         };
         while !settled() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(RECORD_EVERY).await;
@@ -282,10 +288,11 @@ pub fn start(
         outcomes: Mutex::new(Vec::new()),
         lease: Mutex::new(None),
         rounds: Arc::default(),
-        outboxes: Mutex::new(HashSet::new()),
         groups_in_flight: std::sync::atomic::AtomicUsize::new(0),
         unsettled: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        feed: tokio::sync::Mutex::new(None),
+        feed_position: FeedPositions::default(),
     });
     {
         // The recorder: what finished attempts became, written together every RECORD_EVERY.
@@ -366,6 +373,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             let started = tokio::time::Instant::now();
             if !shared.outbox.lead(&shared.instance, settings.lease).await? {
                 *shared.lease.lock() = None;
+                shared.feed.lock().await.take();
                 return Ok(0);
             }
             let lease = Lease {
@@ -376,24 +384,38 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             // The backlog, as often as the lease is renewed (a round reads only what it can take).
             let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
             metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
-            // Events an instance of 0.4.0 wrote during a rolling upgrade, moved where they are sent.
+            // Events instances of 0.4.0 and 0.5.0 wrote during a rolling upgrade, moved where they
+            // are sent.
             shared.outbox.adopt_legacy(16).await?;
-            let waiting = shared.outbox.count_waiting(DUE_COUNTED_UP_TO).await?;
-            metrics::gauge!("mmo_delivery_outboxes_waiting").set(waiting as f64);
+            shared
+                .outbox
+                .adopt_outboxes(64, now, settings.retention)
+                .await?;
             lease.ends
         }
     };
+    // New events are read first, the endpoints after: each is routed and signed with the endpoints as
+    // they are once it was read.
+    let new_group = read_new(shared).await?;
     // Read every round: an event is fanned out to the endpoints that existed when it was read, never
     // to a stale list.
-    let endpoints: HashMap<String, Arc<EndpointRecord>> = shared
-        .outbox
-        .load_endpoints()
-        .await?
+    let loaded = shared.outbox.load_endpoints().await;
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            if let Some(group) = new_group {
+                give_back(shared, group).await;
+            }
+            return Err(error);
+        }
+    };
+    let signing_at = Utc::now();
+    let endpoints: HashMap<String, Arc<EndpointRecord>> = loaded
         .iter()
         .filter_map(|document| {
             EndpointRecord::from_document(
                 document,
-                now,
+                signing_at,
                 settings.max_in_flight,
                 settings.secrets_key.as_ref(),
             )
@@ -408,8 +430,11 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             .count() as f64,
     );
 
-    // New events first: the oldest batch the drain wrote, each event sent once straight from it.
-    let fresh = send_new(shared, &endpoints, lease_ends).await?;
+    // New events first: the group read from the feed, each event sent once.
+    let fresh = match new_group {
+        Some(group) => send_new(shared, &endpoints, lease_ends, group).await?,
+        None => 0,
+    };
 
     // Then the retry path. Read only what can be taken on now: the events in flight (they come first,
     // being due longest) and twice the free slots. With every endpoint at its limit, the round waits for

@@ -16,13 +16,11 @@ use mongodb::{Collection, Database};
 use super::sealing::{load, SecretsKey};
 use super::signature::{secret_key, SigningKeys};
 use crate::store::errors::{all, classify, classify_read, is_duplicate_key, DUPLICATE_KEY};
+use crate::store::events::feed::{Feed, SENDING_LEASE};
 pub use crate::store::events::Target;
 use crate::store::events::{event_id, subscribed, LEGACY_EVENT_BATCHES, OUTBOX, OUTBOX_SINCE};
 pub use crate::store::texts_of;
 use crate::store::{bson_time, StoreError};
-
-/// The `_id` of the lease document.
-const LEASE: &str = "delivery";
 
 /// An endpoint as delivery needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +162,7 @@ pub struct PendingEvent {
 }
 
 impl PendingEvent {
-    fn from_document(document: &Document) -> Option<Self> {
+    pub(crate) fn from_document(document: &Document) -> Option<Self> {
         let text = |field| document.get_str(field).ok().map(str::to_owned);
         Some(Self {
             id: text("_id")?,
@@ -214,6 +212,7 @@ pub struct Outbox {
     legacy_batches: Collection<Document>,
     endpoints: Collection<Document>,
     leases: Collection<Document>,
+    feed: Feed,
 }
 
 impl Outbox {
@@ -224,6 +223,7 @@ impl Outbox {
             legacy_batches: database.collection(LEGACY_EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
             leases: database.collection("leases"),
+            feed: Feed::new(database),
         }
     }
 
@@ -233,6 +233,11 @@ impl Outbox {
 
     pub fn endpoints(&self) -> &Collection<Document> {
         &self.endpoints
+    }
+
+    /// The feed of new events (see [`crate::store::events::feed`]).
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// Takes or renews the sender's lease for `instance`; false while another instance holds it.
@@ -252,7 +257,7 @@ impl Outbox {
         let lease = self
             .leases
             .find_one_and_update(
-                doc! {"_id": LEASE},
+                doc! {"_id": SENDING_LEASE},
                 vec![
                     doc! {"$set": {"taken": {"$or": [
                         {"$eq": ["$owner", instance]},
@@ -281,7 +286,7 @@ impl Outbox {
     pub async fn release(&self, instance: &str) -> Result<(), StoreError> {
         self.leases
             .update_one(
-                doc! {"_id": LEASE, "owner": instance},
+                doc! {"_id": SENDING_LEASE, "owner": instance},
                 doc! {"$set": {"owner": Bson::Null, "until": Bson::DateTime(mongodb::bson::DateTime::MIN)}},
             )
             .await
@@ -439,6 +444,39 @@ impl Outbox {
         Ok(moved)
     }
 
+    /// Moves the events 0.5.0 instances left in transactions' outboxes (during a rolling upgrade they
+    /// still write there, and this version writes behind them there) into `events` as they are —
+    /// pending, with their targets — where the retry path sends them in version order; then pulls them.
+    /// At most `limit` transactions per call; returns how many events were moved.
+    pub async fn adopt_outboxes(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        retention: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let found = self.new_events(&[], limit).await?;
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let transactions: Vec<String> = found
+            .iter()
+            .map(|found| found.transaction.clone())
+            .collect();
+        let mut ids = Vec::new();
+        let mut documents = Vec::new();
+        for (document, event) in found.into_iter().flat_map(|found| found.events) {
+            ids.push(event.id.clone());
+            let targets = event.targets.unwrap_or_default();
+            documents.push(with_state(
+                document,
+                state(&targets, now, retention),
+                Vec::new(),
+            ));
+        }
+        self.settle(&documents, &transactions, &ids).await?;
+        Ok(documents.len())
+    }
+
     /// Which of these events `events` holds already (a batch written twice, or one whose sender died
     /// after inserting its events and before deleting it).
     pub async fn known(&self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
@@ -456,6 +494,31 @@ impl Outbox {
             .collect())
     }
 
+    /// Inserts events into `events` in one unordered `insert_many`; one that is there already (inserted
+    /// by an earlier sender) is the same event, and no error.
+    pub async fn insert_events(&self, events: &[Document]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.events.insert_many(events).ordered(false).await {
+            let duplicates_only = match error.kind.as_ref() {
+                ErrorKind::InsertMany(failure) => {
+                    failure.write_concern_error.is_none()
+                        && failure
+                            .write_errors
+                            .iter()
+                            .flatten()
+                            .all(|write_error| write_error.code == DUPLICATE_KEY)
+                }
+                _ => false,
+            };
+            if !duplicates_only {
+                return Err(classify(&error));
+            }
+        }
+        Ok(())
+    }
+
     /// Moves new events from their transactions' outboxes into `events`: one unordered `insert_many`
     /// (an event there already is the same event), each with its delivery state, then one `update_many`
     /// that pulls them from `transactions` and keeps `outbox_since` true (absent once an outbox is
@@ -466,24 +529,7 @@ impl Outbox {
         transactions: &[String],
         ids: &[String],
     ) -> Result<(), StoreError> {
-        if !events.is_empty() {
-            if let Err(error) = self.events.insert_many(events).ordered(false).await {
-                let duplicates_only = match error.kind.as_ref() {
-                    ErrorKind::InsertMany(failure) => {
-                        failure.write_concern_error.is_none()
-                            && failure
-                                .write_errors
-                                .iter()
-                                .flatten()
-                                .all(|write_error| write_error.code == DUPLICATE_KEY)
-                    }
-                    _ => false,
-                };
-                if !duplicates_only {
-                    return Err(classify(&error));
-                }
-            }
-        }
+        self.insert_events(events).await?;
         if transactions.is_empty() {
             return Ok(());
         }

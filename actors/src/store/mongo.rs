@@ -268,6 +268,10 @@ impl Inner {
             .create_indexes(super::events::indexes())
             .await
             .map_err(|error| classify(&error))?;
+        // Before this instance writes its first event: the feed of new events starts no later.
+        super::events::feed::Feed::new(&collections.database)
+            .start_here()
+            .await?;
         Ok(())
     }
 

@@ -40,7 +40,7 @@ use rust_decimal::Decimal;
 
 use super::document::{bson_time, decimal128, recorded};
 use super::errors::{classify, classify_read, classify_single, is_duplicate_key};
-use super::events::{event_document, push_to_outbox, EventLog, EventType, OUTBOX};
+use super::events::{event_document, put_event, EventLog, EventType, EVENT, OUTBOX};
 use super::transactions::{snapshot_of, transaction_id};
 use super::StoreError;
 use crate::callback::{intern, Callback, CallbackKey, CallbackType, Status};
@@ -685,7 +685,7 @@ impl Reconciliations {
             let Some(current) = self
                 .transactions
                 .find_one(filter.clone())
-                .projection(doc! {"callback_ids": 0, "conflicts": 0, OUTBOX: 0})
+                .projection(doc! {"callback_ids": 0, "conflicts": 0, OUTBOX: 0, EVENT: 0})
                 .await
                 .map_err(|error| classify_read(&error))?
             else {
@@ -697,14 +697,14 @@ impl Reconciliations {
                 "updated_at": bson_time(now),
                 "version": version + 1,
             }};
-            let mut after = current;
+            let mut after = current.clone();
             after.insert("unresolved", true);
             after.insert("version", version + 1);
             let routes = self.events.routes().await?;
             if let Some(event) =
                 event_document(&after, EventType::Unresolved, version + 1, now, &routes)
             {
-                push_to_outbox(&mut update, event, now);
+                put_event(&mut update, event, &current, now);
             }
             filter.insert("version", version);
             let written = self

@@ -35,9 +35,7 @@ use mongodb::Collection;
 
 use super::document::{bson_time, decimal128};
 use super::errors::{by_code, classify, classify_read, classify_single, DUPLICATE_KEY};
-use super::events::{
-    event_document, outbox_index, push_to_outbox, EventLog, EventType, Routes, OUTBOX, OUTBOX_SINCE,
-};
+use super::events::{event_document, outbox_index, put_event, EventLog, EventType, Routes, EVENT};
 use super::indexes::{by_msisdn, newest, partial};
 use super::timing::timed;
 use super::StoreError;
@@ -280,7 +278,7 @@ impl Transactions {
                 None => self
                     .collection
                     .find_one(doc! {"_id": &group.id})
-                    .projection(doc! {"conflicts": 0})
+                    .projection(doc! {"conflicts": 0, EVENT: 0})
                     .await
                     .map_err(|error| classify_read(&error))?
                     .ok_or_else(|| {
@@ -371,7 +369,7 @@ impl Transactions {
             }
             update.insert("$min", earliest);
             if let Some(event) = event {
-                push_to_outbox(&mut update, event, now);
+                put_event(&mut update, event, &current, now);
             }
             let filter = doc! {"_id": &group.id, "version": version};
             let result = timed("transactions", self.collection.update_one(filter, update))
@@ -418,7 +416,7 @@ impl Transactions {
             let Some(current) = self
                 .collection
                 .find_one(doc! {"_id": &id})
-                .projection(doc! {"callback_ids": 0, "conflicts.callback_data": 0})
+                .projection(doc! {"callback_ids": 0, "conflicts.callback_data": 0, EVENT: 0})
                 .await
                 .map_err(|error| classify_read(&error))?
             else {
@@ -453,7 +451,7 @@ impl Transactions {
                 if let Some(event) =
                     event_document(&after, EventType::Conflict, version + 1, now, &routes)
                 {
-                    push_to_outbox(&mut update, event, now);
+                    put_event(&mut update, event, &current, now);
                 }
             }
             let written = self
@@ -685,7 +683,7 @@ fn fresh_transaction(
     (document, snapshot.receipt)
 }
 
-/// Puts a new transaction's first event — its first status — in its outbox, when an endpoint wants it:
+/// Gives a new transaction its first event — its first status — when an endpoint wants it:
 /// the insert that creates the transaction writes its event (see `events.rs`).
 fn with_first_event(document: &mut RawDocumentBuf, routes: &Routes, now: DateTime<Utc>) {
     if routes.is_empty() {
@@ -698,10 +696,7 @@ fn with_first_event(document: &mut RawDocumentBuf, routes: &Routes, now: DateTim
         .and_then(|kind| event_document(&transaction, kind, 1, now, routes))
         .and_then(|event| RawDocumentBuf::from_document(&event).ok());
     if let Some(event) = event {
-        let mut outbox = RawArrayBuf::new();
-        outbox.push(event);
-        document.append(OUTBOX, outbox);
-        document.append(OUTBOX_SINCE, bson_time(now));
+        document.append(EVENT, event);
     }
 }
 

@@ -31,6 +31,8 @@
 //! Length: an event's whole life before delivery — its type, id, payload, routing and outbox — is one
 //! idea; its unit tests are beside it.
 
+pub mod feed;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
@@ -310,27 +312,42 @@ impl Routes {
     }
 }
 
-/// The array on a transaction's document that holds the events of its changes until their first
-/// attempts: each is pushed by the very write that makes its change (see the module doc).
+/// The event of a transaction's latest change that made one, written by that change's own write (each
+/// overwrites the previous one). The sender reads every version's from the change stream of
+/// `transactions` — the oplog keeps each write — so delivering an event writes nothing to its
+/// transaction; the document keeps the last one for the catch-up after an outage longer than the oplog's
+/// window (see `delivery/feed.rs`).
+pub const EVENT: &str = "event";
+
+/// Where 0.5.0 kept a transaction's events until their first attempts: an array pulled once they were
+/// sent, with `outbox_since` (which a partial index holds) while it is not empty. Written by this version
+/// only behind events a 0.5.0 instance left there (a rolling upgrade); the sender moves them to `events`.
 pub const OUTBOX: &str = "outbox";
 
-/// When the oldest event in a transaction's outbox was written; absent while the outbox is empty. The
-/// sender finds new events through a partial index on it.
+/// When the oldest event in a 0.5.0 outbox was written; absent once it is empty.
 pub const OUTBOX_SINCE: &str = "outbox_since";
 
 /// Where 0.4.0 wrote new events (one document per drain batch); read only to move what an older
-/// version left there into `events` at start-up (see `migration.rs`).
+/// version left there into `events` (see `delivery::outbox::Outbox::adopt_legacy`).
 pub const LEGACY_EVENT_BATCHES: &str = "event_batches";
 
 /// Adds `event` (built by [`event_document`] for the change `update` makes) to `update`, so that the
-/// change and its event are one write: pushed to the outbox, and `outbox_since` set unless earlier.
-pub fn push_to_outbox(update: &mut Document, event: Document, now: DateTime<Utc>) {
-    let mut push = update.get_document("$push").cloned().unwrap_or_default();
-    push.insert(OUTBOX, event);
-    update.insert("$push", push);
-    let mut earliest = update.get_document("$min").cloned().unwrap_or_default();
-    earliest.insert(OUTBOX_SINCE, bson_time(now));
-    update.insert("$min", earliest);
+/// change and its event are one write. `current` is the transaction as read for this change: while it
+/// still holds events a 0.5.0 instance left in its `outbox`, the event joins them there, behind them, so
+/// that they are sent in version order; otherwise it is the document's [`EVENT`].
+pub fn put_event(update: &mut Document, event: Document, current: &Document, now: DateTime<Utc>) {
+    if current.contains_key(OUTBOX_SINCE) {
+        let mut push = update.get_document("$push").cloned().unwrap_or_default();
+        push.insert(OUTBOX, event);
+        update.insert("$push", push);
+        let mut earliest = update.get_document("$min").cloned().unwrap_or_default();
+        earliest.insert(OUTBOX_SINCE, bson_time(now));
+        update.insert("$min", earliest);
+    } else {
+        let mut set = update.get_document("$set").cloned().unwrap_or_default();
+        set.insert(EVENT, event);
+        update.insert("$set", set);
+    }
 }
 
 /// The partial index through which the sender finds transactions with new events, oldest first (`_id`
@@ -522,6 +539,36 @@ mod tests {
             EventType::of_change(Some(&pending), &unresolved),
             Some(EventType::Unresolved)
         );
+    }
+
+    #[test]
+    fn an_event_is_the_documents_unless_a_0_5_0_outbox_still_holds_events() {
+        let now = Utc::now();
+        let event = doc! {"_id": "evt_2", "version": 2_i64};
+        let mut update = doc! {"$set": {"version": 2_i64}};
+        put_event(&mut update, event.clone(), &doc! {"_id": "t"}, now);
+        let set = update.get_document("$set").unwrap();
+        assert_eq!(set.get_document(EVENT).unwrap(), &event);
+        assert_eq!(set.get_i64("version").unwrap(), 2);
+        assert!(!update.contains_key("$push") && !update.contains_key("$min"));
+
+        // Behind an event 0.5.0 left: in the outbox, so that the sender moves both in version order.
+        let mut update = doc! {"$set": {"version": 2_i64}};
+        let current = doc! {"_id": "t", OUTBOX: [{"_id": "evt_1"}], OUTBOX_SINCE: bson_time(now)};
+        put_event(&mut update, event.clone(), &current, now);
+        assert!(!update.get_document("$set").unwrap().contains_key(EVENT));
+        assert_eq!(
+            update
+                .get_document("$push")
+                .unwrap()
+                .get_document(OUTBOX)
+                .unwrap(),
+            &event
+        );
+        assert!(update
+            .get_document("$min")
+            .unwrap()
+            .contains_key(OUTBOX_SINCE));
     }
 
     #[test]
