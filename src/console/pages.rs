@@ -7,7 +7,7 @@ use maud::{html, Markup, DOCTYPE};
 use mmo_actors::store::events::EventType;
 use serde_json::Value;
 
-use super::{asset_url, encode, query, Figures, Operator};
+use super::{asset_url, chart, encode, query, Figures, Operator};
 use crate::read_api::{
     CallbackItem, DailyReport, Page, RejectedItem, Replayed, TransactionDetail, TransactionItem,
 };
@@ -254,6 +254,17 @@ pub fn overview_figures(figures: &Figures) -> Markup {
                 div.card { div.label { a href="/ui/quarantine" { "Quarantined today" } } div.value { (quarantined) } }
                 div.card { div.label { a href="/ui/events?status=pending" { "Events waiting" } } div.value { (figures.events_waiting) } }
                 div.card { div.label { a href="/ui/endpoints" { "Endpoints failing / disabled" } } div.value { (failing) " / " (disabled) } }
+            }
+            h2 { "Callbacks per provider" }
+            div.charts {
+                (chart::chart(&figures.minutes, figures.now_minute, &chart::Span {
+                    id: "chart-hour", title: "Last hour", unit: "per minute", buckets: 60,
+                    minutes_per_bucket: 1, x_labels: ["−60 min", "−30 min", "now"],
+                }))
+                (chart::chart(&figures.minutes, figures.now_minute, &chart::Span {
+                    id: "chart-day", title: "Last day", unit: "per 10 minutes", buckets: 144,
+                    minutes_per_bucket: 10, x_labels: ["−24 h", "−12 h", "now"],
+                }))
             }
             h2 { "Status mix today" }
             @let totals = total_by_status(&figures.today);
@@ -616,7 +627,7 @@ pub fn events(operator: &Operator, pairs: &[(String, String)], page: &Page<Value
                         tr {
                             td { a href=(format!("/ui/events/{}", encode(&field(event, "id")))) { (field(event, "created_at")) } }
                             td { (field(event, "type")) }
-                            td { a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "transaction_key")) } }
+                            td { (event_transaction(event)) }
                             td { (status(&field(event, "status"))) }
                             td { (targets_list(event)) }
                         }
@@ -639,7 +650,7 @@ pub fn event(
         dl.fields {
             dt { "Type" } dd { (field(event, "type")) }
             dt { "Status" } dd { (status(&field(event, "status"))) }
-            dt { "Transaction" } dd { a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "flow")) " " (field(event, "transaction_key")) } }
+            dt { "Transaction" } dd { (event_transaction(event)) }
             dt { "Version" } dd { (field(event, "version")) }
             dt { "Created" } dd { (field(event, "created_at")) }
         }
@@ -831,6 +842,43 @@ pub fn endpoints(
 pub(super) struct EndpointExtras<'a> {
     pub(super) secret: Option<&'a Value>,
     pub(super) answer: Option<&'a Result<String, String>>,
+    /// The id of a test event just queued.
+    pub(super) test_event: Option<&'a str>,
+}
+
+/// "Send a test event" (`action`), and the event just queued, linked to its page under `events`
+/// (`/ui/events/` or `/portal/events/`), where its attempt appears.
+pub(super) fn test_event_section(
+    action: &str,
+    csrf: &str,
+    sent: Option<&str>,
+    events: &str,
+) -> Markup {
+    html! {
+        h2 { "Test event" }
+        form.filters method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { "Send a test event" }
+            span.muted { "An endpoint.test event, signed and sent to this endpoint only." }
+        }
+        @if let Some(id) = sent {
+            div.answer.good role="status" #test-event {
+                "Test event " a href=(format!("{events}{}", encode(id))) { code { (id) } }
+                " queued for this endpoint: its attempt appears on its page."
+            }
+        }
+    }
+}
+
+/// An event's transaction, linked (`None` for a test event, which has none).
+fn event_transaction(event: &Value) -> Markup {
+    html! {
+        @if event["transaction_key"].is_string() {
+            a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "flow")) " " (field(event, "transaction_key")) }
+        } @else {
+            span.muted { "none (a test event)" }
+        }
+    }
 }
 
 pub fn endpoint(
@@ -878,6 +926,7 @@ pub fn endpoint(
             }
         }
         @if let Some(secret) = extras.secret { (secret_section(secret)) }
+        (test_event_section(&action("test"), &operator.csrf, extras.test_event, "/ui/events/"))
         h2 { "Failed events" }
         form.filters method="post" action=(action("replay-failed")) {
             input type="hidden" name="csrf" value=(operator.csrf);

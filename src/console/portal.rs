@@ -38,6 +38,7 @@ pub(super) fn configure(config: &mut ServiceConfig) {
             .route("/endpoints/{id}/enabled", web::post().to(set_enabled))
             .route("/endpoints/{id}/rotate", web::post().to(rotate))
             .route("/endpoints/{id}/secret", web::post().to(reveal))
+            .route("/endpoints/{id}/test", web::post().to(send_test_event))
             .route("/events/{id}", web::get().to(event)),
     );
 }
@@ -367,10 +368,15 @@ async fn endpoint(
 ) -> Result<HttpResponse, ConsoleError> {
     let developer = signed_in(&request, &state)?;
     let document = owned(&state, &developer.owner, &path).await?;
-    ok(endpoint_page(&developer, &document, None))
+    ok(endpoint_page(&developer, &document, None, None))
 }
 
-fn endpoint_page(developer: &Developer, document: &Document, secret: Option<&Value>) -> Markup {
+fn endpoint_page(
+    developer: &Developer,
+    document: &Document,
+    secret: Option<&Value>,
+    test_event: Option<&str>,
+) -> Markup {
     let view = crate::delivery::public_view(document);
     let id = field(&view, "id");
     let enabled = view["enabled"] != Value::Bool(false);
@@ -405,6 +411,7 @@ fn endpoint_page(developer: &Developer, document: &Document, secret: Option<&Val
             }
         }
         @if let Some(secret) = secret { (pages::secret_section(secret)) }
+        @if enabled { (pages::test_event_section(&action("test"), &developer.csrf, test_event, "/portal/events/")) }
     };
     layout(developer, &format!("Endpoint {id}"), content)
 }
@@ -434,7 +441,7 @@ async fn rotate(
     owned(&state, &developer.owner, &path).await?;
     let secret = endpoints::rotate_secret(&state, &path).await?;
     let document = owned(&state, &developer.owner, &path).await?;
-    ok(endpoint_page(&developer, &document, Some(&secret)))
+    ok(endpoint_page(&developer, &document, Some(&secret), None))
 }
 
 async fn reveal(
@@ -446,7 +453,21 @@ async fn reveal(
     let (developer, _) = checked_form(&request, &state, &body)?;
     let document = owned(&state, &developer.owner, &path).await?;
     let secret = endpoints::secret_of(&state, &path).await?;
-    ok(endpoint_page(&developer, &document, Some(&secret)))
+    ok(endpoint_page(&developer, &document, Some(&secret), None))
+}
+
+/// "Send a test event" to one of the owner's endpoints (the query API's own function).
+async fn send_test_event(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (developer, _) = checked_form(&request, &state, &body)?;
+    owned(&state, &developer.owner, &path).await?;
+    let sent = endpoints::send_test_event(&state, &path).await?;
+    let document = owned(&state, &developer.owner, &path).await?;
+    ok(endpoint_page(&developer, &document, None, Some(&sent)))
 }
 
 async fn event(
@@ -464,7 +485,7 @@ async fn event(
         dl.fields {
             dt { "Type" } dd { (field(&event, "type")) }
             dt { "Status" } dd { (status(&field(&event, "status"))) }
-            dt { "Transaction" } dd { (field(&event, "provider")) " " (field(&event, "flow")) " " (field(&event, "transaction_key")) }
+            dt { "Transaction" } dd { @if event["transaction_key"].is_string() { (field(&event, "provider")) " " (field(&event, "flow")) " " (field(&event, "transaction_key")) } @else { span.muted { "none (a test event)" } } }
             dt { "Created" } dd { (field(&event, "created_at")) }
         }
         h2 { "Your endpoints" }

@@ -18,5 +18,6 @@ mod quarantine;
 mod rate_limits;
 mod reports;
 mod sharding;
+mod test_events;
 mod transactions;
 mod webhooks;
