@@ -320,7 +320,7 @@ async fn home_page(
                         tr {
                             td { a href=(format!("/portal/events/{}", encode(&field(event, "id")))) { (field(event, "created_at")) } }
                             td { (field(event, "type")) }
-                            td { (field(event, "provider")) " " (field(event, "transaction_key")) }
+                            td { @if event["transaction_key"].is_string() { (field(event, "provider")) " " (field(event, "transaction_key")) } @else { span.muted { "none (a test event)" } } }
                             td { (targets_list(event)) }
                         }
                     }

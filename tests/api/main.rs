@@ -2,6 +2,7 @@
 //! scripts/test.sh (`MMO_TEST_MONGODB_URI`). Each test gets its own database.
 
 mod authentication;
+mod browser;
 mod console;
 mod delivery;
 mod errors;
