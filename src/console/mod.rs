@@ -668,7 +668,8 @@ async fn endpoints_page(
 ) -> Result<maud::Markup, ApiError> {
     let filters = Filters::from_pairs(filled(request)?, &["limit", "cursor"])?;
     let page = endpoints::list_endpoints(state, &filters).await?;
-    Ok(pages::endpoints(operator, &page, form, created))
+    let health = events::delivery_health(state).await?;
+    Ok(pages::endpoints(operator, &page, &health, form, created))
 }
 
 /// Registers an endpoint (the query API's registration and its checks); a problem is shown at its
@@ -727,13 +728,19 @@ async fn endpoint_page(
         values: &values,
         problem: None,
     };
-    Ok(pages::endpoint(operator, &view, &form, extras))
+    let health = events::delivery_health(state).await?;
+    let extras = pages::EndpointExtras {
+        health: health.get(id),
+        ..*extras
+    };
+    Ok(pages::endpoint(operator, &view, &form, &extras))
 }
 
 const NO_EXTRAS: pages::EndpointExtras<'static> = pages::EndpointExtras {
     secret: None,
     answer: None,
     test_event: None,
+    health: None,
 };
 
 async fn endpoint(
@@ -762,6 +769,7 @@ async fn update_endpoint(
                 secret: None,
                 answer: Some(&answer),
                 test_event: None,
+                health: None,
             };
             ok(endpoint_page(&state, &operator, &path, &extras).await?)
         }
@@ -798,6 +806,7 @@ async fn rotate_secret(
         secret: Some(&secret),
         answer: None,
         test_event: None,
+        health: None,
     };
     ok(endpoint_page(&state, &operator, &path, &extras).await?)
 }
@@ -815,6 +824,7 @@ async fn reveal_secret(
         secret: Some(&secret),
         answer: None,
         test_event: None,
+        health: None,
     };
     ok(endpoint_page(&state, &operator, &path, &extras).await?)
 }
@@ -852,6 +862,7 @@ async fn recover_failed(
         secret: None,
         answer: Some(&answer),
         test_event: None,
+        health: None,
     };
     let status = if answer.is_ok() {
         StatusCode::OK
@@ -922,6 +933,7 @@ async fn send_test_event(
         secret: None,
         answer: answer.as_ref(),
         test_event: sent.as_deref(),
+        health: None,
     };
     Ok(html(
         status,

@@ -11,6 +11,7 @@ use super::{asset_url, chart, encode, query, Figures, Operator};
 use crate::read_api::{
     CallbackItem, DailyReport, Page, RejectedItem, Replayed, TransactionDetail, TransactionItem,
 };
+use crate::routes::events::{Health, HEALTH_WINDOW};
 
 /// htmx without what a strict Content-Security-Policy forbids: no injected `<style>`, no `eval`.
 const HTMX_CONFIG: &str =
@@ -789,9 +790,34 @@ pub(super) fn endpoint_state(view: &Value) -> Markup {
     }
 }
 
+/// An endpoint's failure rate and last success from the attempts of recent events (`None`: it had no
+/// attempt among them).
+pub(super) fn health_cells(health: Option<&Health>) -> (Markup, Markup) {
+    match health {
+        Some(health) if health.attempts > 0 => {
+            let percent = (health.failed * 100 + health.attempts / 2) / health.attempts;
+            let rate = html! {
+                span class=(if health.failed == 0 { "good" } else if health.failed == health.attempts { "bad" } else { "warn" }) data-failure-rate=(percent) {
+                    (percent) "%"
+                }
+                " " span.muted { "(" (health.failed) " of " (health.attempts) " attempts failed)" }
+            };
+            let last = html! {
+                @match &health.last_success { Some(at) => (at), None => span.bad { "none" } }
+            };
+            (rate, last)
+        }
+        _ => (
+            html! { span.muted { "no attempt" } },
+            html! { span.muted { "—" } },
+        ),
+    }
+}
+
 pub fn endpoints(
     operator: &Operator,
     page: &Page<Value>,
+    health: &BTreeMap<String, Health>,
     form: &EndpointForm<'_>,
     created: Option<&Value>,
 ) -> Markup {
@@ -806,7 +832,7 @@ pub fn endpoints(
             p.muted { "No endpoints yet: register one below, with POST /v1/endpoints or [[delivery.endpoints]]." }
         } @else {
             div.scroll { table {
-                thead { tr { th { "Id" } th { "URL" } th { "Events / providers" } th { "State" } th { "Source" } th {} } }
+                thead { tr { th { "Id" } th { "URL" } th { "Events / providers" } th { "State" } th { "Failure rate" } th { "Last success" } th { "Source" } th {} } }
                 tbody {
                     @for endpoint in &page.items {
                         @let id = field(endpoint, "id");
@@ -816,6 +842,9 @@ pub fn endpoints(
                             td { (field(endpoint, "url")) }
                             td { (field(endpoint, "event_types")) br; (field(endpoint, "providers")) }
                             td { (endpoint_state(endpoint)) }
+                            @let (rate, last) = health_cells(health.get(&id));
+                            td { (rate) }
+                            td { (last) }
                             td { (field(endpoint, "source")) }
                             td {
                                 @if field(endpoint, "source") != "config" {
@@ -831,6 +860,7 @@ pub fn endpoints(
                 }
             } }
         }
+        p.muted { "Failure rate and last success: from the attempts recorded on the newest " (HEALTH_WINDOW) " events." }
         (next_page("/ui/endpoints", &[], page.next_cursor.as_deref()))
         h2 { "Register an endpoint" }
         (endpoint_form("/ui/endpoints", &operator.csrf, form, "Register", true))
@@ -844,6 +874,8 @@ pub(super) struct EndpointExtras<'a> {
     pub(super) answer: Option<&'a Result<String, String>>,
     /// The id of a test event just queued.
     pub(super) test_event: Option<&'a str>,
+    /// Its delivery health over recent events.
+    pub(super) health: Option<&'a Health>,
 }
 
 /// "Send a test event" (`action`), and the event just queued, linked to its page under `events`
@@ -900,7 +932,9 @@ pub fn endpoint(
             dt { "Events" } dd { (field(view, "event_types")) }
             dt { "Providers" } dd { (field(view, "providers")) }
             dt { "State" } dd { (endpoint_state(view)) }
-            dt { "Last success" } dd.muted { "not recorded" }
+            @let (rate, last) = health_cells(extras.health);
+            dt { "Failure rate" } dd { (rate) }
+            dt { "Last success" } dd { (last) }
             dt { "Source" } dd { (field(view, "source")) }
             dt { "Created" } dd { (field(view, "created_at")) }
         }

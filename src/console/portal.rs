@@ -279,6 +279,8 @@ async fn home_page(
         .map(|event| only_for(event, &ids))
         .collect();
     let views: Vec<Value> = documents.iter().map(crate::delivery::public_view).collect();
+    // From the attempts on the events listed below (already read): nothing more to ask MongoDB.
+    let health = events::health_of(&recent);
     let content = html! {
         @if let Some(created) = created {
             div.answer.good role="status" {
@@ -291,7 +293,7 @@ async fn home_page(
             p.muted { "No endpoints yet." }
         } @else {
             div.scroll { table {
-                thead { tr { th { "Endpoint" } th { "URL" } th { "Events" } th { "State" } } }
+                thead { tr { th { "Endpoint" } th { "URL" } th { "Events" } th { "State" } th { "Failure rate" } th { "Last success" } } }
                 tbody {
                     @for view in &views {
                         tr {
@@ -302,11 +304,15 @@ async fn home_page(
                                 @if view["enabled"] == Value::Bool(false) { span.bad { "disabled" } } @else { span.good { "enabled" } }
                                 @if !view["failing_since"].is_null() { br; span.bad { "failing since " (field(view, "failing_since")) } }
                             }
+                            @let (rate, last) = pages::health_cells(health.get(&field(view, "id")));
+                            td { (rate) }
+                            td { (last) }
                         }
                     }
                 }
             } }
         }
+        p.muted { "Failure rate and last success: from the attempts on your recent events below." }
         h2 { "Add an endpoint" }
         (pages::endpoint_form("/portal/endpoints", &developer.csrf, form, "Add", false))
         h2 { "Recent events" }

@@ -238,3 +238,75 @@ async fn the_portal_sends_a_test_event_to_its_owners_endpoint_only() {
     assert!(home.text.contains(&link), "{}", home.text);
     assert!(theirs.until("nothing", |_| true).await.is_empty());
 }
+
+#[actix_web::test]
+async fn endpoints_show_their_failure_rate_and_last_success_from_recent_attempts() {
+    let app = app_delivering(&[]).await;
+    // The first attempt fails, the retry succeeds.
+    let flaky = receiver(|index| if index == 0 { (500, None) } else { (200, None) });
+    let quiet = receiver(|_| (200, None));
+    let flaky_id = endpoint(&app, json!({"url": flaky.url, "owner": "merchant-h"})).await;
+    let quiet_id = endpoint(&app, json!({"url": quiet.url, "owner": "merchant-h"})).await;
+    let reply = admin(
+        &app,
+        Method::POST,
+        &format!("/v1/endpoints/{flaky_id}/test"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let event = reply.body["id"].as_str().unwrap().to_owned();
+    let shown = wait_for_status(&app, &event, "delivered").await;
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{shown}");
+    let succeeded_at = attempts
+        .iter()
+        .find(|attempt| attempt["status_code"] == 200)
+        .and_then(|attempt| attempt["at"].as_str())
+        .unwrap()
+        .to_owned();
+
+    let browser = Browser::of(&app);
+    let session = browser.sign_in().await;
+    let list = browser.get("/ui/endpoints", Some(&session)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let row = |text: &str, id: &str| -> String {
+        let start = text
+            .find(&format!("/ui/endpoints/{id}"))
+            .expect("the endpoint's row");
+        text[start..start + text[start..].find("</tr>").unwrap()].to_owned()
+    };
+    let flaky_row = row(&list.text, &flaky_id);
+    assert!(
+        flaky_row.contains(r#"data-failure-rate="50""#),
+        "{flaky_row}"
+    );
+    assert!(flaky_row.contains("1 of 2 attempts failed"), "{flaky_row}");
+    assert!(flaky_row.contains(&succeeded_at), "{flaky_row}");
+    let quiet_row = row(&list.text, &quiet_id);
+    assert!(quiet_row.contains("no attempt"), "{quiet_row}");
+    let page = browser
+        .get(&format!("/ui/endpoints/{flaky_id}"), Some(&session))
+        .await;
+    assert!(
+        page.text.contains(r#"data-failure-rate="50""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&succeeded_at), "{}", page.text);
+
+    // The portal shows the same, from its owner's recent events.
+    let portal = Browser::of(&app);
+    let cookie = enter(&portal, &link(&app, "merchant-h").await).await;
+    let home = portal.get("/portal/", Some(&cookie)).await;
+    let start = home
+        .text
+        .find(&format!("/portal/endpoints/{flaky_id}"))
+        .unwrap();
+    let portal_row = &home.text[start..start + home.text[start..].find("</tr>").unwrap()];
+    assert!(
+        portal_row.contains(r#"data-failure-rate="50""#),
+        "{portal_row}"
+    );
+    assert!(portal_row.contains(&succeeded_at), "{portal_row}");
+}
