@@ -32,11 +32,15 @@ struct Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
-        // The group's id is chromedriver's pid (process_group(0)).
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        // The group's id is chromedriver's pid (process_group(0)). `--` and `-s` are needed: procps-ng
+        // 4.0's kill reads `kill -KILL -<pgid>` as `kill -KILL -1` (every process it may signal).
+        let group = self.child.id();
+        if group > 1 {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
