@@ -8,9 +8,7 @@ use maud::{html, Markup};
 
 use crate::callback_minutes::Minute;
 
-use super::pages::PROVIDERS;
-
-/// Each provider's colour, in [`PROVIDERS`]' order.
+/// Each provider's colour, in the order the providers are given.
 const COLOURS: &[&str] = &["#1e7a34", "#b07d00", "#b3261e"];
 
 const WIDTH: f64 = 640.0;
@@ -35,12 +33,13 @@ pub(super) struct Span<'a> {
 
 /// Each provider's count per bucket of `span`, from per-minute counts.
 fn series(
+    providers: &[(&'static str, &'static str)],
     counts: &BTreeMap<String, BTreeMap<Minute, u64>>,
     now: Minute,
     span: &Span,
 ) -> Vec<(&'static str, &'static str, Vec<u64>)> {
     let first = now - span.buckets * span.minutes_per_bucket + 1;
-    PROVIDERS
+    providers
         .iter()
         .map(|(name, label)| {
             let mut buckets = vec![0u64; span.buckets.max(1) as usize];
@@ -61,12 +60,14 @@ fn number(value: f64) -> String {
     format!("{value:.1}")
 }
 
+/// The chart of `span` for `providers` (stored name, label), from per-minute `counts` up to `now`.
 pub(super) fn chart(
+    providers: &[(&'static str, &'static str)],
     counts: &BTreeMap<String, BTreeMap<Minute, u64>>,
     now: Minute,
     span: &Span,
 ) -> Markup {
-    let lines = series(counts, now, span);
+    let lines = series(providers, counts, now, span);
     let highest = lines
         .iter()
         .flat_map(|(_, _, buckets)| buckets.iter().copied())
@@ -141,7 +142,8 @@ mod tests {
             minutes_per_bucket: 10,
             x_labels: ["", "", ""],
         };
-        let lines = series(&counts, now, &span);
+        let providers = [("mpesa", "M-Pesa"), ("airtel_money", "Airtel Money")];
+        let lines = series(&providers, &counts, now, &span);
         let mpesa = &lines[0].2;
         assert_eq!(mpesa.len(), 144);
         assert_eq!(mpesa[143], 3);
@@ -151,7 +153,8 @@ mod tests {
             8,
             "the minute a day ago is outside"
         );
-        let drawn = chart(&counts, now, &span).into_string();
+        assert_eq!(lines[1].2.iter().sum::<u64>(), 0);
+        let drawn = chart(&providers, &counts, now, &span).into_string();
         assert!(
             drawn.contains(r#"data-provider="mpesa" data-total="8""#),
             "{drawn}"

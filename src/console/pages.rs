@@ -258,11 +258,11 @@ pub fn overview_figures(figures: &Figures) -> Markup {
             }
             h2 { "Callbacks per provider" }
             div.charts {
-                (chart::chart(&figures.minutes, figures.now_minute, &chart::Span {
+                (chart::chart(PROVIDERS, &figures.minutes, figures.now_minute, &chart::Span {
                     id: "chart-hour", title: "Last hour", unit: "per minute", buckets: 60,
                     minutes_per_bucket: 1, x_labels: ["−60 min", "−30 min", "now"],
                 }))
-                (chart::chart(&figures.minutes, figures.now_minute, &chart::Span {
+                (chart::chart(PROVIDERS, &figures.minutes, figures.now_minute, &chart::Span {
                     id: "chart-day", title: "Last day", unit: "per 10 minutes", buckets: 144,
                     minutes_per_bucket: 10, x_labels: ["−24 h", "−12 h", "now"],
                 }))
