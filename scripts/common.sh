@@ -34,3 +34,22 @@ ensure_openapi_validator() {
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --target .tools/validator 'openapi-spec-validator==0.7.1'
 }
+
+# Headless Chromium and its WebDriver for the browser test (tests/api/browser.rs): Debian's chromium and
+# chromium-driver, installed with apt-get when chromedriver is missing (as root, or through sudo). Without
+# them the browser test is skipped, except when CI is set, where it fails.
+ensure_chromedriver() {
+  if command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "chromedriver is missing and cannot be installed (not root, no sudo): the browser test is skipped unless CI is set" >&2
+      return 0
+    fi
+    sudo=(sudo)
+  fi
+  echo "installing chromium and chromium-driver (apt-get) for the browser test" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+    chromium chromium-driver >/dev/null
+}

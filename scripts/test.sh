@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a real MongoDB. When MMO_TEST_MONGODB_URI is not set, installs and
-# starts a throw-away MongoDB on its own port (scripts/mongodb.sh) and stops it afterwards.
+# starts a throw-away MongoDB on its own port (scripts/mongodb.sh) and stops it afterwards. Installs the
+# OpenAPI validator and, when chromedriver is missing, Debian's chromium and chromium-driver (apt-get).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 source scripts/common.sh
 ensure_openapi_validator
+ensure_chromedriver
 use_test_mongodb
 
 # The tests' temporary files (journals, fault proofs' MongoDB data, OpenAPI documents) go under

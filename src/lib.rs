@@ -6,6 +6,7 @@
 
 pub mod addresses;
 pub mod auth;
+pub mod callback_minutes;
 pub mod cli;
 pub mod configuration;
 pub mod console;

@@ -669,6 +669,30 @@ fn delivery_paths(paths: &mut Map<String, Value>) {
         "/v1/endpoints/{id}/recover".into(),
         json!({"post": with_tag(recover)}),
     );
+    let mut test = get_json(
+        "Queues a test event (type endpoint.test) for this endpoint only, delivered and signed as any event",
+        "admin",
+        vec![id("The endpoint's id")],
+        json!({"type": "object", "properties": {
+            "id": {"type": "string", "description": "The test event's id (evt_…)"},
+            "type": {"type": "string", "enum": ["endpoint.test"]},
+            "endpoint": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending"]},
+            "event_url": {"type": "string", "description": "GET it for its attempts"},
+            "console_url": {"type": "string", "description": "Its page in the console"},
+        }}),
+    );
+    let queued = test["responses"]["200"].take();
+    test["responses"]
+        .as_object_mut()
+        .map(|responses| responses.remove("200"));
+    test["responses"]["202"] = queued;
+    not_found(&mut test, "endpoint");
+    test["responses"]["409"] = error_response("The endpoint is disabled (ENDPOINT_DISABLED)");
+    paths.insert(
+        "/v1/endpoints/{id}/test".into(),
+        json!({"post": with_tag(test)}),
+    );
 
     let mut filters = list_parameters(&["provider", "since", "until", "limit", "cursor"]);
     filters.push(parameter(

@@ -32,6 +32,7 @@ pub struct Application {
     shutdown_drain: Duration,
     /// Delivery, when enabled, and how long a clean stop waits for its attempts under way.
     delivery: Option<(mmo_actors::delivery::Delivery, Duration)>,
+    callback_minutes: Arc<crate::callback_minutes::CallbackMinutes>,
 }
 
 impl Application {
@@ -101,7 +102,13 @@ impl Application {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+        let callback_minutes = Arc::new(crate::callback_minutes::CallbackMinutes::default());
+        actix_web::rt::spawn(crate::callback_minutes::flush_forever(
+            Arc::clone(&callback_minutes),
+            store.database().clone(),
+        ));
         let state = web::Data::new(AppState {
+            callback_minutes: Arc::clone(&callback_minutes),
             background: Arc::new(tokio::sync::Semaphore::new(crate::state::BACKGROUND_TASKS)),
             supervisor: supervisor.clone(),
             store: store.clone(),
@@ -229,6 +236,7 @@ impl Application {
             journal,
             shutdown_drain,
             delivery,
+            callback_minutes,
         })
     }
 
@@ -285,6 +293,10 @@ impl Application {
             );
         } else {
             tracing::info!("journal drained");
+        }
+        // The chart's counts of this instance, while MongoDB is still there to take them.
+        if let Err(error) = self.callback_minutes.flush(self.store.database()).await {
+            tracing::warn!(%error, "the last callbacks per minute were not added to MongoDB");
         }
         // Last, after the drain has written the events its callbacks call for: the sending lease goes back
         // once the attempts under way are recorded, so a restarted instance sends at once.

@@ -56,6 +56,8 @@ pub struct AppState {
     pub console: crate::console::session::Console,
     /// The merchant developers' portal.
     pub portal: crate::console::session::Portal,
+    /// Callbacks acknowledged per minute and provider, not yet added to MongoDB (the console's chart).
+    pub callback_minutes: std::sync::Arc<crate::callback_minutes::CallbackMinutes>,
 }
 
 /// MongoDB's reachability as last checked: unknown until the first check answers.

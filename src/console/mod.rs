@@ -6,6 +6,7 @@
 //! session; every answer carries a strict Content-Security-Policy (no inline script or style). See
 //! `docs/console.md`.
 
+mod chart;
 mod pages;
 mod portal;
 pub mod session;
@@ -66,6 +67,7 @@ pub fn configure(config: &mut ServiceConfig) {
             .route("/endpoints/{id}/rotate", web::post().to(rotate_secret))
             .route("/endpoints/{id}/secret", web::post().to(reveal_secret))
             .route("/endpoints/{id}/recover", web::post().to(recover_since))
+            .route("/endpoints/{id}/test", web::post().to(send_test_event))
             .route(
                 "/endpoints/{id}/replay-failed",
                 web::post().to(replay_failed),
@@ -434,6 +436,9 @@ pub(crate) struct Figures {
     today: read_api::DailyReport,
     yesterday: read_api::DailyReport,
     endpoints: Vec<Value>,
+    /// Callbacks per provider and minute over the last day (`callback_minutes`), and the current minute.
+    minutes: std::collections::BTreeMap<String, std::collections::BTreeMap<i64, u64>>,
+    now_minute: i64,
 }
 
 async fn overview_figures(state: &AppState) -> Result<Figures, ApiError> {
@@ -447,7 +452,18 @@ async fn overview_figures(state: &AppState) -> Result<Figures, ApiError> {
         },
     )
     .await?;
+    let now_minute = crate::callback_minutes::minute_of(chrono::Utc::now());
+    let minutes = crate::callback_minutes::read(
+        state.store.database(),
+        &state.callback_minutes,
+        now_minute - 24 * 60 + 1,
+        now_minute,
+    )
+    .await
+    .map_err(crate::stored::unavailable)?;
     Ok(Figures {
+        minutes,
+        now_minute,
         mongodb: state.mongodb.as_str(),
         journal_backlog: state.journal.backlog().entries,
         events_waiting: events::waiting(state).await?,
@@ -652,7 +668,8 @@ async fn endpoints_page(
 ) -> Result<maud::Markup, ApiError> {
     let filters = Filters::from_pairs(filled(request)?, &["limit", "cursor"])?;
     let page = endpoints::list_endpoints(state, &filters).await?;
-    Ok(pages::endpoints(operator, &page, form, created))
+    let health = events::delivery_health(state).await?;
+    Ok(pages::endpoints(operator, &page, &health, form, created))
 }
 
 /// Registers an endpoint (the query API's registration and its checks); a problem is shown at its
@@ -711,12 +728,19 @@ async fn endpoint_page(
         values: &values,
         problem: None,
     };
-    Ok(pages::endpoint(operator, &view, &form, extras))
+    let health = events::delivery_health(state).await?;
+    let extras = pages::EndpointExtras {
+        health: health.get(id),
+        ..*extras
+    };
+    Ok(pages::endpoint(operator, &view, &form, &extras))
 }
 
 const NO_EXTRAS: pages::EndpointExtras<'static> = pages::EndpointExtras {
     secret: None,
     answer: None,
+    test_event: None,
+    health: None,
 };
 
 async fn endpoint(
@@ -744,6 +768,8 @@ async fn update_endpoint(
             let extras = pages::EndpointExtras {
                 secret: None,
                 answer: Some(&answer),
+                test_event: None,
+                health: None,
             };
             ok(endpoint_page(&state, &operator, &path, &extras).await?)
         }
@@ -779,6 +805,8 @@ async fn rotate_secret(
     let extras = pages::EndpointExtras {
         secret: Some(&secret),
         answer: None,
+        test_event: None,
+        health: None,
     };
     ok(endpoint_page(&state, &operator, &path, &extras).await?)
 }
@@ -795,6 +823,8 @@ async fn reveal_secret(
     let extras = pages::EndpointExtras {
         secret: Some(&secret),
         answer: None,
+        test_event: None,
+        health: None,
     };
     ok(endpoint_page(&state, &operator, &path, &extras).await?)
 }
@@ -831,6 +861,8 @@ async fn recover_failed(
     let extras = pages::EndpointExtras {
         secret: None,
         answer: Some(&answer),
+        test_event: None,
+        health: None,
     };
     let status = if answer.is_ok() {
         StatusCode::OK
@@ -881,6 +913,32 @@ async fn replay_failed(
     body: web::Bytes,
 ) -> Result<HttpResponse, ConsoleError> {
     recover_failed(&request, &state, &path, &body, false).await
+}
+
+/// "Send a test event": the query API's `POST /v1/endpoints/{id}/test`; the endpoint's page then links
+/// to the event's, where its attempt appears.
+async fn send_test_event(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (operator, _) = checked_form(&request, &state, &body)?;
+    let (status, answer, sent) = match endpoints::send_test_event(&state, &path).await {
+        Ok(id) => (StatusCode::OK, None, Some(id)),
+        Err(ApiError::Conflict { message, .. }) => (StatusCode::CONFLICT, Some(Err(message)), None),
+        Err(other) => return Err(other.into()),
+    };
+    let extras = pages::EndpointExtras {
+        secret: None,
+        answer: answer.as_ref(),
+        test_event: sent.as_deref(),
+        health: None,
+    };
+    Ok(html(
+        status,
+        endpoint_page(&state, &operator, &path, &extras).await?,
+    ))
 }
 
 /// Turns an endpoint on or off (the query API's change), then back to where the form was.

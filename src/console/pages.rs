@@ -7,10 +7,11 @@ use maud::{html, Markup, DOCTYPE};
 use mmo_actors::store::events::EventType;
 use serde_json::Value;
 
-use super::{asset_url, encode, query, Figures, Operator};
+use super::{asset_url, chart, encode, query, Figures, Operator};
 use crate::read_api::{
     CallbackItem, DailyReport, Page, RejectedItem, Replayed, TransactionDetail, TransactionItem,
 };
+use crate::routes::events::{Health, HEALTH_WINDOW};
 
 /// htmx without what a strict Content-Security-Policy forbids: no injected `<style>`, no `eval`.
 const HTMX_CONFIG: &str =
@@ -254,6 +255,17 @@ pub fn overview_figures(figures: &Figures) -> Markup {
                 div.card { div.label { a href="/ui/quarantine" { "Quarantined today" } } div.value { (quarantined) } }
                 div.card { div.label { a href="/ui/events?status=pending" { "Events waiting" } } div.value { (figures.events_waiting) } }
                 div.card { div.label { a href="/ui/endpoints" { "Endpoints failing / disabled" } } div.value { (failing) " / " (disabled) } }
+            }
+            h2 { "Callbacks per provider" }
+            div.charts {
+                (chart::chart(PROVIDERS, &figures.minutes, figures.now_minute, &chart::Span {
+                    id: "chart-hour", title: "Last hour", unit: "per minute", buckets: 60,
+                    minutes_per_bucket: 1, x_labels: ["−60 min", "−30 min", "now"],
+                }))
+                (chart::chart(PROVIDERS, &figures.minutes, figures.now_minute, &chart::Span {
+                    id: "chart-day", title: "Last day", unit: "per 10 minutes", buckets: 144,
+                    minutes_per_bucket: 10, x_labels: ["−24 h", "−12 h", "now"],
+                }))
             }
             h2 { "Status mix today" }
             @let totals = total_by_status(&figures.today);
@@ -616,7 +628,7 @@ pub fn events(operator: &Operator, pairs: &[(String, String)], page: &Page<Value
                         tr {
                             td { a href=(format!("/ui/events/{}", encode(&field(event, "id")))) { (field(event, "created_at")) } }
                             td { (field(event, "type")) }
-                            td { a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "transaction_key")) } }
+                            td { (event_transaction(event)) }
                             td { (status(&field(event, "status"))) }
                             td { (targets_list(event)) }
                         }
@@ -639,7 +651,7 @@ pub fn event(
         dl.fields {
             dt { "Type" } dd { (field(event, "type")) }
             dt { "Status" } dd { (status(&field(event, "status"))) }
-            dt { "Transaction" } dd { a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "flow")) " " (field(event, "transaction_key")) } }
+            dt { "Transaction" } dd { (event_transaction(event)) }
             dt { "Version" } dd { (field(event, "version")) }
             dt { "Created" } dd { (field(event, "created_at")) }
         }
@@ -778,9 +790,34 @@ pub(super) fn endpoint_state(view: &Value) -> Markup {
     }
 }
 
+/// An endpoint's failure rate and last success from the attempts of recent events (`None`: it had no
+/// attempt among them).
+pub(super) fn health_cells(health: Option<&Health>) -> (Markup, Markup) {
+    match health {
+        Some(health) if health.attempts > 0 => {
+            let percent = (health.failed * 100 + health.attempts / 2) / health.attempts;
+            let rate = html! {
+                span class=(if health.failed == 0 { "good" } else if health.failed == health.attempts { "bad" } else { "warn" }) data-failure-rate=(percent) {
+                    (percent) "%"
+                }
+                " " span.muted { "(" (health.failed) " of " (health.attempts) " attempts failed)" }
+            };
+            let last = html! {
+                @match &health.last_success { Some(at) => (at), None => span.bad { "none" } }
+            };
+            (rate, last)
+        }
+        _ => (
+            html! { span.muted { "no attempt" } },
+            html! { span.muted { "—" } },
+        ),
+    }
+}
+
 pub fn endpoints(
     operator: &Operator,
     page: &Page<Value>,
+    health: &BTreeMap<String, Health>,
     form: &EndpointForm<'_>,
     created: Option<&Value>,
 ) -> Markup {
@@ -795,7 +832,7 @@ pub fn endpoints(
             p.muted { "No endpoints yet: register one below, with POST /v1/endpoints or [[delivery.endpoints]]." }
         } @else {
             div.scroll { table {
-                thead { tr { th { "Id" } th { "URL" } th { "Events / providers" } th { "State" } th { "Source" } th {} } }
+                thead { tr { th { "Id" } th { "URL" } th { "Events / providers" } th { "State" } th { "Failure rate" } th { "Last success" } th { "Source" } th {} } }
                 tbody {
                     @for endpoint in &page.items {
                         @let id = field(endpoint, "id");
@@ -805,6 +842,9 @@ pub fn endpoints(
                             td { (field(endpoint, "url")) }
                             td { (field(endpoint, "event_types")) br; (field(endpoint, "providers")) }
                             td { (endpoint_state(endpoint)) }
+                            @let (rate, last) = health_cells(health.get(&id));
+                            td { (rate) }
+                            td { (last) }
                             td { (field(endpoint, "source")) }
                             td {
                                 @if field(endpoint, "source") != "config" {
@@ -820,6 +860,7 @@ pub fn endpoints(
                 }
             } }
         }
+        p.muted { "Failure rate and last success: from the attempts recorded on the newest " (HEALTH_WINDOW) " events." }
         (next_page("/ui/endpoints", &[], page.next_cursor.as_deref()))
         h2 { "Register an endpoint" }
         (endpoint_form("/ui/endpoints", &operator.csrf, form, "Register", true))
@@ -831,6 +872,45 @@ pub fn endpoints(
 pub(super) struct EndpointExtras<'a> {
     pub(super) secret: Option<&'a Value>,
     pub(super) answer: Option<&'a Result<String, String>>,
+    /// The id of a test event just queued.
+    pub(super) test_event: Option<&'a str>,
+    /// Its delivery health over recent events.
+    pub(super) health: Option<&'a Health>,
+}
+
+/// "Send a test event" (`action`), and the event just queued, linked to its page under `events`
+/// (`/ui/events/` or `/portal/events/`), where its attempt appears.
+pub(super) fn test_event_section(
+    action: &str,
+    csrf: &str,
+    sent: Option<&str>,
+    events: &str,
+) -> Markup {
+    html! {
+        h2 { "Test event" }
+        form.filters method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { "Send a test event" }
+            span.muted { "An endpoint.test event, signed and sent to this endpoint only." }
+        }
+        @if let Some(id) = sent {
+            div.answer.good role="status" #test-event {
+                "Test event " a href=(format!("{events}{}", encode(id))) { code { (id) } }
+                " queued for this endpoint: its attempt appears on its page."
+            }
+        }
+    }
+}
+
+/// An event's transaction, linked (`None` for a test event, which has none).
+fn event_transaction(event: &Value) -> Markup {
+    html! {
+        @if event["transaction_key"].is_string() {
+            a href=(transaction_url(&field(event, "provider"), &field(event, "flow"), &field(event, "transaction_key"))) { (field(event, "provider")) " " (field(event, "flow")) " " (field(event, "transaction_key")) }
+        } @else {
+            span.muted { "none (a test event)" }
+        }
+    }
 }
 
 pub fn endpoint(
@@ -852,7 +932,9 @@ pub fn endpoint(
             dt { "Events" } dd { (field(view, "event_types")) }
             dt { "Providers" } dd { (field(view, "providers")) }
             dt { "State" } dd { (endpoint_state(view)) }
-            dt { "Last success" } dd.muted { "not recorded" }
+            @let (rate, last) = health_cells(extras.health);
+            dt { "Failure rate" } dd { (rate) }
+            dt { "Last success" } dd { (last) }
             dt { "Source" } dd { (field(view, "source")) }
             dt { "Created" } dd { (field(view, "created_at")) }
         }
@@ -878,6 +960,7 @@ pub fn endpoint(
             }
         }
         @if let Some(secret) = extras.secret { (secret_section(secret)) }
+        (test_event_section(&action("test"), &operator.csrf, extras.test_event, "/ui/events/"))
         h2 { "Failed events" }
         form.filters method="post" action=(action("replay-failed")) {
             input type="hidden" name="csrf" value=(operator.csrf);

@@ -38,6 +38,7 @@ pub(super) fn configure(config: &mut ServiceConfig) {
             .route("/endpoints/{id}/enabled", web::post().to(set_enabled))
             .route("/endpoints/{id}/rotate", web::post().to(rotate))
             .route("/endpoints/{id}/secret", web::post().to(reveal))
+            .route("/endpoints/{id}/test", web::post().to(send_test_event))
             .route("/events/{id}", web::get().to(event)),
     );
 }
@@ -278,6 +279,8 @@ async fn home_page(
         .map(|event| only_for(event, &ids))
         .collect();
     let views: Vec<Value> = documents.iter().map(crate::delivery::public_view).collect();
+    // From the attempts on the events listed below (already read): nothing more to ask MongoDB.
+    let health = events::health_of(&recent);
     let content = html! {
         @if let Some(created) = created {
             div.answer.good role="status" {
@@ -290,7 +293,7 @@ async fn home_page(
             p.muted { "No endpoints yet." }
         } @else {
             div.scroll { table {
-                thead { tr { th { "Endpoint" } th { "URL" } th { "Events" } th { "State" } } }
+                thead { tr { th { "Endpoint" } th { "URL" } th { "Events" } th { "State" } th { "Failure rate" } th { "Last success" } } }
                 tbody {
                     @for view in &views {
                         tr {
@@ -301,11 +304,15 @@ async fn home_page(
                                 @if view["enabled"] == Value::Bool(false) { span.bad { "disabled" } } @else { span.good { "enabled" } }
                                 @if !view["failing_since"].is_null() { br; span.bad { "failing since " (field(view, "failing_since")) } }
                             }
+                            @let (rate, last) = pages::health_cells(health.get(&field(view, "id")));
+                            td { (rate) }
+                            td { (last) }
                         }
                     }
                 }
             } }
         }
+        p.muted { "Failure rate and last success: from the attempts on your recent events below." }
         h2 { "Add an endpoint" }
         (pages::endpoint_form("/portal/endpoints", &developer.csrf, form, "Add", false))
         h2 { "Recent events" }
@@ -319,7 +326,7 @@ async fn home_page(
                         tr {
                             td { a href=(format!("/portal/events/{}", encode(&field(event, "id")))) { (field(event, "created_at")) } }
                             td { (field(event, "type")) }
-                            td { (field(event, "provider")) " " (field(event, "transaction_key")) }
+                            td { @if event["transaction_key"].is_string() { (field(event, "provider")) " " (field(event, "transaction_key")) } @else { span.muted { "none (a test event)" } } }
                             td { (targets_list(event)) }
                         }
                     }
@@ -367,10 +374,15 @@ async fn endpoint(
 ) -> Result<HttpResponse, ConsoleError> {
     let developer = signed_in(&request, &state)?;
     let document = owned(&state, &developer.owner, &path).await?;
-    ok(endpoint_page(&developer, &document, None))
+    ok(endpoint_page(&developer, &document, None, None))
 }
 
-fn endpoint_page(developer: &Developer, document: &Document, secret: Option<&Value>) -> Markup {
+fn endpoint_page(
+    developer: &Developer,
+    document: &Document,
+    secret: Option<&Value>,
+    test_event: Option<&str>,
+) -> Markup {
     let view = crate::delivery::public_view(document);
     let id = field(&view, "id");
     let enabled = view["enabled"] != Value::Bool(false);
@@ -405,6 +417,7 @@ fn endpoint_page(developer: &Developer, document: &Document, secret: Option<&Val
             }
         }
         @if let Some(secret) = secret { (pages::secret_section(secret)) }
+        @if enabled { (pages::test_event_section(&action("test"), &developer.csrf, test_event, "/portal/events/")) }
     };
     layout(developer, &format!("Endpoint {id}"), content)
 }
@@ -434,7 +447,7 @@ async fn rotate(
     owned(&state, &developer.owner, &path).await?;
     let secret = endpoints::rotate_secret(&state, &path).await?;
     let document = owned(&state, &developer.owner, &path).await?;
-    ok(endpoint_page(&developer, &document, Some(&secret)))
+    ok(endpoint_page(&developer, &document, Some(&secret), None))
 }
 
 async fn reveal(
@@ -446,7 +459,21 @@ async fn reveal(
     let (developer, _) = checked_form(&request, &state, &body)?;
     let document = owned(&state, &developer.owner, &path).await?;
     let secret = endpoints::secret_of(&state, &path).await?;
-    ok(endpoint_page(&developer, &document, Some(&secret)))
+    ok(endpoint_page(&developer, &document, Some(&secret), None))
+}
+
+/// "Send a test event" to one of the owner's endpoints (the query API's own function).
+async fn send_test_event(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ConsoleError> {
+    let (developer, _) = checked_form(&request, &state, &body)?;
+    owned(&state, &developer.owner, &path).await?;
+    let sent = endpoints::send_test_event(&state, &path).await?;
+    let document = owned(&state, &developer.owner, &path).await?;
+    ok(endpoint_page(&developer, &document, None, Some(&sent)))
 }
 
 async fn event(
@@ -464,7 +491,7 @@ async fn event(
         dl.fields {
             dt { "Type" } dd { (field(&event, "type")) }
             dt { "Status" } dd { (status(&field(&event, "status"))) }
-            dt { "Transaction" } dd { (field(&event, "provider")) " " (field(&event, "flow")) " " (field(&event, "transaction_key")) }
+            dt { "Transaction" } dd { @if event["transaction_key"].is_string() { (field(&event, "provider")) " " (field(&event, "flow")) " " (field(&event, "transaction_key")) } @else { span.muted { "none (a test event)" } } }
             dt { "Created" } dd { (field(&event, "created_at")) }
         }
         h2 { "Your endpoints" }

@@ -3,6 +3,7 @@
 //! - `POST /v1/endpoints`, `GET /v1/endpoints`, `GET/PATCH/DELETE /v1/endpoints/{id}`
 //! - `GET /v1/endpoints/{id}/secret`, `POST /v1/endpoints/{id}/secret/rotate`
 //! - `POST /v1/endpoints/{id}/recover?since=…`: every event that failed for it since then, sent again
+//! - `POST /v1/endpoints/{id}/test`: a test event (`endpoint.test`) for that endpoint only
 //!
 //! Endpoints declared in configuration are listed too, and cannot be changed here.
 
@@ -548,4 +549,78 @@ pub(crate) async fn recover_failed(
         .await
         .map_err(stored::unavailable)?;
     Ok(result.modified_count)
+}
+
+/// The type of the events `POST /v1/endpoints/{id}/test` queues: never routed to an endpoint by
+/// subscription, only to the endpoint it was asked for.
+pub(crate) const TEST_EVENT_TYPE: &str = "endpoint.test";
+
+pub async fn test(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request, &state)?;
+    let id = send_test_event(&state, &path).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "id": id,
+        "type": TEST_EVENT_TYPE,
+        "endpoint": path.as_str(),
+        "status": "pending",
+        "event_url": format!("/v1/events/{id}"),
+        "console_url": format!("/ui/events/{id}"),
+    })))
+}
+
+/// Queues a test event for endpoint `id` only: an `events` document due now with that one target, which
+/// the dispatcher's retry path sends like any other (signed, its attempts recorded, retried on the
+/// schedule). Its payload says it is a test and names the endpoint; no transaction is behind it (its
+/// `transaction_id` is its own, so no ordering waits on it). Answers the event's id. A disabled endpoint
+/// is refused (409): the event would wait until it is enabled.
+pub(crate) async fn send_test_event(state: &AppState, id: &str) -> Result<String, ApiError> {
+    let endpoint = find(state, id).await?;
+    if endpoint.get_bool("enabled") == Ok(false) {
+        return Err(ApiError::Conflict {
+            code: "ENDPOINT_DISABLED",
+            message: "This endpoint is disabled; enable it before sending it a test event".into(),
+        });
+    }
+    let now = Utc::now();
+    let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    let at = mmo_actors::store::events::rfc3339(now);
+    let payload = serde_json::json!({
+        "type": TEST_EVENT_TYPE,
+        "timestamp": at,
+        "data": {
+            "test": true,
+            "message": "A test event sent on request from mmo-webhooks: no payment is behind it.",
+            "endpoint": id,
+            "sent_at": at,
+        },
+    })
+    .to_string();
+    let mut event = doc! {
+        "_id": &event_id,
+        "type": TEST_EVENT_TYPE,
+        "transaction_id": format!("{TEST_EVENT_TYPE}:{event_id}"),
+        "version": 1_i64,
+        "created_at": bson_time(now),
+        "acknowledged_at": bson_time(now),
+        "payload": payload,
+        "status": "pending",
+        "due_at": bson_time(now),
+        "targets": [mmo_actors::store::events::Target::pending(id, now).document()],
+    };
+    // As every event to an owned endpoint: the portal lists its owner's events by `owners`.
+    if let Ok(owner) = endpoint.get_str("owner") {
+        event.insert("owners", vec![owner.to_owned()]);
+    }
+    state
+        .store
+        .events()
+        .insert_one(event)
+        .await
+        .map_err(stored::unavailable)?;
+    tracing::info!(endpoint = id, event = event_id, "test event queued");
+    Ok(event_id)
 }

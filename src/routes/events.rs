@@ -285,3 +285,99 @@ pub(crate) async fn events_of_owner(
         .limit(limit);
     Ok(stored::all(query).await?.iter().map(detail).collect())
 }
+
+/// How many of the newest events the console's delivery health of endpoints is read from.
+pub(crate) const HEALTH_WINDOW: i64 = 500;
+
+/// What the attempts recorded on some events say of one endpoint.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Health {
+    pub(crate) attempts: u64,
+    /// Attempts not answered with a 2xx (an error, a timeout, any other status).
+    pub(crate) failed: u64,
+    /// The latest attempt answered with a 2xx (RFC 3339).
+    pub(crate) last_success: Option<String>,
+}
+
+/// Each endpoint's health from the attempts of `events` (as [`event_detail`] shows them).
+pub(crate) fn health_of<'a>(
+    events: impl IntoIterator<Item = &'a Value>,
+) -> std::collections::BTreeMap<String, Health> {
+    let mut health: std::collections::BTreeMap<String, Health> = Default::default();
+    for attempt in events
+        .into_iter()
+        .filter_map(|event| event["attempts"].as_array())
+        .flatten()
+    {
+        let Some(endpoint) = attempt["endpoint"].as_str() else {
+            continue;
+        };
+        let entry = health.entry(endpoint.to_owned()).or_default();
+        entry.attempts += 1;
+        let succeeded = attempt["status_code"]
+            .as_i64()
+            .is_some_and(|code| (200..300).contains(&code));
+        if !succeeded {
+            entry.failed += 1;
+        } else if let Some(at) = attempt["at"].as_str() {
+            if entry.last_success.as_deref().is_none_or(|last| last < at) {
+                entry.last_success = Some(at.to_owned());
+            }
+        }
+    }
+    health
+}
+
+/// Every endpoint's health from the attempts on the newest [`HEALTH_WINDOW`] events: one bounded read on
+/// the `newest` index, nothing written per delivery to keep it.
+pub(crate) async fn delivery_health(
+    state: &AppState,
+) -> Result<std::collections::BTreeMap<String, Health>, ApiError> {
+    let query = state
+        .store
+        .events()
+        .find(doc! {})
+        .sort(doc! {"created_at": -1, "_id": -1})
+        .projection(doc! {"attempts.endpoint": 1, "attempts.status_code": 1, "attempts.at": 1})
+        .limit(HEALTH_WINDOW);
+    let events: Vec<Value> = stored::all(query).await?.iter().map(detail).collect();
+    Ok(health_of(&events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_counts_failed_attempts_and_keeps_the_latest_success() {
+        let events = [
+            json!({"attempts": [
+                {"endpoint": "ep_a", "status_code": 500, "at": "2026-12-08T01:00:00.000Z"},
+                {"endpoint": "ep_a", "status_code": 204, "at": "2026-12-08T01:00:05.000Z"},
+                {"endpoint": "ep_b", "status_code": null, "at": "2026-12-08T01:00:06.000Z"},
+            ]}),
+            json!({"attempts": [
+                {"endpoint": "ep_a", "status_code": 200, "at": "2026-12-08T00:59:00.000Z"},
+                {"endpoint": "ep_b", "status_code": 302, "at": "2026-12-08T01:01:00.000Z"},
+            ]}),
+            json!({"attempts": []}),
+        ];
+        let health = health_of(&events);
+        assert_eq!(
+            health["ep_a"],
+            Health {
+                attempts: 3,
+                failed: 1,
+                last_success: Some("2026-12-08T01:00:05.000Z".into())
+            }
+        );
+        assert_eq!(
+            health["ep_b"],
+            Health {
+                attempts: 2,
+                failed: 2,
+                last_success: None
+            }
+        );
+    }
+}

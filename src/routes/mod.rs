@@ -111,6 +111,7 @@ pub fn configure(config: &mut ServiceConfig) {
             "/endpoints/{id}/recover",
             web::post().to(endpoints::recover),
         )
+        .route("/endpoints/{id}/test", web::post().to(endpoints::test))
         .route("/events", web::get().to(events::list))
         .route("/events/{id}", web::get().to(events::get))
         .route("/events/{id}/replay", web::post().to(events::replay))
@@ -175,6 +176,7 @@ pub fn served() -> Vec<Served> {
         ("GET", "/v1/endpoints/{id}/secret"),
         ("POST", "/v1/endpoints/{id}/secret/rotate"),
         ("POST", "/v1/endpoints/{id}/recover"),
+        ("POST", "/v1/endpoints/{id}/test"),
         ("GET", "/v1/events"),
         ("GET", "/v1/events/{id}"),
         ("POST", "/v1/events/{id}/replay"),

@@ -193,6 +193,11 @@ pub async fn receive_callback(
         .await;
     match answer {
         Ok(Ok(outcome)) => {
+            // Every callback acknowledged counts once in the console's chart, repeats included (an
+            // operator sending again is traffic too); quarantined bodies do not.
+            state
+                .callback_minutes
+                .record(route.provider.name(), received_at);
             let outcome = match outcome {
                 // Journaled: durable, on its way to MongoDB.
                 RecordOutcome::Journaled | RecordOutcome::Stored => "stored",
@@ -248,6 +253,7 @@ async fn decide_now(
     received_at: chrono::DateTime<Utc>,
 ) -> HttpResponse {
     let decision = apply_decision(provider, &mut callback, &state.acceptance_rules);
+    state.callback_minutes.record(provider.name(), received_at);
     let supervisor = state.supervisor.clone();
     let timeout = state.pipeline_timeout;
     let store = async move {

@@ -958,3 +958,136 @@ async fn an_endpoints_failed_events_are_sent_again_and_recovered_since_a_date_fr
         .until("an attempt after the recovery", |got| got.len() > before)
         .await;
 }
+
+/// The `data-total` the chart `chart` (`chart-hour`, `chart-day`) of `page` shows for `provider`.
+pub(crate) fn chart_total(page: &str, chart: &str, provider: &str) -> Option<u64> {
+    let start = page.find(&format!(r#"id="{chart}""#))?;
+    let svg = &page[start..start + page[start..].find("</svg>")?];
+    let marker = format!(r#"data-provider="{provider}" data-total=""#);
+    let at = svg.find(&marker)? + marker.len();
+    svg[at..at + svg[at..].find('"')?].parse().ok()
+}
+
+#[actix_web::test]
+async fn the_overview_charts_callbacks_per_minute_added_up_across_instances_through_mongodb() {
+    use crate::helpers::spawn_app_with;
+    // Two instances on one database, as behind a load balancer.
+    let settings = test_settings(&[("MMO__AUTH__ADMIN_TOKENS", ADMIN)]);
+    let first = spawn_app_with(settings.clone()).await;
+    let second = spawn_app_with(settings).await;
+    for _ in 0..3 {
+        let key =
+            format!("CHART{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+        let reply = first
+            .post(
+                "/v1/webhooks/mpesa/c2b/confirmation",
+                &Mpesa::c2b_confirmation_for(&key),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    for _ in 0..2 {
+        first
+            .mtn_collection(
+                &format!("chart-{}", uuid::Uuid::new_v4().simple()),
+                "SUCCESSFUL",
+            )
+            .await;
+    }
+    let key = format!("CHART{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+    let reply = second
+        .post(
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            &Mpesa::c2b_confirmation_for(&key),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // A repeat counts too (it was received and acknowledged).
+    let reply = second
+        .post(
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            &Mpesa::c2b_confirmation_for(&key),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // A body that cannot be understood is quarantined, not counted.
+    let reply = second
+        .post(
+            "/v1/webhooks/mpesa/c2b/confirmation",
+            &json!({"not": "a callback"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+
+    // The second instance's overview shows its own counts at once, and the first's once that one has
+    // added them to MongoDB (every 10 seconds): 3 + 2 M-Pesa, 2 MTN, no Airtel.
+    let browser = Browser::of(&second);
+    let session = browser.sign_in().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let page = loop {
+        let page = browser.get("/ui/", Some(&session)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        if chart_total(&page.text, "chart-hour", "mpesa") == Some(5)
+            && chart_total(&page.text, "chart-hour", "mtn_mobile_money") == Some(2)
+        {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chart never showed the first instance's callbacks: {}",
+            page.text
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let text = &page.text;
+    assert_eq!(chart_total(text, "chart-hour", "airtel_money"), Some(0));
+    assert_eq!(chart_total(text, "chart-day", "mpesa"), Some(5));
+    assert_eq!(chart_total(text, "chart-day", "mtn_mobile_money"), Some(2));
+    for shown in [
+        "M-Pesa: 5 callbacks",
+        "MTN MoMo: 2 callbacks",
+        "Airtel Money: 0 callbacks",
+        "<polyline",
+    ] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+    // Drawn without inline style or script (the Content-Security-Policy allows neither).
+    assert!(!text.contains("style="), "{text}");
+    assert!(!text.contains("<script>"), "{text}");
+    assert_eq!(page.header("content-security-policy"), CSP);
+    // The htmx refresh carries the chart too.
+    let fragment = browser.get("/ui/overview", Some(&session)).await;
+    assert!(
+        chart_total(&fragment.text, "chart-hour", "mpesa").is_some(),
+        "{}",
+        fragment.text
+    );
+
+    // What MongoDB holds: one small document per minute and provider, with a TTL index; once both
+    // instances flushed, the sums are the callbacks acknowledged.
+    let minutes = crate::delivery::collection(&second, "callback_minutes");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let mut sums = std::collections::BTreeMap::new();
+        let mut cursor = minutes.find(doc! {}).await.unwrap();
+        while cursor.advance().await.unwrap() {
+            let document = cursor.deserialize_current().unwrap();
+            let id = document.get_str("_id").unwrap().to_owned();
+            let provider = document.get_str("provider").unwrap().to_owned();
+            assert!(id.ends_with(&format!("Z/{provider}")), "{id}");
+            assert!(document.get_datetime("minute").is_ok(), "{document}");
+            *sums.entry(provider).or_insert(0) += document.get_i64("count").unwrap();
+        }
+        if sums.get("mpesa") == Some(&5) && sums.get("mtn_mobile_money") == Some(&2) {
+            assert_eq!(sums.len(), 2, "{sums:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not flushed: {sums:?}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let indexes = minutes.list_index_names().await.unwrap();
+    assert!(indexes.iter().any(|name| name == "expire"), "{indexes:?}");
+}

@@ -176,7 +176,7 @@ pub(crate) async fn register(app: &TestApp, url: &str) -> (String, String) {
 /// Whether `delivery` is signed with `secret`, by the service's own verifier — and the `standardwebhooks`
 /// crate, the specification's reference library, must say the same: an independent implementation of
 /// what a merchant's receiver checks.
-fn verifies(secret: &str, delivery: &Received) -> bool {
+pub(crate) fn verifies(secret: &str, delivery: &Received) -> bool {
     let key = secret_key(secret).unwrap();
     let now = chrono::Utc::now().timestamp();
     let ours = verify(

@@ -2,6 +2,7 @@
 //! scripts/test.sh (`MMO_TEST_MONGODB_URI`). Each test gets its own database.
 
 mod authentication;
+mod browser;
 mod console;
 mod delivery;
 mod errors;
@@ -18,5 +19,6 @@ mod quarantine;
 mod rate_limits;
 mod reports;
 mod sharding;
+mod test_events;
 mod transactions;
 mod webhooks;

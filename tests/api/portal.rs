@@ -9,7 +9,7 @@ use crate::console::Browser;
 use crate::delivery::{admin, app_delivering, receiver};
 use crate::helpers::{TestApp, TOKEN};
 
-async fn link(app: &TestApp, owner: &str) -> String {
+pub(crate) async fn link(app: &TestApp, owner: &str) -> String {
     let reply = admin(
         app,
         Method::POST,
@@ -25,14 +25,14 @@ async fn link(app: &TestApp, owner: &str) -> String {
     url[at..].to_owned()
 }
 
-async fn endpoint(app: &TestApp, body: Value) -> String {
+pub(crate) async fn endpoint(app: &TestApp, body: Value) -> String {
     let reply = admin(app, Method::POST, "/v1/endpoints", body).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     reply.body["id"].as_str().unwrap().to_owned()
 }
 
 /// Opens the portal with `link`; answers the session cookie.
-async fn enter(browser: &Browser, link: &str) -> String {
+pub(crate) async fn enter(browser: &Browser, link: &str) -> String {
     let opened = browser.get(link, None).await;
     assert_eq!(opened.status, StatusCode::OK, "{}", opened.text);
     assert!(opened.text.contains("url=/portal/"), "{}", opened.text);

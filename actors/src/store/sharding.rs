@@ -35,6 +35,8 @@ pub const SHARD_KEYS: &[(&str, ShardKey)] = &[
     ("endpoints", ShardKey::Unsharded),
     ("leases", ShardKey::Unsharded),
     ("operator_tokens", ShardKey::Unsharded),
+    // The console's callbacks per minute and provider (at most two days of them; `src/callback_minutes.rs`).
+    ("callback_minutes", ShardKey::Unsharded),
 ];
 
 /// The shard key of `collection`; `None` for a collection the table does not list.
