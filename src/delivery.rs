@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use actix_tls::connect::{Connector as TcpConnector, Resolver};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
-use mmo_actors::delivery::{self, sealing, Outbox, Request, Response, Transport};
+use mmo_actors::delivery::{self, sealing, DeliveryStore, EventLog, Request, Response, Transport};
 use mongodb::bson::{doc, Document};
 use secrecy::ExposeSecret;
 
@@ -127,7 +127,7 @@ impl Transport for HttpTransport {
 /// Writes the endpoints declared in configuration to `endpoints` (marked `source: "config"`), so that
 /// the dispatcher and the API see one list; an endpoint once declared and now gone is removed.
 pub async fn sync_configured_endpoints(
-    outbox: &Outbox,
+    store: &DeliveryStore,
     config: &DeliveryConfig,
 ) -> Result<(), mongodb::error::Error> {
     let now = mongodb::bson::DateTime::from_chrono(Utc::now());
@@ -146,13 +146,13 @@ pub async fn sync_configured_endpoints(
             },
             "$setOnInsert": {"enabled": true, "created_at": now},
         };
-        outbox
+        store
             .endpoints()
             .update_one(doc! {"_id": &endpoint.id}, update)
             .upsert(true)
             .await?;
     }
-    outbox
+    store
         .endpoints()
         .delete_many(doc! {"source": "config", "_id": {"$nin": ids}})
         .await?;
@@ -167,12 +167,12 @@ const KEY_CHECK_WAIT: Duration = Duration::from_secs(10);
 /// does not open with `key`: sealed with another key, or a key is missing. Endpoints declared in
 /// configuration are left out: they are written again, sealed with today's key, at every start.
 pub async fn unopened_secrets(
-    outbox: &Outbox,
+    store: &DeliveryStore,
     key: Option<&sealing::SecretsKey>,
 ) -> Result<Vec<String>, mongodb::error::Error> {
     let now = Utc::now();
     let mut unopened = Vec::new();
-    let mut endpoints = outbox
+    let mut endpoints = store
         .endpoints()
         .find(doc! {"source": {"$ne": "config"}})
         .projection(doc! {"secrets": 1})
@@ -232,7 +232,7 @@ pub async fn check_secrets_key(
     let key = config.sealing_key();
     let checked = tokio::time::timeout(
         KEY_CHECK_WAIT,
-        unopened_secrets(&Outbox::new(database), key.as_ref()),
+        unopened_secrets(&DeliveryStore::new(database), key.as_ref()),
     )
     .await;
     match checked {
@@ -261,12 +261,13 @@ pub fn start(
     names: Arc<dyn Names>,
     key_checked: bool,
 ) -> Option<delivery::Delivery> {
-    let outbox = Outbox::new(database);
+    let store = DeliveryStore::new(database);
+    let events = EventLog::new(database);
     {
-        let (outbox, config) = (outbox.clone(), config.clone());
+        let (store, config) = (store.clone(), config.clone());
         actix_web::rt::spawn(async move {
             let mut wait = Duration::from_millis(200);
-            while let Err(error) = sync_configured_endpoints(&outbox, &config).await {
+            while let Err(error) = sync_configured_endpoints(&store, &config).await {
                 tracing::warn!(%error, "configured endpoints not written yet; retrying");
                 tokio::time::sleep(wait).await;
                 wait = mmo_actors::backoff::doubled(wait, 1, Duration::from_secs(10));
@@ -276,14 +277,14 @@ pub fn start(
     let transport: Arc<dyn Transport> =
         Arc::new(HttpTransport::new(config.address_policy(), names));
     if key_checked {
-        return Some(delivery::start(config.settings(), outbox, transport));
+        return Some(delivery::start(config.settings(), store, events, transport));
     }
     let config = config.clone();
     actix_web::rt::spawn(async move {
         let key = config.sealing_key();
         let mut wait = Duration::from_millis(200);
         loop {
-            match unopened_secrets(&outbox, key.as_ref()).await {
+            match unopened_secrets(&store, key.as_ref()).await {
                 Ok(unopened) if unopened.is_empty() => break,
                 Ok(unopened) => {
                     tracing::error!("delivery not started: {}", refusal(&unopened, key.as_ref()));
@@ -297,14 +298,14 @@ pub fn start(
             tokio::time::sleep(wait).await;
         }
         // Started late: not stopped cleanly (its lease runs out by itself at exit).
-        delivery::start(config.settings(), outbox, transport);
+        delivery::start(config.settings(), store, events, transport);
     });
     None
 }
 
 /// An endpoint document as the API shows it (secrets left out).
 pub fn public_view(document: &Document) -> serde_json::Value {
-    let texts = |field| delivery::outbox::texts_of(document, field);
+    let texts = |field| delivery::store::texts_of(document, field);
     serde_json::json!({
         "id": document.get_str("_id").unwrap_or_default(),
         "url": document.get_str("url").unwrap_or_default(),

@@ -65,6 +65,11 @@ pub fn unavailable(error: mongodb::error::Error) -> ApiError {
     ApiError::QueryFailed(error.to_string())
 }
 
+/// A store's error (already classified) as the query API answers it.
+pub fn store_failed(error: mmo_actors::StoreError) -> ApiError {
+    ApiError::QueryFailed(error.to_string())
+}
+
 /// The UTC day `date` names: `[start, end)`.
 pub fn day(date: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let start = NaiveDate::parse_from_str(date, "%Y-%m-%d")

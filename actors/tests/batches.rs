@@ -30,7 +30,11 @@ async fn events_written(store: &MongoStore, filter: Document) -> Vec<Document> {
     let feed = Feed::new(store.database());
     let start = feed.position().await.unwrap().expect("a position");
     let mut stream = feed
-        .open(Some(start.token), std::time::Duration::from_millis(100))
+        .open(
+            Some(start.token),
+            std::time::Duration::from_millis(100),
+            1_000,
+        )
         .await
         .unwrap();
     let mut written = Vec::new();
@@ -370,7 +374,7 @@ async fn every_change_gets_one_event_written_with_it_and_applying_an_entry_again
 async fn the_dispatchers_due_events_come_from_the_pending_index() {
     let store = mongo_store().await;
     store.ensure_indexes().await.unwrap();
-    let filter = mmo_actors::delivery::Outbox::due_filter(Utc::now());
+    let filter = mmo_actors::store::events::EventLog::due_filter(Utc::now());
     let explained = store
         .database()
         .run_command(doc! {

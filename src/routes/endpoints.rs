@@ -519,36 +519,12 @@ pub(crate) async fn recover_failed(
     since: Option<DateTime<Utc>>,
 ) -> Result<u64, ApiError> {
     find(state, id).await?;
-    let now = mongodb::bson::DateTime::now();
-    let mut filter = doc! {"targets": {"$elemMatch": {"endpoint": id, "status": "failed"}}};
-    if let Some(since) = since {
-        filter.insert(
-            "created_at",
-            doc! {"$gte": mongodb::bson::DateTime::from_chrono(since)},
-        );
-    }
-    let result = state
+    state
         .store
-        .events()
-        .update_many(
-            filter,
-            doc! {
-                "$set": {
-                    "targets.$[target].status": "pending",
-                    "targets.$[target].attempts": 0,
-                    "targets.$[target].next_at": now,
-                    "status": "pending",
-                    "due_at": now,
-                },
-                "$unset": {"expire_at": ""},
-            },
-        )
-        .array_filters(vec![
-            doc! {"target.endpoint": id, "target.status": "failed"},
-        ])
+        .event_log()
+        .requeue_failed(id, since)
         .await
-        .map_err(stored::unavailable)?;
-    Ok(result.modified_count)
+        .map_err(stored::store_failed)
 }
 
 /// The type of the events `POST /v1/endpoints/{id}/test` queues: never routed to an endpoint by
@@ -599,28 +575,19 @@ pub(crate) async fn send_test_event(state: &AppState, id: &str) -> Result<String
         },
     })
     .to_string();
-    let mut event = doc! {
-        "_id": &event_id,
-        "type": TEST_EVENT_TYPE,
-        "transaction_id": format!("{TEST_EVENT_TYPE}:{event_id}"),
-        "version": 1_i64,
-        "created_at": bson_time(now),
-        "acknowledged_at": bson_time(now),
-        "payload": payload,
-        "status": "pending",
-        "due_at": bson_time(now),
-        "targets": [mmo_actors::store::events::Target::pending(id, now).document()],
-    };
-    // As every event to an owned endpoint: the portal lists its owner's events by `owners`.
-    if let Ok(owner) = endpoint.get_str("owner") {
-        event.insert("owners", vec![owner.to_owned()]);
-    }
     state
         .store
-        .events()
-        .insert_one(event)
+        .event_log()
+        .queue_alone(
+            &event_id,
+            TEST_EVENT_TYPE,
+            payload,
+            id,
+            endpoint.get_str("owner").ok(),
+            now,
+        )
         .await
-        .map_err(stored::unavailable)?;
+        .map_err(stored::store_failed)?;
     tracing::info!(endpoint = id, event = event_id, "test event queued");
     Ok(event_id)
 }

@@ -6,8 +6,8 @@
 //! - `POST /v1/events/{id}/replay[?endpoint=]`
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use mmo_actors::store::events::EventType;
-use mongodb::bson::{doc, Bson, Document};
+use mmo_actors::store::events::{rfc3339, EventType, StoredEvent, Target};
+use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 
 use super::{require_admin, AppState};
@@ -20,40 +20,37 @@ pub(crate) const EVENT_FILTERS: &[&str] = &[
     "type", "provider", "since", "until", "status", "limit", "cursor",
 ];
 
-fn targets(document: &Document) -> Vec<Value> {
-    document
-        .get_array("targets")
-        .map(|targets| {
-            targets
-                .iter()
-                .filter_map(Bson::as_document)
-                .map(|target| {
-                    json!({
-                        "endpoint": target.get_str("endpoint").unwrap_or_default(),
-                        "status": target.get_str("status").unwrap_or_default(),
-                        "attempts": target.get_i32("attempts").unwrap_or(0),
-                        "next_attempt_at": (target.get_str("status") == Ok("pending"))
-                            .then(|| stored::rfc3339(target, "next_at"))
-                            .flatten(),
-                    })
-                })
-                .collect()
+fn targets(event: &StoredEvent) -> Vec<Value> {
+    event
+        .targets
+        .iter()
+        .map(|target| {
+            json!({
+                "endpoint": target.endpoint,
+                "status": target.status,
+                "attempts": target.attempts,
+                "next_attempt_at": (target.status == "pending").then(|| rfc3339(target.next_at)),
+            })
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// An event as listed.
 fn item(document: &Document) -> Value {
+    view(&StoredEvent::from_document(document))
+}
+
+fn view(event: &StoredEvent) -> Value {
     json!({
-        "id": stored::text(document, "_id"),
-        "type": stored::text(document, "type"),
-        "provider": stored::text(document, "provider"),
-        "flow": stored::text(document, "flow"),
-        "transaction_key": stored::text(document, "transaction_key"),
-        "version": document.get_i64("version").unwrap_or(0),
-        "status": stored::text(document, "status"),
-        "created_at": stored::rfc3339(document, "created_at"),
-        "targets": targets(document),
+        "id": event.id,
+        "type": event.event_type,
+        "provider": event.provider,
+        "flow": event.flow,
+        "transaction_key": event.transaction_key,
+        "version": event.version,
+        "status": event.status,
+        "created_at": event.created_at.map(rfc3339),
+        "targets": targets(event),
     })
 }
 
@@ -111,10 +108,10 @@ pub(crate) async fn list_events(
 async fn find(state: &AppState, id: &str) -> Result<Document, ApiError> {
     state
         .store
-        .events()
-        .find_one(doc! {"_id": id})
+        .event_log()
+        .find(id)
         .await
-        .map_err(stored::unavailable)?
+        .map_err(stored::store_failed)?
         .ok_or(ApiError::NoSuch("event"))
 }
 
@@ -133,51 +130,44 @@ pub(crate) async fn event_detail(state: &AppState, id: &str) -> Result<Value, Ap
 }
 
 /// The events of one transaction (`provider|flow|key`, as stored), oldest first, each with its attempts.
-/// An event's `_id` follows from its transaction and version: looked up by `_id`, never scanned for.
 pub(crate) async fn events_of_transaction(
     state: &AppState,
     transaction_id: &str,
     version: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    let ids: Vec<String> = (1..=version.clamp(0, 1000))
-        .map(|version| mmo_actors::store::events::event_id(transaction_id, version))
-        .collect();
-    let query = state
+    let found = state
         .store
-        .events()
-        .find(doc! {"_id": {"$in": ids}})
-        .sort(doc! {"version": 1});
-    Ok(stored::all(query).await?.iter().map(detail).collect())
+        .event_log()
+        .of_transaction(transaction_id, version)
+        .await
+        .map_err(stored::store_failed)?;
+    Ok(found.iter().map(detail).collect())
 }
 
 fn detail(document: &Document) -> Value {
-    let mut view = item(document);
-    view["payload"] = document
-        .get_str("payload")
-        .ok()
+    let event = StoredEvent::from_document(document);
+    let mut shown = view(&event);
+    shown["payload"] = event
+        .payload
+        .as_deref()
         .and_then(|payload| serde_json::from_str(payload).ok())
         .unwrap_or(Value::Null);
-    view["attempts"] = document
-        .get_array("attempts")
-        .map(|attempts| {
-            attempts
-                .iter()
-                .filter_map(Bson::as_document)
-                .map(|attempt| {
-                    json!({
-                        "endpoint": stored::text(attempt, "endpoint"),
-                        "attempt": attempt.get_i32("attempt").unwrap_or(0),
-                        "at": stored::rfc3339(attempt, "at"),
-                        "status_code": attempt.get_i32("status_code").ok(),
-                        "duration_ms": attempt.get_i64("duration_ms").unwrap_or(0),
-                        "response": stored::text(attempt, "response"),
-                        "error": stored::text(attempt, "error"),
-                    })
-                })
-                .collect()
+    shown["attempts"] = event
+        .attempts
+        .iter()
+        .map(|attempt| {
+            json!({
+                "endpoint": attempt.endpoint,
+                "attempt": attempt.attempt,
+                "at": attempt.at.map(rfc3339),
+                "status_code": attempt.status_code,
+                "duration_ms": attempt.duration_ms,
+                "response": attempt.response,
+                "error": attempt.error,
+            })
         })
-        .unwrap_or_else(|_| Value::Array(Vec::new()));
-    view
+        .collect();
+    shown
 }
 
 pub async fn replay(
@@ -203,19 +193,13 @@ pub(crate) async fn replay_event(
     id: &str,
     endpoint: Option<String>,
 ) -> Result<Value, ApiError> {
-    let events = state.store.events();
-    let document = find(state, id).await?;
-    let now = mongodb::bson::DateTime::now();
-    let mut targets: Vec<Document> = document
-        .get_array("targets")
-        .map(|targets| {
-            targets
-                .iter()
-                .filter_map(Bson::as_document)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let event = StoredEvent::from_document(&find(state, id).await?);
+    let now = chrono::Utc::now();
+    let mut targets: Vec<Target> = event
+        .targets
+        .iter()
+        .map(|target| Target::pending(&target.endpoint, now))
+        .collect();
     match &endpoint {
         Some(id) => {
             let exists = state
@@ -229,8 +213,14 @@ pub(crate) async fn replay_event(
             if !exists {
                 return Err(invalid("endpoint", "names no endpoint"));
             }
-            targets.retain(|target| target.get_str("endpoint") != Ok(id.as_str()));
-            targets.push(doc! {"endpoint": id, "status": "pending", "attempts": 0, "next_at": now});
+            // Only that endpoint's state changes; the others' stay as they were.
+            targets = event
+                .targets
+                .iter()
+                .filter(|target| target.endpoint != *id)
+                .cloned()
+                .collect();
+            targets.push(Target::pending(id, now));
         }
         None => {
             if targets.is_empty() {
@@ -239,23 +229,14 @@ pub(crate) async fn replay_event(
                     message: "This event went to no endpoint; name one with ?endpoint=".into(),
                 });
             }
-            for target in &mut targets {
-                target.insert("status", "pending");
-                target.insert("attempts", 0);
-                target.insert("next_at", now);
-            }
         }
     }
-    events
-        .update_one(
-            doc! {"_id": id},
-            doc! {
-                "$set": {"targets": targets, "status": "pending", "due_at": now},
-                "$unset": {"expire_at": ""},
-            },
-        )
+    state
+        .store
+        .event_log()
+        .requeue(id, &targets)
         .await
-        .map_err(stored::unavailable)?;
+        .map_err(stored::store_failed)?;
     Ok(json!({"id": id, "status": "pending"}))
 }
 
@@ -263,27 +244,26 @@ pub(crate) async fn replay_event(
 pub(crate) async fn waiting(state: &AppState) -> Result<u64, ApiError> {
     state
         .store
-        .events()
-        .count_documents(doc! {"due_at": {"$type": "date"}})
+        .event_log()
+        .count_pending()
         .await
-        .map_err(stored::unavailable)
+        .map_err(stored::store_failed)
 }
 
 /// The newest events (at most `limit`) sent or to be sent to an endpoint of `owner`, each with its
-/// attempts (on the partial `by_owner` index: an event carries the owners of its endpoints from when it
-/// was written).
+/// attempts.
 pub(crate) async fn events_of_owner(
     state: &AppState,
     owner: &str,
     limit: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    let query = state
+    let found = state
         .store
-        .events()
-        .find(doc! {"owners": owner})
-        .sort(doc! {"created_at": -1, "_id": -1})
-        .limit(limit);
-    Ok(stored::all(query).await?.iter().map(detail).collect())
+        .event_log()
+        .of_owner(owner, limit)
+        .await
+        .map_err(stored::store_failed)?;
+    Ok(found.iter().map(detail).collect())
 }
 
 /// How many of the newest events the console's delivery health of endpoints is read from.
@@ -333,14 +313,13 @@ pub(crate) fn health_of<'a>(
 pub(crate) async fn delivery_health(
     state: &AppState,
 ) -> Result<std::collections::BTreeMap<String, Health>, ApiError> {
-    let query = state
+    let found = state
         .store
-        .events()
-        .find(doc! {})
-        .sort(doc! {"created_at": -1, "_id": -1})
-        .projection(doc! {"attempts.endpoint": 1, "attempts.status_code": 1, "attempts.at": 1})
-        .limit(HEALTH_WINDOW);
-    let events: Vec<Value> = stored::all(query).await?.iter().map(detail).collect();
+        .event_log()
+        .newest_attempts(HEALTH_WINDOW)
+        .await
+        .map_err(stored::store_failed)?;
+    let events: Vec<Value> = found.iter().map(detail).collect();
     Ok(health_of(&events))
 }
 

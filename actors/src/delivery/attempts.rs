@@ -1,5 +1,5 @@
 //! One event's attempts: which of its targets can be attempted now ([`plan`]), and sending it to them
-//! and judging the answers ([`send`]). Both delivery paths use them: new events from their batch, and
+//! and judging the answers ([`send`]). Both delivery paths use them: new events from their group read from the feed, and
 //! retries from `events`.
 
 use std::collections::{HashMap, HashSet};
@@ -12,10 +12,11 @@ use mongodb::bson::{doc, Document};
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::outbox::{EndpointRecord, Outcome, PendingEvent, Target};
 use super::sender::{truncate, Attempted, RESPONSE_KEPT};
+use super::store::EndpointRecord;
 use super::verdict::{verdict, Verdict};
 use super::{Attempt, Shared};
+use crate::store::events::{Outcome, PendingEvent, Target};
 
 /// What a round can do with one event now.
 pub(super) struct Plan {
@@ -148,10 +149,15 @@ pub(super) async fn send(
         );
         let delivered = judged == Verdict::Delivered;
         let failing = shared.note(&endpoint.id, &attempted, delivered);
-        match failing {
-            Failing::Since(at) => shared.outbox.failing(&endpoint.id, Some(at)).await?,
-            Failing::Recovered => shared.outbox.failing(&endpoint.id, None).await?,
-            Failing::Unchanged | Failing::TooLong => {}
+        // A note on the endpoint, not the event's outcome: a failure to write it is logged and never
+        // turns a delivered event into one sent again.
+        let noted = match failing {
+            Failing::Since(at) => shared.store.failing(&endpoint.id, Some(at)).await,
+            Failing::Recovered => shared.store.failing(&endpoint.id, None).await,
+            Failing::Unchanged | Failing::TooLong => Ok(()),
+        };
+        if let Err(error) = noted {
+            tracing::warn!(endpoint = %endpoint.id, %error, "the endpoint's failing state not written");
         }
         let too_long = failing == Failing::TooLong;
         let outcome = match judged {
@@ -183,7 +189,7 @@ pub(super) async fn send(
                 "answered 410 Gone"
             };
             tracing::warn!(endpoint = %endpoint.id, reason, "endpoint disabled");
-            shared.outbox.disable(&endpoint.id, reason, now).await?;
+            shared.store.disable(&endpoint.id, reason, now).await?;
         }
         metrics::counter!("mmo_delivery_attempts_total", "endpoint" => endpoint.id.clone(), "outcome" => outcome)
             .increment(1);

@@ -15,7 +15,7 @@
 //! flight), which is why it is longer than the others; `new_events.rs` the first attempts from the feed;
 //! `attempts.rs` what one event's attempts do (which targets go now, the answers judged and recorded);
 //! `sender.rs` the signing sender actors and the transport; `verdict.rs` what an answer means;
-//! `outbox.rs` the MongoDB side; `signature.rs` and `sealing.rs` the secrets.
+//! `store.rs` the endpoints and the lease in MongoDB (events are `crate::store::events`'s); `signature.rs` and `sealing.rs` the secrets.
 //!
 //! One instance sends at a time: it holds a lease in MongoDB and renews it every round; a killed
 //! instance's events are picked up by another (or by itself after restart) once its lease has run out,
@@ -31,10 +31,10 @@
 
 mod attempts;
 mod new_events;
-pub mod outbox;
 pub mod sealing;
 pub mod sender;
 pub mod signature;
+pub mod store;
 pub mod verdict;
 
 use std::collections::{HashMap, HashSet};
@@ -49,10 +49,11 @@ use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use crate::store::events::{EventLog, Outcome, PendingEvent, Target};
 use attempts::{plan, send, Failing, Plan};
 use new_events::{give_back, read_new, send_new, FeedPositions};
-pub use outbox::{EndpointRecord, Outbox, Outcome, PendingEvent, Target};
 pub use sender::{truncate, Attempt, Attempted, Request, Response, Sender, Transport};
+pub use store::{DeliveryStore, EndpointRecord};
 pub use verdict::{verdict, Verdict, DEFAULT_RETRY_SCHEDULE_SECS};
 
 pub use crate::pool::Tick;
@@ -83,7 +84,7 @@ pub struct DeliverySettings {
     pub poll_interval: Duration,
     /// One request's time limit.
     pub timeout: Duration,
-    /// How long a batch of new events waits for its first attempts (`delivery.first_attempt_wait_ms`).
+    /// How long a group of new events waits for its first attempts (`delivery.first_attempt_wait_ms`).
     pub first_attempt_wait: Duration,
     /// The wait before each attempt, the first included.
     pub retry_schedule: Vec<Duration>,
@@ -95,7 +96,7 @@ pub struct DeliverySettings {
     pub disable_after: Duration,
     /// Requests at once per endpoint, unless the endpoint says otherwise.
     pub max_in_flight: usize,
-    /// Due events read per round.
+    /// Events one read takes: a group of new events from the feed, or due events (`delivery.batch`).
     pub batch: i64,
     /// Opens endpoint secrets sealed at rest (`delivery.secrets_key`).
     pub secrets_key: Option<sealing::SecretsKey>,
@@ -135,7 +136,10 @@ struct Lane {
 /// What the dispatcher and its event tasks share; outlives a restarted dispatcher.
 struct Shared {
     settings: DeliverySettings,
-    outbox: Outbox,
+    /// The endpoints and the sending lease.
+    store: DeliveryStore,
+    /// Events, their feed and what earlier versions left.
+    events: EventLog,
     senders: Arc<Pool<Sender>>,
     /// This instance's name in the lease.
     instance: String,
@@ -151,7 +155,8 @@ struct Shared {
     rounds: Arc<OneRound>,
     /// Groups of them being sent.
     groups_in_flight: std::sync::atomic::AtomicUsize,
-    /// The versions of each transaction being sent from its outbox: a later version waits for them.
+    /// The versions of each transaction whose first attempt is under way (read from the feed, not yet in
+    /// `events`): a later version waits for them.
     unsettled: Mutex<HashMap<String, Vec<i64>>>,
     /// A clean stop has begun: no new round starts.
     stopping: std::sync::atomic::AtomicBool,
@@ -229,6 +234,17 @@ impl Delivery {
         let shared = &self.shared;
         shared.stopping.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + within;
+        // A round already running may still read events and start attempts: wait for it to end, and
+        // hold the rounds so that none starts (it would find `stopping` set anyway).
+        let _no_round = loop {
+            if let Some(guard) = shared.rounds.begin() {
+                break Some(guard);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(RECORD_EVERY).await;
+        };
         let settled = || {
             shared.busy.lock().is_empty()
                 && shared.outcomes.lock().is_empty()
@@ -243,7 +259,7 @@ impl Delivery {
             );
             return;
         }
-        match shared.outbox.release(&shared.instance).await {
+        match shared.store.release(&shared.instance).await {
             Ok(()) => tracing::info!("sending lease given back"),
             Err(error) => {
                 tracing::warn!(%error, "sending lease not given back; it runs out by itself")
@@ -256,7 +272,8 @@ impl Delivery {
 /// `poll_interval`. Must run inside an actix `System`.
 pub fn start(
     settings: DeliverySettings,
-    outbox: Outbox,
+    store: DeliveryStore,
+    events: EventLog,
     transport: Arc<dyn Transport>,
 ) -> Delivery {
     let call_timeout = settings.timeout + Duration::from_secs(5);
@@ -275,7 +292,8 @@ pub fn start(
     let interval = settings.poll_interval;
     let shared = Arc::new(Shared {
         settings,
-        outbox,
+        store,
+        events,
         senders: Arc::clone(&senders),
         instance: format!(
             "{}-{}",
@@ -307,7 +325,7 @@ pub fn start(
                     continue;
                 }
                 let written = shared
-                    .outbox
+                    .events
                     .record(&outcomes, Utc::now(), shared.settings.retention)
                     .await;
                 match written {
@@ -371,7 +389,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         Some(lease) => lease.ends,
         None => {
             let started = tokio::time::Instant::now();
-            if !shared.outbox.lead(&shared.instance, settings.lease).await? {
+            if !shared.store.lead(&shared.instance, settings.lease).await? {
                 *shared.lease.lock() = None;
                 shared.feed.lock().await.take();
                 return Ok(0);
@@ -382,13 +400,13 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
             };
             *shared.lease.lock() = Some(lease);
             // The backlog, as often as the lease is renewed (a round reads only what it can take).
-            let waiting = shared.outbox.count_due(now, DUE_COUNTED_UP_TO).await?;
+            let waiting = shared.events.count_due(now, DUE_COUNTED_UP_TO).await?;
             metrics::gauge!("mmo_delivery_events_due").set(waiting as f64);
             // Events instances of 0.4.0 and 0.5.0 wrote during a rolling upgrade, moved where they
             // are sent.
-            shared.outbox.adopt_legacy(16).await?;
+            shared.events.adopt_legacy(16).await?;
             shared
-                .outbox
+                .events
                 .adopt_outboxes(64, now, settings.retention)
                 .await?;
             lease.ends
@@ -399,7 +417,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     let new_group = read_new(shared).await?;
     // Read every round: an event is fanned out to the endpoints that existed when it was read, never
     // to a stale list.
-    let loaded = shared.outbox.load_endpoints().await;
+    let loaded = shared.store.load_endpoints().await;
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -453,7 +471,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     if free == 0 && enabled {
         return Ok(fresh);
     }
-    // With no endpoint enabled, events are fanned out (to none) a batch at a time.
+    // With no endpoint enabled, events are fanned out (to none) `delivery.batch` at a time.
     let wanted = if !enabled {
         settings.batch
     } else {
@@ -463,7 +481,7 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
     // read may return them as they were before that write, and they would be sent again.
     let busy_before: InFlight = shared.busy.lock().clone();
     let held = shared.held();
-    let due = shared.outbox.due(now, &held, wanted.max(1)).await?;
+    let due = shared.events.due(now, &held, wanted.max(1)).await?;
     let clock = tokio::time::Instant::now();
     let due: Vec<PendingEvent> = {
         let mut later = shared.later.lock();
@@ -479,8 +497,11 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         .iter()
         .map(|event| (event.transaction_id.as_str(), event.version))
         .collect();
-    let earlier = shared.outbox.pending_of(&versions).await?;
-    let mut pending_versions: HashMap<&str, Vec<&outbox::Earlier>> = HashMap::new();
+    // The versions being sent from the feed, copied before `events` is read: one leaves this set only
+    // once it is in `events`, so the copy and the read together see every earlier version.
+    let unsettled_before = shared.unsettled.lock().clone();
+    let earlier = shared.events.pending_of(&versions).await?;
+    let mut pending_versions: HashMap<&str, Vec<&crate::store::events::Earlier>> = HashMap::new();
     for item in &earlier {
         pending_versions
             .entry(item.transaction_id.as_str())
@@ -496,7 +517,8 @@ async fn round(shared: &Arc<Shared>) -> Result<usize, crate::StoreError> {
         if started.contains(&event.transaction_id) {
             continue;
         }
-        let unsettled = shared.unsettled_before(&event.transaction_id, event.version);
+        let unsettled = earlier_in(&unsettled_before, &event.transaction_id, event.version)
+            || shared.unsettled_before(&event.transaction_id, event.version);
         // Per target: an attempt of this event to another endpoint under way does not hold this one.
         let blocked_for = |endpoint: &str| {
             unsettled
@@ -631,12 +653,9 @@ impl InFlight {
 }
 
 impl Shared {
-    /// Whether an earlier version of `transaction` than `version` is in a batch still being sent.
+    /// Whether an earlier version of `transaction` than `version` is in a group still being sent.
     fn unsettled_before(&self, transaction: &str, version: i64) -> bool {
-        self.unsettled
-            .lock()
-            .get(transaction)
-            .is_some_and(|versions| versions.iter().any(|earlier| *earlier < version))
+        earlier_in(&self.unsettled.lock(), transaction, version)
     }
 
     /// The endpoints that cannot take a request now: every slot in flight, or paused.
@@ -747,4 +766,11 @@ impl Shared {
             Failing::Unchanged
         }
     }
+}
+
+/// Whether `versions` (per transaction) holds a version of `transaction` earlier than `version`.
+fn earlier_in(versions: &HashMap<String, Vec<i64>>, transaction: &str, version: i64) -> bool {
+    versions
+        .get(transaction)
+        .is_some_and(|versions| versions.iter().any(|earlier| *earlier < version))
 }

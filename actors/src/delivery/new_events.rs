@@ -20,9 +20,10 @@ use chrono::Utc;
 use mongodb::bson::Document;
 
 use super::attempts::{plan, send};
-use super::outbox::{self, EndpointRecord, Outcome, PendingEvent, Target};
+use super::store::EndpointRecord;
 use super::{Shared, FEED_WAIT, FIRST_ADMISSION_WAIT, GROUPS_IN_FLIGHT, IDLE_SAVE_EVERY};
 use crate::store::events::feed::{Change, Feed, FeedError, Position};
+use crate::store::events::{merge_targets, state, with_state, Outcome, PendingEvent, Target};
 
 /// A group of changes read from the feed, not yet taken on.
 pub(super) struct NewGroup {
@@ -101,7 +102,7 @@ async fn take_on(
     };
     let known = {
         let ids: Vec<&str> = read.iter().map(|(_, event)| event.id.as_str()).collect();
-        shared.outbox.known(&ids).await?
+        shared.events.known(&ids).await?
     };
     let fresh: Vec<(Document, PendingEvent)> = read
         .into_iter()
@@ -111,7 +112,9 @@ async fn take_on(
         .iter()
         .map(|(_, event)| (event.transaction_id.as_str(), event.version))
         .collect();
-    let earlier = shared.outbox.pending_of(&versions).await?;
+    // Copied before `events` is read (see `round`): with the read, it sees every earlier version.
+    let unsettled_before = shared.unsettled.lock().clone();
+    let earlier = shared.events.pending_of(&versions).await?;
     shared.groups_in_flight.fetch_add(1, Ordering::SeqCst);
 
     let mut started: HashSet<String> = HashSet::new();
@@ -119,6 +122,7 @@ async fn take_on(
     let mut planned = Vec::with_capacity(fresh.len());
     for (document, event) in fresh {
         let behind = started.contains(&event.transaction_id)
+            || super::earlier_in(&unsettled_before, &event.transaction_id, event.version)
             || shared.unsettled_before(&event.transaction_id, event.version);
         let blocked_for = |endpoint: &str| {
             behind
@@ -142,7 +146,7 @@ async fn take_on(
             FIRST_ADMISSION_WAIT,
         )
         .await;
-        // Every version in the batch counts: a later one in this batch waits for the earlier.
+        // Every version in the group counts: a later one in this group waits for the earlier.
         started.insert(event.transaction_id.clone());
         // One task per endpoint, each with its own outcome (see `round`).
         let sending: Vec<Sending> = plan
@@ -202,7 +206,7 @@ async fn settle(shared: Arc<Shared>, planned: Vec<Planned>, group: u64) {
         for (endpoint, mut answered) in sending {
             match tokio::time::timeout_at(deadline, &mut answered).await {
                 Ok(Ok(Ok(outcome))) => {
-                    targets = outbox::merge_targets(targets, outcome.targets);
+                    targets = merge_targets(targets, outcome.targets);
                     attempts.extend(outcome.attempts);
                 }
                 Ok(Ok(Err(error))) => {
@@ -212,8 +216,8 @@ async fn settle(shared: Arc<Shared>, planned: Vec<Planned>, group: u64) {
                 Err(_) => late.push((event.id.clone(), endpoint, answered)),
             }
         }
-        let state = outbox::state(&targets, now, retention);
-        documents.push(outbox::with_state(document, state, attempts));
+        let state = state(&targets, now, retention);
+        documents.push(with_state(document, state, attempts));
     }
     {
         let mut busy = shared.busy.lock();
@@ -222,11 +226,13 @@ async fn settle(shared: Arc<Shared>, planned: Vec<Planned>, group: u64) {
         }
     }
     let mut backoff = Duration::from_millis(100);
-    while let Err(error) = shared.outbox.insert_events(&documents).await {
+    shared.feed_position.turn_to_insert(group).await;
+    while let Err(error) = shared.events.insert_events(&documents).await {
         tracing::warn!(%error, events = documents.len(), "new events not inserted into `events` yet; retrying");
         tokio::time::sleep(backoff).await;
         backoff = crate::backoff::doubled(backoff, 1, Duration::from_secs(5));
     }
+    shared.feed_position.done_inserting(group);
     shared.groups_in_flight.fetch_sub(1, Ordering::SeqCst);
     if let Some(position) = shared.feed_position.settled(group) {
         save_position(&shared, &position).await;
@@ -265,7 +271,7 @@ async fn settle(shared: Arc<Shared>, planned: Vec<Planned>, group: u64) {
 async fn read_feed(shared: &Arc<Shared>) -> Result<Option<(Vec<Change>, u64)>, crate::StoreError> {
     let mut stream = shared.feed.lock().await;
     if stream.is_none() {
-        let feed = shared.outbox.feed();
+        let feed = shared.events.feed();
         // A database no instance has written to yet has no position: it gets one (unless another
         // instance gives it one first), and the feed opens at whichever was saved.
         let position = match feed.position().await? {
@@ -277,7 +283,10 @@ async fn read_feed(shared: &Arc<Shared>) -> Result<Option<(Vec<Change>, u64)>, c
                 })?
             }
         };
-        match feed.open(Some(position.token.clone()), FEED_WAIT).await {
+        match feed
+            .open(Some(position.token.clone()), FEED_WAIT, feed_batch(shared))
+            .await
+        {
             Ok(opened) => *stream = Some(opened),
             Err(FeedError::HistoryLost(message)) => {
                 *stream = Some(catch_up(shared, position.at, &message).await?);
@@ -313,9 +322,14 @@ async fn read_feed(shared: &Arc<Shared>) -> Result<Option<(Vec<Change>, u64)>, c
     Ok(Some((changes, shared.feed_position.read(position))))
 }
 
+/// How many changes one read of the feed brings from MongoDB: a group's worth.
+fn feed_batch(shared: &Shared) -> u32 {
+    u32::try_from(shared.settings.batch).unwrap_or(256).max(1)
+}
+
 /// Saves the feed's position (the lease's holder only); a failure is left to the next save.
 async fn save_position(shared: &Shared, position: &Position) {
-    match shared.outbox.feed().save(&shared.instance, position).await {
+    match shared.events.feed().save(&shared.instance, position).await {
         Ok(true) => {
             let lag = (Utc::now() - position.at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::gauge!("mmo_delivery_feed_lag_seconds").set(lag);
@@ -342,13 +356,15 @@ async fn catch_up(
         "the feed of new events lost its place in the oplog (the sender was stopped longer than the oplog's window); \
          queueing the last event of every transaction changed since, earlier versions written meanwhile are not sent"
     );
-    let feed = shared.outbox.feed();
+    let feed = shared.events.feed();
     let opened = feed
-        .open(None, FEED_WAIT)
+        .open(None, FEED_WAIT, feed_batch(shared))
         .await
         .map_err(FeedError::into_store)?;
-    // A minute before the position's time: a change committed just before it is caught up too.
-    let since = since - chrono::Duration::minutes(1);
+    // An hour before the position's time: a change whose writer's clock lags, or whose write was held
+    // up (retries, a failover), is caught up too. Far below the retention of delivered events, so none
+    // that expired from `events` is sent again.
+    let since = since - chrono::Duration::hours(1);
     let mut after: Option<String> = None;
     let mut queued = 0_u64;
     loop {
@@ -366,22 +382,29 @@ async fn catch_up(
                 Some((change.event, event))
             })
             .collect();
+        // Being sent from the feed already (groups still settling): their own group inserts them.
+        let unsettled = shared.unsettled.lock().clone();
         let known = {
             let ids: Vec<&str> = events.iter().map(|(_, event)| event.id.as_str()).collect();
-            shared.outbox.known(&ids).await?
+            shared.events.known(&ids).await?
         };
         let now = Utc::now();
         let documents: Vec<Document> = events
             .into_iter()
             .filter(|(_, event)| !known.contains(&event.id))
+            .filter(|(_, event)| {
+                !unsettled
+                    .get(&event.transaction_id)
+                    .is_some_and(|versions| versions.contains(&event.version))
+            })
             .map(|(document, event)| {
                 let targets = event.targets.unwrap_or_default();
-                let state = outbox::state(&targets, now, shared.settings.retention);
-                outbox::with_state(document, state, Vec::new())
+                let state = state(&targets, now, shared.settings.retention);
+                with_state(document, state, Vec::new())
             })
             .collect();
         queued += documents.len() as u64;
-        shared.outbox.insert_events(&documents).await?;
+        shared.events.insert_events(&documents).await?;
     }
     metrics::counter!("mmo_delivery_feed_caught_up_total").increment(queued);
     tracing::warn!(
@@ -396,6 +419,8 @@ async fn catch_up(
 #[derive(Default)]
 pub(super) struct FeedPositions {
     inner: parking_lot::Mutex<Positions>,
+    /// Wakes the groups waiting for their turn to be inserted into `events`.
+    turns: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -405,6 +430,12 @@ struct Positions {
     groups: std::collections::VecDeque<(u64, Position, bool)>,
     /// When an idle position was last handed out to be saved.
     idle_saved: Option<tokio::time::Instant>,
+    /// The first group not yet inserted into `events` (nor forgotten): groups are inserted in feed
+    /// order, so that a version in `events` means every earlier version from the feed is there too —
+    /// whatever a new sender finds after a crash.
+    next_insert: u64,
+    /// Groups inserted or forgotten after `next_insert`.
+    done: std::collections::BTreeSet<u64>,
 }
 
 impl FeedPositions {
@@ -447,6 +478,35 @@ impl FeedPositions {
     /// `group` will not be settled (its events are read again from the saved position).
     fn forget(&self, group: u64) {
         self.inner.lock().groups.retain(|entry| entry.0 != group);
+        self.done_inserting(group);
+    }
+
+    /// Waits until every group before `group` is in `events` (or forgotten).
+    async fn turn_to_insert(&self, group: u64) {
+        loop {
+            // Registered before the check: a wake-up in between is not missed.
+            let woken = self.turns.notified();
+            if self.inner.lock().next_insert >= group {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// `group` is in `events` (or will never be): the next group's turn.
+    fn done_inserting(&self, group: u64) {
+        {
+            let mut inner = self.inner.lock();
+            inner.done.insert(group);
+            loop {
+                let next = inner.next_insert;
+                if !inner.done.remove(&next) {
+                    break;
+                }
+                inner.next_insert += 1;
+            }
+        }
+        self.turns.notify_waiters();
     }
 
     pub(super) fn is_empty(&self) -> bool {

@@ -161,9 +161,14 @@ impl MongoStore {
         &self.inner.collections.reconciliations
     }
 
-    /// The `events` collection: the outbox delivered to the merchant's endpoints.
+    /// The `events` collection, for the query API's paged listing.
     pub fn events(&self) -> &Collection<Document> {
         self.inner.collections.events.collection()
+    }
+
+    /// The event collections' one handle (see [`super::events::EventLog`]).
+    pub fn event_log(&self) -> &super::events::EventLog {
+        &self.inner.collections.events
     }
 
     /// The `rejected_callbacks` collection.

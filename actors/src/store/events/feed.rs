@@ -34,10 +34,10 @@ use crate::store::StoreError;
 /// The `_id` of the sending lease's document, in `leases`: the feed's position is kept in it.
 pub const SENDING_LEASE: &str = "delivery";
 
-/// MongoDB's answers when a resume token is older than the oplog's first entry.
-const HISTORY_LOST: [i32; 3] = [
+/// MongoDB's answers when a resume token is older than the oplog's first entry. (Other fatal change
+/// stream errors, such as a token lost to a rollback, are reported and retried, not caught up from.)
+const HISTORY_LOST: [i32; 2] = [
     286, // ChangeStreamHistoryLost
-    280, // ChangeStreamFatalError
     136, // CappedPositionLost
 ];
 
@@ -72,11 +72,14 @@ impl Feed {
         }
     }
 
-    /// Opens the change stream at `from` (`None`: now). `wait` bounds how long a read waits for a change.
+    /// Opens the change stream at `from` (`None`: now). `wait` bounds how long a read waits for a change;
+    /// `batch` how many changes one read from MongoDB brings (the driver holds them until they are taken:
+    /// bounded, a backlog costs no memory).
     pub async fn open(
         &self,
         from: Option<ResumeToken>,
         wait: std::time::Duration,
+        batch: u32,
     ) -> Result<ChangeStream<Document>, FeedError> {
         let pipeline = vec![
             doc! {"$match": {"$or": [
@@ -96,6 +99,7 @@ impl Feed {
             .watch()
             .pipeline(pipeline)
             .max_await_time(wait)
+            .batch_size(batch)
             .resume_after(from)
             .await
             .map_err(FeedError::from)?;
@@ -157,7 +161,7 @@ impl Feed {
             return Ok(());
         }
         let stream = self
-            .open(None, std::time::Duration::from_millis(1))
+            .open(None, std::time::Duration::from_millis(1), 1)
             .await
             .map_err(FeedError::into_store)?;
         let Some(token) = stream.resume_token() else {

@@ -1,49 +1,56 @@
 //! Events: what happened to a transaction, delivered to the merchant's endpoints by
-//! [`crate::delivery`]. This module owns an event's shape (type, id, payload, routing) and where it is
-//! kept until its first attempt: the transaction's **outbox**.
+//! [`crate::delivery`]. This module owns everything about them in MongoDB: an event's shape (type, id,
+//! payload, routing: here), how delivery reads and records it (`model.rs`), the feed new events are read
+//! from (`feed.rs`), and every read and write of the event collections ([`EventLog`], `log.rs`).
 //!
 //! **The event is part of its change.** The write that changes a transaction — a fold, a conflict, the
-//! reconciler's give-up — bumps its `version` and, in the same single-document write, pushes the
-//! change's event to the transaction's `outbox` array (setting `outbox_since`, which a partial index
-//! holds). No crash or failed write between two writes can lose an event or write one without its
-//! change; a refold that changes nothing (a journal entry applied twice, a repeat received by another
-//! instance) bumps nothing and pushes nothing; and one transaction's events are ordered by its document.
+//! reconciler's give-up — bumps its `version` and, in the same single-document write, sets the change's
+//! event as the transaction's [`EVENT`] ([`put_event`]). No crash or failed write between two writes can
+//! lose an event or write one without its change; a refold that changes nothing (a journal entry applied
+//! twice, a repeat received by another instance) bumps nothing and writes no event; and one
+//! transaction's events are ordered by its document, whose writes the oplog keeps in order.
 //!
-//! The sending instance reads the transactions whose outbox holds events (oldest first), sends each
-//! event once, then inserts the events into `events` with what became of them (delivered, to be retried,
-//! failed) and pulls them from their outboxes in one `update_many`. Only then does the transaction count
-//! as settled for the sender; see `delivery/new_events.rs`.
+//! The sending instance reads every such write from the feed (the change stream of `transactions`),
+//! sends each event once, then inserts it into `events` with what became of it (delivered, to be
+//! retried, failed); nothing more is written to the transaction. See `delivery/new_events.rs`.
 //!
 //! An event's `_id` is derived from the transaction and the version its change produced ([`event_id`]),
-//! so an event inserted into `events` twice (a sender that died between the insert and the pull) is one
-//! event: the sender skips outbox entries that `events` holds already.
+//! so an event read twice from the feed (reopened, or by a new sender) is one event: the sender skips
+//! what `events` holds already.
 //!
 //! **Routing.** An event is written only when an enabled endpoint wants it, with its `targets` (one per
-//! such endpoint) already set: the endpoints are read from `endpoints` once per batch ([`EventLog::routes`]),
-//! so every instance routes by the same, current list. A change no endpoint wants costs MongoDB nothing
-//! more than the transaction write; an endpoint receives the changes written after it was created.
+//! such endpoint) already set: the endpoints are read from `endpoints` once per drain batch
+//! ([`EventLog::routes`]), so every instance routes by the same, current list. A change no endpoint wants
+//! costs MongoDB nothing more than the transaction write; an endpoint receives the changes written after
+//! it was created.
 //!
 //! In `events`, an event is `pending` with a `due_at` until every endpoint it targets has it `delivered`
 //! or `failed`; a partial index holds only pending events, so delivered ones cost the dispatcher nothing.
 //! Delivered events carry `expire_at` (a TTL index removes them after `delivery.retention_days`); dead
 //! letters keep none until they are replayed.
 //!
-//! Length: an event's whole life before delivery — its type, id, payload, routing and outbox — is one
-//! idea; its unit tests are beside it.
+//! Length: an event's shape — its type, id, payload and routing — is one idea; its unit tests are beside
+//! it.
 
 pub mod feed;
+mod log;
+mod model;
+
+pub use log::EventLog;
+pub use model::{
+    merge_targets, state, with_state, Earlier, NewEvents, Outcome, PendingEvent, StoredAttempt,
+    StoredEvent,
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::IndexModel;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::document::{bson_time, texts_of};
-use super::errors::all;
 use super::indexes::{newest, partial};
-use super::StoreError;
 use crate::callback::Status;
 
 /// What happened to a transaction.
@@ -328,7 +335,7 @@ pub const OUTBOX: &str = "outbox";
 pub const OUTBOX_SINCE: &str = "outbox_since";
 
 /// Where 0.4.0 wrote new events (one document per drain batch); read only to move what an older
-/// version left there into `events` (see `delivery::outbox::Outbox::adopt_legacy`).
+/// version left there into `events` (see [`EventLog::adopt_legacy`]).
 pub const LEGACY_EVENT_BATCHES: &str = "event_batches";
 
 /// Adds `event` (built by [`event_document`] for the change `update` makes) to `update`, so that the
@@ -358,50 +365,6 @@ pub(super) fn outbox_index() -> IndexModel {
         "outbox",
         doc! {OUTBOX_SINCE: {"$type": "date"}},
     )
-}
-
-/// The `events` collection and the `endpoints` events are routed to.
-#[derive(Clone)]
-pub struct EventLog {
-    events: Collection<Document>,
-    endpoints: Collection<Document>,
-}
-
-impl EventLog {
-    pub fn new(database: &Database) -> Self {
-        Self {
-            events: database.collection("events"),
-            endpoints: database.collection("endpoints"),
-        }
-    }
-
-    pub fn collection(&self) -> &Collection<Document> {
-        &self.events
-    }
-
-    /// The enabled endpoints' subscriptions, read now. One small read per batch: every instance routes
-    /// by the current list, and an endpoint created or disabled on one instance counts on all at once.
-    pub async fn routes(&self) -> Result<Routes, StoreError> {
-        let found: Vec<Document> = all(self
-            .endpoints
-            .find(doc! {"enabled": {"$ne": false}})
-            .projection(doc! {"event_types": 1, "providers": 1, "owner": 1}))
-        .await?;
-        let owners = found.iter().filter_map(|document| {
-            Some((
-                document.get_str("_id").ok()?.to_owned(),
-                document.get_str("owner").ok()?.to_owned(),
-            ))
-        });
-        Ok(Routes::new(found.iter().filter_map(|document| {
-            Some((
-                document.get_str("_id").ok()?.to_owned(),
-                texts_of(document, "event_types"),
-                texts_of(document, "providers"),
-            ))
-        }))
-        .owned(owners))
-    }
 }
 
 /// The exact bytes delivered: `{"type", "timestamp", "data"}`, where `data` is the transaction as

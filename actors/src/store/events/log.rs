@@ -1,10 +1,6 @@
-//! What delivery reads and writes in MongoDB: the transactions' outboxes, where each change's event is
-//! written with the change, and `events`, where events move once attempted (see
-//! [`crate::store::events`]); the merchant's `endpoints`; and the `leases` document that makes one
-//! instance at a time the sender.
-//!
-//! Length: every read and write delivery makes in MongoDB, in one place, so that the sharding rules and the
-//! indexes they rely on can be checked against one file.
+//! The one handle on the event collections: `events` (every event once attempted, with its delivery
+//! state and attempts), the transactions' events as the feed carries them ([`super::feed`]), and what
+//! earlier versions left (0.4.0's `event_batches`, 0.5.0's outboxes). Routing reads `endpoints`.
 
 use std::collections::HashSet;
 
@@ -13,293 +9,73 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
-use super::sealing::{load, SecretsKey};
-use super::signature::{secret_key, SigningKeys};
-use crate::store::errors::{all, classify, classify_read, is_duplicate_key, DUPLICATE_KEY};
-use crate::store::events::feed::{Feed, SENDING_LEASE};
-pub use crate::store::events::Target;
-use crate::store::events::{event_id, subscribed, LEGACY_EVENT_BATCHES, OUTBOX, OUTBOX_SINCE};
-pub use crate::store::texts_of;
-use crate::store::{bson_time, StoreError};
+use super::feed::Feed;
+use super::model::{
+    merge_targets, state, targets_of, with_state, Earlier, NewEvents, Outcome, PendingEvent,
+};
+use super::{
+    event_id, texts_of, Routes, Target, EVENT, LEGACY_EVENT_BATCHES, OUTBOX, OUTBOX_SINCE,
+};
+use crate::store::document::bson_time;
+use crate::store::errors::{all, classify, classify_read, DUPLICATE_KEY};
+use crate::store::StoreError;
 
-/// An endpoint as delivery needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EndpointRecord {
-    pub id: String,
-    pub url: String,
-    /// Keys that sign now: the current secret and every one rotated out whose own overlap has not ended.
-    pub keys: SigningKeys,
-    /// Event types it receives; empty: all.
-    pub event_types: Vec<String>,
-    /// Providers (stored names) whose events it receives; empty: all.
-    pub providers: Vec<String>,
-    pub enabled: bool,
-    pub max_in_flight: usize,
-    pub rate_limit_per_sec: Option<u32>,
-    /// Since when every attempt failed, if they do.
-    pub failing_since: Option<DateTime<Utc>>,
-}
-
-impl EndpointRecord {
-    /// Whether an event of `event_type` about a transaction of `provider` is for this endpoint.
-    pub fn wants(&self, event_type: &str, provider: &str) -> bool {
-        subscribed(&self.event_types, &self.providers, event_type, provider)
-    }
-
-    /// Reads an `endpoints` document; `None` when it has no usable URL or key.
-    pub fn from_document(
-        document: &Document,
-        now: DateTime<Utc>,
-        default_in_flight: usize,
-        secrets_key: Option<&SecretsKey>,
-    ) -> Option<Self> {
-        let id = document.get_str("_id").ok()?;
-        let texts = |field| texts_of(document, field);
-        let keys = document
-            .get_array("secrets")
-            .ok()?
-            .iter()
-            .filter_map(Bson::as_document)
-            .filter(|secret| match secret.get_datetime("expires_at") {
-                Ok(until) => until.timestamp_millis() > now.timestamp_millis(),
-                Err(_) => true,
-            })
-            .filter_map(|secret| load(secrets_key, id, secret.get_str("secret").ok()?))
-            .filter_map(|secret| secret_key(&secret))
-            .collect::<Vec<_>>();
-        if keys.is_empty() {
-            return None;
-        }
-        let positive = |field| match document.get(field) {
-            Some(Bson::Int32(value)) if *value > 0 => Some(*value as u32),
-            Some(Bson::Int64(value)) if *value > 0 => u32::try_from(*value).ok(),
-            _ => None,
-        };
-        Some(Self {
-            id: id.to_owned(),
-            url: document.get_str("url").ok()?.to_owned(),
-            keys: SigningKeys(keys),
-            event_types: texts("event_types"),
-            providers: texts("providers"),
-            enabled: document.get_bool("enabled").unwrap_or(true),
-            max_in_flight: positive("max_in_flight")
-                .map_or(default_in_flight, |value| value as usize),
-            rate_limit_per_sec: positive("rate_limit_per_sec"),
-            failing_since: time_of(document, "failing_since"),
-        })
-    }
-}
-
-/// What became of one event in a round: the targets it changed and the attempts made.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub event: String,
-    /// Only the targets whose state changed: [`Outbox::record`] merges them by endpoint.
-    pub targets: Vec<Target>,
-    pub attempts: Vec<Document>,
-}
-
-/// `targets` with `changed` put in place of the targets of the same endpoints (and added when new).
-pub fn merge_targets(mut targets: Vec<Target>, changed: Vec<Target>) -> Vec<Target> {
-    for target in changed {
-        match targets
-            .iter_mut()
-            .find(|kept| kept.endpoint == target.endpoint)
-        {
-            Some(kept) => *kept = target,
-            None => targets.push(target),
-        }
-    }
-    targets
-}
-
-impl Outcome {
-    /// The outcome of `event` whose targets were `before` (`None`: not fanned out yet) and are now
-    /// `after`: only the targets that changed are kept.
-    pub fn changed(
-        event: String,
-        before: Option<&[Target]>,
-        after: Vec<Target>,
-        attempts: Vec<Document>,
-    ) -> Self {
-        let targets = after
-            .into_iter()
-            .filter(|target| !before.is_some_and(|before| before.iter().any(|kept| kept == target)))
-            .collect();
-        Self {
-            event,
-            targets,
-            attempts,
-        }
-    }
-}
-
-/// A batch of new events as the drain wrote it: each event's document and what the dispatcher reads
-/// of it.
-#[derive(Debug, Clone)]
-pub struct NewEvents {
-    /// The transaction's `_id`.
-    pub transaction: String,
-    /// Its outbox, in version order: each event as written, and as the dispatcher reads it.
-    pub events: Vec<(Document, PendingEvent)>,
-}
-
-/// A pending event as the dispatcher reads it.
-#[derive(Debug, Clone)]
-pub struct PendingEvent {
-    pub id: String,
-    pub event_type: String,
-    pub provider: String,
-    pub transaction_id: String,
-    pub version: i64,
-    pub payload: String,
-    pub created_at: DateTime<Utc>,
-    /// When the change was acknowledged to the operator (its callback's arrival).
-    pub acknowledged_at: DateTime<Utc>,
-    /// Set when the event is written (see `store/events.rs`); `None` only for events written by versions
-    /// before 0.3.0, whose endpoints the dispatcher decides once.
-    pub targets: Option<Vec<Target>>,
-}
-
-impl PendingEvent {
-    pub(crate) fn from_document(document: &Document) -> Option<Self> {
-        let text = |field| document.get_str(field).ok().map(str::to_owned);
-        Some(Self {
-            id: text("_id")?,
-            event_type: text("type")?,
-            provider: text("provider").unwrap_or_default(),
-            transaction_id: text("transaction_id")?,
-            version: document.get_i64("version").ok()?,
-            payload: text("payload").unwrap_or_default(),
-            created_at: time_of(document, "created_at").unwrap_or_default(),
-            acknowledged_at: time_of(document, "acknowledged_at")
-                .or_else(|| time_of(document, "created_at"))
-                .unwrap_or_default(),
-            targets: targets_of(document),
-        })
-    }
-}
-
-fn time_of(document: &Document, field: &str) -> Option<DateTime<Utc>> {
-    document.get_datetime(field).ok().map(|at| at.to_chrono())
-}
-
-fn targets_of(document: &Document) -> Option<Vec<Target>> {
-    document.get_array("targets").ok().map(|targets| {
-        targets
-            .iter()
-            .filter_map(Bson::as_document)
-            .filter_map(Target::from_document)
-            .collect()
-    })
-}
-
-/// An earlier version of a transaction still pending somewhere: what the ordering gate checks.
-#[derive(Debug, Clone)]
-pub struct Earlier {
-    pub transaction_id: String,
-    pub version: i64,
-    /// `None`: not fanned out yet (it may be for any endpoint).
-    pub pending_for: Option<Vec<String>>,
-}
-
-/// The collections delivery uses. Cheap to clone.
+/// The event collections. Cheap to clone.
 #[derive(Clone)]
-pub struct Outbox {
+pub struct EventLog {
     events: Collection<Document>,
     transactions: Collection<Document>,
-    /// Where 0.4.0 instances write new events; emptied into `events` (see [`Outbox::adopt_legacy`]).
+    /// Where 0.4.0 instances write new events; emptied into `events` (see [`EventLog::adopt_legacy`]).
     legacy_batches: Collection<Document>,
     endpoints: Collection<Document>,
-    leases: Collection<Document>,
     feed: Feed,
 }
 
-impl Outbox {
+impl EventLog {
     pub fn new(database: &Database) -> Self {
         Self {
             events: database.collection("events"),
             transactions: database.collection("transactions"),
             legacy_batches: database.collection(LEGACY_EVENT_BATCHES),
             endpoints: database.collection("endpoints"),
-            leases: database.collection("leases"),
             feed: Feed::new(database),
         }
     }
 
-    pub fn events(&self) -> &Collection<Document> {
+    pub fn collection(&self) -> &Collection<Document> {
         &self.events
     }
 
-    pub fn endpoints(&self) -> &Collection<Document> {
-        &self.endpoints
-    }
-
-    /// The feed of new events (see [`crate::store::events::feed`]).
+    /// The feed of new events (see [`super::feed`]).
     pub fn feed(&self) -> &Feed {
         &self.feed
     }
 
-    /// Takes or renews the sender's lease for `instance`; false while another instance holds it.
-    ///
-    /// Its end is set on MongoDB's clock (`$$NOW`) and judged on it: two instances never compare their
-    /// own clocks. The holder counts its lease from when it asked, on its own monotonic clock, so it
-    /// always believes its lease ends before MongoDB does.
-    pub async fn lead(
-        &self,
-        instance: &str,
-        lease: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        // One atomic write whatever the lease's state (an upsert cannot filter on `$$NOW`): it takes the
-        // lease when this instance holds it or it has run out, and leaves it as it is otherwise.
-        let never = Bson::DateTime(mongodb::bson::DateTime::MIN);
-        let lease = self
-            .leases
-            .find_one_and_update(
-                doc! {"_id": SENDING_LEASE},
-                vec![
-                    doc! {"$set": {"taken": {"$or": [
-                        {"$eq": ["$owner", instance]},
-                        {"$lt": [{"$ifNull": ["$until", never]}, "$$NOW"]},
-                    ]}}},
-                    doc! {"$set": {
-                        "owner": {"$cond": ["$taken", instance, "$owner"]},
-                        "until": {"$cond": ["$taken", {"$add": ["$$NOW", lease_ms]}, "$until"]},
-                    }},
-                    doc! {"$unset": "taken"},
-                ],
-            )
-            .upsert(true)
-            .return_document(mongodb::options::ReturnDocument::After)
-            .await;
-        match lease {
-            Ok(lease) => Ok(lease.is_some_and(|lease| lease.get_str("owner") == Ok(instance))),
-            // Two instances creating the lease at once: the other one did.
-            Err(error) if is_duplicate_key(&error) => Ok(false),
-            Err(error) => Err(classify(&error)),
-        }
+    /// The enabled endpoints' subscriptions, read now. One small read per batch: every instance routes
+    /// by the current list, and an endpoint created or disabled on one instance counts on all at once.
+    pub async fn routes(&self) -> Result<Routes, StoreError> {
+        let found: Vec<Document> = all(self
+            .endpoints
+            .find(doc! {"enabled": {"$ne": false}})
+            .projection(doc! {"event_types": 1, "providers": 1, "owner": 1}))
+        .await?;
+        let owners = found.iter().filter_map(|document| {
+            Some((
+                document.get_str("_id").ok()?.to_owned(),
+                document.get_str("owner").ok()?.to_owned(),
+            ))
+        });
+        Ok(Routes::new(found.iter().filter_map(|document| {
+            Some((
+                document.get_str("_id").ok()?.to_owned(),
+                texts_of(document, "event_types"),
+                texts_of(document, "providers"),
+            ))
+        }))
+        .owned(owners))
     }
 
-    /// Gives the lease back (a clean stop): another instance, or this one restarted, sends at once
-    /// instead of waiting for it to run out. Only `instance`'s own lease is touched.
-    pub async fn release(&self, instance: &str) -> Result<(), StoreError> {
-        self.leases
-            .update_one(
-                doc! {"_id": SENDING_LEASE, "owner": instance},
-                doc! {"$set": {"owner": Bson::Null, "until": Bson::DateTime(mongodb::bson::DateTime::MIN)}},
-            )
-            .await
-            .map(|_| ())
-            .map_err(|error| classify(&error))
-    }
-
-    /// Every endpoint, enabled or not, as stored.
-    pub async fn load_endpoints(&self) -> Result<Vec<Document>, StoreError> {
-        all(self.endpoints.find(doc! {})).await
-    }
-
-    /// What [`Outbox::due`] looks for. `$type` lets the planner use the partial index of pending events
+    /// What [`EventLog::due`] looks for. `$type` lets the planner use the partial index of pending events
     /// (it cannot infer it from `$lte`; without it, every round scanned the whole collection).
     pub fn due_filter(now: DateTime<Utc>) -> Document {
         doc! {"due_at": {"$lte": bson_time(now), "$type": "date"}}
@@ -349,7 +125,7 @@ impl Outbox {
             .collect())
     }
 
-    /// What [`Outbox::new_events`] looks for: transactions whose outbox holds events.
+    /// What [`EventLog::new_events`] looks for: transactions whose outbox holds events.
     pub fn outbox_filter() -> Document {
         doc! {OUTBOX_SINCE: {"$type": "date"}}
     }
@@ -369,7 +145,7 @@ impl Outbox {
             .transactions
             .find(filter)
             .sort(doc! {OUTBOX_SINCE: 1, "_id": 1})
-            .projection(doc! {OUTBOX: 1})
+            .projection(doc! {OUTBOX: 1, format!("{EVENT}._id"): 1})
             .hint(mongodb::options::Hint::Name("outbox".into()))
             .limit(limit))
         .await?;
@@ -390,9 +166,15 @@ impl Outbox {
                     })
                     .unwrap_or_default();
                 events.sort_by_key(|(_, event)| event.version);
+                let latest = transaction
+                    .get_document(EVENT)
+                    .ok()
+                    .and_then(|event| event.get_str("_id").ok())
+                    .map(str::to_owned);
                 Some(NewEvents {
                     transaction: id,
                     events,
+                    latest,
                 })
             })
             .collect())
@@ -447,6 +229,7 @@ impl Outbox {
     /// Moves the events 0.5.0 instances left in transactions' outboxes (during a rolling upgrade they
     /// still write there, and this version writes behind them there) into `events` as they are —
     /// pending, with their targets — where the retry path sends them in version order; then pulls them.
+    /// An outbox written after an event of this version waits until that event is in `events`.
     /// At most `limit` transactions per call; returns how many events were moved.
     pub async fn adopt_outboxes(
         &self,
@@ -455,6 +238,17 @@ impl Outbox {
         retention: std::time::Duration,
     ) -> Result<usize, StoreError> {
         let found = self.new_events(&[], limit).await?;
+        // A transaction whose latest event a 0.6.0 instance wrote (sent from the feed) keeps its outbox,
+        // written after it by a 0.5.0 instance, until that event is in `events`: versions stay in order.
+        let latest: Vec<&str> = found
+            .iter()
+            .filter_map(|found| found.latest.as_deref())
+            .collect();
+        let recorded = self.known(&latest).await?;
+        let found: Vec<NewEvents> = found
+            .into_iter()
+            .filter(|found| found.latest.as_ref().is_none_or(|id| recorded.contains(id)))
+            .collect();
         if found.is_empty() {
             return Ok(0);
         }
@@ -477,8 +271,8 @@ impl Outbox {
         Ok(documents.len())
     }
 
-    /// Which of these events `events` holds already (a batch written twice, or one whose sender died
-    /// after inserting its events and before deleting it).
+    /// Which of these events `events` holds already: read again from the feed (reopened, or by a new
+    /// sender resuming where the last one saved its position), or moved from an earlier version's batch.
     pub async fn known(&self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
         if ids.is_empty() {
             return Ok(HashSet::new());
@@ -681,84 +475,147 @@ impl Outbox {
         Ok(())
     }
 
-    /// Notes since when an endpoint has been failing (`None`: it succeeded again).
-    pub async fn failing(
-        &self,
-        endpoint: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let update = match since {
-            Some(since) => doc! {"$set": {"failing_since": bson_time(since)}},
-            None => doc! {"$unset": {"failing_since": ""}},
-        };
-        self.endpoints
-            .update_one(doc! {"_id": endpoint}, update)
+    /// One event, as stored.
+    pub async fn find(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        self.events
+            .find_one(doc! {"_id": id})
             .await
-            .map_err(|error| classify(&error))?;
-        Ok(())
+            .map_err(|error| classify_read(&error))
     }
 
-    /// Turns an endpoint off (it answered `410 Gone`, or failed for too long).
-    pub async fn disable(
+    /// The events of one transaction up to `version`, oldest first. An event's `_id` follows from its
+    /// transaction and version: looked up by `_id`, never scanned for.
+    pub async fn of_transaction(
         &self,
-        endpoint: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.endpoints
+        transaction_id: &str,
+        version: i64,
+    ) -> Result<Vec<Document>, StoreError> {
+        let ids: Vec<String> = (1..=version.clamp(0, 1000))
+            .map(|version| event_id(transaction_id, version))
+            .collect();
+        all(self
+            .events
+            .find(doc! {"_id": {"$in": ids}})
+            .sort(doc! {"version": 1}))
+        .await
+    }
+
+    /// The newest events (at most `limit`) sent or to be sent to an endpoint of `owner` (on the partial
+    /// `by_owner` index: an event carries the owners of its endpoints from when it was written).
+    pub async fn of_owner(&self, owner: &str, limit: i64) -> Result<Vec<Document>, StoreError> {
+        all(self
+            .events
+            .find(doc! {"owners": owner})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .limit(limit))
+        .await
+    }
+
+    /// How many events wait to be sent (due now or later), on the dispatcher's own partial index.
+    pub async fn count_pending(&self) -> Result<u64, StoreError> {
+        self.events
+            .count_documents(doc! {"due_at": {"$type": "date"}})
+            .await
+            .map_err(|error| classify_read(&error))
+    }
+
+    /// Queues event `id` again for `targets` (each pending, from no attempt, due now): a replay.
+    pub async fn requeue(&self, id: &str, targets: &[Target]) -> Result<(), StoreError> {
+        let now = bson_time(Utc::now());
+        let targets: Vec<Document> = targets.iter().map(Target::document).collect();
+        self.events
             .update_one(
-                doc! {"_id": endpoint},
-                doc! {"$set": {"enabled": false, "disabled_reason": reason, "disabled_at": bson_time(now)}},
+                doc! {"_id": id},
+                doc! {
+                    "$set": {"targets": targets, "status": "pending", "due_at": now},
+                    "$unset": {"expire_at": ""},
+                },
             )
             .await
             .map_err(|error| classify(&error))?;
         Ok(())
     }
-}
 
-/// An event's delivery state from its targets: `targets`, `status`, and `due_at` while some endpoint
-/// still has it pending, or `expire_at` (after `retention`) once every one has it delivered; a failed
-/// event (a dead letter) keeps neither. Absent fields are null (`record` removes them; an insert omits
-/// them, see [`with_state`]).
-pub fn state(targets: &[Target], now: DateTime<Utc>, retention: std::time::Duration) -> Document {
-    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
-    let due = targets
-        .iter()
-        .filter(|target| target.status == "pending")
-        .map(|target| target.next_at)
-        .min();
-    let status = if due.is_some() {
-        "pending"
-    } else if targets.iter().any(|target| target.status == "failed") {
-        "failed"
-    } else {
-        "delivered"
-    };
-    doc! {
-        "targets": targets.iter().map(Target::document).collect::<Vec<_>>(),
-        "status": status,
-        "due_at": due.map(bson_time),
-        "expire_at": (status == "delivered").then(|| bson_time(now + retention)),
-    }
-}
-
-/// A new event's document as it goes into `events`: as the drain wrote it, with its delivery state
-/// ([`state`]) and the attempts made.
-pub fn with_state(mut event: Document, state: Document, attempts: Vec<Document>) -> Document {
-    for (field, value) in state {
-        match value {
-            Bson::Null => {
-                event.remove(&field);
-            }
-            value => {
-                event.insert(field, value);
-            }
+    /// Queues again, for `endpoint`, every event that failed there (created since `since`, or every one
+    /// kept), from no attempt; answers how many.
+    pub async fn requeue_failed(
+        &self,
+        endpoint: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let now = bson_time(Utc::now());
+        let mut filter =
+            doc! {"targets": {"$elemMatch": {"endpoint": endpoint, "status": "failed"}}};
+        if let Some(since) = since {
+            filter.insert("created_at", doc! {"$gte": bson_time(since)});
         }
+        let result = self
+            .events
+            .update_many(
+                filter,
+                doc! {
+                    "$set": {
+                        "targets.$[target].status": "pending",
+                        "targets.$[target].attempts": 0,
+                        "targets.$[target].next_at": now,
+                        "status": "pending",
+                        "due_at": now,
+                    },
+                    "$unset": {"expire_at": ""},
+                },
+            )
+            .array_filters(vec![
+                doc! {"target.endpoint": endpoint, "target.status": "failed"},
+            ])
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(result.modified_count)
     }
-    if attempts.is_empty() {
-        event.remove("attempts");
-    } else {
-        event.insert("attempts", attempts);
+
+    /// Queues event `id` of `event_type` with `payload` for `endpoint` only, due now, about no
+    /// transaction (its `transaction_id` is its own, so no ordering waits on it); `owner`: the
+    /// endpoint's.
+    pub async fn queue_alone(
+        &self,
+        id: &str,
+        event_type: &str,
+        payload: String,
+        endpoint: &str,
+        owner: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut event = doc! {
+            "_id": id,
+            "type": event_type,
+            "transaction_id": format!("{event_type}:{id}"),
+            "version": 1_i64,
+            "created_at": bson_time(now),
+            "acknowledged_at": bson_time(now),
+            "payload": payload,
+            "status": "pending",
+            "due_at": bson_time(now),
+            "targets": [Target::pending(endpoint, now).document()],
+        };
+        // As every event to an owned endpoint: the portal lists its owner's events by `owners`.
+        if let Some(owner) = owner {
+            event.insert("owners", vec![owner.to_owned()]);
+        }
+        self.events
+            .insert_one(event)
+            .await
+            .map_err(|error| classify(&error))?;
+        Ok(())
     }
-    event
+
+    /// The attempts (endpoint, status, time) of the newest `limit` events: one bounded read on the
+    /// `newest` index, from which the console tells each endpoint's recent health.
+    pub async fn newest_attempts(&self, limit: i64) -> Result<Vec<Document>, StoreError> {
+        all(self
+            .events
+            .find(doc! {})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .projection(doc! {"attempts.endpoint": 1, "attempts.status_code": 1, "attempts.at": 1})
+            .limit(limit))
+        .await
+    }
 }
