@@ -587,3 +587,65 @@ async fn the_drain_applies_a_transactions_entries_in_journal_order_through_real_
     assert_eq!(transaction.get_i64("conflict_count").unwrap(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The catch-up after the feed's history was lost reads the documents: the last event of every
+/// transaction whose event was written since a time, a page at a time in `_id` order.
+#[actix::test]
+async fn the_catch_up_reads_each_transactions_last_event_written_since_a_time() {
+    use mmo_actors::store::events::feed::Feed;
+    let store = mongo_store().await;
+    subscribe(&store, "ep_all", &[], &[]).await;
+    let before = Utc::now() - Age::seconds(1);
+    let at = |seconds: i64| Delivery::new(Utc::now() + Age::seconds(seconds));
+    // Two batches: the second changes the first transaction again (version 2).
+    store
+        .apply(&[
+            Entry::record(&mtn("caught-up-1", "PENDING"), &at(1)),
+            Entry::record(&mtn("caught-up-2", "PENDING"), &at(2)),
+        ])
+        .await;
+    store
+        .apply(&[Entry::record(&mtn("caught-up-1", "SUCCESSFUL"), &at(3))])
+        .await;
+    let feed = Feed::new(store.database());
+    let first = feed.written_since(before, None, 1).await.unwrap();
+    assert_eq!(first.len(), 1, "a page of one");
+    let rest = feed
+        .written_since(before, Some(&first[0].transaction), 10)
+        .await
+        .unwrap();
+    let mut found: Vec<(String, i64, String)> = first
+        .iter()
+        .chain(&rest)
+        .map(|change| {
+            (
+                change.event.get_str("transaction_key").unwrap().to_owned(),
+                change.event.get_i64("version").unwrap(),
+                change.event.get_str("type").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                "caught-up-1".to_owned(),
+                2,
+                "transaction.successful".to_owned()
+            ),
+            (
+                "caught-up-2".to_owned(),
+                1,
+                "transaction.pending".to_owned()
+            ),
+        ],
+        "each transaction's last event, once"
+    );
+    let later = feed
+        .written_since(Utc::now() + Age::seconds(60), None, 10)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "nothing was written after now");
+    store.database().drop().await.unwrap();
+}
