@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mmo_actors::providers::fixtures::MpesaCallbackFixtures as Mpesa;
 use mongodb::bson::{doc, Document, Regex};
-use support::{free_port, mongodb_uri, root, temp_dir, unique, Service, TOKEN};
+use support::{free_port, mongodb_uri, root, temp_dir, unique, unsent, Service, TOKEN};
 
 mod support;
 
@@ -662,39 +662,6 @@ async fn a_replica_set_losing_its_primary_loses_nothing() {
 /// Two instances share the database; the one sending is SIGKILLed while a receiver fails every attempt.
 /// The other takes the sending lease over once it runs out, and every event is delivered — each under one
 /// `webhook-id` with the same body every time, whichever instance sent it.
-/// How many transactions' latest events are not in `events` yet: 0 once the sender has read the feed up
-/// to every change and recorded what it read.
-async fn unsent(database: &mongodb::Database) -> u64 {
-    use futures_util::TryStreamExt;
-    let ids: Vec<String> = database
-        .collection::<Document>("transactions")
-        .find(doc! {"event": {"$exists": true}})
-        .projection(doc! {"event._id": 1})
-        .await
-        .unwrap()
-        .try_collect::<Vec<Document>>()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|transaction| {
-            Some(
-                transaction
-                    .get_document("event")
-                    .ok()?
-                    .get_str("_id")
-                    .ok()?
-                    .to_owned(),
-            )
-        })
-        .collect();
-    let recorded = database
-        .collection::<Document>("events")
-        .count_documents(doc! {"_id": {"$in": &ids}})
-        .await
-        .unwrap();
-    ids.len() as u64 - recorded
-}
-
 /// (webhook-id, body, answered 2xx) of every request a [`receiver`] got.
 type Requests = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
 
@@ -1058,14 +1025,7 @@ async fn a_clean_stop_gives_the_sending_lease_back() {
     };
 
     let mut first = Service::start_with(&temp_dir("lease_a"), &uri, &database, &settings).await;
-    let created = client
-        .post(format!("{}/v1/endpoints", first.url))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"url": receiver}))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(created.as_u16(), 201);
+    register_endpoint(&client, &first.url, admin, &receiver).await;
     pay(first.url.clone(), "LEASE0001").await;
     until_received(1, Duration::from_secs(60)).await;
     let leases = mongodb::Client::with_uri_str(&uri)

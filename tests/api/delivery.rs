@@ -431,39 +431,7 @@ async fn a_new_event_is_written_once_with_its_outcome_and_a_feed_read_again_send
     );
 }
 
-/// How many transactions' latest events are not in `events` yet: 0 once the sender has read the feed
-/// up to every change and recorded what it read.
-pub(crate) async fn unsent(database: &mongodb::Database) -> u64 {
-    use futures_util::TryStreamExt;
-    use mongodb::bson::{doc, Document};
-    let ids: Vec<String> = database
-        .collection::<Document>("transactions")
-        .find(doc! {"event": {"$exists": true}})
-        .projection(doc! {"event._id": 1})
-        .await
-        .unwrap()
-        .try_collect::<Vec<Document>>()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|transaction| {
-            Some(
-                transaction
-                    .get_document("event")
-                    .ok()?
-                    .get_str("_id")
-                    .ok()?
-                    .to_owned(),
-            )
-        })
-        .collect();
-    let recorded = database
-        .collection::<Document>("events")
-        .count_documents(doc! {"_id": {"$in": &ids}})
-        .await
-        .unwrap();
-    ids.len() as u64 - recorded
-}
+pub(crate) use crate::support::unsent;
 
 /// Waits until every transaction's latest event is in `events` (20 s at most).
 async fn caught_up(app: &TestApp) {

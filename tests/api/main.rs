@@ -22,3 +22,6 @@ mod sharding;
 mod test_events;
 mod transactions;
 mod webhooks;
+// The helpers the fault proofs share (tests/faults.rs), for `unsent`.
+#[path = "../support/mod.rs"]
+mod support;

@@ -145,3 +145,37 @@ pub fn mongodb_uri() -> String {
     std::env::var("MMO_TEST_MONGODB_URI")
         .expect("MMO_TEST_MONGODB_URI: run the tests with scripts/test.sh")
 }
+
+/// How many transactions' latest events are not in `events` yet: 0 once the sender has read the feed up
+/// to every change and recorded what it read.
+pub async fn unsent(database: &mongodb::Database) -> u64 {
+    use futures_util::TryStreamExt;
+    use mongodb::bson::{doc, Document};
+    let ids: Vec<String> = database
+        .collection::<Document>("transactions")
+        .find(doc! {"event": {"$exists": true}})
+        .projection(doc! {"event._id": 1})
+        .await
+        .unwrap()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|transaction| {
+            Some(
+                transaction
+                    .get_document("event")
+                    .ok()?
+                    .get_str("_id")
+                    .ok()?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let recorded = database
+        .collection::<Document>("events")
+        .count_documents(doc! {"_id": {"$in": &ids}})
+        .await
+        .unwrap();
+    ids.len() as u64 - recorded
+}

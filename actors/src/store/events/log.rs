@@ -180,16 +180,6 @@ impl EventLog {
             .collect())
     }
 
-    /// How many transactions have new events waiting, counted up to `cap`.
-    pub async fn count_waiting(&self, cap: u64) -> Result<u64, StoreError> {
-        self.transactions
-            .count_documents(Self::outbox_filter())
-            .hint(mongodb::options::Hint::Name("outbox".into()))
-            .limit(cap)
-            .await
-            .map_err(|error| classify_read(&error))
-    }
-
     /// Moves the events 0.4.0 instances wrote to `event_batches` (one document per drain batch; during a
     /// rolling upgrade they still do) into `events` as they are — pending, with their targets — where
     /// the retry path sends them, in version order as it sends every event; then deletes each batch.
